@@ -1,0 +1,71 @@
+"""Metrics as pure functions over arrays (NumPy in, numbers or arrays out). No I/O, no torch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) int64 counts; row = true label, column = predicted label."""
+    idx = np.asarray(y_true, dtype=np.int64) * n_classes + np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Unweighted mean over classes of F1 = 2·TP / (2·TP + FP + FN); a class with no true and no
+    predicted examples counts as F1 = 0 (as scikit-learn's zero_division=0)."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(cm)
+    denom = 2 * tp + (cm.sum(0) - tp) + (cm.sum(1) - tp)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float(f1.mean())
+
+
+def first_reaching(steps: np.ndarray, values: np.ndarray, target: float) -> int | None:
+    """Index of the first evaluation whose value is >= target, or None when never reached."""
+    hits = np.flatnonzero(np.asarray(values) >= target)
+    return int(hits[0]) if hits.size else None
+
+
+def vanishing_ratio(grad_norms: np.ndarray, read_pos: np.ndarray) -> float:
+    """log10( mean_b ‖∂L/∂x_{b,0}‖ / mean_b ‖∂L/∂x_{b,r_b}‖ ).
+
+    grad_norms: (B, T) per-example gradient norm at each input position; read_pos: (B,) the position
+    each example's classifier reads. About 0 when gradient reaches the whole sequence, very negative
+    when it vanishes before the first position; -inf when nothing reaches it, nan when the read
+    position itself gets no gradient.
+    """
+    g = np.asarray(grad_norms, dtype=np.float64)
+    first = g[:, 0].mean()
+    read = g[np.arange(g.shape[0]), np.asarray(read_pos)].mean()
+    if read <= 0:
+        return math.nan
+    if first <= 0:
+        return -math.inf
+    return float(math.log10(first / read))
+
+
+def pad_fraction(lengths: np.ndarray, pad_size: int) -> np.ndarray:
+    """(T,) share of the examples whose position t is padding (t >= length)."""
+    positions = np.arange(pad_size)
+    return (positions[None, :] >= np.asarray(lengths)[:, None]).mean(0)
+
+
+def log_spaced_steps(total: int, n: int) -> list[int]:
+    """Up to n distinct integer steps spaced evenly in log between 1 and total (exclusive of 0
+    and of total); the probe also runs at step 0 and at the end."""
+    if total <= 2 or n <= 0:
+        return []
+    points = np.unique(np.round(np.geomspace(1, total, n + 2)[1:-1]).astype(int))
+    return [int(p) for p in points if 0 < p < total]
+
+
+def update_ratio(delta_sq: float, param_sq: float) -> float:
+    """‖Δθ‖ / ‖θ‖ given the squared norms; nan for a group whose weights are all zero."""
+    return math.sqrt(delta_sq) / math.sqrt(param_sq) if param_sq > 0 else math.nan

@@ -1,0 +1,161 @@
+"""The classifier: embedding → stack of single-layer recurrent layers → read-out → [LayerNorm] → linear.
+
+Registries map the YAML names to implementations: `CELLS` (rnn, lstm, gru), `READOUTS`
+(last, last_valid, mean, max). Each recurrent layer is its own module (a one-layer `nn.LSTM` etc.,
+which keeps cuDNN on a GPU, or a hand-written LayerNorm cell for `layernorm: recurrent`), so every
+layer's output sequence can be probed for gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from harness.config import ModelConfig
+from harness.models.cells import make_layer
+
+__all__ = ["CELLS", "READOUTS", "RecurrentClassifier", "build_model", "param_groups"]
+
+CELLS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+# ----------------------------------------------------------------------------- read-outs
+# Each takes the last layer's outputs (B, T, D*H) and the true lengths (B,) and returns (B, D*H).
+
+def readout_last(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
+    """The seed's out[:, -1, :]: the last (usually padded) position, both directions."""
+    return out[:, -1, :]
+
+
+def readout_last_valid(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
+    """Each direction's output after it has read the whole text: forward at position length-1,
+    reverse (which runs from T-1 down to 0) at position 0."""
+    idx = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, out.size(2))
+    at_last = out.gather(1, idx).squeeze(1)  # (B, D*H)
+    if directions == 1:
+        return at_last
+    h = out.size(2) // 2
+    return torch.cat([at_last[:, :h], out[:, 0, h:]], dim=1)
+
+
+def _valid_mask(out: Tensor, lengths: Tensor) -> Tensor:
+    positions = torch.arange(out.size(1), device=out.device)
+    return (positions.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)  # (B, T, 1)
+
+
+def readout_mean(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
+    """Mean over the valid (non-padding) positions."""
+    mask = _valid_mask(out, lengths).to(out.dtype)
+    return (out * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def readout_max(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
+    """Maximum over the valid (non-padding) positions."""
+    return out.masked_fill(~_valid_mask(out, lengths), float("-inf")).amax(1)
+
+
+READOUTS: dict[str, Callable[[Tensor, Tensor, int], Tensor]] = {
+    "last": readout_last, "last_valid": readout_last_valid, "mean": readout_mean, "max": readout_max,
+}
+
+
+def read_positions(readout: str, lengths: np.ndarray, pad_size: int) -> np.ndarray:
+    """(B,) the input position whose output the classifier reads for each text (for the forward
+    direction): pad_size-1 for `last`, the last true token otherwise."""
+    if readout == "last":
+        return np.full(len(lengths), pad_size - 1)
+    return np.clip(lengths - 1, 0, pad_size - 1)
+
+
+# ----------------------------------------------------------------------------- model
+
+class RecurrentClassifier(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, n_classes: int, pad_index: int,
+                 embeddings: np.ndarray | None = None):
+        super().__init__()
+        self.cfg = cfg
+        if embeddings is not None:
+            self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(embeddings), freeze=False)
+            embed_dim = embeddings.shape[1]
+        else:
+            self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=pad_index)
+            embed_dim = cfg.embed_dim
+        self.directions = 2 if cfg.bidirectional else 1
+        width = cfg.hidden_size * self.directions
+        self.rnn = nn.ModuleList()
+        for i in range(cfg.num_layers):
+            in_size = embed_dim if i == 0 else width
+            if cfg.layernorm == "recurrent":
+                layer = make_layer(cfg.cell, in_size, cfg.hidden_size, cfg.bidirectional, layernorm=True)
+            else:
+                layer = CELLS[cfg.cell](in_size, cfg.hidden_size, num_layers=1, batch_first=True,
+                                        bidirectional=cfg.bidirectional)
+            self.rnn.append(layer)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.norm = nn.LayerNorm(width) if cfg.layernorm == "output" else None
+        self.fc = nn.Linear(width, n_classes)
+        self.readout = READOUTS[cfg.readout]
+
+    def forward(self, tokens: Tensor, lengths: Tensor, return_hidden: bool = False
+                ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """tokens (B, T) int64, lengths (B,) → logits (B, C); with return_hidden also the list
+        [embedding output (B, T, E), layer 0 output (B, T, D*H), …] for the gradient probe."""
+        x = self.embedding(tokens)  # (B, T, E)
+        hidden = [x]
+        for i, layer in enumerate(self.rnn):
+            if i > 0:
+                x = self.dropout(x)  # between layers, as nn.LSTM(dropout=...) does
+            x = layer(x)
+            if isinstance(x, tuple):
+                x = x[0]
+            hidden.append(x)  # (B, T, D*H)
+        v = self.readout(x, lengths, self.directions)  # (B, D*H)
+        if self.norm is not None:
+            v = self.norm(v)
+        logits = self.fc(v)  # (B, C)
+        return (logits, hidden) if return_hidden else logits
+
+
+def init_weights(model: RecurrentClassifier, cfg: ModelConfig) -> None:
+    """`xavier`: the seed's init_network — xavier-normal matrices, zero biases, embedding and
+    LayerNorm untouched; `default`: PyTorch's. Then the LSTM forget-gate bias is set."""
+    if cfg.init == "xavier":
+        for name, p in model.named_parameters():
+            if name.startswith("embedding") or name.startswith("norm") or ".ln_" in name:
+                continue
+            if "weight" in name and p.dim() >= 2:
+                nn.init.xavier_normal_(p)
+            elif "bias" in name:
+                nn.init.zeros_(p)
+    if cfg.cell == "lstm":
+        h = cfg.hidden_size
+        with torch.no_grad():
+            for name, p in model.rnn.named_parameters():
+                if "bias_ih" in name:
+                    p[h:2 * h] = cfg.forget_bias
+                elif "bias_hh" in name:
+                    p[h:2 * h] = 0.0
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, n_classes: int, pad_index: int,
+                embeddings: np.ndarray | None = None) -> RecurrentClassifier:
+    model = RecurrentClassifier(cfg, vocab_size, n_classes, pad_index, embeddings)
+    init_weights(model, cfg)
+    return model
+
+
+def param_groups(model: nn.Module) -> tuple[list[str], list[int]]:
+    """Group names (embedding, rnn.l0, rnn.l1, …, norm, fc) and, per parameter in
+    `model.parameters()` order, the index of its group."""
+    names: list[str] = []
+    index: list[int] = []
+    for pname, _ in model.named_parameters():
+        parts = pname.split(".")
+        group = f"rnn.l{parts[1]}" if parts[0] == "rnn" else parts[0]
+        if group not in names:
+            names.append(group)
+        index.append(names.index(group))
+    return names, index
