@@ -1,0 +1,38 @@
+# The two commands: `make bench` (install if needed, run the CPU default grid, write the report)
+# and `make test` (install if needed, run the test suite). Both work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU build of torch lies on this machine's disk; installing it first means the range in
+# pyproject.toml is already satisfied and pip never pulls a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+BENCH_OUT ?= results/bench
+
+.PHONY: install test lint bench report clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(VENV)/bin/harness run configs/bench.yaml --out $(BENCH_OUT)
+	$(VENV)/bin/harness report $(BENCH_OUT)
+
+report: install
+	$(VENV)/bin/harness report $(BENCH_OUT)
+
+clean:
+	find results -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny experiment and one finished smoke run per test session."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.config import config_from_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(1)
+
+
+def tiny_raw(name: str = "tiny", grid: dict | None = None) -> dict:
+    """A config that trains in well under a second per trial."""
+    return {
+        "name": name,
+        "data": {"kind": "synthetic", "synth": {"n_train": 256, "n_dev": 64, "n_test": 64, "seed": 3}},
+        "model": {"embed_dim": 8, "hidden_size": 8, "num_layers": 2, "dropout": 0.1},
+        "train": {"epochs": 1, "eval_every": 2, "probe_size": 16, "probe_points": 1, "target_dev_acc": 0.0},
+        "grid": grid or {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0]},
+    }
+
+
+@pytest.fixture
+def tiny_cfg():
+    return config_from_dict(tiny_raw())
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """configs/smoke.yaml run once into a temporary results directory."""
+    from harness import runner
+
+    out = tmp_path_factory.mktemp("smoke")
+    counts = runner.run(load_config(ROOT / "configs" / "smoke.yaml"), out, workers=1, device="cpu",
+                        threads=1, progress=False)
+    assert counts["missing"] == 0
+    return out

@@ -1,0 +1,55 @@
+"""The smoke grid end to end: `harness run` writes all five tables with the DESIGN columns."""
+
+import pandas as pd
+import yaml
+
+from harness import records
+from harness.cli import main
+
+
+def test_smoke_run_writes_the_five_tables(smoke_run):
+    tables = records.load(smoke_run)
+    runs = tables["runs"]
+    assert len(runs) == 4 and (runs["status"] == "complete").all()
+    assert sorted(runs["cell"] + "/" + runs["layernorm"]) == ["lstm/none", "lstm/output", "rnn/none",
+                                                             "rnn/output"]
+    for name, cols in records.COLUMNS.items():
+        assert set(cols) <= set(tables[name].columns), name
+        assert len(tables[name]) > 0, name
+        on_disk = pd.read_parquet(smoke_run / f"{name}.parquet")
+        assert len(on_disk) == len(tables[name])
+    assert runs["test_acc"].between(0, 1).all()
+    assert (runs["device"] == "cpu").all() and runs["git_commit"].notna().all()
+    cfg = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    assert cfg["name"] == "smoke" and cfg["grid"]["cell"] == ["rnn", "lstm"]
+    assert (smoke_run / "optuna.journal").is_file()
+
+
+def test_study_carries_params_and_summaries(smoke_run):
+    import optuna
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(smoke_run / "optuna.journal")))
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 4
+    runs = records.load(smoke_run)["runs"].set_index("trial_id")
+    for t in trials:
+        assert t.params["cell"] in ("rnn", "lstm") and t.params["pad_size"] == 16
+        assert t.user_attrs["test_acc"] == runs.loc[t.user_attrs["trial_id"], "test_acc"]
+
+
+def test_rerun_is_a_no_op(smoke_run, capsys):
+    before = records.load(smoke_run)["runs"].sort_values("trial_id")
+    assert main(["run", "configs/smoke.yaml", "--out", str(smoke_run), "--quiet"]) == 0
+    after = records.load(smoke_run)["runs"].sort_values("trial_id")
+    assert before["started_at"].tolist() == after["started_at"].tolist()
+    assert "missing 0" in capsys.readouterr().out
+
+
+def test_bad_config_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ngrid:\n  cell: [rnn, transformer]\n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "grid.cell" in err and "transformer" in err and "line 3" in err

@@ -1,0 +1,93 @@
+"""The trainer on tiny trials: determinism, divergence, failure, convergence bookkeeping."""
+
+import math
+
+import pytest
+import torch
+
+from harness import data as data_mod
+from harness.config import config_from_dict, expand_grid
+from harness.records import TrialRecorder
+from harness.runner import execute
+from harness.train import Seeds, run_trial
+
+from conftest import tiny_raw
+
+
+def one(tmp_path, **over):
+    raw = tiny_raw(grid={"cell": ["lstm"], "pad_size": [12]})
+    for section, values in over.items():
+        raw.setdefault(section, {}).update(values)
+    cfg = config_from_dict(raw)
+    cache = tmp_path / "cache"
+    _, data_id = data_mod.prepare(cfg.data, cache)
+    spec = expand_grid(cfg, data_id)[0]
+    return spec, data_mod.load(spec.data, cache)
+
+
+def test_same_trial_twice_gives_identical_numbers(tmp_path):
+    spec, ds = one(tmp_path)
+    a, b = TrialRecorder("a"), TrialRecorder("b")
+    ra = run_trial(spec, ds, torch.device("cpu"), a)
+    rb = run_trial(spec, ds, torch.device("cpu"), b)
+    for key in ("test_acc", "test_loss", "best_dev_acc", "grad_norm_init", "grad_norm_final",
+                "vanishing_ratio_init", "vanishing_ratio_final", "steps"):
+        assert ra[key] == rb[key], key
+    ca, cb = a.tables()["curves"], b.tables()["curves"]
+    assert ca["train_loss"].tolist() == cb["train_loss"].tolist()
+    assert a.tables()["grad_time"]["grad_norm"].tolist() == b.tables()["grad_time"]["grad_norm"].tolist()
+
+
+def test_records_every_table_consistently(tmp_path):
+    spec, ds = one(tmp_path, train={"epochs": 2})
+    rec = TrialRecorder(spec.trial_id)
+    row = run_trial(spec, ds, torch.device("cpu"), rec)
+    t = rec.tables()
+    steps_per_epoch = math.ceil(256 / 64)
+    assert row["status"] == "complete" and row["steps"] == 2 * steps_per_epoch
+    assert t["curves"]["step"].tolist() == [2, 4, 6, 8]
+    assert t["curves"]["samples_seen"].tolist() == [128, 256, 384, 512]
+    # target 0 is reached at the first evaluation.
+    assert row["steps_to_target"] == 2 and row["samples_to_target"] == 128
+    groups = ["embedding", "rnn.l0", "rnn.l1", "fc"]
+    assert t["grad_norms"]["group"].tolist() == groups * 4
+    assert (t["grad_norms"]["update_ratio"] > 0).all()
+    # grad_time: step 0, one log-spaced step, the end; layers input, rnn.l0, rnn.l1; 12 positions.
+    gt = t["grad_time"]
+    assert sorted(gt["step"].unique()) == [0, 3, 8]
+    assert len(gt) == 3 * 3 * 12
+    assert gt["pad_fraction"].between(0, 1).all()
+    assert t["confusion"]["count"].sum() == 64
+    assert row["test_acc"] == pytest.approx(
+        t["confusion"].query("true_label == pred_label")["count"].sum() / 64)
+    assert math.isfinite(row["vanishing_ratio_init"]) and row["grad_norm_init"] > 0
+
+
+def test_nan_trial_is_diverged_and_recorded(tmp_path):
+    spec, ds = one(tmp_path, train={"lr": 1.0e37, "epochs": 3})
+    row = execute(spec, ds, torch.device("cpu"), tmp_path / "out", {})
+    assert row["status"] == "diverged"
+    assert row["error"] == "non-finite training loss at step 2"
+    assert row["test_acc"] is None
+
+
+def test_exception_is_recorded_as_failed(tmp_path):
+    spec, ds = one(tmp_path, train={"batch_size": 1000, "drop_last": True})
+    row = execute(spec, ds, torch.device("cpu"), tmp_path / "out", {})
+    assert row["status"] == "failed"
+    assert "batch_size" in row["error"]
+
+
+def test_early_stop_and_max_steps(tmp_path):
+    spec, ds = one(tmp_path, train={"epochs": 5, "max_steps": 6})
+    row = run_trial(spec, ds, torch.device("cpu"), TrialRecorder("x"))
+    assert row["steps"] == 6 and row["stop_reason"] == "budget"
+    spec, ds = one(tmp_path, train={"epochs": 50, "require_improvement": 2, "lr": 1e-9})
+    row = run_trial(spec, ds, torch.device("cpu"), TrialRecorder("x"))
+    assert row["stop_reason"] == "early_stop" and row["steps"] < 50 * 4
+
+
+def test_seeds_split_by_purpose():
+    s = Seeds.from_base(0)
+    assert len({s.data_order, s.init, s.dropout}) == 3
+    assert Seeds.from_base(0) == s and Seeds.from_base(1) != s
