@@ -179,7 +179,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _alive(attrs: dict, now: float) -> bool:
+def worker_alive(attrs: dict, now: float) -> bool:
     """Whether a RUNNING trial's worker still lives: a recent heartbeat, or its process on this host."""
     beat = attrs.get("heartbeat")
     if beat is not None and now - beat < STALE_AFTER_S:
@@ -216,7 +216,7 @@ def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
             if t.state == TrialState.WAITING:
                 active.add(tid)
             elif t.state == TrialState.RUNNING:
-                if _alive(t.system_attrs, now):
+                if worker_alive(t.system_attrs, now):
                     active.add(tid)
                 else:
                     storage.set_trial_system_attr(t._trial_id, "stale", True)

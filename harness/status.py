@@ -14,7 +14,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from harness.records import load
-from harness.runner import STALE_AFTER_S, load_results_config, make_plan, open_storage
+from harness.runner import load_results_config, make_plan, open_storage, worker_alive
 
 
 def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
@@ -49,10 +49,9 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
             if t.state == TrialState.WAITING and tid not in done_ids:
                 info["waiting"] += 1
             elif t.state == TrialState.RUNNING:
-                beat = t.system_attrs.get("heartbeat")
-                stale = beat is None or now - beat > STALE_AFTER_S
-                info["stale" if stale else "running"] = (info["stale"] + 1 if stale else info["running"])
-                if not stale:
+                if not worker_alive(t.system_attrs, now):
+                    info["stale"] += 1
+                else:
                     claimed = t.system_attrs.get("claimed_at", now)
                     info["running"].append({"trial_id": tid, "worker": f"{t.system_attrs.get('host')}:"
                                             f"{t.system_attrs.get('pid')}", "elapsed_s": now - claimed,

@@ -1,0 +1,125 @@
+"""The runner: many workers, every grid point exactly once, resume after kill -9, refusal of
+conflicting configs, `harness status`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from harness import records, runner
+from harness.config import ConfigError, config_from_dict
+from harness.status import format_status, status
+
+from conftest import tiny_raw
+
+EIGHT = {"cell": ["rnn", "lstm"], "layernorm": ["none", "output"], "pad_size": [12], "seed": [0, 1]}
+
+
+def study_of(out: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=runner.open_storage(out, None))
+
+
+def assert_exactly_once(out: Path, expected: int, name: str) -> None:
+    runs = records.combine(out)["runs"]
+    assert len(runs) == expected and runs["trial_id"].is_unique
+    done = [t.user_attrs["trial_id"] for t in study_of(out, name).get_trials()
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(done) == sorted(runs["trial_id"])  # each trained once: one COMPLETE trial per id
+
+
+def test_three_workers_run_every_trial_exactly_once(tmp_path):
+    cfg = config_from_dict(tiny_raw("w3", EIGHT))
+    counts = runner.run(cfg, tmp_path, workers=3, device="cpu", threads=1, progress=False)
+    assert counts["complete"] == 8 and counts["missing"] == 0
+    assert_exactly_once(tmp_path, 8, "w3")
+    workers = records.load(tmp_path)["runs"]["worker"]
+    assert workers.nunique() >= 2  # the work really was shared
+
+
+def test_two_commands_started_together_cooperate(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw("two", EIGHT)))
+    cmd = [sys.executable, "-m", "harness", "run", str(path), "--out", str(tmp_path / "o"), "--workers", "1",
+           "--device", "cpu", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    assert_exactly_once(tmp_path / "o", 8, "two")
+
+
+def test_kill_9_a_worker_then_resume(tmp_path):
+    raw = tiny_raw("kill", EIGHT)
+    raw["data"]["synth"]["n_train"] = 3000  # ~1 s per trial, so the kill lands mid-trial
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "harness", "run", str(path), "--out", str(out), "--workers", "2",
+           "--device", "cpu", "--quiet"]
+    main = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    victim = None
+    deadline = time.time() + 240
+    while victim is None and time.time() < deadline:
+        time.sleep(0.2)
+        if not (out / "optuna.journal").is_file() or len(records.load(out)["runs"]) < 1:
+            continue
+        running = [t for t in study_of(out, "kill").get_trials(deepcopy=False)
+                   if t.state == optuna.trial.TrialState.RUNNING and "pid" in t.system_attrs]
+        if running:
+            victim = running[0]
+            os.kill(int(victim.system_attrs["pid"]), signal.SIGKILL)
+    assert victim is not None, "no running trial to kill"
+    main.communicate(timeout=300)
+    assert main.returncode == 1  # one trial never finished: the run says so
+    before = records.load(out)["runs"].set_index("trial_id")
+    killed_id = victim.user_attrs["trial_id"]
+    assert killed_id not in before.index and len(before) == 7
+    info = status(out)
+    assert info["finished"]["complete"] == 7 and info["missing"] == 1 and info["stale"] == 1
+    assert "no recent heartbeat" in format_status(info)
+
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    after = records.load(out)["runs"].set_index("trial_id")
+    assert len(after) == 8 and after.index.is_unique and killed_id in after.index
+    for tid, row in before.iterrows():  # what completed before the kill keeps its numbers
+        assert after.loc[tid, "started_at"] == row["started_at"]
+        assert after.loc[tid, "test_acc"] == row["test_acc"]
+    info = status(out)
+    assert info["finished"]["complete"] == 8 and info["missing"] == 0 and info["stale"] == 0
+
+
+def test_failed_trial_is_retried_once_then_left_failed(tmp_path):
+    raw = tiny_raw("fail", {"cell": ["lstm"], "train.drop_last": [True, False], "pad_size": [12]})
+    raw["train"]["batch_size"] = 1000  # larger than the training set: fails with drop_last
+    cfg = config_from_dict(raw)
+    for _ in range(3):
+        runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    runs = records.load(tmp_path)["runs"]
+    failed = runs[runs["status"] == "failed"]
+    assert len(failed) == 1 and "batch_size" in failed["error"].iloc[0]
+    attempts = [t for t in study_of(tmp_path, "fail").get_trials()
+                if t.user_attrs.get("trial_id") == failed["trial_id"].iloc[0]]
+    assert len(attempts) == 2
+    assert (runs.loc[runs["status"] == "complete", "train.drop_last"] == False).all()  # noqa: E712
+    text = format_status(status(tmp_path))
+    assert "failed 1" in text and "batch_size" in text
+
+
+def test_grid_may_grow_but_fixed_settings_may_not_change(tmp_path):
+    raw = tiny_raw("grow", {"cell": ["lstm"], "pad_size": [12]})
+    runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    first = records.load(tmp_path)["runs"]
+    raw["grid"]["cell"] = ["lstm", "gru"]
+    counts = runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    assert counts["total"] == 2 and counts["complete"] == 2
+    assert records.load(tmp_path)["runs"].set_index("trial_id").loc[
+        first["trial_id"].iloc[0], "started_at"] == first["started_at"].iloc[0]
+    raw["model"]["hidden_size"] = 16
+    with pytest.raises(ConfigError, match=r"model\.hidden_size: 8 -> 16.*another --out"):
+        runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
