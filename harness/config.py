@@ -47,7 +47,7 @@ class SynthConfig:
     n_classes: int = field(default=10, metadata=_meta("number of classes", min=2))
     vocab_size: int = field(default=3000, metadata=_meta("distinct background characters", min=50))
     keywords_per_class: int = field(default=40, metadata=_meta("class-indicative chars", min=1))
-    signal: float = field(default=0.25, metadata=_meta(
+    signal: float = field(default=0.13, metadata=_meta(
         "probability that a character is drawn from the class's indicative set", min=0.0, max=1.0))
     min_len: int = field(default=4, metadata=_meta("shortest title, characters", min=1))
     max_len: int = field(default=32, metadata=_meta("longest title, characters", min=1))

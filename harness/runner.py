@@ -436,11 +436,26 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
             for p in procs:
                 p.terminate()
             raise
+    # Trials still running in another command (same storage) finish there: wait for them.
+    while _running_elsewhere(study, plan):
+        monitor.poll()
+        time.sleep(1.0)
     monitor.poll()
     monitor.close()
     from harness.records import combine
     combine(out_dir)
     return monitor.counts()
+
+
+def _running_elsewhere(study: optuna.Study, plan: Plan) -> bool:
+    """Whether a not-yet-done trial of this plan is RUNNING with a live worker."""
+    now = time.time()
+    wanted = plan.by_id
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tid = t.user_attrs.get("trial_id")
+        if tid in wanted and not is_done(plan.out_dir, tid) and worker_alive(t.system_attrs, now):
+            return True
+    return False
 
 
 def dry_run(cfg: ExperimentConfig, out_dir: str | Path) -> list[dict[str, Any]]:

@@ -11,12 +11,11 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import tiny_raw
 
 from harness import records, runner
 from harness.config import ConfigError, config_from_dict
 from harness.status import format_status, status
-
-from conftest import tiny_raw
 
 EIGHT = {"cell": ["rnn", "lstm"], "layernorm": ["none", "output"], "pad_size": [12], "seed": [0, 1]}
 

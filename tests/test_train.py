@@ -4,14 +4,13 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_raw
 
 from harness import data as data_mod
 from harness.config import config_from_dict, expand_grid
 from harness.records import TrialRecorder
 from harness.runner import execute
 from harness.train import Seeds, run_trial
-
-from conftest import tiny_raw
 
 
 def one(tmp_path, **over):

@@ -9,18 +9,19 @@ and the ``_reverse`` ones when bidirectional), PyTorch gate order (LSTM i,f,g,o;
 live in submodules ``ln_ih_l0``, ``ln_hh_l0`` (and ``ln_c_l0`` for the LSTM), plus ``_reverse``
 (the ``eps`` used for a kind of LN is that of its forward-direction module, default 1e-5).
 
-Layout of the computation: the input projection for all steps and both directions is one matmul
-``(B, T, I) @ (I, D*G)`` before the loop; the reverse direction's projections are flipped in time so
-that one loop step advances both directions with a single ``torch.baddbmm`` over a ``(D, B, H)``
-hidden-state batch; the per-step outputs are stacked once at the end. The reverse direction runs over
-the full padded sequence from ``t = T-1`` down to ``0`` (no packing), like ``nn.LSTM`` on an unpacked
-batch. Initial states are zero.
+Layout of the computation: the input projection for all steps and both directions is one batched
+matmul ``(D, T*B, I) @ (D, I, G)`` before the loop, the reverse direction's input taken in reversed
+time, so that one loop step advances both directions with a single ``torch.baddbmm`` over a
+``(D, B, H)`` hidden-state batch; the per-step outputs are stacked once at the end. The reverse
+direction runs over the full padded sequence from ``t = T-1`` down to ``0`` (no packing), like
+``nn.LSTM`` on an unpacked batch. Initial states are zero.
 
-Measured speed (CPU, ``torch.set_num_threads(1)``, forward+backward, median of 15 repeats,
-B=64, T=32, I=300, H=128, bidirectional, layernorm=False): LSTMLayer 1.19x nn.LSTM,
-GRULayer 1.40x nn.GRU, RNNLayer 1.47x nn.RNN; with layernorm=True: LSTM 1.71x, GRU 1.90x,
-RNN 2.14x the plain nn.* module. ``torch.jit.script`` of the loop was tried and did not help
-(it was no faster, and TorchScript is deprecated), so the loop is plain eager Python.
+Measured speed vs the same-size ``nn.*`` module (CPU, torch 2.13, ``torch.set_num_threads(1)``,
+forward+backward, B=64, T=32, I=300, H=128, bidirectional; median of 30 interleaved repeats, two
+runs on a shared, loaded 2-core box): layernorm=False: LSTM 1.10-1.16x nn.LSTM, GRU 1.06-1.07x nn.GRU,
+RNN 1.02-1.05x nn.RNN; layernorm=True: LSTM 1.75-1.85x, GRU 1.33-1.40x, RNN 1.35-1.43x (nn.LSTM/GRU
+use the fused oneDNN RNN kernel here). ``torch.jit.script`` of the loop was tried and was no faster
+(and TorchScript is deprecated), so the loop is plain eager Python.
 """
 
 from __future__ import annotations
@@ -127,32 +128,30 @@ class RecurrentLayer(nn.Module):
         d, h, g = self.num_directions, self.hidden_size, self.gate_mult * self.hidden_size
         if t_len == 0:
             return x.new_zeros(b, 0, d * h)
-        w_ih = self._cat("weight_ih_l0")  # (D*G, I)
+        w_ih_t = self._cat("weight_ih_l0").view(d, g, -1).transpose(1, 2)  # (D, I, G), a strided view
         w_hh_t = self._cat("weight_hh_l0").view(d, g, h).transpose(1, 2)  # (D, H, G), a strided view
-        b_ih = self._cat("bias_ih_l0").view(d, 1, g)
         b_hh = self._cat("bias_hh_l0").view(d, 1, g)
-        # One matmul for every step and direction: (B*T, I) @ (I, D*G) -> (B, T, D, G).
-        xp = (x.reshape(b * t_len, -1) @ w_ih.t()).view(b, t_len, d, g)
+        bias = self._input_bias(self._cat("bias_ih_l0").view(d, 1, g), b_hh)  # (D, 1, G)
+        # Time-major input per direction, the reverse direction's in reversed time: (D, T*B, I).
+        xt = x.transpose(0, 1)
+        xd = torch.stack((xt, xt.flip(0)), 0) if d == 2 else xt.unsqueeze(0)
+        xd = xd.reshape(d, t_len * b, -1)
+        # One batched matmul for every step and direction: (D, T*B, I) @ (D, I, G) -> (D, T*B, G). Kept in
+        # this contiguous layout so the backward reductions for the biases / LN gains are cheap.
         if self.layernorm:
-            xp = F.layer_norm(xp, (g,), eps=self.ln_ih_l0.eps)
-        xp = xp.permute(1, 2, 0, 3)  # (T, D, B, G) view
-        if d == 2:  # the reverse direction consumes x[T-1], ..., x[0]
-            fwd, rev = xp.unbind(1)  # unbind/stack rather than select: no zero-filled grads in backward
-            xp = torch.stack((fwd, rev.flip(0)), 1)
-        bias = self._input_bias(b_ih, b_hh)  # (D, 1, G); added here so its grad reduces a contiguous tensor
-        if self.layernorm:
+            xp = F.layer_norm(torch.bmm(xd, w_ih_t), (g,), eps=self.ln_ih_l0.eps)
             xp = torch.addcmul(bias, xp, self._ln_affine("ln_ih_l0"))
         else:
-            xp = xp + bias
-        xs = xp.contiguous().unbind(0)  # T x (D, B, G)
+            xp = torch.baddbmm(bias, xd, w_ih_t)
+        xs = xp.view(d, t_len, b, g).unbind(1)  # T x (D, B, G); step t of the reverse is x[:, T-1-t]
         hs = self._loop(xs, w_hh_t, b_hh, x.new_zeros(d, b, h))  # T x (D, B, H)
-        out = torch.stack(hs, 0)  # (T, D, B, H)
+        out = torch.stack(hs, 1)  # (D, T, B, H)
         if d == 2:
-            fwd, rev = out.unbind(1)
-            out = torch.cat((fwd, rev.flip(0)), -1)  # (T, B, 2H)
+            fwd, rev = out.unbind(0)  # unbind rather than indexing: no zero-filled grads in backward
+            out = torch.cat((fwd.transpose(0, 1), rev.flip(0).transpose(0, 1)), -1)  # (B, T, 2H)
         else:
-            out = out.squeeze(1)
-        return out.transpose(0, 1).contiguous()
+            out = out.squeeze(0).transpose(0, 1)
+        return out.contiguous()
 
     def _input_bias(self, b_ih: Tensor, b_hh: Tensor) -> Tensor:
         """Bias added to the precomputed input term, ``(D, 1, G)``; default both biases."""
