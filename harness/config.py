@@ -109,6 +109,9 @@ class TrainConfig:
     probe_size: int = field(default=256, metadata=_meta("examples in the gradient-reach probe", min=1))
     probe_points: int = field(default=4, metadata=_meta(
         "log-spaced probe steps between step 0 and the end", min=0))
+    instrument: bool = field(default=True, metadata=_meta(
+        "record gradient norms, update ratios and the gradient-reach probe (off: curves only; "
+        "for measuring the recording's cost)"))
     precision: str = field(default="fp32", metadata=_meta(
         "fp32, or bf16 autocast (CUDA)", choices=("fp32", "bf16")))
 

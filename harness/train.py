@@ -169,7 +169,8 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         if key:
             vanishing[key] = metrics.vanishing_ratio(norms[0], probe_read)
 
-    probe(0, "init")
+    if tc.instrument:
+        probe(0, "init")
 
     # Running sums on the device, read at evaluation points only.
     zero = torch.zeros((), device=device)
@@ -188,6 +189,22 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     _sync(device)
     t_resume = time.perf_counter()
 
+    def record_groups(n: int) -> None:
+        """Per-group gradient norms (mean over the interval) and update ratios ‖Δθ‖/‖θ‖ since the
+        previous evaluation point."""
+        with torch.no_grad():
+            deltas = torch._foreach_sub([p.detach() for p in params], prev_params)
+            delta_sq = torch.zeros(n_groups, device=device).index_add_(
+                0, group_idx, torch.stack(torch._foreach_norm(deltas)) ** 2)
+            prev_sq = torch.zeros(n_groups, device=device).index_add_(
+                0, group_idx, torch.stack(torch._foreach_norm(prev_params)) ** 2)
+            torch._foreach_copy_(prev_params, [p.detach() for p in params])
+        gmean = (group_sum / n).tolist()
+        dsq, psq = delta_sq.tolist(), prev_sq.tolist()
+        recorder.add_many("grad_norms", [
+            {"step": step, "group": g, "grad_norm": gmean[i], "update_ratio": metrics.update_ratio(dsq[i], psq[i])}
+            for i, g in enumerate(group_names)])
+
     def eval_point(epoch_now: float) -> str | None:
         """Read the running sums, evaluate on dev, record. Returns a reason to stop, or None."""
         nonlocal train_s, t_resume, interval_steps, best_loss, best_step, best_dev_acc, best_state
@@ -202,20 +219,10 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
             raise Diverged(f"non-finite dev loss at step {step}")
         recorder.add("curves", step=step, epoch=epoch_now, samples_seen=samples_seen, elapsed_s=train_s,
                      train_loss=loss_sum.item() / n, train_acc=correct_sum.item() / max(samples_interval, 1),
-                     dev_loss=dev_loss, dev_acc=dev_acc, grad_norm=gnorm_sum.item() / n)
-        # Update ratios ‖Δθ‖/‖θ‖ per group since the previous evaluation point.
-        with torch.no_grad():
-            deltas = torch._foreach_sub([p.detach() for p in params], prev_params)
-            delta_sq = torch.zeros(n_groups, device=device).index_add_(
-                0, group_idx, torch.stack(torch._foreach_norm(deltas)) ** 2)
-            prev_sq = torch.zeros(n_groups, device=device).index_add_(
-                0, group_idx, torch.stack(torch._foreach_norm(prev_params)) ** 2)
-            torch._foreach_copy_(prev_params, [p.detach() for p in params])
-        gmean = (group_sum / n).tolist()
-        dsq, psq = delta_sq.tolist(), prev_sq.tolist()
-        recorder.add_many("grad_norms", [
-            {"step": step, "group": g, "grad_norm": gmean[i], "update_ratio": metrics.update_ratio(dsq[i], psq[i])}
-            for i, g in enumerate(group_names)])
+                     dev_loss=dev_loss, dev_acc=dev_acc,
+                     grad_norm=gnorm_sum.item() / n if tc.instrument else None)
+        if tc.instrument:
+            record_groups(n)
         if target_hit is None and dev_acc >= tc.target_dev_acc:
             target_hit = (step, samples_seen, train_s)
         best_dev_acc = max(best_dev_acc, dev_acc)
@@ -249,12 +256,15 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 with torch.no_grad():
-                    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-                    group_sq = torch.zeros(n_groups, device=device).index_add_(
-                        0, group_idx, torch.stack(torch._foreach_norm(grads)) ** 2)
-                    total_norm = group_sq.sum().sqrt()
-                    if tc.grad_clip is not None:
-                        torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, total_norm)
+                    if tc.instrument:  # all groups' norms in one fused call, kept on the device
+                        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+                        group_sq = torch.zeros(n_groups, device=device).index_add_(
+                            0, group_idx, torch.stack(torch._foreach_norm(grads)) ** 2)
+                        total_norm = group_sq.sum().sqrt()
+                        if tc.grad_clip is not None:
+                            torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, total_norm)
+                    elif tc.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
                 optimizer.step()
                 step += 1
                 interval_steps += 1
@@ -267,11 +277,12 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
                                                step_counter, nonfinite_at)
                     loss_sum += loss_d
                     correct_sum += (logits.detach().argmax(1) == y).sum()
-                    gnorm_sum += total_norm
-                    group_sum += group_sq.sqrt()
-                    if grad_norm_init is None:
-                        grad_norm_init = total_norm.clone()
-                if step in probe_at:
+                    if tc.instrument:
+                        gnorm_sum += total_norm
+                        group_sum += group_sq.sqrt()
+                        if grad_norm_init is None:
+                            grad_norm_init = total_norm.clone()
+                if tc.instrument and step in probe_at:
                     probe(step)
                 epoch_float = epoch + (b + 1) / steps_per_epoch
                 if step % tc.eval_every == 0 or step == total_steps:
@@ -288,8 +299,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     if stop == "pruned":
         status = "pruned"
 
-    final_probe_ok = status != "diverged"
-    if final_probe_ok:
+    if tc.instrument and status != "diverged":
         probe(step, "final")
     test_loss = test_acc = test_f1 = None
     if status != "diverged" and best_state is not None:

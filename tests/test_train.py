@@ -90,3 +90,18 @@ def test_seeds_split_by_purpose():
     s = Seeds.from_base(0)
     assert len({s.data_order, s.init, s.dropout}) == 3
     assert Seeds.from_base(0) == s and Seeds.from_base(1) != s
+
+
+def test_instrument_off_keeps_curves_only(tmp_path):
+    spec, ds = one(tmp_path, train={"instrument": False})
+    on_spec, _ = one(tmp_path)
+    rec, rec_on = TrialRecorder("x"), TrialRecorder("y")
+    row = run_trial(spec, ds, torch.device("cpu"), rec)
+    row_on = run_trial(on_spec, ds, torch.device("cpu"), rec_on)
+    t = rec.tables()
+    assert len(t["grad_norms"]) == 0 and len(t["grad_time"]) == 0 and len(t["curves"]) == 2
+    assert t["curves"]["grad_norm"].isna().all()
+    assert row["vanishing_ratio_init"] is None and row["grad_norm_init"] is None
+    # Recording observes and never changes the training: the same losses either way.
+    assert t["curves"]["train_loss"].tolist() == rec_on.tables()["curves"]["train_loss"].tolist()
+    assert row["test_acc"] == row_on["test_acc"]
