@@ -171,7 +171,7 @@ def summarize(runs: pd.DataFrame, keys: Sequence[str], *, seed: int = 0) -> pd.D
             "samples_per_s": float(g["samples_per_s"].mean()) if g["samples_per_s"].notna().any()
             else math.nan,
         })
-    return pd.DataFrame(rows)
+    return sort_configs(pd.DataFrame(rows), keys)
 
 
 def chance_level(confusion: pd.DataFrame, n_classes: int | None = None) -> float | None:
@@ -279,6 +279,19 @@ def effects(runs: pd.DataFrame, keys: Sequence[str], *, seed: int = 0) -> list[E
 _LEVEL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2, "none": 0, "output": 1, "recurrent": 2}
 
 
+def sort_configs(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Rows sorted by `keys`, cells and layernorms in registry order, numbers ascending."""
+    keys = [k for k in keys if k in df.columns]
+    if df.empty or not keys:
+        return df.reset_index(drop=True)
+
+    def key(col: pd.Series) -> pd.Series:
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            return col.map(lambda v: (_LEVEL_ORDER.get(v, 99), str(v)))
+        return col
+    return df.sort_values(keys, key=key, kind="stable").reset_index(drop=True)
+
+
 def ordered_levels(values: pd.Series) -> list:
     """Distinct values in a stable, meaningful order: the cell and layernorm names in their
     registry order (rnn, lstm, gru; none, output, recurrent), everything else sorted."""
@@ -374,10 +387,11 @@ def group_norm_table(grad_norms: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFra
 
 
 def convergence_table(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """One row per run that trained (not failed): its configuration, whether it reached the target,
-    steps- and samples-to-target, and its budget (steps run, samples seen) — a censored run is
-    known only to need more than its budget."""
-    d = runs[runs["status"] != "failed"].copy()
+    """One row per run: its configuration, status, whether it reached the target, steps- and
+    samples-to-target, and its budget (steps run, samples seen) — a censored run is known only to
+    need more than its budget; a failed run (an error, not a training outcome) is kept, to be shown
+    as such, and left out of medians."""
+    d = runs.copy()
     cols = [*keys, "seed", "trial_id", "status", "reached", "steps_to_target", "samples_to_target",
             "steps", "samples"]
     if d.empty:
@@ -393,7 +407,7 @@ def best_trials(runs: pd.DataFrame, by: Sequence[str] = ("cell", "layernorm")) -
     if ok.empty:
         return ok
     idx = ok.groupby(list(by), dropna=False)["test_acc"].idxmax()
-    return ok.loc[idx.to_numpy()].reset_index(drop=True)
+    return sort_configs(ok.loc[idx.to_numpy()], by)
 
 
 def confusion_matrix(confusion: pd.DataFrame, trial_id: str) -> pd.DataFrame:

@@ -1,0 +1,574 @@
+"""Figures for the report. Each function takes tables computed by `harness.report.stats` and returns
+`(fig, axes)` (axes: a 2-D array of Axes); nothing here saves or shows a figure.
+
+One visual language across every figure: a colour per cell (rnn red, lstm blue, gru green), a line
+style and a marker per layernorm (none solid/circle, output dashed/square, recurrent dotted/
+triangle), and — where pad sizes share a panel — darker shades of the cell's colour for longer
+sequences. Legends sit outside the panels, below the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.colors as mcolors  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
+
+from harness.report.stats import ordered_levels  # noqa: E402
+
+CELL_COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
+LN_STYLES = {"none": "-", "output": "--", "recurrent": ":"}
+LN_MARKERS = {"none": "o", "output": "s", "recurrent": "^"}
+GROUP_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+CHANCE_COLOR = "0.45"
+FAIL_MARKER = "X"
+
+plt.rcParams.update({
+    "figure.dpi": 100, "savefig.dpi": 100, "font.size": 9.5, "axes.titlesize": 10.5,
+    "axes.labelsize": 9.5, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3,
+    "svg.fonttype": "none",
+})
+
+
+# ----------------------------------------------------------------------------- style helpers
+
+def cell_color(cell: object) -> str:
+    return CELL_COLORS.get(str(cell), "0.3")
+
+
+def ln_style(ln: object) -> str:
+    return LN_STYLES.get(str(ln), "-.")
+
+
+def ln_marker(ln: object) -> str:
+    return LN_MARKERS.get(str(ln), "D")
+
+
+def shade(color: str, i: int, n: int) -> tuple:
+    """The i-th of n shades of `color`, light to dark (n == 1: the colour itself)."""
+    if n <= 1:
+        return mcolors.to_rgb(color)
+    rgb = np.array(mcolors.to_rgb(color))
+    t = i / (n - 1)  # 0 light … 1 dark
+    light, dark = rgb + (1 - rgb) * 0.55, rgb * 0.6
+    return tuple(light + (dark - light) * t)
+
+
+def line_label(cell: object, ln: object) -> str:
+    return f"{cell} / LN {ln}"
+
+
+def fmt_value(v: object) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:g}"
+    return str(v)
+
+
+def fmt_setting(key: str, value: object) -> str:
+    return f"{key}={fmt_value(value)}"
+
+
+def _grid(nrows: int, ncols: int, *, panel: tuple[float, float] = (4.2, 3.2), sharex: bool | str = False,
+          sharey: bool | str = False, extra_h: float = 0.9, max_w: float = 15.0):
+    w = max(6.4, min(max_w, panel[0] * ncols + 0.4))
+    h = panel[1] * nrows + extra_h
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False, sharex=sharex, sharey=sharey,
+                             layout="constrained")
+    return fig, axes
+
+
+def _legend_below(fig: plt.Figure, handles: list, ncol: int | None = None) -> None:
+    """A frameless legend under the panels, as many columns as the figure's width holds."""
+    if not handles:
+        return
+    widest = max(0.064 * len(h.get_label()) + 0.5 for h in handles)  # inches per entry
+    fits = max(1, int(fig.get_figwidth() / widest))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), ncol or 6, fits),
+               frameon=False)
+
+
+def _style_handles(cells: Sequence, lns: Sequence, *, marker: bool = True) -> list:
+    """Legend handles: one line per cell × layernorm actually shown."""
+    return [Line2D([], [], color=cell_color(c), linestyle=ln_style(ln), marker=ln_marker(ln) if marker else None,
+                   markersize=5, label=line_label(c, ln)) for c in cells for ln in lns]
+
+
+def _pad_axis(ax: plt.Axes, pads: Sequence) -> None:
+    pads = sorted(set(pads))
+    if len(pads) > 1 and max(pads) / max(min(pads), 1) >= 4:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(pads)
+    ax.set_xticklabels([str(p) for p in pads])
+    ax.minorticks_off()
+
+
+def _hide_unused(axes: np.ndarray, used: int) -> None:
+    for ax in axes.flat[used:]:
+        ax.set_visible(False)
+
+
+def _panels(df: pd.DataFrame, panel_keys: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) for each combination of panel_keys (one untitled panel when there are none)."""
+    if not panel_keys or df.empty:
+        return [("", df)]
+    out = []
+    for key, g in df.groupby(list(panel_keys), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        out.append((", ".join(fmt_setting(k, v) for k, v in zip(panel_keys, key)), g))
+    return out
+
+
+def empty_figure(title: str, message: str):
+    """A one-panel figure saying why there is nothing to draw."""
+    fig, axes = _grid(1, 1, panel=(6, 2.2), extra_h=0.3)
+    ax = axes[0, 0]
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    fig.suptitle(title)
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------- 1. frontier
+
+def frontier(summary: pd.DataFrame, panel_keys: Sequence[str] = (), chance: float | None = None,
+             *, ncols: int = 3):
+    """Test accuracy against pad_size: one line per cell × layernorm (mean over seeds, 95% bootstrap
+    band), one panel per setting of `panel_keys` (the other factors that vary), the chance level as a
+    grey dashed line. Runs with no test accuracy (diverged, failed) are drawn as ✕ on the x axis
+    with their count, so no run disappears from the picture."""
+    panels = _panels(summary, panel_keys)
+    ncols = min(ncols, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = _grid(nrows, ncols, panel=(4.6, 3.4), sharey=True)
+    cells = ordered_levels(summary["cell"]) if len(summary) else []
+    lns = ordered_levels(summary["layernorm"]) if len(summary) else []
+    any_fail = False
+    for ax, (title, d) in zip(axes.flat, panels):
+        for k, (cell, ln) in enumerate((c, ln) for c in cells for ln in lns):
+            g = d[(d["cell"] == cell) & (d["layernorm"] == ln)].sort_values("pad_size")
+            if g.empty:
+                continue
+            ok = g[g["acc_n"] > 0]
+            color = cell_color(cell)
+            ax.plot(ok["pad_size"], ok["acc_mean"], color=color, linestyle=ln_style(ln),
+                    marker=ln_marker(ln), markersize=5, label=line_label(cell, ln))
+            band = ok[ok["acc_low"].notna()]
+            if len(band):
+                ax.fill_between(band["pad_size"], band["acc_low"], band["acc_high"], color=color,
+                                alpha=0.12, linewidth=0)
+            bad = g[(g["diverged"] + g["failed"]) > 0]
+            for _, r in bad.iterrows():
+                any_fail = True
+                what = ", ".join(f"{int(r[s])} {'div.' if s == 'diverged' else s}"
+                                 for s in ("diverged", "failed") if r[s])
+                y = 0.03 + 0.05 * k  # stacked per line, so markers of different lines never overlap
+                ax.plot([r["pad_size"]], [y], linestyle="none", marker=FAIL_MARKER, color=color,
+                        markersize=7, label="_fail")
+                right = r["pad_size"] == d["pad_size"].max() and d["pad_size"].nunique() > 1
+                ax.annotate(what, (r["pad_size"], y), xytext=(-7 if right else 7, 0), textcoords="offset points",
+                            fontsize=7.5, color=color, va="center", ha="right" if right else "left")
+        if chance is not None:
+            ax.axhline(chance, color=CHANCE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2, label="_chance")
+        _pad_axis(ax, d["pad_size"] if len(d) else [])
+        ax.set_ylim(0, 1)
+        ax.set_title(title)
+        ax.set_xlabel("pad_size (tokens per text)")
+        ax.set_ylabel("test accuracy (fraction correct)")
+        ax.label_outer()
+    _hide_unused(axes, len(panels))
+    handles = _style_handles(cells, lns)
+    if chance is not None:
+        handles.append(Line2D([], [], color=CHANCE_COLOR, linestyle=(0, (4, 3)), label=f"chance ({chance:.2g})"))
+    if any_fail:
+        handles.append(Line2D([], [], color="0.3", linestyle="none", marker=FAIL_MARKER, markersize=7,
+                              label="runs that diverged/failed (no test accuracy)"))
+    _legend_below(fig, handles)
+    fig.suptitle("Where the RNN vanishes: test accuracy against sequence length\n"
+                 "(mean over seeds; band: 95% bootstrap interval)")
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------- 2. heatmaps
+
+def heatmaps(summary: pd.DataFrame, row_keys: Sequence[str] = ("pad_size",), col_key: str = "lr",
+             chance: float | None = None, *, ncols: int = 2):
+    """Mean test accuracy over (row_keys × col_key) — pad_size (and batch size, and other axes) in
+    rows, the learning rate in columns — one panel per cell × layernorm, the number written in each
+    cell. A cell with runs but no accuracy says how they ended (div./fail); one with no runs is
+    blank."""
+    d = summary.copy()
+    row_keys = [k for k in row_keys if k in d.columns] or ["pad_size"]
+    pairs = [(c, ln) for c in ordered_levels(d["cell"]) for ln in ordered_levels(d["layernorm"])
+             if ((d["cell"] == c) & (d["layernorm"] == ln)).any()] if len(d) else []
+    n = max(len(pairs), 1)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    rows = sorted({tuple(r) for r in d[row_keys].itertuples(index=False)}) if len(d) else []
+    cols = sorted(d[col_key].dropna().unique()) if len(d) and col_key in d.columns else []
+    panel_h = max(2.2, 0.45 * len(rows) + 1.2)
+    panel_w = max(3.0, 1.0 * len(cols) + 2.4)
+    fig, axes = _grid(nrows, ncols, panel=(panel_w, panel_h), extra_h=0.8)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.92")
+    image = None
+    for ax, (cell, ln) in zip(axes.flat, pairs):
+        g = d[(d["cell"] == cell) & (d["layernorm"] == ln)]
+        m = np.full((len(rows), len(cols)), np.nan)
+        text = [["" for _ in cols] for _ in rows]
+        for _, r in g.iterrows():
+            i = rows.index(tuple(r[k] for k in row_keys))
+            j = cols.index(r[col_key])
+            bad = int(r["diverged"] + r["failed"])
+            if r["acc_n"] > 0:
+                m[i, j] = r["acc_mean"]
+                text[i][j] = f"{r['acc_mean']:.2f}" + (f"\n({bad}✕)" if bad else "")
+            else:
+                text[i][j] = "div." if r["diverged"] else ("fail" if r["failed"] else "—")
+        image = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if text[i][j]:
+                    dark = not np.isnan(m[i, j]) and m[i, j] < 0.6
+                    ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8.5,
+                            color="white" if dark else "black")
+        ax.set_xticks(range(len(cols)), [fmt_value(c) for c in cols])
+        ax.set_yticks(range(len(rows)), [" · ".join(fmt_setting(k, v) for k, v in zip(row_keys, r))
+                                         for r in rows])
+        ax.set_xlabel(f"{col_key} (Adam learning rate)" if col_key == "lr" else col_key)
+        ax.set_title(line_label(cell, ln), color=cell_color(cell))
+        ax.grid(False)
+    _hide_unused(axes, len(pairs))
+    if image is not None:
+        cb = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+        cb.set_label("test accuracy (mean over seeds)")
+        if chance is not None:
+            cb.ax.axhline(chance, color="red", linewidth=1.5)
+            cb.ax.text(1.6, chance, " chance", transform=cb.ax.get_yaxis_transform(), va="center",
+                       fontsize=8, color="red")
+    fig.suptitle("Test accuracy over sequence length × learning rate")
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------- 3. curves
+
+def training_curves(loss: pd.DataFrame, acc: pd.DataFrame, x: str = "step", *, target: float | None = None,
+                    chance: float | None = None, note: str = ""):
+    """Dev loss and dev accuracy against `x` (step or samples_seen): one row per pad_size, the
+    columns [loss | accuracy] × cells side by side, layernorm settings overlaid by line style, the
+    band the min–max over seeds. `loss`/`acc` are `stats.curve_bands` tables by (cell, layernorm,
+    pad_size)."""
+    both = pd.concat([loss, acc]) if len(loss) or len(acc) else loss
+    pads = sorted(both["pad_size"].unique()) if len(both) else [None]
+    cells = ordered_levels(both["cell"]) if len(both) else []
+    lns = ordered_levels(both["layernorm"]) if len(both) else []
+    ncols = 2 * max(len(cells), 1)
+    fig, axes = _grid(len(pads), ncols, panel=(3.4, 2.6), sharex=True, sharey=False, max_w=16)
+    metrics = [("dev_loss", loss, "dev loss (cross-entropy, nats)"), ("dev_acc", acc, "dev accuracy (fraction)")]
+    for r, pad in enumerate(pads):
+        for m, (_, table, ylabel) in enumerate(metrics):
+            for c, cell in enumerate(cells):
+                ax = axes[r, m * len(cells) + c]
+                t = table[(table["pad_size"] == pad) & (table["cell"] == cell)] if len(table) else table
+                for ln in lns:
+                    g = t[t["layernorm"] == ln].sort_values(x) if len(t) else t
+                    if g.empty:
+                        continue
+                    color = cell_color(cell)
+                    ax.plot(g[x], g["mean"], color=color, linestyle=ln_style(ln), linewidth=1.6,
+                            label=line_label(cell, ln))
+                    spread = g[g["n"] > 1]
+                    if len(spread):
+                        ax.fill_between(spread[x], spread["low"], spread["high"], color=color, alpha=0.15,
+                                        linewidth=0)
+                if m == 1:
+                    if target is not None:
+                        ax.axhline(target, color="black", linewidth=0.9, linestyle=(0, (1, 2)), label="_target")
+                    if chance is not None:
+                        ax.axhline(chance, color=CHANCE_COLOR, linewidth=1.0, linestyle=(0, (4, 3)),
+                                   label="_chance")
+                ax.set_title(f"{cell}: {'dev loss' if m == 0 else 'dev acc'}, pad_size={pad}",
+                             color=cell_color(cell))
+                if r == len(pads) - 1:
+                    ax.set_xlabel("training step" if x == "step" else "training samples seen")
+                if c == 0:
+                    ax.set_ylabel(ylabel)
+        # Share y within a metric and row: the cells side by side are compared on one scale.
+        for m in range(2):
+            row_axes = axes[r, m * len(cells):(m + 1) * len(cells)]
+            lo = min(a.get_ylim()[0] for a in row_axes)
+            hi = max(a.get_ylim()[1] for a in row_axes)
+            for a in row_axes:
+                a.set_ylim(lo, hi)
+    handles = [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
+    handles += [Patch(color=cell_color(c), alpha=0.5, label=f"{c} (band: min–max over seeds)") for c in cells]
+    if target is not None:
+        handles.append(Line2D([], [], color="black", linestyle=(0, (1, 2)), label=f"target dev acc {target:g}"))
+    if chance is not None:
+        handles.append(Line2D([], [], color=CHANCE_COLOR, linestyle=(0, (4, 3)), label=f"chance ({chance:.2g})"))
+    _legend_below(fig, handles, ncol=min(len(handles), 4))
+    what = "step" if x == "step" else "samples seen"
+    fig.suptitle(f"Training curves: dev loss and accuracy against {what}, with and without LayerNorm"
+                 + (f"\n{note}" if note else ""))
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------- 4. gradient reach
+
+def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read-out position (tokens)",
+                   layer: str = "input"):
+    """‖∂L/∂x_t‖ against distance from the read-out, log scale: one column per cell, rows at step 0
+    and at the end of training; a line per layernorm (style) × pad_size (shade: darker = longer).
+    `reach` is a `stats.reach_table`."""
+    cells = ordered_levels(reach["cell"]) if len(reach) else []
+    lns = ordered_levels(reach["layernorm"]) if len(reach) else []
+    pads = sorted(reach["pad_size"].unique()) if len(reach) else []
+    phases = [p for p in ("start", "end") if len(reach) and (reach["phase"] == p).any()] or ["start"]
+    fig, axes = _grid(len(phases), max(len(cells), 1), panel=(4.6, 3.2), sharex=True, sharey=True)
+    for r, phase in enumerate(phases):
+        for c, cell in enumerate(cells):
+            ax = axes[r, c]
+            for ln in lns:
+                for i, pad in enumerate(pads):
+                    g = reach[(reach["cell"] == cell) & (reach["layernorm"] == ln) & (reach["pad_size"] == pad)
+                              & (reach["phase"] == phase)].sort_values("distance")
+                    if g.empty:
+                        continue
+                    ax.plot(g["distance"], g["grad_norm"], color=shade(cell_color(cell), i, len(pads)),
+                            linestyle=ln_style(ln), linewidth=1.6, label=f"{line_label(cell, ln)}, pad {pad}")
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_locator(NullLocator())  # decades are enough; minor ticks cost draw time
+            ax.set_title(f"{cell}: {'at step 0 (init)' if phase == 'start' else 'at the end of training'}",
+                         color=cell_color(cell))
+            if r == len(phases) - 1:
+                ax.set_xlabel(xlabel)
+            if c == 0:
+                ax.set_ylabel(f"‖∂L/∂x_t‖ at layer '{layer}'\n(geometric mean over seeds)")
+    handles = [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
+    handles += [Line2D([], [], color=shade("0.35", i, len(pads)), linewidth=3, label=f"pad_size {p}")
+                for i, p in enumerate(pads)]
+    _legend_below(fig, handles, ncol=min(len(handles), 5))
+    fig.suptitle("Gradient reach: how much of the loss gradient arrives at each input position\n"
+                 "(x = 0 is the position the classifier reads; a steep fall means it vanishes on the way)")
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------- 5. weights moving
+
+def weights_moving(table: pd.DataFrame, *, note: str = ""):
+    """Per parameter group: gradient norm (top row) and update ratio ‖Δθ‖/‖θ‖ (bottom row) against
+    step, log scale, one column per cell; groups by shade and marker, layernorm by line style.
+    `table` is a `stats.group_norm_table`."""
+    cells = ordered_levels(table["cell"]) if len(table) else []
+    lns = ordered_levels(table["layernorm"]) if len(table) else []
+    groups = _group_order(table["group"].unique()) if len(table) else []
+    fig, axes = _grid(2, max(len(cells), 1), panel=(4.6, 3.0), sharex=True, sharey="row")
+    rows = [("grad_norm", "gradient norm ‖∂L/∂θ‖ (per group)"),
+            ("update_ratio", "update ratio ‖Δθ‖/‖θ‖\n(per evaluation interval)")]
+    for r, (col, ylabel) in enumerate(rows):
+        for c, cell in enumerate(cells):
+            ax = axes[r, c]
+            for gi, group in enumerate(groups):
+                for ln in lns:
+                    g = table[(table["cell"] == cell) & (table["group"] == group) & (table["layernorm"] == ln)]
+                    g = g[g[col].notna() & (g[col] > 0)].sort_values("step")
+                    if g.empty:
+                        continue
+                    ax.plot(g["step"], g[col], color=shade(cell_color(cell), gi, len(groups)),
+                            linestyle=ln_style(ln), marker=GROUP_MARKERS[gi % len(GROUP_MARKERS)],
+                            markersize=3.5, markevery=max(1, len(g) // 8), linewidth=1.3,
+                            label=f"{group}, LN {ln}")
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_locator(NullLocator())  # decades are enough; minor ticks cost draw time
+            ax.set_title(f"{cell}: {'gradient norm' if r == 0 else 'update ratio'}", color=cell_color(cell))
+            if r == 1:
+                ax.set_xlabel("training step")
+            if c == 0:
+                ax.set_ylabel(ylabel)
+    handles = [Line2D([], [], color=shade("0.35", gi, len(groups)), marker=GROUP_MARKERS[gi % len(GROUP_MARKERS)],
+                      linestyle="-", label=group) for gi, group in enumerate(groups)]
+    handles += [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
+    _legend_below(fig, handles, ncol=min(len(handles), 6))
+    fig.suptitle("Are the weights moving? Gradient norm and update ratio per parameter group"
+                 + (f"\n{note}" if note else ""))
+    return fig, axes
+
+
+def _group_order(groups: Sequence[str]) -> list[str]:
+    """embedding, rnn.l0, rnn.l1, …, norm, fc (input to output), then anything else."""
+    def key(g: str) -> tuple:
+        if g == "embedding":
+            return (0, 0, g)
+        if g.startswith("rnn.l") and g[5:].isdigit():
+            return (1, int(g[5:]), g)
+        return ({"norm": 2, "fc": 3}.get(g, 4), 0, g)
+    return sorted(groups, key=key)
+
+
+# ----------------------------------------------------------------------------- 6. convergence
+
+def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps", target: float | None = None,
+                panel_key: str = "pad_size"):
+    """Steps (or samples) to the target dev accuracy for each run: one row per configuration
+    (`row_keys`), one panel per `panel_key` value. Runs that reached it are filled markers (colour:
+    cell, shape: layernorm), the black bar the censored median; runs that did not are drawn in the
+    grey "not reached" zone to the right of every budget — never as zero, never left out — and
+    diverged runs there as ✕. `table` is a `stats.convergence_table`."""
+    col = "steps_to_target" if x == "steps" else "samples_to_target"
+    budget_col = "steps" if x == "steps" else "samples"
+    panels = sorted(table[panel_key].unique()) if len(table) and panel_key in table.columns else [None]
+    row_keys = [k for k in row_keys if k in table.columns and k != panel_key]
+    rows = sorted({tuple(r) for r in table[row_keys].itertuples(index=False)}, key=_row_sort_key(row_keys)) \
+        if len(table) else []
+    budget = float(pd.to_numeric(table[budget_col], errors="coerce").max()) if len(table) else 1.0
+    budget = budget if math.isfinite(budget) and budget > 0 else 1.0
+    zone = (budget * 1.04, budget * 1.32)
+    height = max(3.0, 0.32 * len(rows) + 1.6)
+    ncols = len(panels)
+    fig, axes = _grid(1, ncols, panel=(4.4 if row_keys else 3.4, height), sharey=True, extra_h=0.9)
+    rng = np.random.default_rng(0)
+    any_failed = any_diverged = False
+    for ax, pad in zip(axes.flat, panels):
+        d = table[table[panel_key] == pad] if pad is not None else table
+        ax.axvspan(*zone, color="0.88", zorder=0)
+        ax.text(sum(zone) / 2, -0.85, "not reached", ha="center", va="center", fontsize=7.5, color="0.3")
+        for i, key in enumerate(rows):
+            mask = np.ones(len(d), dtype=bool)
+            for k, v in zip(row_keys, key):
+                mask &= (d[k] == v).to_numpy()
+            g = d[mask]
+            if g.empty:
+                continue
+            cell = dict(zip(row_keys, key)).get("cell", g["cell"].iloc[0])
+            ln = dict(zip(row_keys, key)).get("layernorm", g["layernorm"].iloc[0])
+            color = cell_color(cell)
+            jitter = rng.uniform(-0.18, 0.18, len(g))
+            reached = g["reached"].to_numpy(dtype=bool)
+            values = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float)
+            xs = np.where(reached, values, zone[0] + (zone[1] - zone[0]) * rng.uniform(0.25, 0.75, len(g)))
+            diverged = (g["status"] == "diverged").to_numpy()
+            failed = (g["status"] == "failed").to_numpy()
+            any_failed |= bool(failed.any())
+            any_diverged |= bool(diverged.any())
+            ax.scatter(xs[reached], i + jitter[reached], color=color, marker=ln_marker(ln), s=26, zorder=3)
+            ok = ~reached & ~diverged & ~failed
+            ax.scatter(xs[ok], i + jitter[ok], facecolors="none", edgecolors=color, marker=ln_marker(ln), s=26,
+                       zorder=3)
+            ax.scatter(xs[~reached & diverged], i + jitter[~reached & diverged], color=color, marker=FAIL_MARKER,
+                       s=34, zorder=3)
+            ax.scatter(xs[failed], i + jitter[failed], facecolors="none", edgecolors=color, marker=FAIL_MARKER,
+                       s=34, zorder=3)
+            censored = np.where(reached, values, np.inf)[~failed]
+            if censored.size:
+                med = float(np.median(censored))
+                mx = med if math.isfinite(med) else sum(zone) / 2
+                ax.plot([mx, mx], [i - 0.32, i + 0.32], color="black", linewidth=2, zorder=4)
+        ax.set_xlim(0, zone[1])
+        ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= budget])
+        ax.set_ylim(len(rows) - 0.5, -1.2)
+        ax.set_yticks(range(len(rows)), [_row_label(row_keys, r) for r in rows])
+        ax.set_xlabel(f"{'training steps' if x == 'steps' else 'training samples'} to reach dev acc "
+                      f"{target:g}" if target is not None else f"{x} to target")
+        ax.set_title(f"{panel_key}={fmt_value(pad)}" if pad is not None else "")
+        ax.grid(axis="y", alpha=0)
+    handles = [Line2D([], [], color="0.3", marker=ln_marker(ln), linestyle="none", label=f"reached, LN {ln}")
+               for ln in (ordered_levels(table["layernorm"]) if len(table) else [])]
+    handles += [Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none",
+                       label="not reached within its budget (censored)"),
+                *([Line2D([], [], color="0.3", marker=FAIL_MARKER, linestyle="none", label="diverged")]
+                  if any_diverged else []),
+                *([Line2D([], [], color="0.3", marker=FAIL_MARKER, markerfacecolor="none", linestyle="none",
+                          label="failed (error; not in the median)")] if any_failed else []),
+                Line2D([], [], color="black", linewidth=2, label="median (censored runs count as ∞)")]
+    handles += [Patch(color=cell_color(c), label=c) for c in (ordered_levels(table["cell"]) if len(table) else [])]
+    _legend_below(fig, handles, ncol=4)
+    fig.suptitle("Convergence speed: how long each run took to reach the target dev accuracy")
+    return fig, axes
+
+
+def _row_label(keys: Sequence[str], row: tuple) -> str:
+    """'rnn/none lr=0.01' for a configuration row."""
+    named = dict(zip(keys, row))
+    head = "/".join(str(named.pop(k)) for k in ("cell", "layernorm") if k in named)
+    return " ".join([head] * bool(head) + [fmt_setting(k, v) for k, v in named.items()])
+
+
+def _row_sort_key(keys: Sequence[str]):
+    order = {"rnn": 0, "lstm": 1, "gru": 2, "none": 0, "output": 1, "recurrent": 2}
+
+    def key(row: tuple) -> tuple:
+        return tuple((order.get(v, 9), str(v)) if isinstance(v, str) else (0, v) for v in row)
+    return key
+
+
+# ----------------------------------------------------------------------------- 7. confusion
+
+def confusion_matrices(items: Sequence[tuple[str, str, pd.DataFrame]], *, ncols: int = 2):
+    """One confusion matrix per (title, cell, matrix): rows the true class, columns the predicted
+    class, labelled with class names; colour is the row share (recall), numbers are counts."""
+    n = max(len(items), 1)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    k = max((len(m) for _, _, m in items), default=2)
+    side = max(3.4, 0.3 * k + 1.5)
+    fig, axes = _grid(nrows, ncols, panel=(side + 0.6, side), extra_h=0.6)
+    image = None
+    for ax, (title, cell, m) in zip(axes.flat, items):
+        counts = m.to_numpy(dtype=float)
+        share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        if len(m) <= 16:
+            for i in range(counts.shape[0]):
+                for j in range(counts.shape[1]):
+                    if counts[i, j]:
+                        ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7.5,
+                                color="white" if share[i, j] > 0.5 else "black")
+        ax.set_xticks(range(m.shape[1]), [str(c) for c in m.columns], rotation=45, ha="right")
+        ax.set_yticks(range(m.shape[0]), [str(c) for c in m.index])
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(title, color=cell_color(cell), fontsize=9.5)
+        ax.grid(False)
+    _hide_unused(axes, len(items))
+    if image is not None:
+        cb = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6)
+        cb.set_label("share of the true class (recall)")
+    fig.suptitle("Confusion matrices of the best trial of each cell × layernorm (test set)")
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------- 8. optuna studies
+
+def study_figures(study) -> list[tuple[str, plt.Figure]]:
+    """Optuna's own matplotlib plots of a sampled study: optimisation history, hyperparameter
+    importance (Optuna's default evaluator) and parallel coordinates. A plot Optuna cannot draw
+    (too few trials, a single parameter) is left out."""
+    import warnings
+
+    from optuna.visualization import matplotlib as ovm
+
+    out = []
+    for name, fn in (("study_history", ovm.plot_optimization_history),
+                     ("study_importance", ovm.plot_param_importances),
+                     ("study_parallel", ovm.plot_parallel_coordinate)):
+        try:
+            # Optuna switches the global style (ggplot); keep that inside its own figures.
+            with warnings.catch_warnings(), plt.rc_context():
+                warnings.simplefilter("ignore")
+                ax = fn(study)
+                ax0 = np.asarray(ax).flat[0] if isinstance(ax, np.ndarray) else ax
+                fig = ax0.figure
+                fig.set_size_inches(9, 5)
+                fig.set_layout_engine("tight")
+        except Exception:  # noqa: BLE001 - optional plot; the report notes it is missing
+            continue
+        out.append((name, fig))
+    return out

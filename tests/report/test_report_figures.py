@@ -1,0 +1,131 @@
+"""Each figure function on small hand-made tables: the expected panels and lines, nothing saved."""
+
+import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+import pytest
+from report_tables import grid, results_tables
+
+from harness.report import figures as F
+from harness.report import stats as S
+
+matplotlib.use("Agg")
+
+KEYS = ["cell", "layernorm", "pad_size", "batch_size", "lr"]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    points = grid(pads=(8, 16), lrs=(1e-3, 1e-2), seeds=(0, 1))
+    statuses = {("rnn", "none", 16, 1e-2, 1): "diverged", ("lstm", "output", 8, 1e-3, 0): "failed"}
+    t = results_tables(points, statuses)
+    t["runs"] = S.prepare_runs(t["runs"])
+    return t
+
+
+def visible(axes):
+    return [ax for ax in axes.flat if ax.get_visible()]
+
+
+def labelled_lines(ax):
+    return [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+
+
+def test_frontier_one_panel_per_lr_one_line_per_cell_and_layernorm(tables):
+    summary = S.summarize(tables["runs"], KEYS)
+    fig, axes = F.frontier(summary, ["lr"], chance=0.25)
+    panels = visible(axes)
+    assert len(panels) == 2
+    for ax in panels:
+        assert len(labelled_lines(ax)) == 4
+        assert ax.get_xlabel().startswith("pad_size")
+    # chance drawn in every panel; the diverged and the failed run drawn as markers, not dropped
+    assert all(any(ln.get_label() == "_chance" for ln in ax.get_lines()) for ax in panels)
+    assert sum(ln.get_label() == "_fail" for ax in panels for ln in ax.get_lines()) == 2
+    assert fig.legends
+
+
+def test_heatmap_one_panel_per_cell_and_layernorm_with_numbers(tables):
+    summary = S.summarize(tables["runs"], KEYS)
+    fig, axes = F.heatmaps(summary, ["pad_size"], "lr", chance=0.25)
+    panels = visible(axes)
+    assert len(panels) == 4
+    for ax in panels:
+        assert len(ax.images) == 1
+        assert len(ax.texts) == 4  # 2 pad sizes × 2 learning rates
+    assert any("✕" in t.get_text() for ax in panels for t in ax.texts)
+
+
+def test_training_curves_rows_per_pad_and_cells_side_by_side(tables):
+    runs = S.best_settings(tables["runs"], KEYS)
+    by = ["cell", "layernorm", "pad_size"]
+    loss = S.curve_bands(tables["curves"], runs, by, "step", "dev_loss")
+    acc = S.curve_bands(tables["curves"], runs, by, "step", "dev_acc")
+    fig, axes = F.training_curves(loss, acc, "step", target=0.5, chance=0.25)
+    assert axes.shape == (2, 4)  # pad sizes × (loss, acc) × (rnn, lstm)
+    for ax in axes.flat:
+        assert len(labelled_lines(ax)) == 2  # layernorm none and output overlaid
+    assert "rnn" in axes[0, 0].get_title() and "lstm" in axes[0, 1].get_title()
+    assert axes[0, 0].collections  # the seed band
+
+
+def test_gradient_reach_start_and_end_per_cell(tables):
+    reach = S.reach_table(tables["grad_time"], S.best_settings(tables["runs"], KEYS))
+    fig, axes = F.gradient_reach(reach)
+    assert axes.shape == (2, 2)
+    for ax in axes.flat:
+        assert ax.get_yscale() == "log"
+        assert len(labelled_lines(ax)) == 4  # 2 layernorms × 2 pad sizes
+
+
+def test_weights_moving_groups_and_layernorm(tables):
+    chosen = S.best_settings(tables["runs"], KEYS)
+    t = S.group_norm_table(tables["grad_norms"], chosen[chosen["pad_size"] == 16])
+    fig, axes = F.weights_moving(t)
+    assert axes.shape == (2, 2)
+    for ax in axes.flat:
+        assert ax.get_yscale() == "log"
+        assert len(labelled_lines(ax)) == 4 + 5  # 4 groups without LN, 5 with (its norm group)
+
+
+def test_convergence_one_panel_per_pad_and_censored_runs_kept(tables):
+    conv = S.convergence_table(tables["runs"], KEYS)
+    assert len(conv) == len(tables["runs"])  # nothing dropped, failed included
+    fig, axes = F.convergence(conv, ["cell", "layernorm", "lr"], target=0.5)
+    assert len(visible(axes)) == 2
+    ax = axes[0, 0]
+    assert len(ax.get_yticklabels()) == 8  # cell × layernorm × lr
+    n_points = sum(len(c.get_offsets()) for ax in visible(axes) for c in ax.collections
+                   if hasattr(c, "get_offsets"))
+    assert n_points == len(conv)
+
+
+def test_confusion_matrices_labelled_with_class_names(tables):
+    best = S.best_trials(tables["runs"])
+    items = [(f"{r.cell}/{r.layernorm}", r.cell, S.confusion_matrix(tables["confusion"], r.trial_id))
+             for r in best.itertuples()]
+    fig, axes = F.confusion_matrices(items)
+    panels = visible(axes)
+    assert len(panels) == 4
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["finance", "realty", "stocks", "sports"]
+
+
+def test_figures_draw_with_no_rows():
+    empty = S.summarize(S.prepare_runs(results_tables([])["runs"]), KEYS)
+    fig, axes = F.frontier(empty)
+    assert axes.size == 1
+
+
+def test_study_figures_from_a_sampled_study():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) + t.suggest_int("pad_size", 8, 64),
+                   n_trials=8)
+    names = [n for n, _ in F.study_figures(study)]
+    assert names == ["study_history", "study_importance", "study_parallel"]
