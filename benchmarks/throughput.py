@@ -4,23 +4,41 @@ The plain loop follows the seed's train_eval.py / utils.py: the data set is a li
 (token_ids, label, seq_len) tuples, each batch is turned into tensors with `torch.LongTensor(...)`
 per step, the model is the seed's (nn.LSTM/nn.RNN with num_layers=2, bidirectional, dropout,
 fc on out[:, -1, :]), and a full dev evaluation runs every 100 steps (with a state_dict copy when dev
-loss improves, as the seed saves its checkpoint). The harness side is `harness.train.run_trial` with
-every recording on (gradient norms per group, update ratios, the gradient-reach probe, curves), and
-optionally with recording reduced (`--variants`).
+loss improves, as the seed saves its checkpoint). The harness side is `harness.train.run_trial`
+twice: with every recording on (gradient norms per group, update ratios, the gradient-reach probe,
+curves) and with recording off (`train.instrument: false`: curves only).
 
-Both run the same number of steps on the same encoded data with the same settings; each
-measurement is the wall time of one whole trial (model build, N steps, dev evaluations, final test
-evaluation). Variants are interleaved and repeated; the table reports median samples/s and the
-ratio harness / plain.
+All variants run the same number of steps on the same encoded data with the same settings (the
+Python lists of the plain loop are built once, outside the timing, as the harness's cached encoding
+is); each measurement is the wall time of one whole trial (model build, N steps, dev evaluations,
+final test evaluation). Variants are interleaved (order rotated every repeat) and repeated; the
+table reports median samples/s and the medians of the per-repeat ratios:
+
+- harness (all recording) / plain loop, in samples/s: goal >= 1.0;
+- recording cost = time(recording on) / time(recording off) - 1: goal <= 5%.
+
+The probe runs at 2 + probe_points steps whatever the trial's length, so a short benchmark trial
+overstates its share. The script therefore also times, inside each trial, the dev/test
+evaluations and the probe calls (by wrapping `harness.train.evaluate` / `harness.train._probe`), and
+projects both ratios to a full trial of the harness's default length (7 epochs of the 18,000
+synthetic titles at batch 64 = 1,969 steps, a dev evaluation every 100): per-step time x steps +
+evaluations + the fixed probe cost. The measured columns are the measurement; the projected ones are
+that arithmetic.
 
     python benchmarks/throughput.py                       # seed model, LSTM and RNN, pad 32 and 128
     python benchmarks/throughput.py --cells lstm --pads 32 --steps 300 --repeats 3
+    python benchmarks/throughput.py --device cuda --batches 64 256 --precisions fp32 bf16 --graph off on
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import dataclasses
+import functools
+import json
+import math
 import statistics
 import tempfile
 import time
@@ -30,10 +48,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import harness.train as train_mod
 from harness import data as data_mod
-from harness.config import config_from_dict, expand_grid
+from harness.config import TrainConfig, config_from_dict, expand_grid
 from harness.records import TrialRecorder
 from harness.train import run_trial
+
+SEED_STEPS = 7 * math.ceil(18000 / 64)  # the harness's default trial: 7 epochs of 18,000 titles, batch 64
 
 
 class SeedModel(nn.Module):
@@ -111,97 +132,231 @@ def seed_evaluate(model, data_iter):
     return acc, float(loss_total) / max(len(data_iter.batches) // data_iter.batch_size, 1)
 
 
-def plain_loop(ds: data_mod.Dataset, cell: str, steps: int, batch: int, device: torch.device,
-               eval_every: int = 100) -> float:
-    """Seconds for one seed-style trial of `steps` steps (dev eval every 100, test at the end)."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def plain_loop(lists: dict, ds: data_mod.Dataset, cell: str, steps: int, batch: int, device: torch.device,
+               precision: str = "fp32", eval_every: int = 100) -> dict:
+    """One seed-style trial of `steps` steps (dev eval every `eval_every`, test at the end).
+    Returns {"total": s, "dev_eval": s (all dev evaluations), "n_dev": count, "test_eval": s}."""
     t0 = time.perf_counter()
     torch.manual_seed(1)
     model = SeedModel(cell, ds.vocab_size, 300, 128, 2, 0.3, len(ds.class_names)).to(device)
     seed_init(model)
-    train_iter = DatasetIterater(as_lists(ds.train), batch, device)
-    dev_iter = DatasetIterater(as_lists(ds.dev), batch, device)
-    test_iter = DatasetIterater(as_lists(ds.test), batch, device)
+    train_iter = DatasetIterater(lists["train"], batch, device)
+    dev_iter = DatasetIterater(lists["dev"], batch, device)
+    test_iter = DatasetIterater(lists["test"], batch, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     total, best, best_state = 0, float("inf"), None
+    dev_s, n_dev = 0.0, 0
     model.train()
     while total < steps:
         for trains, labels in train_iter:
-            outputs = model(trains)
+            with _autocast(device, precision):
+                outputs = model(trains)
             model.zero_grad()
-            loss = F.cross_entropy(outputs, labels)
+            loss = F.cross_entropy(outputs.float(), labels)
             loss.backward()
             optimizer.step()
             total += 1
             if total % eval_every == 0:
+                te = time.perf_counter()
                 true = labels.data.cpu()
                 predic = torch.max(outputs.data, 1)[1].cpu()
                 _ = (true == predic).float().mean().item()
-                dev_acc, dev_loss = seed_evaluate(model, dev_iter)
+                with _autocast(device, precision):
+                    dev_acc, dev_loss = seed_evaluate(model, dev_iter)
                 if dev_loss < best:
                     best, best_state = dev_loss, copy.deepcopy(model.state_dict())
                 model.train()
+                dev_s += time.perf_counter() - te
+                n_dev += 1
             if total >= steps:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    seed_evaluate(model, test_iter)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    te = time.perf_counter()
+    with _autocast(device, precision):
+        seed_evaluate(model, test_iter)
+    _sync(device)
+    t1 = time.perf_counter()
+    return {"total": t1 - t0, "dev_eval": dev_s, "n_dev": n_dev, "test_eval": t1 - te}
 
 
-def harness_trial(cfg_raw: dict, cache: str, device: torch.device) -> float:
+class _Timers:
+    """Wraps harness.train.evaluate and harness.train._probe to time them inside run_trial (both
+    return host values, so the time includes the device work)."""
+
+    def __init__(self):
+        self.evals: list[float] = []
+        self.probes: list[float] = []
+        self._evaluate, self._probe = train_mod.evaluate, train_mod._probe
+
+    def __enter__(self):
+        def evaluate(*a, **k):
+            t = time.perf_counter()
+            out = self._evaluate(*a, **k)
+            self.evals.append(time.perf_counter() - t)
+            return out
+
+        def probe(*a, **k):
+            t = time.perf_counter()
+            out = self._probe(*a, **k)
+            self.probes.append(time.perf_counter() - t)
+            return out
+
+        train_mod.evaluate, train_mod._probe = evaluate, probe
+        return self
+
+    def __exit__(self, *exc):
+        train_mod.evaluate, train_mod._probe = self._evaluate, self._probe
+
+
+def harness_trial(cfg_raw: dict, cache: str, device: torch.device) -> dict:
+    """One run_trial. Returns {"total", "dev_eval" (all dev evaluations), "n_dev", "test_eval",
+    "probe" (all probe calls), "n_probe"}, seconds."""
     cfg = config_from_dict(cfg_raw)
     _, data_id = data_mod.prepare(cfg.data, cache)
     spec = expand_grid(cfg, data_id)[0]
     ds = data_mod.load(spec.data, cache)
-    t0 = time.perf_counter()
-    run_trial(spec, ds, device, TrialRecorder(spec.trial_id))
-    return time.perf_counter() - t0
+    with _Timers() as tm:
+        t0 = time.perf_counter()
+        run_trial(spec, ds, device, TrialRecorder(spec.trial_id))
+        total = time.perf_counter() - t0
+    return {"total": total, "dev_eval": sum(tm.evals[:-1]), "n_dev": len(tm.evals) - 1,
+            "test_eval": tm.evals[-1] if tm.evals else 0.0, "probe": sum(tm.probes), "n_probe": len(tm.probes)}
 
 
-def config(cell: str, pad: int, steps: int, batch: int, probe_points: int, n_train: int) -> dict:
+def config(cell: str, pad: int, steps: int, batch: int, probe_points: int, n_train: int, instrument: bool = True,
+           precision: str = "fp32", graph: bool = False) -> dict:
+    train = {"batch_size": batch, "max_steps": steps, "epochs": 100, "eval_every": 100,
+             "require_improvement": 10 ** 9, "probe_points": probe_points, "shuffle": False,
+             "instrument": instrument, "precision": precision}
+    if graph:  # a CUDA graph needs static shapes: the last partial batch is dropped
+        train.update(cuda_graph=True, drop_last=True)
     return {
         "name": "throughput",
         "data": {"kind": "synthetic", "pad_size": pad, "synth": {"n_train": n_train}},
         "model": {"cell": cell, "embed_dim": 300, "hidden_size": 128, "num_layers": 2, "bidirectional": True,
                   "dropout": 0.3},
-        "train": {"batch_size": batch, "max_steps": steps, "epochs": 100, "eval_every": 100,
-                  "require_improvement": 10 ** 9, "probe_points": probe_points, "shuffle": False},
+        "train": train,
         "grid": {"seed": [0]},
     }
+
+
+def graph_supported() -> bool:
+    return "cuda_graph" in {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def project(m: dict, steps: int, target: int, eval_every: int = 100, fixed_probe: bool = True) -> float:
+    """Seconds of a `target`-step trial from a `steps`-step measurement `m`: per-step training time
+    (total minus evaluations and probes, over the steps) x target, plus a dev evaluation every
+    `eval_every` steps, the test evaluation and the probe calls (a fixed number per trial)."""
+    probe = m.get("probe", 0.0)
+    per_step = (m["total"] - m["dev_eval"] - m["test_eval"] - probe) / steps
+    per_dev = m["dev_eval"] / m["n_dev"] if m["n_dev"] else 0.0
+    n_dev = target // eval_every
+    if "probe" in m and target % eval_every:
+        n_dev += 1  # the harness also evaluates at the last step
+    return per_step * target + per_dev * n_dev + m["test_eval"] + (probe if fixed_probe else 0.0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", nargs="+", default=["lstm", "rnn"])
     ap.add_argument("--pads", nargs="+", type=int, default=[32, 128])
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batches", nargs="+", type=int, default=[64])
+    ap.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32"])
+    ap.add_argument("--graph", nargs="+", choices=("off", "on"), default=["off"],
+                    help="'on' adds a harness variant with train.cuda_graph (skipped if the config has no such key)")
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-train", type=int, default=18000)
+    ap.add_argument("--probe-points", type=int, default=4)
+    ap.add_argument("--target-steps", type=int, default=SEED_STEPS, help="trial length of the projection")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", help="also write every measurement to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    graph = "on" in args.graph
+    if graph and not graph_supported():
+        print("graph on: skipped: this harness has no train.cuda_graph key\n")
+        graph = False
     cache = tempfile.mkdtemp(prefix="throughput-")
-    print(f"torch {torch.__version__}, {args.threads} threads, device {device}, batch {args.batch}, "
-          f"{args.steps} steps per trial, dev evaluation every 100 steps, {args.repeats} repeats (median)\n")
-    print("| cell | pad | plain loop (samples/s) | harness, all recording (samples/s) | ratio |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
+          f"{args.steps} steps per trial, dev evaluation every 100 steps, {args.repeats} repeats (median), "
+          f"projection to {args.target_steps}-step trials\n")
+    cols = ["cell", "pad", "batch", "precision", "plain loop (samples/s)", "harness, all recording (samples/s)",
+            "harness, recording off (samples/s)"]
+    if graph:
+        cols.append("harness, all recording, CUDA graph (samples/s)")
+    cols += ["all recording / plain", "recording cost", "projected: all recording / plain",
+             "projected: recording cost"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols))
+    results = []
     for cell in args.cells:
         for pad in args.pads:
-            raw = config(cell, pad, args.steps, args.batch, 4, args.n_train)
-            ds = data_mod.load(config_from_dict(raw).data, cache, pad)
-            harness_trial(raw, cache, device)  # warm-up (also writes the cache)
-            plain, ours = [], []
-            for _ in range(args.repeats):
-                plain.append(plain_loop(ds, cell, args.steps, args.batch, device))
-                ours.append(harness_trial(raw, cache, device))
-            sp = args.steps * args.batch / statistics.median(plain)
-            so = args.steps * args.batch / statistics.median(ours)
-            print(f"| {cell} | {pad} | {sp:,.0f} | {so:,.0f} | {so / sp:.2f} |", flush=True)
+            ds = data_mod.load(config_from_dict(config(cell, pad, 1, 64, 0, args.n_train)).data, cache, pad)
+            lists = {s: as_lists(getattr(ds, s)) for s in ("train", "dev", "test")}
+            for batch in args.batches:
+                for prec in args.precisions:
+                    plain = functools.partial(plain_loop, lists, ds, cell, args.steps, batch, device, prec)
+                    variants = {"plain": plain}
+                    for name, instr, g in (("on", True, False), ("off", False, False), ("graph", True, True)):
+                        if g and not graph:
+                            continue
+                        raw = config(cell, pad, args.steps, batch, args.probe_points, args.n_train, instr, prec, g)
+                        variants[name] = functools.partial(harness_trial, raw, cache, device)
+                    # Warm-up: a few steps of each (kernels, allocator), not timed.
+                    plain_loop(lists, ds, cell, 3, batch, device, prec)
+                    harness_trial(config(cell, pad, 3, batch, 0, args.n_train, False, prec), cache, device)
+                    runs: dict[str, list[dict]] = {k: [] for k in variants}
+                    names = list(variants)
+                    for r in range(args.repeats):
+                        for name in names[r % len(names):] + names[:r % len(names)]:
+                            runs[name].append(variants[name]())
+                    row = summarise(runs, args.steps, batch, args.target_steps)
+                    row.update(cell=cell, pad=pad, batch=batch, precision=prec, device=str(device),
+                               threads=torch.get_num_threads(), steps=args.steps, repeats=args.repeats)
+                    results.append(row)
+                    cells = [cell, pad, batch, prec, f"{row['sps_plain']:,.0f}", f"{row['sps_on']:,.0f}",
+                             f"{row['sps_off']:,.0f}"]
+                    if graph:
+                        cells.append(f"{row['sps_graph']:,.0f}")
+                    cells += [f"{row['ratio_on_plain']:.2f}", f"{row['cost']:+.1%}",
+                              f"{row['proj_ratio_on_plain']:.2f}", f"{row['proj_cost']:+.1%}"]
+                    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def summarise(runs: dict[str, list[dict]], steps: int, batch: int, target: int) -> dict:
+    med = statistics.median
+    t = {k: [m["total"] for m in v] for k, v in runs.items()}
+    row = {f"sps_{k}": steps * batch / med(v) for k, v in t.items()}
+    # Ratios paired within a repeat (the machine's load drifts between repeats), then the median.
+    row["ratio_on_plain"] = med(p / o for p, o in zip(t["plain"], t["on"]))
+    row["cost"] = med(o / f for o, f in zip(t["on"], t["off"])) - 1
+    proj = {k: [project(m, steps, target) for m in v] for k, v in runs.items()}
+    row["proj_ratio_on_plain"] = med(p / o for p, o in zip(proj["plain"], proj["on"]))
+    row["proj_cost"] = med(o / f for o, f in zip(proj["on"], proj["off"])) - 1
+    for k, v in runs.items():
+        for part in ("total", "dev_eval", "test_eval", "probe"):
+            if part in v[0]:
+                row[f"{k}_{part}_s"] = med(m[part] for m in v)
+    return row
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"with {workers} worker(s) on {device}")
         return 0
     counts = runner.run(cfg, out, workers=workers, storage=storage, device=device,
-                        threads=cfg.run.threads, progress=not args.quiet)
+                        threads=cfg.run.threads, progress=not args.quiet, artifacts=args.artifacts)
     print(f"{out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0 if counts.get("missing", 0) == 0 else 1
 
@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="auto | cpu | cuda | cuda:K | cuda:0,cuda:1 (default: run.device)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.hidden_size=64 (repeatable)")
+    r.add_argument("--artifacts", metavar="DIR",
+                   help="also store each trial's shards in this Optuna artifact store (a shared path), so "
+                        "workers that do not share the results folder still reach the report")
     r.add_argument("--dry-run", action="store_true", help="list the trials and their cost; run nothing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)

@@ -126,6 +126,60 @@ class RunConfig:
         "Optuna storage URL (default: a journal file in the results directory)"))
 
 
+SAMPLERS = ("tpe", "random", "qmc", "gp", "nsga2", "grid", "bruteforce")
+PRUNERS = ("none", "median", "hyperband", "successive_halving", "wilcoxon")
+# Runs-table metrics a study can optimise, with the direction that is better.
+METRICS = {"best_dev_acc": "maximize", "test_acc": "maximize", "test_macro_f1": "maximize",
+           "test_loss": "minimize", "steps_to_target": "minimize", "samples_to_target": "minimize",
+           "seconds_to_target": "minimize", "train_s": "minimize", "wall_s": "minimize"}
+# Options each sampler/pruner accepts (a subset of the Optuna constructors' keyword arguments).
+SAMPLER_OPTIONS = {
+    "tpe": ("n_startup_trials", "n_ei_candidates", "multivariate", "group", "constant_liar", "gamma"),
+    "random": (), "qmc": ("qmc_type", "scramble"), "gp": ("n_startup_trials", "deterministic_objective"),
+    "nsga2": ("population_size", "mutation_prob", "crossover_prob", "swapping_prob"), "grid": (),
+    "bruteforce": ("avoid_premature_stop",),
+}
+PRUNER_OPTIONS = {
+    "none": (), "median": ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+    "hyperband": ("min_resource", "max_resource", "reduction_factor"),
+    "successive_halving": ("min_resource", "reduction_factor", "min_early_stopping_rate"),
+    "wilcoxon": ("p_threshold", "n_startup_steps"),
+}
+
+
+@dataclass
+class ParamSpec:
+    """One search distribution: float (low, high, log, step), int (low, high, log, step) or
+    categorical (choices)."""
+
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list | None = None
+
+
+@dataclass
+class Objective:
+    metric: str
+    direction: str
+
+
+@dataclass
+class StudyConfig:
+    n_trials: int = 20
+    sampler: str = "tpe"
+    sampler_options: dict = field(default_factory=dict)
+    pruner: str = "none"
+    pruner_options: dict = field(default_factory=dict)
+    objectives: list[Objective] = field(default_factory=lambda: [Objective("best_dev_acc", "maximize")])
+    params: dict[str, ParamSpec] = field(default_factory=dict)  # canonical dotted key -> distribution
+    per: list[str] = field(default_factory=list)  # canonical dotted keys of grid axes: one study each
+    rerun_best: bool = True   # re-run each study's best setting once per grid seed
+    seed: int = 0             # the sampler's seed
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "run": RunConfig,
 }
@@ -146,6 +200,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     grid: dict[str, list] = field(default_factory=dict)  # canonical dotted key -> values
+    study: StudyConfig | None = None
     source: str | None = None  # the file it came from
 
     def to_dict(self) -> dict:
@@ -154,6 +209,12 @@ class ExperimentConfig:
         for name in SECTIONS:
             out[name] = dataclasses.asdict(getattr(self, name))
         out["grid"] = {short_axis_name(k): list(v) for k, v in self.grid.items()}
+        if self.study is not None:
+            st = dataclasses.asdict(self.study)
+            st["params"] = {short_axis_name(k): {a: b for a, b in v.items() if b is not None and b is not False}
+                            for k, v in st["params"].items()}
+            st["per"] = [short_axis_name(k) for k in self.study.per]
+            out["study"] = st
         return out
 
 
@@ -168,6 +229,7 @@ class TrialSpec:
     factors: dict[str, Any]  # short axis name -> value, for every grid axis
     data_id: str              # identity of the data set (content hash)
     trial_id: str             # stable hash of the resolved settings and the data identity
+    tag: dict[str, Any] = field(default_factory=dict)  # study, number, phase for study trials
 
     def settings(self) -> dict[str, Any]:
         """Flat dotted-key dict of every resolved data/model/train setting."""
@@ -320,17 +382,18 @@ def _lookup_field(dotted: str) -> tuple[Any, dict]:
     raise KeyError(dotted)
 
 
-def _canonical_axis(name: str, where: _Where) -> str:
+def _canonical_axis(name: str, where: _Where, prefix: str = "grid.") -> str:
     key = AXIS_ALIASES.get(name, name)
+    what = "grid axis" if prefix == "grid." else "config key"
     try:
         tp, _ = _lookup_field(key)
     except KeyError:
         raise ConfigError(
-            f"unknown grid axis 'grid.{name}'{where('grid.' + name)}; allowed: "
+            f"unknown {what} '{prefix}{name}'{where(prefix + name)}; allowed: "
             f"{', '.join(AXIS_ALIASES)} or any dotted data/model/train key "
             f"(e.g. model.readout, train.grad_clip)") from None
     if key.split(".")[0] not in GRIDDABLE_SECTIONS or key in NOT_GRIDDABLE or dataclasses.is_dataclass(tp):
-        raise ConfigError(f"grid axis 'grid.{name}' cannot vary{where('grid.' + name)}: "
+        raise ConfigError(f"{what} '{prefix}{name}' cannot vary{where(prefix + name)}: "
                           f"data identity and run settings are fixed per experiment")
     return key
 
@@ -366,20 +429,170 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int] 
     where = _Where(source, lines)
     if not isinstance(raw, dict):
         raise ConfigError(f"config{where('')}: expected a mapping at the top level, got {type(raw).__name__}")
-    allowed = ["name", *SECTIONS, "grid"]
+    allowed = ["name", *SECTIONS, "grid", "study"]
     for k in raw:
         if k not in allowed:
-            hint = "; 'study:' is not supported yet" if k == "study" else ""
             raise ConfigError(f"unknown config key '{k}'{where(str(k))}; allowed top-level keys: "
-                              f"{', '.join(allowed)}{hint}")
+                              f"{', '.join(allowed)}")
     name = raw.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"config key 'name': expected a non-empty string without '/', got {name!r}"
                           f"{where('name')}")
     sections = {s: _build(cls, raw.get(s), s + ".", where) for s, cls in SECTIONS.items()}
-    cfg = ExperimentConfig(name=name, grid=_build_grid(raw.get("grid"), where), source=source, **sections)
+    grid = _build_grid(raw.get("grid"), where)
+    study = _build_study(raw["study"], grid, where) if raw.get("study") is not None else None
+    cfg = ExperimentConfig(name=name, grid=grid, study=study, source=source, **sections)
     _check_consistency(cfg, where)
     return cfg
+
+
+def _build_param(key: str, raw: Any, where: _Where) -> ParamSpec:
+    """One distribution under study.params, checked against the setting it searches."""
+    dotted = _canonical_axis(key.removeprefix("study.params."), where, prefix="study.params.")
+    skey = f"study.params.{key}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{skey}': expected a mapping like {{type: float, low: 1e-4, high: 1e-2, "
+                          f"log: true}}, got {raw!r}{where(skey)}")
+    allowed = {"type", "low", "high", "log", "step", "choices"}
+    for k in raw:
+        if k not in allowed:
+            raise ConfigError(f"unknown config key '{skey}.{k}'{where(skey + '.' + str(k))}; allowed: "
+                              f"{', '.join(sorted(allowed))}")
+    kind = raw.get("type")
+    if kind not in ("float", "int", "categorical"):
+        raise ConfigError(f"config key '{skey}.type': {kind!r} is not allowed; allowed: float, int, "
+                          f"categorical{where(skey)}")
+    tp, meta = _lookup_field(dotted)
+    if kind == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"config key '{skey}.choices': a categorical needs a non-empty list, got "
+                              f"{choices!r}{where(skey)}")
+        checked = [_check_value(f"{skey}.choices", c, tp, meta, where) for c in choices]
+        return ParamSpec("categorical", choices=checked)
+    for k in ("low", "high"):
+        v = raw.get(k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"config key '{skey}.{k}': expected a number, got {v!r}{where(skey)}")
+    low, high = raw["low"], raw["high"]
+    _check_value(f"{skey}.low", low if kind == "float" else int(low), tp, meta, where)
+    _check_value(f"{skey}.high", high if kind == "float" else int(high), tp, meta, where)
+    if low > high:
+        raise ConfigError(f"config key '{skey}': low {low} is above high {high}{where(skey)}")
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"config key '{skey}.log': expected true or false, got {log!r}{where(skey)}")
+    if log and low <= 0:
+        raise ConfigError(f"config key '{skey}.low': a log distribution needs low > 0, got {low}{where(skey)}")
+    step = raw.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+        raise ConfigError(f"config key '{skey}.step': expected a positive number, got {step!r}{where(skey)}")
+    if log and step is not None:
+        raise ConfigError(f"config key '{skey}': step and log cannot be combined (Optuna){where(skey)}")
+    if kind == "int":
+        if _base_type(tp) is not int:
+            raise ConfigError(f"config key '{skey}.type': '{dotted}' is not an integer setting{where(skey)}")
+        if any(not float(v).is_integer() for v in (low, high, step or 1)):
+            raise ConfigError(f"config key '{skey}': an int distribution needs integer low/high/step{where(skey)}")
+        return ParamSpec("int", low=int(low), high=int(high), log=log, step=int(step) if step else None)
+    if _base_type(tp) is not float:
+        raise ConfigError(f"config key '{skey}.type': '{dotted}' is not a float setting; use int or "
+                          f"categorical{where(skey)}")
+    return ParamSpec("float", low=float(low), high=float(high), log=log, step=float(step) if step else None)
+
+
+def _base_type(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _build_study(raw: Any, grid: dict[str, list], where: _Where) -> StudyConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key 'study': expected a mapping, got {raw!r}{where('study')}")
+    allowed = [f.name for f in dataclasses.fields(StudyConfig)]
+    for k in raw:
+        if k not in allowed:
+            raise ConfigError(f"unknown config key 'study.{k}'{where('study.' + str(k))}; allowed keys under "
+                              f"'study': {', '.join(allowed)}")
+    st = StudyConfig()
+    for k in ("n_trials", "seed"):
+        if k in raw:
+            setattr(st, k, _check_value(f"study.{k}", raw[k], int, {"min": 1 if k == "n_trials" else None},
+                                        where))
+    if "rerun_best" in raw:
+        st.rerun_best = _check_value("study.rerun_best", raw["rerun_best"], bool, {}, where)
+    st.sampler = _check_value("study.sampler", raw.get("sampler", "tpe"), str, {"choices": SAMPLERS}, where)
+    st.pruner = _check_value("study.pruner", raw.get("pruner", "none"), str, {"choices": PRUNERS}, where)
+    for kind, table in (("sampler", SAMPLER_OPTIONS), ("pruner", PRUNER_OPTIONS)):
+        key = f"study.{kind}_options"
+        opts = raw.get(f"{kind}_options") or {}
+        if not isinstance(opts, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {opts!r}{where(key)}")
+        name = getattr(st, kind)
+        for k in opts:
+            if k not in table[name]:
+                raise ConfigError(f"unknown config key '{key}.{k}'{where(key)}: the {name} {kind} accepts "
+                                  f"{', '.join(table[name]) or 'no options'}")
+        setattr(st, f"{kind}_options", dict(opts))
+    objectives = raw.get("objectives", [{"metric": "best_dev_acc", "direction": "maximize"}])
+    if not isinstance(objectives, list) or not objectives:
+        raise ConfigError(f"config key 'study.objectives': expected a non-empty list of {{metric, direction}}, "
+                          f"got {objectives!r}{where('study.objectives')}")
+    st.objectives = []
+    for i, o in enumerate(objectives):
+        key = f"study.objectives[{i}]"
+        if isinstance(o, str):
+            o = {"metric": o}
+        if not isinstance(o, dict) or set(o) - {"metric", "direction"}:
+            raise ConfigError(f"config key '{key}': expected {{metric: ..., direction: ...}}, got {o!r}"
+                              f"{where('study.objectives')}")
+        metric = _check_value(f"{key}.metric", o.get("metric"), str, {"choices": tuple(METRICS)}, where)
+        direction = _check_value(f"{key}.direction", o.get("direction", METRICS[metric]), str,
+                                 {"choices": ("maximize", "minimize")}, where)
+        st.objectives.append(Objective(metric, direction))
+    if len({o.metric for o in st.objectives}) != len(st.objectives):
+        raise ConfigError(f"config key 'study.objectives': a metric is repeated{where('study.objectives')}")
+    if len(st.objectives) > 1 and st.pruner != "none":
+        raise ConfigError(f"config key 'study.pruner': {st.pruner!r} cannot be used with "
+                          f"{len(st.objectives)} objectives (Optuna prunes single-objective studies only); "
+                          f"use none{where('study.pruner')}")
+    params = raw.get("params")
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(f"config key 'study.params': expected a mapping of setting -> distribution, got "
+                          f"{params!r}{where('study.params')}")
+    for k, v in params.items():
+        spec = _build_param(str(k), v, where)
+        dotted = AXIS_ALIASES.get(str(k), str(k))
+        if dotted == "train.seed":
+            raise ConfigError(f"config key 'study.params.{k}': seeds are not searched; list them in "
+                              f"grid.seed{where('study.params.' + str(k))}")
+        if dotted in grid:
+            raise ConfigError(f"config key 'study.params.{k}': '{k}' is also a grid axis; a setting is either "
+                              f"searched or enumerated{where('study.params.' + str(k))}")
+        st.params[dotted] = spec
+    if st.sampler == "grid":
+        for k, p in st.params.items():
+            if p.type == "float" and p.step is None:
+                raise ConfigError(f"config key 'study.params.{short_axis_name(k)}': the grid sampler needs "
+                                  f"categorical, int, or stepped float distributions{where('study.sampler')}")
+    per = raw.get("per", [])
+    if not isinstance(per, list):
+        raise ConfigError(f"config key 'study.per': expected a list of grid axes, got {per!r}{where('study.per')}")
+    for axis in per:
+        dotted = AXIS_ALIASES.get(str(axis), str(axis))
+        if dotted not in grid or dotted == "train.seed":
+            raise ConfigError(f"config key 'study.per': {axis!r} must be a grid axis other than seed (its values "
+                              f"come from grid:); grid axes here: "
+                              f"{', '.join(short_axis_name(g) for g in grid if g != 'train.seed') or 'none'}"
+                              f"{where('study.per')}")
+        st.per.append(dotted)
+    enumerated = [short_axis_name(g) for g in grid if g not in st.per and g != "train.seed"]
+    if enumerated:
+        raise ConfigError(f"config key 'grid': with a study, grid axes other than seed must be listed in "
+                          f"study.per (one study per combination); not listed: {', '.join(enumerated)}"
+                          f"{where('study.per')}")
+    return st
 
 
 def _check_consistency(cfg: ExperimentConfig, where: _Where) -> None:
@@ -471,22 +684,27 @@ def _set_dotted(sections: dict[str, Any], key: str, value: Any) -> None:
     setattr(obj, parts[-1], value)
 
 
+def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: dict[str, Any] | None = None
+              ) -> TrialSpec:
+    """The `TrialSpec` with the config's settings and `values` (dotted key -> value) set on top.
+    `tag` (e.g. the study and trial number of a sampled trial) joins the trial's identity."""
+    sections = {s: copy.deepcopy(getattr(cfg, s)) for s in GRIDDABLE_SECTIONS}
+    for key, value in values.items():
+        _set_dotted(sections, key, value)
+    identity: dict[str, Any] = {s: dataclasses.asdict(sections[s]) for s in GRIDDABLE_SECTIONS}
+    # Where the data came from and the synthetic settings are captured by data_id.
+    for k in ("dir", "synth"):
+        identity["data"].pop(k)
+    identity["data_id"] = data_id
+    if tag:
+        identity["tag"] = tag
+    return TrialSpec(name=cfg.name, data=sections["data"], model=sections["model"], train=sections["train"],
+                     factors={short_axis_name(k): v for k, v in values.items()}, data_id=data_id,
+                     trial_id=stable_hash(identity), tag=dict(tag or {}))
+
+
 def expand_grid(cfg: ExperimentConfig, data_id: str) -> list[TrialSpec]:
     """One `TrialSpec` per combination of the grid axes (seed included), in a stable order."""
-    axes = list(cfg.grid.items())
-    specs = []
-    for combo in itertools.product(*(values for _, values in axes)):
-        sections = {s: copy.deepcopy(getattr(cfg, s)) for s in GRIDDABLE_SECTIONS}
-        factors = {}
-        for (key, _), value in zip(axes, combo):
-            _set_dotted(sections, key, value)
-            factors[short_axis_name(key)] = value
-        identity = {s: dataclasses.asdict(sections[s]) for s in GRIDDABLE_SECTIONS}
-        # Where the data came from and the synthetic settings are captured by data_id.
-        for k in ("dir", "synth"):
-            identity["data"].pop(k)
-        identity["data_id"] = data_id
-        specs.append(TrialSpec(name=cfg.name, data=sections["data"], model=sections["model"],
-                               train=sections["train"], factors=factors, data_id=data_id,
-                               trial_id=stable_hash(identity)))
-    return specs
+    axes = list(cfg.grid)
+    return [make_spec(cfg, data_id, dict(zip(axes, combo)))
+            for combo in itertools.product(*(cfg.grid[a] for a in axes))]

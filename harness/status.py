@@ -13,49 +13,62 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from harness.progress import belongs
 from harness.records import load
-from harness.runner import load_results_config, make_plan, open_storage, worker_alive
+from harness.runner import (
+    gather_artifacts,
+    load_results_config,
+    make_plan,
+    open_storage,
+    read_run_settings,
+    worker_alive,
+)
 
 
 def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
     cfg = load_results_config(out_dir)
     plan = make_plan(cfg, out_dir)
-    wanted = {s.trial_id for s in plan.specs}
+    settings = read_run_settings(out_dir)
+    storage_url = storage_url or settings.storage
+    gather_artifacts(out_dir, storage_url, settings.artifacts)
     runs = load(out_dir)["runs"]
-    runs = runs[runs["trial_id"].isin(wanted)]
+    if len(runs):
+        keep = [belongs(plan, tid, row) for tid, row in zip(runs["trial_id"], runs.to_dict("records"))]
+        runs = runs[keep]
     by_status = runs["status"].value_counts().to_dict() if len(runs) else {}
+    cols = [c for c in ("trial_id", "phase", "cell", "layernorm", "pad_size", "batch_size", "lr", "seed")
+            if c in runs.columns]
     info: dict[str, Any] = {
-        "dir": str(out_dir), "name": cfg.name, "total": len(wanted),
+        "dir": str(out_dir), "name": cfg.name, "total": plan.total,
         "finished": {k: int(by_status.get(k, 0)) for k in ("complete", "diverged", "failed", "pruned")},
         "running": [], "waiting": 0, "stale": 0,
-        "slowest": runs.nlargest(5, "wall_s")[["trial_id", "cell", "layernorm", "pad_size", "batch_size",
-                                               "lr", "seed", "wall_s"]].to_dict("records") if len(runs) else [],
-        "failures": runs[runs["status"].isin(["failed", "diverged"])][
-            ["trial_id", "status", "cell", "layernorm", "pad_size", "lr", "seed", "error"]].to_dict("records"),
+        "slowest": runs.nlargest(5, "wall_s")[cols + ["wall_s"]].to_dict("records") if len(runs) else [],
+        "failures": runs[runs["status"].isin(["failed", "diverged"])][cols + ["status", "error"]].to_dict("records"),
     }
-    journal = out_dir / "optuna.journal"
-    if storage_url or journal.is_file():
+    if storage_url or (out_dir / "optuna.journal").is_file():
         import optuna
 
         storage = open_storage(out_dir, storage_url)
-        try:
-            study = optuna.load_study(study_name=cfg.name, storage=storage)
-        except KeyError:
-            study = None
         now = time.time()
         done_ids = set(runs["trial_id"])
-        for t in study.get_trials(deepcopy=False) if study else []:
-            tid = t.user_attrs.get("trial_id")
-            if t.state == TrialState.WAITING and tid not in done_ids:
-                info["waiting"] += 1
-            elif t.state == TrialState.RUNNING:
-                if not worker_alive(t.system_attrs, now):
-                    info["stale"] += 1
-                else:
+        names = [cfg.name] + [s.name for s in plan.studies]
+        for name in names:
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                continue
+            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
+                tid = t.user_attrs.get("trial_id")
+                if t.state == TrialState.WAITING and tid not in done_ids:
+                    info["waiting"] += 1
+                elif t.state == TrialState.RUNNING:
+                    if not worker_alive(t.system_attrs, now):
+                        info["stale"] += 1
+                        continue
                     claimed = t.system_attrs.get("claimed_at", now)
-                    info["running"].append({"trial_id": tid, "worker": f"{t.system_attrs.get('host')}:"
-                                            f"{t.system_attrs.get('pid')}", "elapsed_s": now - claimed,
-                                            **(t.params or {})})
+                    info["running"].append({"trial_id": tid or f"{name}#{t.number}",
+                                            "worker": f"{t.system_attrs.get('host')}:{t.system_attrs.get('pid')}",
+                                            "elapsed_s": now - claimed, **(t.params or {})})
     info["missing"] = info["total"] - sum(info["finished"].values())
     return info
 

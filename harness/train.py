@@ -353,6 +353,7 @@ def settings_columns(spec: TrialSpec) -> dict[str, Any]:
         "dropout": m.dropout, "init": m.init, "forget_bias": m.forget_bias, "grad_clip": t.grad_clip,
         "precision": t.precision, "name": spec.name,
     }
+    cols.update({"phase": "grid", **spec.tag})
     settings = spec.settings()
     for axis in spec.factors:
         if "." in axis:

@@ -48,6 +48,7 @@ class ReportData:
     planned: int | None
     max_seeds: int
     notes: dict[str, str] = field(default_factory=dict)
+    study_md: str = ""
 
 
 def compute(results_dir: str | Path) -> ReportData:
@@ -58,8 +59,16 @@ def compute(results_dir: str | Path) -> ReportData:
     cfg, text = _load_config(d)
     if cfg is None and not (d / "trials").is_dir():
         raise ConfigError(f"{d} is not a results directory (no config.yaml and no trials/)")
+    if cfg is not None:
+        from harness.runner import gather_artifacts
+
+        gather_artifacts(d)
     tables = _load_tables(d)
     runs = S.prepare_runs(tables["runs"])
+    if cfg is not None and cfg.study is not None and "phase" in runs.columns:
+        # Configurations are compared at their own best settings: the re-runs, once they exist.
+        phase = "rerun" if (runs["phase"] == "rerun").any() else "search"
+        runs = runs[runs["phase"] == phase]
     grid_axes = list(cfg.to_dict()["grid"]) if cfg else [c for c in runs.columns if "." in c]
     keys = S.config_keys(runs, grid_axes)
     varying = S.varying(runs, keys)
@@ -192,6 +201,8 @@ def build_figures(data: ReportData) -> list[tuple[str, Any, str]]:
         "Confusion matrices (test set) of the trial with the best test accuracy for each cell × layernorm; "
         "colour: share of the true class, numbers: counts.", len(items) > 0, "no trial has a confusion table yet")
 
+    if data.cfg is not None and data.cfg.study is not None:
+        return out + _search_studies(data)
     for name, fig in _study(data):
         out.append((name, fig, {"study_history": "Optuna optimisation history of the sampled trials.",
                                 "study_importance": "Hyperparameter importance (Optuna's default evaluator).",
@@ -211,6 +222,38 @@ def _single_str(runs: pd.DataFrame, col: str) -> str | None:
         return "last"
     v = runs[col].dropna().unique()
     return str(v[0]) if len(v) == 1 else None
+
+
+def _search_studies(data: ReportData) -> list[tuple[str, Any, str]]:
+    """For a config with `study:`: each search study's plots, and the best-settings table."""
+    import optuna
+
+    from harness import study as study_mod
+    from harness.report.study import best_table, study_figures
+    from harness.runner import open_storage, read_run_settings
+
+    cfg = data.cfg
+    storage = open_storage(data.dir, cfg.run.storage or read_run_settings(data.dir).storage)
+    studies, labels, out = {}, {}, []
+    plans = study_mod.search_studies(cfg)
+    for i, s in enumerate(plans):
+        try:
+            studies[s.name] = optuna.load_study(study_name=s.name, storage=storage)
+        except KeyError:
+            continue
+        labels[s.name] = s.label
+        slug = str(i) if len(plans) > 1 else "all"
+        out += study_figures(studies[s.name], cfg, slug, s.label)
+    if studies:
+        table = best_table(studies, labels, cfg)
+        data.study_md = (f"Sampler {cfg.study.sampler}, pruner {cfg.study.pruner}, {cfg.study.n_trials} trials per "
+                         f"study; objectives: {', '.join(f'{o.direction} {o.metric}' for o in cfg.study.objectives)}."
+                         f" Each study's best setting"
+                         + (" was re-run once per seed; the sections above compare those re-runs.\n\n"
+                            if cfg.study.rerun_best else ".\n\n") + md_table(table) + "\n")
+    else:
+        data.notes["study"] = "no search study in the storage yet"
+    return out
 
 
 def _study(data: ReportData) -> list[tuple[str, Any]]:
@@ -377,6 +420,8 @@ def render(data: ReportData, saved: list[tuple[str, str]]) -> str:
                      f"([SVG](figures/{name_}.svg))\n")
     for name_, why in data.notes.items():
         parts.append(f"- Not drawn: {_title(name_)} — {why}.\n")
+    if data.study_md:
+        parts += ["## Study: best setting per configuration\n", data.study_md]
     parts += ["## Provenance\n", provenance_markdown(data)]
     return "\n".join(parts)
 

@@ -1,0 +1,178 @@
+"""Optuna studies: config validation, pruning, several objectives, per-factor tuning, and workers
+on two results folders sharing one PostgreSQL database."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import optuna
+import pytest
+import yaml
+from conftest import ROOT, tiny_raw
+from optuna.trial import TrialState
+
+from harness import records, runner
+from harness.config import ConfigError, config_from_dict
+from harness.report import write_report
+
+LR = {"lr": {"type": "float", "low": 1.0e-5, "high": 0.1, "log": True}}
+
+
+def study_raw(name="st", grid=None, **study):
+    raw = tiny_raw(name, grid or {"seed": [0]})
+    raw["train"].update({"epochs": 2, "target_dev_acc": 0.15})
+    raw["study"] = {"n_trials": 4, "sampler": "random", "params": LR, **study}
+    return raw
+
+
+@pytest.mark.parametrize("study, key, words", [
+    ({"sampler": "annealing"}, "study.sampler", ["tpe, random, qmc, gp, nsga2, grid, bruteforce"]),
+    ({"pruner": "median", "objectives": ["best_dev_acc", "train_s"]}, "study.pruner", ["2 objectives"]),
+    ({"params": {"model.dropout": {"type": "float", "low": 0, "high": 0.5, "log": True}}},
+     "study.params.model.dropout.low", ["log distribution needs low > 0"]),
+    ({"params": {"lr": {"type": "float", "low": 0.1, "high": 0.01}}}, "study.params.lr", ["above high"]),
+    ({"params": {"lr": {"type": "gaussian"}}}, "study.params.lr.type", ["float, int, categorical"]),
+    ({"params": {"lr": {"type": "float", "low": 1, "high": 2, "scale": 3}}}, "study.params.lr.scale", ["unknown"]),
+    ({"params": {"model.colour": {"type": "int", "low": 1, "high": 2}}}, "study.params.model.colour", ["unknown"]),
+    ({"params": {"cell": {"type": "categorical", "choices": []}}}, "study.params.cell.choices", ["non-empty"]),
+    ({"params": {"cell": {"type": "categorical", "choices": ["rnn", "tcn"]}}}, "study.params.cell.choices",
+     ["'tcn'", "rnn, lstm, gru"]),
+    ({"params": {"lr": {"type": "int", "low": 1, "high": 3}}}, "study.params.lr.type", ["integer"]),
+    ({"params": {"hidden_size": {"type": "float", "low": 1, "high": 3}}}, "study.params.hidden_size", ["unknown"]),
+    ({"params": {"model.hidden_size": {"type": "float", "low": 1, "high": 3}}}, "study.params.model.hidden_size.type",
+     ["not a float"]),
+    ({"params": {"seed": {"type": "int", "low": 0, "high": 3}}}, "study.params.seed", ["grid.seed"]),
+    ({"sampler": "grid"}, "study.params.lr", ["grid sampler"]),
+    ({"sampler_options": {"n_startup_trials": 3}}, "study.sampler_options.n_startup_trials", ["random sampler"]),
+    ({"pruner": "median", "pruner_options": {"patience": 3}}, "study.pruner_options.patience", ["n_warmup_steps"]),
+    ({"objectives": [{"metric": "speed"}]}, "study.objectives[0].metric", ["best_dev_acc"]),
+    ({"objectives": [{"metric": "test_acc", "direction": "up"}]}, "study.objectives[0].direction", ["maximize"]),
+    ({"n_trials": 0}, "study.n_trials", [">= 1"]),
+    ({"per": ["cell"]}, "study.per", ["grid axis"]),
+    ({"colour": 1}, "study.colour", ["unknown"]),
+])
+def test_study_errors_name_the_key(study, key, words):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(study_raw(**study))
+    msg = str(e.value)
+    assert f"'{key}'" in msg, msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_grid_axes_must_be_per_axes_and_params_not_grid_axes():
+    with pytest.raises(ConfigError, match="not listed: cell"):
+        config_from_dict(study_raw(grid={"cell": ["rnn", "lstm"], "seed": [0]}))
+    with pytest.raises(ConfigError, match="also a grid axis"):
+        config_from_dict(study_raw(grid={"lr": [1e-3], "seed": [0]}))
+
+
+def test_tpe_with_median_pruner_prunes_and_completes(tmp_path):
+    raw = study_raw("prune", n_trials=8, sampler="tpe", sampler_options={"n_startup_trials": 3},
+                    pruner="median", pruner_options={"n_startup_trials": 2, "n_warmup_steps": 0}, rerun_best=False)
+    raw["train"]["epochs"] = 3
+    cfg = config_from_dict(raw)
+    counts = runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    assert counts["total"] == 8 and counts["missing"] == 0 and counts["pruned"] >= 1
+    runs = records.load(tmp_path)["runs"]
+    assert len(runs) == 8 and (runs["phase"] == "search").all()
+    pruned = runs[runs["status"] == "pruned"]
+    full = runs.loc[runs["status"] == "complete", "steps"].max()
+    assert (pruned["steps"] < full).all() and (pruned["stop_reason"] == "pruned").all()
+    curves = records.load(tmp_path)["curves"]
+    assert set(pruned["trial_id"]) <= set(curves["trial_id"])  # a pruned trial keeps its curves
+    study = optuna.load_study(study_name="prune/all", storage=runner.open_storage(tmp_path, None))
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.PRUNED) == len(pruned) and states.count(TrialState.COMPLETE) == 8 - len(pruned)
+    # Re-running the same command adds nothing: the study already has its 8 trials.
+    assert runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)["missing"] == 0
+    assert len(study.get_trials()) == 8
+
+
+def test_two_objectives_give_a_pareto_front(tmp_path):
+    raw = study_raw("pareto", n_trials=5, sampler="nsga2", rerun_best=False,
+                    objectives=[{"metric": "best_dev_acc"}, {"metric": "train_s"}])
+    cfg = config_from_dict(raw)
+    runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    study = optuna.load_study(study_name="pareto/all", storage=runner.open_storage(tmp_path, None))
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    front = study.best_trials
+    assert 1 <= len(front) <= 5 and all(len(t.values) == 2 for t in front)
+    text = write_report(tmp_path).read_text()
+    assert "figures/study_pareto_all.png" in text and (tmp_path / "figures" / "study_pareto_all.png").is_file()
+
+
+def test_per_factor_tuning_runs_one_study_each_then_reruns_the_best(tmp_path):
+    raw = study_raw("per", grid={"cell": ["rnn", "lstm"], "seed": [0, 1]}, n_trials=3, per=["cell"])
+    cfg = config_from_dict(raw)
+    counts = runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    assert counts["total"] == 2 * 3 + 2 * 2 and counts["missing"] == 0
+    runs = records.load(tmp_path)["runs"]
+    search, rerun = runs[runs["phase"] == "search"], runs[runs["phase"] == "rerun"]
+    assert sorted(search.groupby("cell").size().tolist()) == [3, 3]
+    assert sorted(zip(rerun["cell"], rerun["seed"])) == [("lstm", 0), ("lstm", 1), ("rnn", 0), ("rnn", 1)]
+    storage = runner.open_storage(tmp_path, None)
+    for cell in ("rnn", "lstm"):
+        study = optuna.load_study(study_name=f"per/cell={cell}", storage=storage)
+        best_lr = study.best_trial.params["lr"]
+        assert (rerun.loc[rerun["cell"] == cell, "lr"] == best_lr).all()
+    text = write_report(tmp_path).read_text()
+    assert "## Study: best setting per configuration" in text and "cell=lstm" in text
+    assert (tmp_path / "figures" / "study_history_0.png").is_file()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on a local PostgreSQL server (HARNESS_TEST_POSTGRES, or started by
+    .ci/postgres.sh); skipped with the reason when no server can be started."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed")
+    url = os.environ.get("HARNESS_TEST_POSTGRES")
+    if not url:
+        out = subprocess.run([str(ROOT / ".ci" / "postgres.sh")], capture_output=True, text=True)
+        if out.returncode != 0:
+            pytest.skip(f"no PostgreSQL server could be started: {out.stderr.strip()}")
+        url = out.stdout.strip()
+    name = f"harness_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL at {url} is not reachable: {e}")
+    conn.execute(f"CREATE DATABASE {name}")
+    yield url.rsplit("/", 1)[0] + "/" + name
+    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    conn.close()
+
+
+def test_two_machines_share_a_study_through_postgres(tmp_path, postgres_url):
+    raw = study_raw("pg", grid={"cell": ["rnn", "lstm"], "seed": [0]}, n_trials=3, per=["cell"])
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    art = tmp_path / "artifacts"
+    outs = [tmp_path / "machine_a", tmp_path / "machine_b"]
+    cmd = [sys.executable, "-m", "harness", "run", str(cfg_path), "--storage", postgres_url, "--artifacts", str(art),
+           "--device", "cpu", "--quiet"]
+    procs = [subprocess.Popen(cmd + ["--out", str(o)], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for o in outs]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    storage = optuna.storages.RDBStorage(postgres_url)
+    slots = []
+    for cell in ("rnn", "lstm"):
+        trials = optuna.load_study(study_name=f"pg/cell={cell}", storage=storage).get_trials()
+        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(done) == 3
+        slots += [(cell, t.user_attrs["slot"]) for t in done]
+    assert len(set(slots)) == len(slots) == 6  # no search slot lost or run twice
+    queue = optuna.load_study(study_name="pg", storage=storage).get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["trial_id"] for t in queue) == sorted({t.user_attrs["trial_id"] for t in queue})
+    assert len(queue) == 2  # the best setting of each cell, re-run with the one seed
+    shards = {t.user_attrs["shard"] for name in ("pg/cell=rnn", "pg/cell=lstm", "pg")
+              for t in optuna.load_study(study_name=name, storage=storage).get_trials()
+              if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    assert len(shards) == 8
+    # Each side's report sees every trial, also those the other machine ran (from the artifact store).
+    for out in outs:
+        write_report(out)
+        runs = records.load(out)["runs"]
+        assert len(runs) == 8 and runs["trial_id"].is_unique and set(runs["trial_id"]) == shards
