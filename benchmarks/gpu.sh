@@ -105,7 +105,7 @@ echo "rc $?" > "$OUT/throughput.rc"
 
 # ---------------------------------------------------------------------------------------- 2. baseline
 say "baseline: the plain loop, one trial of $STEPS steps at a time"
-timeout "$(cap 60)" "$PY" - "$STEPS" "$DEV" "$N_TRAIN" > "$OUT/baseline.json" 2>> "$OUT/gpu.log" <<'EOF'
+timeout "$(cap 90)" "$PY" - "$STEPS" "$DEV" "$N_TRAIN" > "$OUT/baseline.json" 2>> "$OUT/gpu.log" <<'EOF'
 import json, sys, tempfile
 sys.path.insert(0, "benchmarks")
 import torch

@@ -186,7 +186,15 @@ def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
     """An Optuna storage: a URL (sqlite:///…, postgresql://…) or, by default, a journal file in
     the results directory (safe for many processes on one file system)."""
     if url and "://" in url:
-        return optuna.storages.RDBStorage(url)
+        # Two workers starting at once on a fresh database both create Optuna's tables; the loser
+        # sees a duplicate-key error. The tables exist by then: try again.
+        for attempt in range(6):
+            try:
+                return optuna.storages.RDBStorage(url)
+            except Exception as e:  # noqa: BLE001 - sqlalchemy's IntegrityError/ProgrammingError
+                if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
+                    raise
+                time.sleep(0.2 + 0.3 * attempt)
     path = Path(url) if url else out_dir / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend
