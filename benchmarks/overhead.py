@@ -141,10 +141,14 @@ def main() -> None:
     goal = "met" if s["outside_share"] < 0.10 else "not met"
     print(f"| all | {s['trials']} | {s['in_trials_s']:.1f} | | | | {report_s:.1f} | "
           f"{s['workers'] * s['total_s'] - s['in_trials_s']:.1f} | **{s['outside_share']:.1%}** (goal < 10%: {goal}) |")
-    if mem:
-        procs = sorted(mem["procs"].values(), key=lambda p: -p["hwm_kb"])
-        print(f"\nPeak resident memory: sum of the processes' peaks {sum(p['hwm_kb'] for p in procs) / 1024:.0f} MiB, "
-              f"peak of the summed RSS {mem['peak_sum_kb'] / 1024:.0f} MiB ({len(procs)} processes)")
+    if mem:  # the same run's memory, polled through /proc (benchmarks/memory.py, part 2, measures it alone)
+        print("\n| process of `harness run` | peak RSS (VmHWM, MiB) |\n| --- | --- |")
+        for pid, p in sorted(mem["procs"].items()):
+            role = ("worker (spawn)" if "spawn_main" in p["cmd"] else "resource tracker" if "resource_tracker"
+                    in p["cmd"] else "harness run (main)" if pid == min(mem["procs"]) else p["cmd"][:60])
+            print(f"| {role} | {p['hwm_kb'] / 1024:.0f} |")
+        print(f"| **sum of the peaks** | **{sum(p['hwm_kb'] for p in mem['procs'].values()) / 1024:.0f}** |")
+        print(f"| peak of the summed RSS (polled every 0.2 s) | {mem['peak_sum_kb'] / 1024:.0f} |")
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
 
