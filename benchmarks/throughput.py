@@ -21,7 +21,7 @@ The probe runs at 2 + probe_points steps whatever the trial's length, so a short
 overstates its share. The script therefore also times, inside each trial, the dev/test
 evaluations and the probe calls (by wrapping `harness.train.evaluate` / `harness.train._probe`), and
 projects both ratios to a full trial of the harness's default length (7 epochs of the 18,000
-synthetic titles at batch 64 = 1,969 steps, a dev evaluation every 100): per-step time x steps +
+synthetic titles at batch 64 = 1,974 steps, a dev evaluation every 100): per-step time x steps +
 evaluations + the fixed probe cost. The measured columns are the measurement; the projected ones are
 that arithmetic.
 
@@ -54,7 +54,7 @@ from harness.config import TrainConfig, config_from_dict, expand_grid
 from harness.records import TrialRecorder
 from harness.train import run_trial
 
-SEED_STEPS = 7 * math.ceil(18000 / 64)  # the harness's default trial: 7 epochs of 18,000 titles, batch 64
+SEED_STEPS = 7 * math.ceil(18000 / 64)  # 1,974: the default trial (7 epochs of 18,000 titles, batch 64)
 
 
 class SeedModel(nn.Module):
@@ -278,7 +278,7 @@ def main() -> None:
     ap.add_argument("--graph", nargs="+", choices=("off", "on"), default=["off"],
                     help="'on' adds a harness variant with train.cuda_graph (skipped if the config has no such key)")
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-train", type=int, default=18000)
     ap.add_argument("--probe-points", type=int, default=4)

@@ -233,18 +233,19 @@ class TrialSpec:
 
     def settings(self) -> dict[str, Any]:
         """Flat dotted-key dict of every resolved data/model/train setting."""
-        return _flatten({"data": dataclasses.asdict(self.data), "model": dataclasses.asdict(self.model),
+        return flatten({"data": dataclasses.asdict(self.data), "model": dataclasses.asdict(self.model),
                          "train": dataclasses.asdict(self.train)})
 
 
 # ----------------------------------------------------------------------------- validation
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out

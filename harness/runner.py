@@ -43,6 +43,7 @@ from harness.config import (
     _lookup_field,
     config_from_dict,
     expand_grid,
+    flatten,
     short_axis_name,
 )
 from harness.records import TrialRecorder, combine, is_done, read_trial, trial_dir, write_trial
@@ -128,20 +129,10 @@ def _fixed_settings(raw: dict) -> dict[str, Any]:
     axes |= {AXIS_ALIASES.get(a, a) for a in (raw.get("study") or {}).get("params", {})}
     flat = {}
     for section in GRIDDABLE_SECTIONS:
-        for k, v in _flatten(raw.get(section, {}), section + ".").items():
+        for k, v in flatten(raw.get(section, {}), section + ".").items():
             if k not in axes:
                 flat[k] = v
     return flat
-
-
-def _flatten(d: dict, prefix: str) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def check_compatible(plan: Plan) -> None:

@@ -6,7 +6,6 @@ while a run is going and after it ended or was interrupted.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -97,7 +96,3 @@ def format_status(info: dict[str, Any]) -> str:
             lines.append(f"  {r['trial_id']}  {r['status']}  {r['cell']}/{r['layernorm']} pad {r['pad_size']} "
                          f"lr {r['lr']} seed {r['seed']}: {r['error']}")
     return "\n".join(lines)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

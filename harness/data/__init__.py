@@ -7,7 +7,6 @@ the encoded `Dataset` (integer arrays; the trainer moves them to its device once
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -169,7 +168,3 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     with os.fdopen(fd, "wb") as f:
         np.savez(f, **arrays)
     os.replace(tmp, path)
-
-
-def dump_json(obj: object) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False)
