@@ -21,8 +21,6 @@ set -u -o pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-./gpu_out}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
 BUDGET=${GPU_BUDGET_S:-470}
 T0=$SECONDS
 left() { echo $((BUDGET - (SECONDS - T0))); }
@@ -34,19 +32,22 @@ DRY=${GPU_SH_DRY:-0}
 if [ "$DRY" = 1 ]; then
   DEV=cpu STEPS=5 WORKERS="1 2" N_TRAIN=2000 WIDTH="embed_dim: 16, hidden_size: 16"
   THR_ARGS=(--cells rnn --pads 16 --batches 64 --precisions fp32 bf16 --graph off on --steps 4 --repeats 1
-            --n-train 2000)
+            --step-rounds 2 --n-train 2000)
 else
   DEV=cuda STEPS=300 WORKERS="1 4 8 16" N_TRAIN=18000 WIDTH="embed_dim: 300, hidden_size: 128"
-  THR_ARGS=(--cells lstm rnn --pads 32 128 --batches 64 256 --precisions fp32 bf16 --graph off on --steps 200
-            --repeats 2)
+  THR_ARGS=(--cells lstm rnn --pads 32 128 --batches 64 256 --precisions fp32 bf16 --graph off on --steps 150
+            --repeats 1 --step-rounds 10)
 fi
 
 # ---------------------------------------------------------------------------------------- 0. checks
-if [ "$DRY" = 1 ]; then
-  say "GPU_SH_DRY=1: no GPU checks, toy sizes on the CPU"
-elif ! command -v nvidia-smi >/dev/null 2>&1; then
+if [ "$DRY" != 1 ] && ! command -v nvidia-smi >/dev/null 2>&1; then
   echo "gpu.sh: no GPU here: nvidia-smi is not installed (this script needs an NVIDIA GPU); nothing measured" >&2
   exit 3
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+if [ "$DRY" = 1 ]; then
+  say "GPU_SH_DRY=1: no GPU checks, toy sizes on the CPU"
 elif ! timeout 30 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1; then
   echo "gpu.sh: no GPU here: nvidia-smi failed or hung (see $OUT/nvidia-smi.txt); nothing measured" >&2
   exit 3

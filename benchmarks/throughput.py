@@ -25,7 +25,19 @@ synthetic titles at batch 64 = 1,974 steps, a dev evaluation every 100): per-ste
 evaluations + the fixed probe cost. The measured columns are the measurement; the projected ones are
 that arithmetic.
 
-    python benchmarks/throughput.py                       # seed model, LSTM and RNN, pad 32 and 128
+A second table times single training steps, interleaved (`--step-rounds` rounds, median): the plain
+loop's step (list -> tensor conversion included), the harness's step with recording off and with
+all per-step recording (the loop body of harness/train.py, mirrored here), one probe call and one dev
+evaluation of each, and adds them up to the same projected trial. Single steps interleaved closely
+are much less exposed to a shared machine's drifting load than whole trials minutes apart.
+
+`--flush-denormal harness` runs the harness's training steps and evaluations (not its probe, not the
+plain loop) with `torch.set_flush_denormal(True)`: the trainer change this benchmark motivates
+(float32 denormals from vanishing gradients slow the CPU's backward pass and the gradient-norm
+reductions).
+
+    python benchmarks/throughput.py                       # seed model, LSTM and RNN, pad 32 and 128 (~10 min)
+    python benchmarks/throughput.py --repeats 0           # the single-step table only (~3 min)
     python benchmarks/throughput.py --cells lstm --pads 32 --steps 300 --repeats 3
     python benchmarks/throughput.py --device cuda --batches 64 256 --precisions fp32 bf16 --graph off on
 """
@@ -53,6 +65,14 @@ from harness import data as data_mod
 from harness.config import TrainConfig, config_from_dict, expand_grid
 from harness.records import TrialRecorder
 from harness.train import run_trial
+
+FLUSH = "none"  # --flush-denormal: none | harness (the harness's training steps only, not its probe) | all
+
+
+def _flush(side: str) -> None:
+    """Set flush-denormal for the code about to run: 'plain', 'harness' or 'probe'."""
+    torch.set_flush_denormal(FLUSH == "all" or (FLUSH == "harness" and side == "harness"))
+
 
 SEED_STEPS = 7 * math.ceil(18000 / 64)  # 1,974: the default trial (7 epochs of 18,000 titles, batch 64)
 
@@ -147,6 +167,7 @@ def plain_loop(lists: dict, ds: data_mod.Dataset, cell: str, steps: int, batch: 
                precision: str = "fp32", eval_every: int = 100) -> dict:
     """One seed-style trial of `steps` steps (dev eval every `eval_every`, test at the end).
     Returns {"total": s, "dev_eval": s (all dev evaluations), "n_dev": count, "test_eval": s}."""
+    _flush("plain")
     t0 = time.perf_counter()
     torch.manual_seed(1)
     model = SeedModel(cell, ds.vocab_size, 300, 128, 2, 0.3, len(ds.class_names)).to(device)
@@ -208,9 +229,11 @@ class _Timers:
             return out
 
         def probe(*a, **k):
+            _flush("probe")
             t = time.perf_counter()
             out = self._probe(*a, **k)
             self.probes.append(time.perf_counter() - t)
+            _flush("harness")
             return out
 
         train_mod.evaluate, train_mod._probe = evaluate, probe
@@ -227,6 +250,7 @@ def harness_trial(cfg_raw: dict, cache: str, device: torch.device) -> dict:
     _, data_id = data_mod.prepare(cfg.data, cache)
     spec = expand_grid(cfg, data_id)[0]
     ds = data_mod.load(spec.data, cache)
+    _flush("harness")
     with _Timers() as tm:
         t0 = time.perf_counter()
         run_trial(spec, ds, device, TrialRecorder(spec.trial_id))
@@ -269,6 +293,115 @@ def project(m: dict, steps: int, target: int, eval_every: int = 100, fixed_probe
     return per_step * target + per_dev * n_dev + m["test_eval"] + (probe if fixed_probe else 0.0)
 
 
+def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: int, device: torch.device,
+               precision: str, pairs: int, n_train: int) -> dict:
+    """Single training steps, interleaved: the plain loop's (list -> tensor conversion included), the
+    harness's with recording off and with all per-step recording, and one gradient-reach probe.
+    Median seconds of each. The harness step mirrors harness/train.py's loop body (keep in step)."""
+    from harness.models import build_model, param_groups
+
+    cfg = config_from_dict(config(cell, pad, 1, batch, 0, n_train, precision=precision))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, ds.vocab_size, len(ds.class_names), ds.pad_index).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    params = list(model.parameters())
+    _, group_of = param_groups(model)
+    gidx = torch.tensor(group_of, device=device)
+    n_groups = int(gidx.max()) + 1
+    tokens, lengths, labels = (torch.from_numpy(a).to(device) for a in (ds.train.tokens, ds.train.lengths,
+                                                                         ds.train.labels))
+    zero = torch.zeros((), device=device)
+    sums = {"loss": zero.clone(), "correct": zero.clone(), "gnorm": zero.clone(),
+            "group": torch.zeros(n_groups, device=device)}
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def harness_step(b: int, record: bool) -> None:
+        _flush("harness")
+        idx = torch.arange(b * batch, (b + 1) * batch, device=device)
+        x, ln, y = tokens[idx], lengths[idx], labels[idx]
+        with autocast():
+            logits = model(x, ln)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            if record:
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+                group_sq = torch.zeros(n_groups, device=device).index_add_(
+                    0, gidx, torch.stack(torch._foreach_norm(grads)) ** 2)
+                total = group_sq.sum().sqrt()
+        opt.step()
+        with torch.no_grad():
+            sums["loss"] += loss.detach()
+            sums["correct"] += (logits.detach().argmax(1) == y).sum()
+            if record:
+                sums["gnorm"] += total
+                sums["group"] += group_sq.sqrt()
+
+    torch.manual_seed(1)
+    seed_model = SeedModel(cell, ds.vocab_size, 300, 128, 2, 0.3, len(ds.class_names)).to(device)
+    seed_init(seed_model)
+    seed_opt = torch.optim.Adam(seed_model.parameters(), lr=1e-3)
+    it = DatasetIterater(lists["train"], batch, device)
+
+    def plain_step(b: int) -> None:
+        _flush("plain")
+        it.index = b
+        trains, y = next(it)
+        with _autocast(device, precision):
+            outputs = seed_model(trains)
+        seed_model.zero_grad()
+        loss = F.cross_entropy(outputs.float(), y)
+        loss.backward()
+        seed_opt.step()
+
+    n_probe = min(256, len(ds.dev.labels))
+    probe_batch = tuple(torch.from_numpy(a[:n_probe]).to(device) for a in (ds.dev.tokens, ds.dev.lengths,
+                                                                              ds.dev.labels))
+    fns = {"plain": plain_step, "off": lambda b: harness_step(b, False), "on": lambda b: harness_step(b, True),
+           "probe": lambda b: (_flush("probe"), train_mod._probe(model, *probe_batch, autocast))}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(pairs + 2):  # the first two rounds warm up
+        for k in names[r % 4:] + names[:r % 4]:
+            _sync(device)
+            t = time.perf_counter()
+            fns[k](r)
+            _sync(device)
+            if r >= 2:
+                times[k].append(time.perf_counter() - t)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    dev_split, dev_iter = train_mod._Split(ds.dev, device), DatasetIterater(lists["dev"], batch, device)
+    evals: dict[str, list[float]] = {"plain_eval": [], "eval": []}
+    for _ in range(2):
+        _flush("plain")
+        t = time.perf_counter()
+        with _autocast(device, precision):
+            seed_evaluate(seed_model, dev_iter)
+        _sync(device)
+        evals["plain_eval"].append(time.perf_counter() - t)
+        seed_model.train()
+        _flush("harness")
+        t = time.perf_counter()
+        train_mod.evaluate(model, dev_split, 1024, autocast)
+        evals["eval"].append(time.perf_counter() - t)
+    out.update({k: statistics.median(v) for k, v in evals.items()})
+    return out
+
+
+def project_steps(c: dict, target: int, probes: int, eval_every: int = 100) -> dict:
+    """A `target`-step trial from single-step costs: steps, a dev evaluation every `eval_every` (the
+    harness also at the last step), the test evaluation (as long as a dev one: same size) and, with
+    all recording, `probes` probe calls."""
+    plain = target * c["plain"] + (target // eval_every + 1) * c["plain_eval"]
+    n_eval = target // eval_every + (1 if target % eval_every else 0) + 1
+    off = target * c["off"] + n_eval * c["eval"]
+    on = target * c["on"] + n_eval * c["eval"] + probes * c["probe"]
+    return {"plain": plain, "off": off, "on": on}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", nargs="+", default=["lstm", "rnn"])
@@ -278,15 +411,24 @@ def main() -> None:
     ap.add_argument("--graph", nargs="+", choices=("off", "on"), default=["off"],
                     help="'on' adds a harness variant with train.cuda_graph (skipped if the config has no such key)")
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="whole-trial repeats (0: only the single-step table)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-train", type=int, default=18000)
     ap.add_argument("--probe-points", type=int, default=4)
     ap.add_argument("--target-steps", type=int, default=SEED_STEPS, help="trial length of the projection")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--step-rounds", type=int, default=15,
+                    help="interleaved rounds of single-step timings (0: skip that table)")
     ap.add_argument("--json", help="also write every measurement to this file")
+    ap.add_argument("--flush-denormal", choices=("none", "harness", "all"), default="none",
+                    help="torch.set_flush_denormal(True) for: nobody (the default), the harness's training steps "
+                         "and evaluations (not its probe, not the plain loop: the proposed trainer change), or all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global FLUSH
+    FLUSH = args.flush_denormal
+    if FLUSH != "none" and not torch.set_flush_denormal(False):
+        print("--flush-denormal: not supported on this CPU\n")
     device = torch.device(args.device)
     graph = "on" in args.graph
     if graph and not graph_supported():
@@ -295,16 +437,18 @@ def main() -> None:
     cache = tempfile.mkdtemp(prefix="throughput-")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
           f"{args.steps} steps per trial, dev evaluation every 100 steps, {args.repeats} repeats (median), "
-          f"projection to {args.target_steps}-step trials\n")
+          f"projection to {args.target_steps}-step trials"
+          f"{'' if FLUSH == 'none' else ', denormals flushed to zero for: ' + FLUSH}\n")
     cols = ["cell", "pad", "batch", "precision", "plain loop (samples/s)", "harness, all recording (samples/s)",
             "harness, recording off (samples/s)"]
     if graph:
         cols.append("harness, all recording, CUDA graph (samples/s)")
     cols += ["all recording / plain", "recording cost", "projected: all recording / plain",
              "projected: recording cost"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + " --- |" * len(cols))
-    results = []
+    if args.repeats:
+        print("| " + " | ".join(cols) + " |")
+        print("|" + " --- |" * len(cols))
+    results, step_lines = [], []
     for cell in args.cells:
         for pad in args.pads:
             ds = data_mod.load(config_from_dict(config(cell, pad, 1, 64, 0, args.n_train)).data, cache, pad)
@@ -318,25 +462,45 @@ def main() -> None:
                             continue
                         raw = config(cell, pad, args.steps, batch, args.probe_points, args.n_train, instr, prec, g)
                         variants[name] = functools.partial(harness_trial, raw, cache, device)
-                    # Warm-up: a few steps of each (kernels, allocator), not timed.
-                    plain_loop(lists, ds, cell, 3, batch, device, prec)
-                    harness_trial(config(cell, pad, 3, batch, 0, args.n_train, False, prec), cache, device)
+                    if args.repeats:  # warm-up: a few steps of each (kernels, allocator), not timed
+                        plain_loop(lists, ds, cell, 3, batch, device, prec)
+                        harness_trial(config(cell, pad, 3, batch, 0, args.n_train, False, prec), cache, device)
                     runs: dict[str, list[dict]] = {k: [] for k in variants}
                     names = list(variants)
                     for r in range(args.repeats):
                         for name in names[r % len(names):] + names[:r % len(names)]:
                             runs[name].append(variants[name]())
-                    row = summarise(runs, args.steps, batch, args.target_steps)
+                    row = summarise(runs, args.steps, batch, args.target_steps) if args.repeats else {}
                     row.update(cell=cell, pad=pad, batch=batch, precision=prec, device=str(device),
+                               flush_denormal=args.flush_denormal,
                                threads=torch.get_num_threads(), steps=args.steps, repeats=args.repeats)
                     results.append(row)
-                    cells = [cell, pad, batch, prec, f"{row['sps_plain']:,.0f}", f"{row['sps_on']:,.0f}",
-                             f"{row['sps_off']:,.0f}"]
-                    if graph:
-                        cells.append(f"{row['sps_graph']:,.0f}")
-                    cells += [f"{row['ratio_on_plain']:.2f}", f"{row['cost']:+.1%}",
-                              f"{row['proj_ratio_on_plain']:.2f}", f"{row['proj_cost']:+.1%}"]
-                    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+                    if args.repeats:
+                        cells = [cell, pad, batch, prec, f"{row['sps_plain']:,.0f}", f"{row['sps_on']:,.0f}",
+                                 f"{row['sps_off']:,.0f}"]
+                        if graph:
+                            cells.append(f"{row['sps_graph']:,.0f}")
+                        cells += [f"{row['ratio_on_plain']:.2f}", f"{row['cost']:+.1%}",
+                                  f"{row['proj_ratio_on_plain']:.2f}", f"{row['proj_cost']:+.1%}"]
+                        print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+                    if args.step_rounds:
+                        c = step_costs(ds, lists, cell, pad, batch, device, prec, args.step_rounds, args.n_train)
+                        pr = project_steps(c, args.target_steps, 2 + args.probe_points)
+                        row["steps_s"], row["steps_projection_s"] = c, pr
+                        step_lines.append(
+                            f"| {cell} | {pad} | {batch} | {prec} | {c['plain'] * 1e3:.1f} | {c['off'] * 1e3:.1f} | "
+                            f"{c['on'] * 1e3:.1f} | {c['on'] / c['off'] - 1:+.1%} | {c['probe'] * 1e3:.0f} | "
+                            f"{c['plain_eval']:.2f} / {c['eval']:.2f} | {pr['plain'] / pr['on']:.2f} | "
+                            f"{pr['plain'] / pr['off']:.2f} | {pr['on'] / pr['off'] - 1:+.1%} |")
+    if step_lines:
+        print(f"\nSingle steps, interleaved ({args.step_rounds} rounds, median), and the {args.target_steps}-step "
+              f"trial they add up to ({2 + args.probe_points} probes, a dev evaluation every 100 steps):\n")
+        print("| cell | pad | batch | precision | plain step (ms) | harness step, recording off (ms) | "
+              "harness step, all recording (ms) | per-step recording | one probe (ms) | dev evaluation, "
+              "plain / harness (s) | projected: all recording / plain | projected: recording off / plain "
+              "| projected: recording cost |")
+        print("|" + " --- |" * 13)
+        print("\n".join(step_lines), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -113,7 +113,8 @@ class TrainConfig:
         "record gradient norms, update ratios and the gradient-reach probe (off: curves only; "
         "for measuring the recording's cost)"))
     precision: str = field(default="fp32", metadata=_meta(
-        "fp32, or bf16 autocast (CUDA)", choices=("fp32", "bf16")))
+        "fp32, or bf16 autocast (meant for CUDA; on a CPU autocast leaves nn.GRU in fp32)",
+        choices=("fp32", "bf16")))
 
 
 @dataclass

@@ -632,13 +632,14 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     """Run (or resume) the experiment into out_dir with `workers` processes. Returns status counts."""
     from harness.progress import Progress
 
+    devices = device.split(",")
+    for d in devices:  # a device that is not there is a usage error, found before any work
+        resolve_device(d)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = make_plan(cfg, out_dir)
     check_compatible(plan)
     prepare_data(plan)
-    devices = device.split(",")
-    resolve_device(devices[0])
     write_config(plan)
     write_run_settings(out_dir, RunSettings(storage=storage, artifacts=artifacts))
     store = open_storage(out_dir, storage)

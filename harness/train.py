@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness import metrics
-from harness.config import TrialSpec
+from harness.config import ConfigError, TrialSpec
 from harness.data import Dataset, EncodedSplit
 from harness.models import build_model, param_groups, read_positions
 from harness.records import TrialRecorder
@@ -54,9 +54,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     """'auto' → CUDA when present, else CPU; 'cuda' / 'cuda:K' / 'cpu' as given (checked)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for, but torch sees no CUDA device")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:K") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: torch sees no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -160,7 +166,11 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     vanishing: dict[str, float] = {}
 
     def probe(step: int, key: str | None = None) -> None:
-        norms = _probe(model, *probe_batch, autocast)
+        torch.set_flush_denormal(False)  # the probe measures tiny gradients: keep denormals
+        try:
+            norms = _probe(model, *probe_batch, autocast)
+        finally:
+            torch.set_flush_denormal(flush)
         for layer, g in zip(layer_names, norms):
             mean = g.mean(0)  # (T,)
             recorder.add_many("grad_time", [
@@ -169,6 +179,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         if key:
             vanishing[key] = metrics.vanishing_ratio(norms[0], probe_read)
 
+    flush = False
     if tc.instrument:
         probe(0, "init")
 
@@ -243,6 +254,10 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
 
     samples_interval = 0
     stop: str | None = None
+    # On a CPU, vanishing gradients underflow into float32 denormals, which are slow to compute with
+    # (the per-step gradient norms cost 10-20x more); training flushes them to zero.
+    flush = device.type == "cpu"
+    torch.set_flush_denormal(flush)
     try:
         for epoch in range(tc.epochs):
             order = (torch.randperm(train.n, generator=order_gen) if tc.shuffle
@@ -296,6 +311,9 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     except Diverged as e:
         status, error = "diverged", str(e)
         _sync(device)
+    finally:
+        flush = False
+        torch.set_flush_denormal(False)
     if stop == "pruned":
         status = "pruned"
 

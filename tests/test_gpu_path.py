@@ -9,7 +9,8 @@ from conftest import tiny_raw
 
 import harness.train as train_mod
 from harness import data as data_mod
-from harness.config import config_from_dict, expand_grid
+from harness.cli import main
+from harness.config import ConfigError, config_from_dict, expand_grid
 from harness.records import TABLES, TrialRecorder
 from harness.train import resolve_device, run_trial
 
@@ -65,9 +66,12 @@ def test_bf16_takes_effect(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_asking_for_cuda_without_one_is_a_clear_error():
-    with pytest.raises(RuntimeError, match="no CUDA device"):
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_one_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA device"):
         resolve_device("cuda")
+    assert main(["run", "configs/smoke.yaml", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert not (tmp_path / "o").exists()  # refused before any work
     assert resolve_device("auto").type == "cpu"
 
 
