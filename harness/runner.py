@@ -563,7 +563,11 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
             if spec is None:  # a re-run enqueued after this worker planned: plan again
                 plan = make_plan(cfg, out_dir)
                 add_reruns(plan, searches)
-                spec = plan.by_id[key]
+                spec = plan.by_id.get(key)
+            if spec is None:  # queued by an earlier config whose grid has since shrunk: not ours to run
+                storage.set_trial_user_attr(trial._trial_id, "status", "not in config")
+                study.tell(trial, state=TrialState.FAIL)
+                continue
             _suggest_params(trial, spec)
         storage.set_trial_system_attr(trial._trial_id, "worker", worker)
         pad = spec.data.pad_size

@@ -122,3 +122,17 @@ def test_grid_may_grow_but_fixed_settings_may_not_change(tmp_path):
     raw["model"]["hidden_size"] = 16
     with pytest.raises(ConfigError, match=r"model\.hidden_size: 8 -> 16.*another --out"):
         runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
+
+
+def test_a_queued_trial_the_config_no_longer_has_is_skipped(tmp_path):
+    raw = tiny_raw("shrunk", {"cell": ["lstm"], "pad_size": [12]})
+    cfg = config_from_dict(raw)
+    runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    study = study_of(tmp_path, "shrunk")
+    study.enqueue_trial({}, user_attrs={"trial_id": "0123456789ab"})  # left over from a bigger grid
+    raw["grid"]["cell"] = ["lstm", "gru"]
+    counts = runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    assert counts["complete"] == 2 and counts["missing"] == 0
+    stray = [t for t in study_of(tmp_path, "shrunk").get_trials() if t.user_attrs["trial_id"] == "0123456789ab"]
+    assert [t.state for t in stray] == [optuna.trial.TrialState.FAIL]
+    assert stray[0].user_attrs["status"] == "not in config"
