@@ -20,13 +20,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     storage = args.storage or cfg.run.storage
     if args.dry_run:
         rows = runner.dry_run(cfg, out)
+        n = sum(r.get("trials", 1) for r in rows)
         done = sum(r["done"] for r in rows)
-        steps = sum(r["max_steps"] or 0 for r in rows if not r["done"])
+        steps = sum((r["max_steps"] or 0) * r.get("trials", 1) for r in rows if not r["done"])
         for r in rows:
-            factors = " ".join(f"{k}={v}" for k, v in r.items() if k not in ("trial_id", "max_steps", "done"))
+            factors = " ".join(f"{k}={v}" for k, v in r.items()
+                               if k not in ("trial_id", "max_steps", "done", "trials"))
             print(f"{r['trial_id']}  {'done   ' if r['done'] else 'to run '} {factors}  "
                   f"steps<={r['max_steps'] if r['max_steps'] is not None else '?'}")
-        print(f"{len(rows)} trials, {done} already done in {out}; at most {steps} training steps to run "
+        reruns = ""
+        if cfg.study is not None and cfg.study.rerun_best:
+            reruns = " (then each study's best setting re-run once per seed)"
+        print(f"{n} trials{reruns}, {done} already done in {out}; at most {steps} training steps to run "
               f"with {workers} worker(s) on {device}")
         return 0
     counts = runner.run(cfg, out, workers=workers, storage=storage, device=device,

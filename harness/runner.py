@@ -691,6 +691,6 @@ def dry_run(cfg: ExperimentConfig, out_dir: str | Path) -> list[dict[str, Any]]:
 
     if cfg.study is not None:
         return [{"trial_id": f"{s.name} × {cfg.study.n_trials} sampled trials", **s.fixed,
-                 "max_steps": steps(cfg.train), "done": False} for s in plan.studies]
+                 "max_steps": steps(cfg.train), "done": False, "trials": cfg.study.n_trials} for s in plan.studies]
     return [{"trial_id": spec.trial_id, **spec.factors, "max_steps": steps(spec.train),
              "done": is_done(plan.out_dir, spec.trial_id)} for spec in plan.specs]

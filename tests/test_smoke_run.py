@@ -53,3 +53,15 @@ def test_bad_config_exits_2(tmp_path, capsys):
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "grid.cell" in err and "transformer" in err and "line 3" in err
+
+
+def test_dry_run_lists_trials_and_what_is_done(smoke_run, tmp_path, capsys):
+    assert main(["run", "configs/smoke.yaml", "--out", str(smoke_run), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done    cell=") == 4
+    # 2 epochs of 800 titles at batch 64 = 26 steps per trial, 4 trials.
+    assert out.strip().endswith("4 trials, 4 already done in " + str(smoke_run) +
+                                "; at most 0 training steps to run with 1 worker(s) on auto")
+    assert main(["run", "configs/smoke.yaml", "--out", str(tmp_path / "new"), "--dry-run"]) == 0
+    fresh = capsys.readouterr().out
+    assert "4 trials, 0 already done" in fresh and "at most 104 training steps" in fresh
