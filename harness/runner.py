@@ -226,9 +226,13 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def worker_alive(attrs: dict, now: float) -> bool:
-    """Whether a RUNNING trial's worker still lives: a recent heartbeat, and (on this host) its process."""
+def worker_alive(trial: optuna.trial.FrozenTrial, now: float) -> bool:
+    """Whether a RUNNING trial's worker still lives: a recent heartbeat (or, just after the claim and
+    before the first heartbeat is written, a recent start), and (on this host) its process."""
+    attrs = trial.system_attrs
     beat = attrs.get("heartbeat")
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
     if beat is not None and now - beat < STALE_AFTER_S:
         if attrs.get("host") == socket.gethostname() and attrs.get("pid"):
             return _pid_alive(int(attrs["pid"]))
@@ -259,7 +263,7 @@ def _fail_stale(study: optuna.Study, now: float) -> int:
     """Mark RUNNING trials whose worker is gone as FAIL (stale), so their work is queued again."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not worker_alive(t.system_attrs, now):
+        if not worker_alive(t, now):
             study._storage.set_trial_user_attr(t._trial_id, "status", "stale")
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             n += 1
@@ -372,9 +376,12 @@ def claim(study: optuna.Study) -> tuple[optuna.Trial, str] | None:
             continue
         key = _key(frozen)
         now = time.time()
-        for name, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("heartbeat", now),
-                            ("claimed_at", now)):
-            storage.set_trial_system_attr(frozen._trial_id, name, value)
+        try:
+            for name, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("heartbeat", now),
+                                ("claimed_at", now)):
+                storage.set_trial_system_attr(frozen._trial_id, name, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process judged it stale and failed it meanwhile; it will be queued again
         if key is None or _held_elsewhere(study, frozen, key):
             storage.set_trial_user_attr(frozen._trial_id, "status", "duplicate")
             storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
@@ -674,7 +681,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
 def _running_elsewhere(studies: list[optuna.Study]) -> bool:
     """Whether any trial of these studies is RUNNING with a live worker."""
     now = time.time()
-    return any(worker_alive(t.system_attrs, now) for study in studies
+    return any(worker_alive(t, now) for study in studies
                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 

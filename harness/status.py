@@ -61,7 +61,7 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
                 if t.state == TrialState.WAITING and tid not in done_ids:
                     info["waiting"] += 1
                 elif t.state == TrialState.RUNNING:
-                    if not worker_alive(t.system_attrs, now):
+                    if not worker_alive(t, now):
                         info["stale"] += 1
                         continue
                     claimed = t.system_attrs.get("claimed_at", now)

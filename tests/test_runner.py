@@ -136,3 +136,21 @@ def test_a_queued_trial_the_config_no_longer_has_is_skipped(tmp_path):
     stray = [t for t in study_of(tmp_path, "shrunk").get_trials() if t.user_attrs["trial_id"] == "0123456789ab"]
     assert [t.state for t in stray] == [optuna.trial.TrialState.FAIL]
     assert stray[0].user_attrs["status"] == "not in config"
+
+
+def test_a_trial_claimed_a_moment_ago_is_not_stale():
+    # The claim moves a trial to RUNNING before its first heartbeat is written; another process
+    # looking in between must not take it for a dead worker's trial.
+    study = optuna.create_study()
+    study.enqueue_trial({})
+    tid = study.get_trials()[0]._trial_id
+    assert study._storage.set_trial_state_values(tid, optuna.trial.TrialState.RUNNING)
+    t = study.get_trials()[0]
+    assert runner.worker_alive(t, time.time())
+    assert not runner.worker_alive(t, time.time() + runner.STALE_AFTER_S + 5)
+    # A heartbeat from a process of this host that no longer exists is stale at once.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for k, v in (("host", __import__("socket").gethostname()), ("pid", dead.pid), ("heartbeat", time.time())):
+        study._storage.set_trial_system_attr(tid, k, v)
+    assert not runner.worker_alive(study.get_trials()[0], time.time())
