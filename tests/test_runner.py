@@ -55,7 +55,7 @@ def test_two_commands_started_together_cooperate(tmp_path):
 
 def test_kill_9_a_worker_then_resume(tmp_path):
     raw = tiny_raw("kill", EIGHT)
-    raw["data"]["synth"]["n_train"] = 3000  # ~1 s per trial, so the kill lands mid-trial
+    raw["data"]["synth"]["n_train"] = 6000  # ~2 s per trial, so the kill lands mid-trial
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "o"
@@ -65,11 +65,13 @@ def test_kill_9_a_worker_then_resume(tmp_path):
     victim = None
     deadline = time.time() + 240
     while victim is None and time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
         if not (out / "optuna.journal").is_file() or len(records.load(out)["runs"]) < 1:
             continue
+        # A trial claimed less than half a second ago has most of its ~2 s still to run.
         running = [t for t in study_of(out, "kill").get_trials(deepcopy=False)
-                   if t.state == optuna.trial.TrialState.RUNNING and "pid" in t.system_attrs]
+                   if t.state == optuna.trial.TrialState.RUNNING and "pid" in t.system_attrs
+                   and time.time() - t.system_attrs.get("claimed_at", 0) < 0.5]
         if running:
             victim = running[0]
             os.kill(int(victim.system_attrs["pid"]), signal.SIGKILL)
