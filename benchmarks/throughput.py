@@ -163,6 +163,18 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def seed_step(model: nn.Module, optimizer: torch.optim.Optimizer, trains: tuple, labels: torch.Tensor,
+              device: torch.device, precision: str) -> torch.Tensor:
+    """One training step as the seed's train loop does it; returns the logits (B, C)."""
+    with _autocast(device, precision):
+        outputs = model(trains)
+    model.zero_grad()
+    loss = F.cross_entropy(outputs.float(), labels)
+    loss.backward()
+    optimizer.step()
+    return outputs
+
+
 def plain_loop(lists: dict, ds: data_mod.Dataset, cell: str, steps: int, batch: int, device: torch.device,
                precision: str = "fp32", eval_every: int = 100) -> dict:
     """One seed-style trial of `steps` steps (dev eval every `eval_every`, test at the end).
@@ -181,12 +193,7 @@ def plain_loop(lists: dict, ds: data_mod.Dataset, cell: str, steps: int, batch: 
     model.train()
     while total < steps:
         for trains, labels in train_iter:
-            with _autocast(device, precision):
-                outputs = model(trains)
-            model.zero_grad()
-            loss = F.cross_entropy(outputs.float(), labels)
-            loss.backward()
-            optimizer.step()
+            outputs = seed_step(model, optimizer, trains, labels, device, precision)
             total += 1
             if total % eval_every == 0:
                 te = time.perf_counter()
@@ -350,12 +357,7 @@ def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: in
         _flush("plain")
         it.index = b
         trains, y = next(it)
-        with _autocast(device, precision):
-            outputs = seed_model(trains)
-        seed_model.zero_grad()
-        loss = F.cross_entropy(outputs.float(), y)
-        loss.backward()
-        seed_opt.step()
+        seed_step(seed_model, seed_opt, trains, y, device, precision)
 
     n_probe = min(256, len(ds.dev.labels))
     probe_batch = tuple(torch.from_numpy(a[:n_probe]).to(device) for a in (ds.dev.tokens, ds.dev.lengths,
