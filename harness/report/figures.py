@@ -551,24 +551,15 @@ def study_figures(study) -> list[tuple[str, plt.Figure]]:
     """Optuna's own matplotlib plots of a sampled study: optimisation history, hyperparameter
     importance (Optuna's default evaluator) and parallel coordinates. A plot Optuna cannot draw
     (too few trials, a single parameter) is left out."""
-    import warnings
-
     from optuna.visualization import matplotlib as ovm
+
+    from harness.report.study import optuna_figure
 
     out = []
     for name, fn in (("study_history", ovm.plot_optimization_history),
                      ("study_importance", ovm.plot_param_importances),
                      ("study_parallel", ovm.plot_parallel_coordinate)):
-        try:
-            # Optuna switches the global style (ggplot); keep that inside its own figures.
-            with warnings.catch_warnings(), plt.rc_context():
-                warnings.simplefilter("ignore")
-                ax = fn(study)
-                ax0 = np.asarray(ax).flat[0] if isinstance(ax, np.ndarray) else ax
-                fig = ax0.figure
-                fig.set_size_inches(9, 5)
-                fig.set_layout_engine("tight")
-        except Exception:  # noqa: BLE001 - optional plot; the report notes it is missing
-            continue
-        out.append((name, fig))
+        fig = optuna_figure(fn, study)
+        if fig is not None:
+            out.append((name, fig))
     return out

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from harness.config import ExperimentConfig, short_axis_name
 
 
-def _plot(fn: Any, *args: Any, **kw: Any) -> plt.Figure | None:
+def optuna_figure(fn: Any, *args: Any, **kw: Any) -> plt.Figure | None:
     """One of optuna.visualization.matplotlib's plots as a figure, or None when Optuna cannot draw it."""
     try:
         with warnings.catch_warnings(), plt.rc_context():
@@ -42,22 +42,22 @@ def study_figures(study: optuna.Study, cfg: ExperimentConfig, slug: str, label: 
     out: list[tuple[str, Any, str]] = []
     if len(metrics) == 1:
         candidates = [
-            ("history", lambda: _plot(ovm.plot_optimization_history, study, target_name=metrics[0]),
+            ("history", lambda: optuna_figure(ovm.plot_optimization_history, study, target_name=metrics[0]),
              f"Optimisation history ({label}): {metrics[0]} of each trial and the best so far."),
-            ("importance", lambda: _plot(ovm.plot_param_importances, study, target_name=metrics[0]),
+            ("importance", lambda: optuna_figure(ovm.plot_param_importances, study, target_name=metrics[0]),
              f"Hyperparameter importance for {metrics[0]} ({label}), Optuna's default evaluator."),
-            ("fanova", lambda: _plot(lambda *a, **k: ovm.plot_param_importances(
+            ("fanova", lambda: optuna_figure(lambda *a, **k: ovm.plot_param_importances(
                 *a, evaluator=FanovaImportanceEvaluator(seed=0), **k), study, target_name=metrics[0]),
              f"Hyperparameter importance for {metrics[0]} ({label}), fANOVA."),
-            ("parallel", lambda: _plot(ovm.plot_parallel_coordinate, study, target_name=metrics[0]),
+            ("parallel", lambda: optuna_figure(ovm.plot_parallel_coordinate, study, target_name=metrics[0]),
              f"Parallel coordinates of the sampled settings ({label})."),
         ]
     else:
         candidates = [
-            ("pareto", lambda: _plot(ovm.plot_pareto_front, study, target_names=metrics),
+            ("pareto", lambda: optuna_figure(ovm.plot_pareto_front, study, target_names=metrics),
              f"Pareto front of {' vs '.join(metrics)} ({label}); trials that never reached the target count "
              f"as the worst value."),
-        ] + [(f"importance_{m}", lambda i=i, m=m: _plot(ovm.plot_param_importances, study,
+        ] + [(f"importance_{m}", lambda i=i, m=m: optuna_figure(ovm.plot_param_importances, study,
                                                       target=lambda t, i=i: t.values[i], target_name=m),
               f"Hyperparameter importance for {m} ({label}), Optuna's default evaluator.")
              for i, m in enumerate(metrics)]
