@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 BENCH_OUT ?= results/bench
 
-.PHONY: install test lint bench report clean
+.PHONY: install test test-quick lint bench report clean clean-results
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest
 
+# The quick loop while editing: everything but the tests that start processes (marked slow).
+test-quick: install
+	$(PY) -m pytest -m "not slow"
+
 lint: install
 	$(VENV)/bin/ruff check .
 
@@ -32,7 +36,12 @@ bench: install
 report: install
 	$(VENV)/bin/harness report $(BENCH_OUT)
 
+# Build artefacts only: results/ holds the user's experiments and is never touched by `clean`.
 clean:
-	find results -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
-	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Deletes every experiment under results/ (keeps results/.gitkeep). Asks first unless YES=1.
+clean-results:
+	@if [ "$(YES)" != "1" ]; then printf 'delete every results/<name> folder? [y/N] '; read a; [ "$$a" = y ]; fi
+	find results -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
