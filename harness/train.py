@@ -17,8 +17,8 @@ Where the host waits on the device: a training step reads nothing back. The host
 values only at an evaluation point (every `eval_every` steps and at the last step: the running sums,
 the dev evaluation, the per-group norms) and at a probe (instrumented trials only: step 0, the
 `probe_points` log-spaced steps and the end; the probe copies its per-position gradient norms to the
-host). The clock synchronises the device where it switches phase, which is at those same points, so
-between them a GPU never waits on Python.
+host). The clock synchronises the device where it switches phase: at those same points and where the
+training loop starts and ends. Between them a GPU never waits on Python.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     seeds = Seeds.from_base(tc.seed)
     steps_per_epoch, total_steps = _budget(tc, len(data.train.labels))
 
-    torch.manual_seed(seeds.init)
+    torch.manual_seed(seeds.init)  # the weights from the init stream, then dropout from its own
     model = build_model(mc, data.vocab_size, len(data.class_names), data.pad_index, data.embeddings)
     model.to(device).train()
     torch.manual_seed(seeds.dropout)
@@ -137,7 +137,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
             samples_seen += len(idx)
             sums.add(out, len(idx))
             instruments.after_step(step, out, flush_after=flush)
-            if step % tc.eval_every != 0 and step != total_steps:
+            if step % tc.eval_every != 0 and step != total_steps:  # not an evaluation point
                 continue
             with clock.phase("eval"):  # an evaluation point
                 sums.check_finite()
