@@ -18,23 +18,25 @@ table reports median samples/s and the medians of the per-repeat ratios:
 - recording cost = time(recording on) / time(recording off) - 1: goal <= 5%.
 
 The probe runs at 2 + probe_points steps whatever the trial's length, so a short benchmark trial
-overstates its share. The script therefore also times, inside each trial, the dev/test
-evaluations and the probe calls (by wrapping `harness.train.evaluate` / `harness.train._probe`), and
-projects both ratios to a full trial of the harness's default length (7 epochs of the 18,000
-synthetic titles at batch 64 = 1,974 steps, a dev evaluation every 100): per-step time x steps +
-evaluations + the fixed probe cost. The measured columns are the measurement; the projected ones are
-that arithmetic.
+overstates its share. The script therefore also reads, for each trial, the trainer's own split of
+its time by phase (the runs row's train_s, eval_s = dev evaluations, probe_s = probe calls and
+gradient recording; the rest of the trial's wall time, building and the test evaluation, is counted
+as its fixed cost), and projects both ratios to a full trial of the harness's default length (7
+epochs of the 18,000 synthetic titles at batch 64 = 1,974 steps, a dev evaluation every 100):
+per-step time x steps + evaluations + the fixed costs. The measured columns are the measurement; the
+projected ones are that arithmetic.
 
 A second table times single training steps, interleaved (`--step-rounds` rounds, median): the plain
 loop's step (list -> tensor conversion included), the harness's step with recording off and with
-all per-step recording (the loop body of harness/train.py, mirrored here), one probe call and one dev
-evaluation of each, and adds them up to the same projected trial. Single steps interleaved closely
+all per-step recording (the trainer's own `train_step` and `RunningSums.add`, imported), one probe
+call and one dev evaluation of each, and adds them up to the same projected trial. Single steps interleaved closely
 are much less exposed to a shared machine's drifting load than whole trials minutes apart.
 
-`--flush-denormal harness` runs the harness's training steps and evaluations (not its probe, not the
-plain loop) with `torch.set_flush_denormal(True)`: the trainer change this benchmark motivates
+`--flush-denormal harness` runs the harness's single training steps and evaluations (not its probe,
+not the plain loop) with `torch.set_flush_denormal(True)`, as `run_trial` itself does on a CPU
 (float32 denormals from vanishing gradients slow the CPU's backward pass and the gradient-norm
-reductions).
+reductions); whole harness trials flush as the trainer decides, whatever the option. `all` flushes
+the plain loop too.
 
     python benchmarks/throughput.py                       # seed model, LSTM and RNN, pad 32 and 128 (~10 min)
     python benchmarks/throughput.py --repeats 0           # the single-step table only (~3 min)
@@ -64,7 +66,7 @@ import harness.train as train_mod
 from harness import data as data_mod
 from harness.config import TrainConfig, config_from_dict, expand_grid
 from harness.records import TrialRecorder
-from harness.train import run_trial
+from harness.train import ParamGroups, RunningSums, run_trial, train_step
 
 FLUSH = "none"  # --flush-denormal: none | harness (the harness's training steps only, not its probe) | all
 
@@ -219,51 +221,23 @@ def plain_loop(lists: dict, ds: data_mod.Dataset, cell: str, steps: int, batch: 
     return {"total": t1 - t0, "dev_eval": dev_s, "n_dev": n_dev, "test_eval": t1 - te}
 
 
-class _Timers:
-    """Wraps harness.train.evaluate and harness.train._probe to time them inside run_trial (both
-    return host values, so the time includes the device work)."""
-
-    def __init__(self):
-        self.evals: list[float] = []
-        self.probes: list[float] = []
-        self._evaluate, self._probe = train_mod.evaluate, train_mod._probe
-
-    def __enter__(self):
-        def evaluate(*a, **k):
-            t = time.perf_counter()
-            out = self._evaluate(*a, **k)
-            self.evals.append(time.perf_counter() - t)
-            return out
-
-        def probe(*a, **k):
-            _flush("probe")
-            t = time.perf_counter()
-            out = self._probe(*a, **k)
-            self.probes.append(time.perf_counter() - t)
-            _flush("harness")
-            return out
-
-        train_mod.evaluate, train_mod._probe = evaluate, probe
-        return self
-
-    def __exit__(self, *exc):
-        train_mod.evaluate, train_mod._probe = self._evaluate, self._probe
-
-
 def harness_trial(cfg_raw: dict, cache: str, device: torch.device) -> dict:
-    """One run_trial. Returns {"total", "dev_eval" (all dev evaluations), "n_dev", "test_eval",
-    "probe" (all probe calls), "n_probe"}, seconds."""
+    """One run_trial. Returns {"total", "dev_eval" (all dev evaluations), "n_dev", "test_eval" (the
+    rest outside training, dev evaluations and probes: building and the test evaluation), "probe" (all
+    probe calls and gradient recording), "n_probe"}, seconds, from the trainer's phase timing."""
     cfg = config_from_dict(cfg_raw)
     _, data_id = data_mod.prepare(cfg.data, cache)
     spec = expand_grid(cfg, data_id)[0]
     ds = data_mod.load(spec.data, cache)
     _flush("harness")
-    with _Timers() as tm:
-        t0 = time.perf_counter()
-        run_trial(spec, ds, device, TrialRecorder(spec.trial_id))
-        total = time.perf_counter() - t0
-    return {"total": total, "dev_eval": sum(tm.evals[:-1]), "n_dev": len(tm.evals) - 1,
-            "test_eval": tm.evals[-1] if tm.evals else 0.0, "probe": sum(tm.probes), "n_probe": len(tm.probes)}
+    rec = TrialRecorder(spec.trial_id)
+    t0 = time.perf_counter()
+    row = run_trial(spec, ds, device, rec)
+    total = time.perf_counter() - t0
+    n_probe = len({r["step"] for r in rec.rows["grad_time"]})
+    return {"total": total, "dev_eval": row["eval_s"], "n_dev": len(rec.rows["curves"]),
+            "test_eval": total - row["train_s"] - row["eval_s"] - row["probe_s"], "probe": row["probe_s"],
+            "n_probe": n_probe}
 
 
 def config(cell: str, pad: int, steps: int, batch: int, probe_points: int, n_train: int, instrument: bool = True,
@@ -303,23 +277,18 @@ def project(m: dict, steps: int, target: int, eval_every: int = 100, fixed_probe
 def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: int, device: torch.device,
                precision: str, pairs: int, n_train: int) -> dict:
     """Single training steps, interleaved: the plain loop's (list -> tensor conversion included), the
-    harness's with recording off and with all per-step recording, and one gradient-reach probe.
-    Median seconds of each. The harness step mirrors harness/train.py's loop body (keep in step)."""
-    from harness.models import build_model, param_groups
+    harness's with recording off and with all per-step recording (the trainer's `train_step` and
+    `RunningSums.add`), and one gradient-reach probe. Median seconds of each."""
+    from harness.models import build_model
 
     cfg = config_from_dict(config(cell, pad, 1, batch, 0, n_train, precision=precision))
     torch.manual_seed(0)
     model = build_model(cfg.model, ds.vocab_size, len(ds.class_names), ds.pad_index).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    params = list(model.parameters())
-    _, group_of = param_groups(model)
-    gidx = torch.tensor(group_of, device=device)
-    n_groups = int(gidx.max()) + 1
+    groups = ParamGroups.of(model, device)
     tokens, lengths, labels = (torch.from_numpy(a).to(device) for a in (ds.train.tokens, ds.train.lengths,
                                                                          ds.train.labels))
-    zero = torch.zeros((), device=device)
-    sums = {"loss": zero.clone(), "correct": zero.clone(), "gnorm": zero.clone(),
-            "group": torch.zeros(n_groups, device=device)}
+    sums = RunningSums.start(len(groups.names), device)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -327,25 +296,9 @@ def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: in
     def harness_step(b: int, record: bool) -> None:
         _flush("harness")
         idx = torch.arange(b * batch, (b + 1) * batch, device=device)
-        x, ln, y = tokens[idx], lengths[idx], labels[idx]
-        with autocast():
-            logits = model(x, ln)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        with torch.no_grad():
-            if record:
-                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-                group_sq = torch.zeros(n_groups, device=device).index_add_(
-                    0, gidx, torch.stack(torch._foreach_norm(grads)) ** 2)
-                total = group_sq.sum().sqrt()
-        opt.step()
-        with torch.no_grad():
-            sums["loss"] += loss.detach()
-            sums["correct"] += (logits.detach().argmax(1) == y).sum()
-            if record:
-                sums["gnorm"] += total
-                sums["group"] += group_sq.sqrt()
+        out = train_step(model, opt, (tokens[idx], lengths[idx], labels[idx]), autocast,
+                         groups=groups if record else None)
+        sums.add(out, batch)
 
     torch.manual_seed(1)
     seed_model = SeedModel(cell, ds.vocab_size, 300, 128, 2, 0.3, len(ds.class_names)).to(device)

@@ -1,19 +1,36 @@
 """The trainer: one trial, top to bottom. A pure function of a `TrialSpec`, the encoded data and a
 device; everything it measures goes to the `TrialRecorder` it is handed (no files, no Optuna).
 
-Per step the only work besides forward/backward/Adam is a handful of small device ops: the
-per-parameter gradient norms in one fused `torch._foreach_norm` call, summed into groups, and the
-running sums of loss and correct predictions. Nothing is read back to the host until an
-evaluation point (every `eval_every` steps), so a GPU never waits on Python per step.
+Read `run_trial` first: the whole trial as one story (build, probe, the training loop with its
+evaluation points, probe, test, the runs row). The pieces it uses follow it:
+
+- `train_step`: one optimisation step (forward, loss, backward, per-group gradient norms in one
+  fused `torch._foreach_norm` call, optional clipping, Adam); its results stay on the device;
+- `RunningSums`: what the steps add up on the device between evaluation points;
+- `BestDev`: the best dev loss (weights kept for the test), early stopping, the target accuracy;
+- `Instruments`: what is recorded (curves rows; with `train.instrument`, gradient norms and update
+  ratios per parameter group and the gradient-reach probe);
+- `PhaseClock`: seconds per phase (training, dev evaluation, probe and recording), as AlgoPerf
+  keeps submission time apart from evaluation time.
+
+Where the host waits on the device: a training step reads nothing back. The host reads device
+values only at an evaluation point (every `eval_every` steps and at the last step: the running sums,
+the dev evaluation, the per-group norms) and at a probe (instrumented trials only: step 0, the
+`probe_points` log-spaced steps and the end; the probe copies its per-position gradient norms to the
+host). The clock synchronises the device where it switches phase: at those same points and where the
+training loop starts and ends. Between them a GPU never waits on Python.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
+import functools
 import hashlib
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +40,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness import metrics
-from harness.config import ConfigError, TrialSpec
+from harness.config import ConfigError, TrainConfig, TrialSpec
 from harness.data import Dataset, EncodedSplit
 from harness.models import build_model, param_groups, read_positions
 from harness.records import TrialRecorder
+
+Autocast = Callable[[], contextlib.AbstractContextManager]  # a fresh autocast context per call
 
 
 class Diverged(Exception):
@@ -72,6 +91,136 @@ def device_label(device: torch.device) -> str:
     return "cpu"
 
 
+# ----------------------------------------------------------------------------- the trial
+
+def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: TrialRecorder
+              ) -> dict[str, Any]:
+    """Train and evaluate one trial. Returns the trial's runs row (also set on the recorder).
+
+    One linear story, so longer than the rest: build (seeded), probe at step 0, the training loop
+    with an evaluation point every `eval_every` steps, probe at the end, test the best-dev weights,
+    the runs row."""
+    clock = PhaseClock(device)
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    tc, mc = spec.train, spec.model
+    seeds = Seeds.from_base(tc.seed)
+    steps_per_epoch, total_steps = _budget(tc, len(data.train.labels))
+
+    torch.manual_seed(seeds.init)  # the weights from the init stream, then dropout from its own
+    model = build_model(mc, data.vocab_size, len(data.class_names), data.pad_index, data.embeddings)
+    model.to(device).train()
+    torch.manual_seed(seeds.dropout)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seeds.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    train, dev, test = (_Split(s, device) for s in (data.train, data.dev, data.test))
+    groups = ParamGroups.of(model, device)
+    instruments = Instruments(
+        model, groups, ProbeBatch.first(dev, data, tc.probe_size, mc.readout, mc.num_layers), autocast,
+        recorder, clock, on=tc.instrument, probe_at=set(metrics.log_spaced_steps(total_steps, tc.probe_points)))
+    instruments.probe(0, "init")
+
+    sums, best = RunningSums.start(len(groups.names), device), BestDev()
+    step, epoch, samples_seen, stop = 0, 0.0, 0, None
+    status, error = "complete", None
+    # On a CPU, vanishing gradients underflow into float32 denormals, which are slow to compute with
+    # (the per-step gradient norms cost 10-20x more); training flushes them to zero, the probe not.
+    flush = device.type == "cpu"
+    torch.set_flush_denormal(flush)
+    clock.switch("train")
+    try:
+        for epoch, idx in _batches(train.n, tc, steps_per_epoch, total_steps, seeds.data_order, device):
+            batch = train.tokens[idx], train.lengths[idx], train.labels[idx]  # (B, T), (B,), (B,)
+            out = train_step(model, optimizer, batch, autocast, tc.grad_clip, groups if tc.instrument else None)
+            step += 1
+            samples_seen += len(idx)
+            sums.add(out, len(idx))
+            instruments.after_step(step, out, flush_after=flush)
+            if step % tc.eval_every != 0 and step != total_steps:  # not an evaluation point
+                continue
+            with clock.phase("eval"):  # an evaluation point
+                sums.check_finite()
+                dev_loss, dev_acc, _ = evaluate(model, dev, tc.eval_batch_size, autocast)
+                if not math.isfinite(dev_loss):
+                    raise Diverged(f"non-finite dev loss at step {step}")
+                train_s = clock.seconds["train"]
+                instruments.record_eval(step, epoch, samples_seen, train_s, sums, dev_loss, dev_acc)
+                best.update(model, dev_loss, dev_acc, step, samples_seen, train_s, tc.target_dev_acc)
+                sums.reset()
+                if recorder.report_eval(step, dev_acc):
+                    stop = "pruned"
+                elif step - best.last_improve >= tc.require_improvement:
+                    stop = "early_stop"
+            if stop:
+                break
+    except Diverged as e:
+        status, error = "diverged", str(e)
+    finally:
+        torch.set_flush_denormal(False)
+    clock.switch("other")
+    if stop == "pruned":
+        status = "pruned"
+
+    test_cols: dict[str, Any] = {"test_acc": None, "test_macro_f1": None, "test_loss": None}
+    if status != "diverged":
+        instruments.probe(step, "final")
+        if best.state is not None:
+            test_cols = _test(model, best.state, test, data, tc.eval_batch_size, autocast, recorder)
+    row = {
+        "status": status, "error": error, **test_cols, **best.columns(),
+        "steps": step, "epochs": epoch, "stop_reason": stop or ("diverged" if status == "diverged" else "budget"),
+        "target_dev_acc": tc.target_dev_acc, **best.target_columns(), **instruments.columns(),
+        **clock.columns(samples_seen),
+        "device": device_label(device), "torch_version": torch.__version__, "started_at": started_at,
+        "dataset": data.name, "data_id": data.data_id,
+    }
+    recorder.set_run(**settings_columns(spec), **row)
+    return recorder.rows["runs"][0]
+
+
+def _budget(tc: TrainConfig, n_train: int) -> tuple[int, int]:
+    """(steps per epoch, total steps) of a trial on `n_train` training examples."""
+    bs = tc.batch_size
+    steps_per_epoch = n_train // bs if tc.drop_last else math.ceil(n_train / bs)
+    if steps_per_epoch == 0:
+        raise ValueError(f"train.batch_size {bs} is larger than the training set ({n_train}) with drop_last")
+    total_steps = tc.epochs * steps_per_epoch
+    return steps_per_epoch, total_steps if tc.max_steps is None else min(total_steps, tc.max_steps)
+
+
+def _batches(n: int, tc: TrainConfig, steps_per_epoch: int, total_steps: int, seed: int, device: torch.device
+             ) -> Iterator[tuple[float, Tensor]]:
+    """For each training step, (epoch reached, as a fraction; the batch's example indices (B,) on the
+    device): each epoch a permutation of the n examples (drawn from a generator of its own, seeded
+    `seed`; in order without train.shuffle) cut into `steps_per_epoch` batches; `total_steps` in all."""
+    order_gen = torch.Generator().manual_seed(seed)
+    bs, step = tc.batch_size, 0
+    for epoch in range(tc.epochs):
+        order = (torch.randperm(n, generator=order_gen) if tc.shuffle else torch.arange(n)).to(device)
+        for b in range(steps_per_epoch):
+            yield epoch + (b + 1) / steps_per_epoch, order[b * bs:(b + 1) * bs]
+            step += 1
+            if step >= total_steps:
+                return
+
+
+def _test(model: torch.nn.Module, state: dict[str, Tensor], test: _Split, data: Dataset, batch_size: int,
+          autocast: Autocast, recorder: TrialRecorder) -> dict[str, Any]:
+    """Load the best-dev weights `state`, evaluate on the test split, record its confusion matrix.
+    Returns the runs row's test columns."""
+    model.load_state_dict(state)
+    test_loss, test_acc, pred = evaluate(model, test, batch_size, autocast)
+    cm = metrics.confusion_matrix(data.test.labels, pred.cpu().numpy(), len(data.class_names))
+    recorder.add_many("confusion", [
+        {"true_label": i, "pred_label": j, "count": int(cm[i, j]),
+         "true_name": data.class_names[i], "pred_name": data.class_names[j]}
+        for i in range(cm.shape[0]) for j in range(cm.shape[1])])
+    return {"test_acc": test_acc, "test_macro_f1": metrics.macro_f1(cm), "test_loss": test_loss}
+
+
+# ----------------------------------------------------------------------------- one step, evaluation
+
 class _Split:
     """An encoded split as tensors resident on the training device."""
 
@@ -82,13 +231,65 @@ class _Split:
         self.n = len(split.labels)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass(frozen=True)
+class ParamGroups:
+    """The model's parameter groups (embedding, rnn.l0, rnn.l1, …, norm, fc), for per-group norms."""
+
+    names: list[str]
+    index: Tensor  # (P,) int64 on the device: each parameter's group, in model.parameters() order
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, device: torch.device) -> ParamGroups:
+        names, index = param_groups(model)
+        return cls(names, torch.tensor(index, device=device))
+
+    def squared_norms(self, tensors: list[Tensor]) -> Tensor:
+        """(G,) per group, the sum of its tensors' squared L2 norms (`tensors` one per parameter):
+        one fused `torch._foreach_norm` call, on the device."""
+        return torch.zeros(len(self.names), device=self.index.device).index_add_(
+            0, self.index, torch.stack(torch._foreach_norm(tensors)) ** 2)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One training step's measurements, all on the device (nothing read back)."""
+
+    loss: Tensor                      # () the batch's mean cross-entropy, detached
+    correct: Tensor                   # () int64: correct predictions in the batch
+    group_sq: Tensor | None = None    # (G,) squared gradient norm per group, before clipping
+    total_norm: Tensor | None = None  # () global gradient L2 norm, before clipping
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor, Tensor],
+               autocast: Autocast, grad_clip: float | None = None, groups: ParamGroups | None = None
+               ) -> StepResult:
+    """One optimisation step on `batch` = (tokens (B, T), lengths (B,), labels (B,)): forward,
+    cross-entropy, backward; with `groups`, the gradient norm per group (one fused call); clipping of
+    the global gradient norm to `grad_clip` if given; the optimizer step. No host sync."""
+    x, lengths, y = batch
+    with autocast():
+        logits = model(x, lengths)  # (B, C)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = list(model.parameters())
+    group_sq = total_norm = None
+    with torch.no_grad():
+        if groups is not None:
+            group_sq = groups.squared_norms([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
+            total_norm = group_sq.sum().sqrt()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grads_with_norm_(params, grad_clip, total_norm)
+        elif grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    with torch.no_grad():
+        correct = (logits.detach().argmax(1) == y).sum()
+    return StepResult(loss.detach(), correct, group_sq, total_norm)
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, split: _Split, batch_size: int, autocast: Any
+def evaluate(model: torch.nn.Module, split: _Split, batch_size: int, autocast: Autocast
              ) -> tuple[float, float, Tensor]:
     """(mean cross-entropy, accuracy, predictions (N,) on the device) over the whole split."""
     was_training = model.training
@@ -106,11 +307,243 @@ def evaluate(model: torch.nn.Module, split: _Split, batch_size: int, autocast: A
     return loss_sum.item() / split.n, (pred == split.labels).float().mean().item(), pred
 
 
-def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tensor, autocast: Any
+# ----------------------------------------------------------------------------- bookkeeping
+
+@dataclass
+class RunningSums:
+    """What the training steps add up on the device since the last evaluation point, read there
+    only. `nonfinite_at` (the first step whose loss was not finite, -1 while none) and `steps` (the
+    step count, kept on the device for it) run over the whole trial; the rest restart at `reset`."""
+
+    loss_sum: Tensor      # () sum of the steps' mean losses
+    correct_sum: Tensor   # () correct predictions
+    gnorm_sum: Tensor     # () sum of the global gradient norms (instrumented trials)
+    group_sum: Tensor     # (G,) sum of the per-group gradient norms (instrumented trials)
+    nonfinite_at: Tensor  # ()
+    steps: Tensor         # ()
+    interval_steps: int = 0
+    samples_interval: int = 0
+
+    @classmethod
+    def start(cls, n_groups: int, device: torch.device) -> RunningSums:
+        zero = torch.zeros((), device=device)
+        return cls(zero.clone(), zero.clone(), zero.clone(), torch.zeros(n_groups, device=device), zero - 1,
+                   zero.clone())
+
+    def add(self, out: StepResult, n_samples: int) -> None:
+        """Add one step of `n_samples` examples (device ops only)."""
+        self.interval_steps += 1
+        self.samples_interval += n_samples
+        with torch.no_grad():
+            self.steps += 1
+            self.nonfinite_at = torch.where((self.nonfinite_at < 0) & ~torch.isfinite(out.loss), self.steps,
+                                            self.nonfinite_at)
+            self.loss_sum += out.loss
+            self.correct_sum += out.correct
+            if out.total_norm is not None:
+                self.gnorm_sum += out.total_norm
+                self.group_sum += out.group_sq.sqrt()
+
+    def check_finite(self) -> None:
+        """Raise Diverged if a step's loss was not finite (reads one value back)."""
+        if self.nonfinite_at.item() >= 0:
+            raise Diverged(f"non-finite training loss at step {int(self.nonfinite_at.item())}")
+
+    def reset(self) -> None:
+        """Start the next interval."""
+        zero = torch.zeros((), device=self.loss_sum.device)
+        self.loss_sum, self.correct_sum, self.gnorm_sum = zero.clone(), zero.clone(), zero.clone()
+        self.group_sum = torch.zeros(len(self.group_sum), device=self.group_sum.device)
+        self.interval_steps, self.samples_interval = 0, 0
+
+
+@dataclass
+class BestDev:
+    """Over the evaluation points: the lowest dev loss (its step, and a copy of the weights for the
+    test), the best dev accuracy, the step of the last improvement (for early stopping) and the first
+    point at the target dev accuracy."""
+
+    loss: float = math.inf
+    step: int = 0
+    dev_acc: float = 0.0
+    state: dict[str, Tensor] | None = None
+    last_improve: int = 0
+    target_hit: tuple[int, int, float] | None = None  # (step, samples seen, training seconds)
+
+    def update(self, model: torch.nn.Module, dev_loss: float, dev_acc: float, step: int, samples_seen: int,
+               train_s: float, target_acc: float) -> None:
+        if self.target_hit is None and dev_acc >= target_acc:
+            self.target_hit = (step, samples_seen, train_s)
+        self.dev_acc = max(self.dev_acc, dev_acc)
+        if dev_loss < self.loss:
+            self.loss, self.step, self.last_improve = dev_loss, step, step
+            self.state = copy.deepcopy(model.state_dict())
+
+    def columns(self) -> dict[str, Any]:
+        """The runs row's best_dev_acc and best_step (null when no evaluation point was reached)."""
+        reached = self.state is not None
+        return {"best_dev_acc": self.dev_acc if reached else None, "best_step": self.step if reached else None}
+
+    def target_columns(self) -> dict[str, Any]:
+        """steps / samples / seconds (training time) to the target dev accuracy; null if never reached."""
+        hit = self.target_hit
+        return {"steps_to_target": hit[0] if hit else None, "samples_to_target": hit[1] if hit else None,
+                "seconds_to_target": hit[2] if hit else None}
+
+
+class PhaseClock:
+    """Wall seconds per phase of a trial, as AlgoPerf keeps accumulated_submission_time, eval_time
+    and logging_time apart: `train` (the training steps), `eval` (dev evaluations and their
+    bookkeeping), `probe` (the gradient-reach probe and the per-group gradient recording) and `other`
+    (building, the test, the rest). Switching phase synchronises the device, then charges the seconds
+    since the last switch to the phase that was running."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds = {"train": 0.0, "eval": 0.0, "probe": 0.0, "other": 0.0}
+        self.current = "other"
+        self._start = self._since = time.perf_counter()
+
+    def switch(self, phase: str) -> str:
+        """Enter `phase`; returns the phase left."""
+        _sync(self.device)
+        now = time.perf_counter()
+        self.seconds[self.current] += now - self._since
+        self._since = now
+        left, self.current = self.current, phase
+        return left
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Run the block as phase `name`, then go back to the phase it interrupted (on an exception
+        the clock stays in `name`: the caller's next switch charges it)."""
+        left = self.switch(name)
+        yield
+        self.switch(left)
+
+    def columns(self, samples: int) -> dict[str, Any]:
+        """The runs row's timing columns, seconds; samples_per_s counts training time only."""
+        train_s = self.seconds["train"]
+        return {"wall_s": time.perf_counter() - self._start, "train_s": train_s,
+                "eval_s": self.seconds["eval"], "probe_s": self.seconds["probe"],
+                "samples_per_s": samples / train_s if train_s > 0 else None}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------- instruments
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """The gradient-reach probe's fixed batch: the first `train.probe_size` dev examples."""
+
+    tokens: Tensor            # (B, T) on the device
+    lengths: Tensor           # (B,)
+    labels: Tensor            # (B,)
+    read: np.ndarray          # (B,) the input position the classifier reads, per example
+    pad_fraction: np.ndarray  # (T,) share of the batch that is padding at each position
+    layers: list[str]         # input, rnn.l0, rnn.l1, …
+
+    @classmethod
+    def first(cls, dev: _Split, data: Dataset, size: int, readout: str, num_layers: int) -> ProbeBatch:
+        n, pad_size = min(size, dev.n), data.train.tokens.shape[1]
+        lengths = data.dev.lengths[:n]
+        return cls(dev.tokens[:n], dev.lengths[:n], dev.labels[:n], read_positions(readout, lengths, pad_size),
+                   metrics.pad_fraction(lengths, pad_size), ["input"] + [f"rnn.l{i}" for i in range(num_layers)])
+
+
+class Instruments:
+    """What a trial records besides its runs row:
+
+    - at each evaluation point, the curves row; with `on` (train.instrument) also per parameter
+      group the mean gradient norm over the interval and the update ratio ‖Δθ‖/‖θ‖ since the
+      previous point (grad_norms rows; it keeps a copy of the parameters for that);
+    - with `on`, the gradient-reach probe (grad_time rows) at step 0, at the `probe_at` steps and at
+      the end; the first and last give vanishing_ratio init / final; and the first step's gradient
+      norm (grad_norm_init).
+
+    Its gradient work (probe, grad_norms rows) is timed as the clock's `probe` phase."""
+
+    def __init__(self, model: torch.nn.Module, groups: ParamGroups, probe_batch: ProbeBatch, autocast: Autocast,
+                 recorder: TrialRecorder, clock: PhaseClock, on: bool, probe_at: set[int]):
+        self.model, self.groups, self.probe_batch, self.autocast = model, groups, probe_batch, autocast
+        self.recorder, self.clock, self.on, self.probe_at = recorder, clock, on, probe_at
+        self.prev_params = [p.detach().clone() for p in model.parameters()] if on else []
+        self.grad_norm_init: Tensor | None = None
+        self.vanishing: dict[str, float] = {}  # "init" / "final" → vanishing ratio
+
+    def after_step(self, step: int, out: StepResult, flush_after: bool) -> None:
+        """After training step `step`: keep the first gradient norm; probe at the `probe_at` steps."""
+        if not self.on:
+            return
+        if self.grad_norm_init is None:
+            self.grad_norm_init = out.total_norm.clone()
+        if step in self.probe_at:
+            self.probe(step, flush_after=flush_after)
+
+    def probe(self, step: int, key: str | None = None, flush_after: bool = False) -> None:
+        """Run the gradient-reach probe with denormals kept (the gradients it measures are tiny), then
+        set flush-denormal to `flush_after`; record grad_time rows, and under `key` the vanishing ratio."""
+        if not self.on:
+            return
+        b = self.probe_batch
+        with self.clock.phase("probe"):
+            torch.set_flush_denormal(False)
+            try:
+                norms = _probe(self.model, b.tokens, b.lengths, b.labels, self.autocast)
+            finally:
+                torch.set_flush_denormal(flush_after)
+            for layer, g in zip(b.layers, norms):
+                mean = g.mean(0)  # (T,)
+                self.recorder.add_many("grad_time", [
+                    {"step": step, "layer": layer, "position": t, "pad_fraction": float(b.pad_fraction[t]),
+                     "grad_norm": float(mean[t])} for t in range(len(b.pad_fraction))])
+            if key:
+                self.vanishing[key] = metrics.vanishing_ratio(norms[0], b.read)
+
+    def record_eval(self, step: int, epoch: float, samples_seen: int, train_s: float, sums: RunningSums,
+                    dev_loss: float, dev_acc: float) -> None:
+        """The evaluation point's rows: curves (means of `sums` over its interval), and grad_norms."""
+        n = max(sums.interval_steps, 1)
+        self.recorder.add("curves", step=step, epoch=epoch, samples_seen=samples_seen, elapsed_s=train_s,
+                          train_loss=sums.loss_sum.item() / n,
+                          train_acc=sums.correct_sum.item() / max(sums.samples_interval, 1),
+                          dev_loss=dev_loss, dev_acc=dev_acc, grad_norm=sums.gnorm_sum.item() / n if self.on else None)
+        if self.on:
+            with self.clock.phase("probe"):
+                self._record_groups(step, sums.group_sum, n)
+
+    def _record_groups(self, step: int, group_sum: Tensor, n: int) -> None:
+        """grad_norms rows: per group the mean gradient norm over `n` steps (`group_sum` (G,)) and the
+        update ratio ‖Δθ‖/‖θ‖ since the previous evaluation point."""
+        params = [p.detach() for p in self.model.parameters()]
+        with torch.no_grad():
+            delta_sq = self.groups.squared_norms(torch._foreach_sub(params, self.prev_params))
+            prev_sq = self.groups.squared_norms(self.prev_params)
+            torch._foreach_copy_(self.prev_params, params)
+        gmean = (group_sum / n).tolist()
+        dsq, psq = delta_sq.tolist(), prev_sq.tolist()
+        self.recorder.add_many("grad_norms", [
+            {"step": step, "group": g, "grad_norm": gmean[i], "update_ratio": metrics.update_ratio(dsq[i], psq[i])}
+            for i, g in enumerate(self.groups.names)])
+
+    def columns(self) -> dict[str, Any]:
+        """The runs row's grad_norm_init / _final and vanishing_ratio_init / _final (null when off)."""
+        curves = self.recorder.rows["curves"]
+        return {"grad_norm_init": float(self.grad_norm_init) if self.grad_norm_init is not None else None,
+                "grad_norm_final": curves[-1]["grad_norm"] if curves else None,
+                "vanishing_ratio_init": self.vanishing.get("init"),
+                "vanishing_ratio_final": self.vanishing.get("final")}
+
+
+def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tensor, autocast: Autocast
            ) -> list[np.ndarray]:
     """Per layer (input, rnn.l0, …) the per-example gradient norm ‖∂L_b/∂x_{b,t}‖ as (B, T) arrays,
     L_b the cross-entropy of example b. Dropout is off; the model stays in train mode because cuDNN
-    RNNs only run backward in train mode."""
+    RNNs only run backward in train mode. Reads the norms back to the host."""
     dropout = model.dropout.p
     model.dropout.p = 0.0
     try:
@@ -121,243 +554,6 @@ def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tens
     finally:
         model.dropout.p = dropout
     return [g.float().norm(dim=2).cpu().numpy() for g in grads]  # each (B, T)
-
-
-def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: TrialRecorder
-              ) -> dict[str, Any]:
-    """Train and evaluate one trial. Returns the trial's runs row (also set on the recorder)."""
-    t_start = time.perf_counter()
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    tc, mc = spec.train, spec.model
-    seeds = Seeds.from_base(tc.seed)
-    pad_size = data.train.tokens.shape[1]
-
-    torch.manual_seed(seeds.init)
-    model = build_model(mc, data.vocab_size, len(data.class_names), data.pad_index, data.embeddings)
-    model.to(device).train()
-    torch.manual_seed(seeds.dropout)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seeds.dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    params = [p for p in model.parameters()]
-    group_names, group_of_param = param_groups(model)
-    group_idx = torch.tensor(group_of_param, device=device)
-    n_groups = len(group_names)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-
-    train, dev, test = (_Split(s, device) for s in (data.train, data.dev, data.test))
-    n_probe = min(tc.probe_size, dev.n)
-    probe_batch = (dev.tokens[:n_probe], dev.lengths[:n_probe], dev.labels[:n_probe])
-    probe_lengths = data.dev.lengths[:n_probe]
-    probe_read = read_positions(mc.readout, probe_lengths, pad_size)
-    probe_pad = metrics.pad_fraction(probe_lengths, pad_size)
-    layer_names = ["input"] + [f"rnn.l{i}" for i in range(mc.num_layers)]
-
-    bs = tc.batch_size
-    steps_per_epoch = train.n // bs if tc.drop_last else math.ceil(train.n / bs)
-    if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size {bs} is larger than the training set ({train.n}) with drop_last")
-    total_steps = tc.epochs * steps_per_epoch
-    if tc.max_steps is not None:
-        total_steps = min(total_steps, tc.max_steps)
-    probe_at = set(metrics.log_spaced_steps(total_steps, tc.probe_points))
-    vanishing: dict[str, float] = {}
-
-    def probe(step: int, key: str | None = None) -> None:
-        torch.set_flush_denormal(False)  # the probe measures tiny gradients: keep denormals
-        try:
-            norms = _probe(model, *probe_batch, autocast)
-        finally:
-            torch.set_flush_denormal(flush)
-        for layer, g in zip(layer_names, norms):
-            mean = g.mean(0)  # (T,)
-            recorder.add_many("grad_time", [
-                {"step": step, "layer": layer, "position": t, "pad_fraction": float(probe_pad[t]),
-                 "grad_norm": float(mean[t])} for t in range(pad_size)])
-        if key:
-            vanishing[key] = metrics.vanishing_ratio(norms[0], probe_read)
-
-    flush = False
-    if tc.instrument:
-        probe(0, "init")
-
-    # Running sums on the device, read at evaluation points only.
-    zero = torch.zeros((), device=device)
-    loss_sum, correct_sum, gnorm_sum, nonfinite_at = zero.clone(), zero.clone(), zero.clone(), zero - 1
-    group_sum = torch.zeros(n_groups, device=device)
-    step_counter = zero.clone()
-    grad_norm_init: Tensor | None = None
-    prev_params = [p.detach().clone() for p in params]
-    interval_steps, samples_seen, train_s = 0, 0, 0.0
-    best_loss, best_step, best_dev_acc, best_state = math.inf, 0, 0.0, None
-    last_improve = 0
-    target_hit: tuple[int, int, float] | None = None
-    status, error = "complete", None
-    order_gen = torch.Generator().manual_seed(seeds.data_order)
-    step, epoch_float = 0, 0.0
-    _sync(device)
-    t_resume = time.perf_counter()
-
-    def record_groups(n: int) -> None:
-        """Per-group gradient norms (mean over the interval) and update ratios ‖Δθ‖/‖θ‖ since the
-        previous evaluation point."""
-        with torch.no_grad():
-            deltas = torch._foreach_sub([p.detach() for p in params], prev_params)
-            delta_sq = torch.zeros(n_groups, device=device).index_add_(
-                0, group_idx, torch.stack(torch._foreach_norm(deltas)) ** 2)
-            prev_sq = torch.zeros(n_groups, device=device).index_add_(
-                0, group_idx, torch.stack(torch._foreach_norm(prev_params)) ** 2)
-            torch._foreach_copy_(prev_params, [p.detach() for p in params])
-        gmean = (group_sum / n).tolist()
-        dsq, psq = delta_sq.tolist(), prev_sq.tolist()
-        recorder.add_many("grad_norms", [
-            {"step": step, "group": g, "grad_norm": gmean[i], "update_ratio": metrics.update_ratio(dsq[i], psq[i])}
-            for i, g in enumerate(group_names)])
-
-    def eval_point(epoch_now: float) -> str | None:
-        """Read the running sums, evaluate on dev, record. Returns a reason to stop, or None."""
-        nonlocal train_s, t_resume, interval_steps, best_loss, best_step, best_dev_acc, best_state
-        nonlocal last_improve, target_hit, loss_sum, correct_sum, gnorm_sum, group_sum, samples_interval
-        _sync(device)
-        train_s += time.perf_counter() - t_resume
-        if nonfinite_at.item() >= 0:
-            raise Diverged(f"non-finite training loss at step {int(nonfinite_at.item())}")
-        n = max(interval_steps, 1)
-        dev_loss, dev_acc, _ = evaluate(model, dev, tc.eval_batch_size, autocast)
-        if not math.isfinite(dev_loss):
-            raise Diverged(f"non-finite dev loss at step {step}")
-        recorder.add("curves", step=step, epoch=epoch_now, samples_seen=samples_seen, elapsed_s=train_s,
-                     train_loss=loss_sum.item() / n, train_acc=correct_sum.item() / max(samples_interval, 1),
-                     dev_loss=dev_loss, dev_acc=dev_acc,
-                     grad_norm=gnorm_sum.item() / n if tc.instrument else None)
-        if tc.instrument:
-            record_groups(n)
-        if target_hit is None and dev_acc >= tc.target_dev_acc:
-            target_hit = (step, samples_seen, train_s)
-        best_dev_acc = max(best_dev_acc, dev_acc)
-        if dev_loss < best_loss:
-            best_loss, best_step, last_improve = dev_loss, step, step
-            best_state = copy.deepcopy(model.state_dict())
-        loss_sum, correct_sum, gnorm_sum = zero.clone(), zero.clone(), zero.clone()
-        group_sum = torch.zeros(n_groups, device=device)
-        interval_steps, samples_interval = 0, 0
-        reason = None
-        if recorder.report_eval(step, dev_acc):
-            reason = "pruned"
-        elif step - last_improve >= tc.require_improvement:
-            reason = "early_stop"
-        _sync(device)
-        t_resume = time.perf_counter()
-        return reason
-
-    samples_interval = 0
-    stop: str | None = None
-    # On a CPU, vanishing gradients underflow into float32 denormals, which are slow to compute with
-    # (the per-step gradient norms cost 10-20x more); training flushes them to zero.
-    flush = device.type == "cpu"
-    torch.set_flush_denormal(flush)
-    try:
-        for epoch in range(tc.epochs):
-            order = (torch.randperm(train.n, generator=order_gen) if tc.shuffle
-                     else torch.arange(train.n)).to(device)
-            for b in range(steps_per_epoch):
-                idx = order[b * bs:(b + 1) * bs]
-                x, lengths, y = train.tokens[idx], train.lengths[idx], train.labels[idx]  # (B, T), (B,), (B,)
-                with autocast():
-                    logits = model(x, lengths)  # (B, C)
-                loss = F.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    if tc.instrument:  # all groups' norms in one fused call, kept on the device
-                        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-                        group_sq = torch.zeros(n_groups, device=device).index_add_(
-                            0, group_idx, torch.stack(torch._foreach_norm(grads)) ** 2)
-                        total_norm = group_sq.sum().sqrt()
-                        if tc.grad_clip is not None:
-                            torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, total_norm)
-                    elif tc.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-                optimizer.step()
-                step += 1
-                interval_steps += 1
-                samples_seen += len(idx)
-                samples_interval += len(idx)
-                with torch.no_grad():
-                    step_counter += 1
-                    loss_d = loss.detach()
-                    nonfinite_at = torch.where((nonfinite_at < 0) & ~torch.isfinite(loss_d),
-                                               step_counter, nonfinite_at)
-                    loss_sum += loss_d
-                    correct_sum += (logits.detach().argmax(1) == y).sum()
-                    if tc.instrument:
-                        gnorm_sum += total_norm
-                        group_sum += group_sq.sqrt()
-                        if grad_norm_init is None:
-                            grad_norm_init = total_norm.clone()
-                if tc.instrument and step in probe_at:
-                    probe(step)
-                epoch_float = epoch + (b + 1) / steps_per_epoch
-                if step % tc.eval_every == 0 or step == total_steps:
-                    stop = eval_point(epoch_float)
-                    if stop:
-                        break
-                if step >= total_steps:
-                    break
-            if stop or step >= total_steps:
-                break
-    except Diverged as e:
-        status, error = "diverged", str(e)
-        _sync(device)
-    finally:
-        flush = False
-        torch.set_flush_denormal(False)
-    if stop == "pruned":
-        status = "pruned"
-
-    if tc.instrument and status != "diverged":
-        probe(step, "final")
-    test_loss = test_acc = test_f1 = None
-    if status != "diverged" and best_state is not None:
-        model.load_state_dict(best_state)
-        test_loss, test_acc, pred = evaluate(model, test, tc.eval_batch_size, autocast)
-        cm = metrics.confusion_matrix(data.test.labels, pred.cpu().numpy(), len(data.class_names))
-        test_f1 = metrics.macro_f1(cm)
-        recorder.add_many("confusion", [
-            {"true_label": i, "pred_label": j, "count": int(cm[i, j]),
-             "true_name": data.class_names[i], "pred_name": data.class_names[j]}
-            for i in range(cm.shape[0]) for j in range(cm.shape[1])])
-
-    wall_s = time.perf_counter() - t_start
-    row = {
-        "status": status, "error": error,
-        "test_acc": test_acc, "test_macro_f1": test_f1, "test_loss": test_loss,
-        "best_dev_acc": best_dev_acc if best_state is not None else None,
-        "best_step": best_step if best_state is not None else None,
-        "steps": step, "epochs": epoch_float, "stop_reason": stop or ("diverged" if status == "diverged"
-                                                                      else "budget"),
-        "target_dev_acc": tc.target_dev_acc,
-        "steps_to_target": target_hit[0] if target_hit else None,
-        "samples_to_target": target_hit[1] if target_hit else None,
-        "seconds_to_target": target_hit[2] if target_hit else None,
-        "grad_norm_init": float(grad_norm_init) if grad_norm_init is not None else None,
-        "grad_norm_final": _last(recorder, "curves", "grad_norm"),
-        "vanishing_ratio_init": vanishing.get("init"),
-        "vanishing_ratio_final": vanishing.get("final"),
-        "wall_s": wall_s, "train_s": train_s,
-        "samples_per_s": samples_seen / train_s if train_s > 0 else None,
-        "device": device_label(device), "torch_version": torch.__version__, "started_at": started_at,
-        "dataset": data.name, "data_id": data.data_id,
-    }
-    recorder.set_run(**settings_columns(spec), **row)
-    return recorder.rows["runs"][0]
-
-
-def _last(recorder: TrialRecorder, table: str, column: str) -> float | None:
-    rows = recorder.rows[table]
-    return rows[-1][column] if rows else None
 
 
 def settings_columns(spec: TrialSpec) -> dict[str, Any]:

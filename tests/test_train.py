@@ -1,16 +1,20 @@
 """The trainer on tiny trials: determinism, divergence, failure, convergence bookkeeping."""
 
+import functools
 import math
+import time
 
 import pytest
 import torch
 from conftest import tiny_raw
 
+import harness.train as train_mod
 from harness import data as data_mod
 from harness.config import config_from_dict, expand_grid
+from harness.models import build_model
 from harness.records import TrialRecorder
 from harness.runner import execute
-from harness.train import Seeds, run_trial
+from harness.train import ParamGroups, PhaseClock, Seeds, run_trial, train_step
 
 
 def one(tmp_path, **over):
@@ -105,3 +109,86 @@ def test_instrument_off_keeps_curves_only(tmp_path):
     # Recording observes and never changes the training: the same losses either way.
     assert t["curves"]["train_loss"].tolist() == rec_on.tables()["curves"]["train_loss"].tolist()
     assert row["test_acc"] == row_on["test_acc"]
+
+
+def test_time_is_split_by_phase(tmp_path):
+    """train_s, eval_s and probe_s are disjoint parts of wall_s; instrumented, each is > 0."""
+    spec, ds = one(tmp_path, train={"epochs": 2})
+    rec = TrialRecorder("x")
+    row = run_trial(spec, ds, torch.device("cpu"), rec)
+    assert row["train_s"] > 0 and row["eval_s"] > 0 and row["probe_s"] > 0
+    assert row["train_s"] + row["eval_s"] + row["probe_s"] <= row["wall_s"]
+    assert row["samples_per_s"] == pytest.approx(row["steps"] * 64 / row["train_s"])
+    elapsed = rec.tables()["curves"]["elapsed_s"]
+    assert elapsed.is_monotonic_increasing and elapsed.iloc[-1] <= row["train_s"]
+    assert row["seconds_to_target"] == elapsed.iloc[0]  # target 0: hit at the first evaluation point
+    spec, ds = one(tmp_path, train={"instrument": False})
+    row = run_trial(spec, ds, torch.device("cpu"), TrialRecorder("y"))
+    assert row["probe_s"] == 0.0 and row["train_s"] > 0 and row["eval_s"] > 0
+
+
+def test_probe_time_is_not_training_time(tmp_path, monkeypatch):
+    """A slow probe (at step 0, one step inside the loop, the end) is charged to probe_s only."""
+    original = train_mod._probe
+
+    def slow_probe(*args, **kwargs):
+        time.sleep(0.2)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_probe", slow_probe)
+    spec, ds = one(tmp_path, train={"epochs": 2})
+    rec = TrialRecorder("x")
+    row = run_trial(spec, ds, torch.device("cpu"), rec)
+    assert sorted(rec.tables()["grad_time"]["step"].unique()) == [0, 3, 8]
+    assert row["probe_s"] >= 3 * 0.2
+    assert row["train_s"] + row["eval_s"] + row["probe_s"] <= row["wall_s"]
+    assert row["train_s"] + row["eval_s"] < row["wall_s"] - 3 * 0.2
+
+
+def test_train_step_norms_and_clipping():
+    """The step's per-group squared norms are those of the gradients before clipping, their sum the
+    squared total norm; clipping scales the gradients to grad_clip; nothing is read to the host."""
+    cfg = config_from_dict(tiny_raw()).model
+    torch.manual_seed(0)
+    model = build_model(cfg, 20, 3, 19).train()
+    groups = ParamGroups.of(model, torch.device("cpu"))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = torch.randint(0, 19, (5, 7)), torch.tensor([7, 3, 1, 5, 7]), torch.tensor([0, 1, 2, 1, 0])
+    autocast = functools.partial(torch.autocast, "cpu", enabled=False)
+    out = train_step(model, opt, batch, autocast, grad_clip=1e-3, groups=groups)
+    assert out.loss.shape == () and out.correct.dtype == torch.int64 and 0 <= int(out.correct) <= 5
+    assert out.group_sq.shape == (len(groups.names),)
+    assert float(out.total_norm) == pytest.approx(float(out.group_sq.sum().sqrt()))
+    # After the step the .grad are the clipped gradients: their norm is grad_clip, each group scaled alike.
+    grads = [p.grad for p in model.parameters()]
+    clipped = groups.squared_norms(grads)
+    assert float(clipped.sum().sqrt()) == pytest.approx(1e-3, rel=1e-4)
+    scale = (1e-3 / float(out.total_norm)) ** 2
+    assert clipped.tolist() == pytest.approx((out.group_sq * scale).tolist(), rel=1e-4)
+    by_hand = [0.0] * len(groups.names)
+    for g, p in zip(groups.index.tolist(), model.parameters()):
+        by_hand[g] += float(p.grad.norm()) ** 2
+    assert clipped.tolist() == pytest.approx(by_hand, rel=1e-4)
+    plain = train_step(model, opt, batch, autocast)
+    assert plain.group_sq is None and plain.total_norm is None
+
+
+def test_phase_clock_charges_each_phase():
+    clock = PhaseClock(torch.device("cpu"))
+    clock.switch("train")
+    time.sleep(0.02)
+    with clock.phase("eval"):
+        time.sleep(0.03)
+        with clock.phase("probe"):
+            time.sleep(0.01)
+        assert clock.current == "eval"
+    assert clock.current == "train"
+    with pytest.raises(RuntimeError), clock.phase("eval"):
+        raise RuntimeError
+    assert clock.current == "eval"  # an exception leaves the clock in the phase it interrupted
+    clock.switch("other")
+    s = clock.seconds
+    assert s["train"] >= 0.02 and s["eval"] >= 0.03 and s["probe"] >= 0.01
+    cols = clock.columns(samples=100)
+    assert sum(s.values()) <= cols["wall_s"]
+    assert cols["samples_per_s"] == pytest.approx(100 / s["train"])
