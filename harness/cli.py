@@ -1,4 +1,5 @@
-"""Command line: `harness run | report | status | data synth | data check` (also `python -m harness`)."""
+"""Command line: `harness run | report | status | init | data synth | data check | data import`
+(also `python -m harness`)."""
 
 from __future__ import annotations
 
@@ -84,8 +85,96 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from harness.shipped import copy_configs
+
+    try:
+        written = copy_configs(Path(args.dir) / "configs", force=args.force)
+    except FileExistsError as e:
+        print(f"harness: error: would overwrite {e} (--force overwrites)", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    print(f"try: harness run {written[0].parent / 'smoke.yaml'}")
+    return 0
+
+
+def _add_init_parser(sub: argparse._SubParsersAction) -> None:
+    it = sub.add_parser("init", help="copy the shipped example configs into DIR/configs/",
+                        description="Copy the configs that ship with the package (smoke, bench, full, study) "
+                                    "into DIR/configs/, to edit and run: harness run configs/smoke.yaml")
+    it.add_argument("dir", nargs="?", default=".", help="project folder (default: the current folder)")
+    it.add_argument("--force", action="store_true", help="overwrite configs that are already there")
+    it.set_defaults(func=_cmd_init)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from harness.data import importers as im
+
+    split_map, fractions = im.parse_split_map(args.split_map), im.parse_fractions(args.fractions)
+    if args.format == "hf":
+        source = im.read_hf(args.source, args.text, args.label, subset=args.subset)
+    elif args.format == "jsonl":
+        source = im.read_jsonl(args.source, args.text, args.label, split_col=args.split_column)
+    else:
+        source = im.read_delimited(args.source, args.text, args.label, split_col=args.split_column,
+                                   delimiter="\t" if args.format == "tsv" else ",")
+    result = im.write_import(source, args.out_dir, label_type=args.label_type, classes_file=args.classes,
+                             split_map=split_map, fractions=fractions, seed=args.seed, force=args.force)
+    print(f"wrote {result.out_dir} (train.txt dev.txt test.txt class.txt import.json); checked as by "
+          f"`harness data check`")
+    for line in result.summary():
+        print(line)
+    return 0
+
+
+def _add_import_parser(dsub: argparse._SubParsersAction) -> None:
+    imp = dsub.add_parser("import", help="convert CSV, TSV, JSON Lines or a Hugging Face dataset into a data folder",
+                          description="Write a THUCNews-format data folder (train/dev/test.txt, class.txt, and "
+                                      "import.json recording the source and every rule applied), then validate it "
+                                      "as `harness data check` does.")
+    fsub = imp.add_subparsers(dest="format", required=True, metavar="{csv,tsv,jsonl,hf}")
+    helps = {"csv": "a CSV file with a header line (RFC 4180 quoting)",
+             "tsv": "a TSV file with a header line (no quoting: a quote is an ordinary character)",
+             "jsonl": "a JSON Lines file: one JSON object per line",
+             "hf": "a Hugging Face dataset: a save_to_disk folder, or a hub name (needs the 'hf' extra)"}
+    for fmt, text in helps.items():
+        f = fsub.add_parser(fmt, help=text, description=f"Import {text}.")
+        f.add_argument("source", help="the dataset folder or hub name" if fmt == "hf" else "the file to read")
+        f.add_argument("out_dir", help="the data folder to write (must be empty or new, unless --force)")
+        f.add_argument("--text", required=True, metavar="COL", help="column (key) holding the text")
+        f.add_argument("--label", required=True, metavar="COL", help="column (key) holding the label")
+        if fmt == "hf":
+            f.add_argument("--subset", metavar="NAME", help="the dataset's configuration name, for a hub name "
+                                                            "(load_dataset(NAME, SUBSET))")
+        else:
+            f.add_argument("--split-column", metavar="COL",
+                           help="column naming each row's split (train, dev/validation, test, or as --split-map "
+                                "says); without it the rows are split by --fractions")
+        f.add_argument("--split-map", action="append", default=[], metavar="SRC=DEST",
+                       help="map a source split name to train, dev or test, or '-' to leave it out, e.g. "
+                            "--split-map validation=dev --split-map unsupervised=- (repeatable). Default: "
+                            "train→train, dev/validation/valid/val→dev, test→test")
+        f.add_argument("--fractions", default="0.8,0.1,0.1", metavar="TRAIN,DEV,TEST",
+                       help="the split made when the source has none (default 0.8,0.1,0.1); a missing dev or "
+                            "test split is carved out of train in these proportions, stratified by label")
+        f.add_argument("--seed", type=int, default=0, help="seed of that split's permutation (default 0)")
+        f.add_argument("--label-type", choices=("auto", "index", "name"), default="auto",
+                       help="index: labels are class indices 0..K-1; name: labels are class names (numbered "
+                            "in sorted order unless --classes); auto (default): index when every label is an "
+                            "integer, else name")
+        f.add_argument("--classes", metavar="FILE",
+                       help="class names, one per line: the names of index labels, or the order of name labels")
+        f.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+        f.set_defaults(func=_cmd_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from harness.shipped import version
+
     p = argparse.ArgumentParser(prog="harness", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                   help="print the installed version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run (or resume) the grid a config describes")
@@ -111,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("dir")
     st.add_argument("--storage", help="Optuna storage URL if not DIR/optuna.journal")
     st.set_defaults(func=_cmd_status)
+    _add_init_parser(sub)
 
     d = sub.add_parser("data", help="data utilities")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -125,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--tokenizer", choices=("char", "word"), default="char")
     ch.add_argument("--json", action="store_true")
     ch.set_defaults(func=_cmd_check)
+    _add_import_parser(dsub)
     return p
 
 

@@ -1,6 +1,8 @@
 """One progress bar for a whole run, fed by the shard folders that appear in DIR/trials/.
 
 It reads results only (never the workers' state), so it works the same for one worker or many.
+When stderr is not a terminal (a log file, a batch job), there is no bar: one plain line per finished
+trial, `[done/total] <trial>`, flushed at once.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class Progress:
         self.seen: set[str] = set()
         self.status: dict[str, str] = {}
         self.enabled = enabled
-        self.bar = tqdm(total=plan.total, desc=plan.cfg.name, unit="trial", disable=not enabled,
+        self.tty = sys.stderr.isatty()  # no carriage-return bar in a log file: see poll()
+        self.bar = tqdm(total=plan.total, desc=plan.cfg.name, unit="trial", disable=not (enabled and self.tty),
                         file=sys.stderr, dynamic_ncols=True, smoothing=0.0)
         self.poll(quiet=True)  # what was done before this run started counts, without a line each
 
@@ -71,8 +74,12 @@ class Progress:
                 continue
             self.status[tid] = row.get("status", "unknown")
             new += 1
-            if not quiet and self.enabled:
+            if not quiet and self.enabled and self.tty:
                 self.bar.write(describe_trial(row, self.plan.factor_names))
+            elif not quiet and self.enabled:
+                total = max(self.plan.total, len(self.status))
+                print(f"[{len(self.status)}/{total}] {describe_trial(row, self.plan.factor_names)}",
+                      file=sys.stderr, flush=True)
         if new:
             self.bar.total = max(self.bar.total or 0, self.plan.total, len(self.status))
             self._postfix()
