@@ -78,6 +78,17 @@ def test_kaplan_meier_on_the_6mp_data():
                                                       abs=6e-5)
 
 
+def test_km_log_log_band_by_hand():
+    # 6-MP at t=13: S = 18/21 16/17 14/15 11/12, Greenwood sum 3/(21 18) + 1/(17 16) + 1/(15 14) + 1/(12 11);
+    # se of log(-log S) = sqrt(sum) / |log S|; band S ** exp(+-1.96 se) = [0.4316, 0.8491].
+    times, s, lower, upper = E.km_band(MP_T, MP_E)
+    surv = 18 / 21 * 16 / 17 * 14 / 15 * 11 / 12
+    se = math.sqrt(3 / (21 * 18) + 1 / (17 * 16) + 1 / (15 * 14) + 1 / (12 * 11)) / abs(math.log(surv))
+    i = times.tolist().index(13)
+    assert (s[i], lower[i], upper[i]) == pytest.approx((surv, surv ** math.exp(Z * se), surv ** math.exp(-Z * se)))
+    assert (lower[i], upper[i]) == pytest.approx((0.4316, 0.8491), abs=1e-4)
+
+
 def test_km_median_and_brookmeyer_crowley_interval():
     # R: survfit(Surv(time, status) ~ 1, conf.type = "log-log") gives 23 [13, NA] for 6-MP.
     assert E.km_median(MP_T, MP_E) == (23.0, 13.0, None)
