@@ -296,23 +296,33 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     searches = open_searches(plan, store) if cfg.study else {}
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     monitor = Progress(plan, enabled=progress)
-    dead: list[str] = []
-    if cfg.study:
-        enqueue_slots(plan, searches)
-        dead = _run_workers(plan, monitor, workers, storage, devices, threads, artifacts)
-        if not dead:
-            _wait_while(lambda: not searches_finished(searches), monitor)  # slots running in another command
-            add_reruns(plan, searches)
-    if not dead:
-        enqueue_missing(plan, queue)
-        dead = _run_workers(plan, monitor, workers, storage, devices, threads, artifacts)
-    if not dead:  # trials still running in another command (same storage) finish there
-        _wait_while(lambda: running_elsewhere([queue, *searches.values()]), monitor)
-    download_artifacts(out_dir, storage, artifacts)
-    monitor.poll()
-    monitor.close()
+    try:
+        dead = _run_phases(plan, queue, searches, monitor,
+                           lambda: _run_workers(plan, monitor, workers, storage, devices, threads, artifacts))
+        download_artifacts(out_dir, storage, artifacts)
+        monitor.poll()
+    finally:
+        monitor.close()  # also on Ctrl-C: the bar ends its line before the message
     combine(out_dir)
     if dead:
         raise WorkerDied("; ".join(dead) + ". Its trial did not finish; the others are kept: run the same "
                          "command again to resume")
     return monitor.counts()
+
+
+def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, run_workers: Any) -> list[str]:
+    """Enqueue and run: a study's search slots first (then its best settings' re-runs), or the grid.
+    Waits for trials that another command runs on the same storage. Returns dead-worker messages
+    (and stops at the first phase that has any)."""
+    if plan.cfg.study:
+        enqueue_slots(plan, searches)
+        dead = run_workers()
+        if dead:
+            return dead
+        _wait_while(lambda: not searches_finished(searches), monitor)
+        add_reruns(plan, searches)
+    enqueue_missing(plan, queue)
+    dead = run_workers()
+    if not dead:
+        _wait_while(lambda: running_elsewhere([queue, *searches.values()]), monitor)
+    return dead
