@@ -258,7 +258,8 @@ def _run_workers(plan: Plan, monitor: Any, workers: int, storage: str | None, de
             for i, p in enumerate(procs):
                 if p.exitcode and i not in dead:
                     dead[i] = _died(p)
-                    tqdm.write(f"harness: {dead[i]}; the other workers go on", file=sys.stderr)
+                    rest = "; the other workers go on" if len(procs) > 1 else ""
+                    tqdm.write(f"harness: {dead[i]}{rest}", file=sys.stderr)
             monitor.poll()
             if not any(p.is_alive() for p in procs):
                 return list(dead.values())
