@@ -6,10 +6,10 @@ the growth of a long-running worker's resident memory over 20 trials.
    (VmHWM) at the end. The trial's own share is the peak minus the RSS after imports.
 2. `harness run configs/bench.yaml` (2 workers), its process tree polled through /proc: each
    process's peak (VmHWM), their sum, and the peak of the summed RSS.
-3. 20 trials one after another in one worker (`runner.run`, workers=1: the worker loop runs in this
-   process): RSS right after each trial's shards appear. A small config (bench model, 3,000 titles,
-   2 epochs) so the 20 trials take about a minute on 2 cores; every trial has the same shapes (the
-   grid is 20 seeds), so any growth is the worker's, not a bigger model's.
+3. 20 trials one after another in one worker (`runner.worker_loop`, called in this process after
+   the run is planned and enqueued): RSS right after each trial's shards appear. A small config
+   (bench model, 3,000 titles, 2 epochs) so the 20 trials take about a minute on 2 cores; every
+   trial has the same shapes (the grid is 20 seeds), so any growth is the worker's, not a bigger model's.
 
     python benchmarks/memory.py
     python benchmarks/memory.py --skip-run          # parts 1 and 3 only
@@ -85,6 +85,9 @@ def growth(n_trials: int) -> list[tuple[int, float, int]]:
 
     from harness import runner
     from harness.config import config_from_dict
+    from harness.plan import make_plan, prepare_data, write_config
+    from harness.queue import enqueue_missing, open_queue
+    from harness.storage import open_storage
 
     torch.set_num_threads(1)
     raw = {
@@ -113,7 +116,12 @@ def growth(n_trials: int) -> list[tuple[int, float, int]]:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     before = rss_kb()["VmRSS"]
-    runner.run(config_from_dict(raw), out, workers=1, device="cpu", threads=1, progress=False)
+    out.mkdir(parents=True)
+    plan = make_plan(config_from_dict(raw), out)
+    prepare_data(plan)
+    write_config(plan)
+    enqueue_missing(plan, open_queue(plan, open_storage(out, None)))
+    runner.worker_loop(out, None, "cpu", threads=1)
     stop.set()
     watcher.join()
     shutil.rmtree(out.parent, ignore_errors=True)

@@ -55,6 +55,8 @@ def startup(repeats: int) -> dict[str, float]:
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         "python -c 'import harness.runner' (what a worker imports: torch, optuna, pandas, ...)":
             [sys.executable, "-c", "import harness.runner"],
+        "python -c 'import harness.status' (status and report: no torch)":
+            [sys.executable, "-c", "import harness.status"],
         "harness --help": harness_cmd() + ["--help"],
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}

@@ -12,15 +12,15 @@ from harness.config import ConfigError, SynthConfig, apply_overrides, config_fro
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness import runner
-
     cfg = load_config(args.config, args.set)
     out = Path(args.out or Path("results") / cfg.name)
     workers = args.workers or cfg.run.workers
     device = args.device or cfg.run.device
     storage = args.storage or cfg.run.storage
     if args.dry_run:
-        rows = runner.dry_run(cfg, out)
+        from harness.plan import dry_run
+
+        rows = dry_run(cfg, out)
         n = sum(r.get("trials", 1) for r in rows)
         done = sum(r["done"] for r in rows)
         steps = sum((r["max_steps"] or 0) * r.get("trials", 1) for r in rows if not r["done"])
@@ -35,8 +35,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{n} trials{reruns}, {done} already done in {out}; at most {steps} training steps to run "
               f"with {workers} worker(s) on {device}")
         return 0
-    counts = runner.run(cfg, out, workers=workers, storage=storage, device=device,
-                        threads=cfg.run.threads, progress=not args.quiet, artifacts=args.artifacts)
+    from harness import runner  # imports torch: only for a real run
+
+    try:
+        counts = runner.run(cfg, out, workers=workers, storage=storage, device=device,
+                            threads=cfg.run.threads, progress=not args.quiet, artifacts=args.artifacts)
+    except runner.WorkerDied as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 1
     print(f"{out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0 if counts.get("missing", 0) == 0 else 1
 

@@ -12,24 +12,20 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from harness.plan import load_results_config, make_plan
 from harness.progress import belongs
 from harness.records import load
-from harness.runner import (
-    gather_artifacts,
-    load_results_config,
-    make_plan,
-    open_storage,
-    read_run_settings,
-    worker_alive,
-)
+from harness.storage import download_artifacts, open_storage, read_run_settings, worker_alive
 
 
 def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
+    """Counts, running, slowest and failed trials of a results directory. First downloads into
+    DIR/trials/ the shards that workers elsewhere put in the artifact store (storage.download_artifacts)."""
     cfg = load_results_config(out_dir)
     plan = make_plan(cfg, out_dir)
     settings = read_run_settings(out_dir)
     storage_url = storage_url or settings.storage
-    gather_artifacts(out_dir, storage_url, settings.artifacts)
+    download_artifacts(out_dir, storage_url, settings.artifacts)
     runs = load(out_dir)["runs"]
     if len(runs):
         keep = [belongs(plan, tid, row) for tid, row in zip(runs["trial_id"], runs.to_dict("records"))]

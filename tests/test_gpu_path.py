@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import ROOT, tiny_raw
 
 import harness.train as train_mod
 from harness import data as data_mod
@@ -70,7 +70,7 @@ def test_bf16_takes_effect(tmp_path):
 def test_asking_for_cuda_without_one_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no CUDA device"):
         resolve_device("cuda")
-    assert main(["run", "configs/smoke.yaml", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert main(["run", str(ROOT / "configs" / "smoke.yaml"), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
     assert not (tmp_path / "o").exists()  # refused before any work
     assert resolve_device("auto").type == "cpu"
 

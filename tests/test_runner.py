@@ -1,5 +1,5 @@
-"""The runner: many workers, every grid point exactly once, resume after kill -9, refusal of
-conflicting configs, `harness status`."""
+"""The runner: many workers, every grid point exactly once, resume after kill -9 and after Ctrl-C,
+refusal of conflicting configs, `harness status`."""
 
 import os
 import signal
@@ -11,17 +11,19 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import tiny_raw
+from conftest import ROOT, tiny_raw
 
 from harness import records, runner
 from harness.config import ConfigError, config_from_dict
+from harness.queue import set_system_attrs
 from harness.status import format_status, status
+from harness.storage import STALE_AFTER_S, open_storage, worker_alive
 
 EIGHT = {"cell": ["rnn", "lstm"], "layernorm": ["none", "output"], "pad_size": [12], "seed": [0, 1]}
 
 
 def study_of(out: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=runner.open_storage(out, None))
+    return optuna.load_study(study_name=name, storage=open_storage(out, None))
 
 
 def assert_exactly_once(out: Path, expected: int, name: str) -> None:
@@ -41,11 +43,17 @@ def test_three_workers_run_every_trial_exactly_once(tmp_path):
     assert workers.nunique() >= 2  # the work really was shared
 
 
+def harness_run(config: Path, out: Path, workers: int) -> list[str]:
+    """A `harness run` command line with one torch thread per worker."""
+    return [sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--workers", str(workers),
+            "--device", "cpu", "--quiet", "--set", "run.threads=1"]
+
+
+@pytest.mark.slow
 def test_two_commands_started_together_cooperate(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_raw("two", EIGHT)))
-    cmd = [sys.executable, "-m", "harness", "run", str(path), "--out", str(tmp_path / "o"), "--workers", "1",
-           "--device", "cpu", "--quiet"]
+    cmd = harness_run(path, tmp_path / "o", 1)
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -53,14 +61,14 @@ def test_two_commands_started_together_cooperate(tmp_path):
     assert_exactly_once(tmp_path / "o", 8, "two")
 
 
+@pytest.mark.slow
 def test_kill_9_a_worker_then_resume(tmp_path):
     raw = tiny_raw("kill", EIGHT)
     raw["data"]["synth"]["n_train"] = 6000  # ~2 s per trial, so the kill lands mid-trial
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "o"
-    cmd = [sys.executable, "-m", "harness", "run", str(path), "--out", str(out), "--workers", "2",
-           "--device", "cpu", "--quiet"]
+    cmd = harness_run(path, out, 2)
     main = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     victim = None
     deadline = time.time() + 240
@@ -76,8 +84,9 @@ def test_kill_9_a_worker_then_resume(tmp_path):
             victim = running[0]
             os.kill(int(victim.system_attrs["pid"]), signal.SIGKILL)
     assert victim is not None, "no running trial to kill"
-    main.communicate(timeout=300)
-    assert main.returncode == 1  # one trial never finished: the run says so
+    _, err = main.communicate(timeout=300)
+    assert main.returncode == 1  # one trial never finished: the run says so, naming the worker
+    assert f"(pid {victim.system_attrs['pid']}) died (signal SIGKILL)" in err.decode()
     before = records.load(out)["runs"].set_index("trial_id")
     killed_id = victim.user_attrs["trial_id"]
     assert killed_id not in before.index and len(before) == 7
@@ -140,19 +149,50 @@ def test_a_queued_trial_the_config_no_longer_has_is_skipped(tmp_path):
     assert stray[0].user_attrs["status"] == "not in config"
 
 
+@pytest.mark.slow
 def test_a_trial_claimed_a_moment_ago_is_not_stale():
     # The claim moves a trial to RUNNING before its first heartbeat is written; another process
     # looking in between must not take it for a dead worker's trial.
     study = optuna.create_study()
-    study.enqueue_trial({})
-    tid = study.get_trials()[0]._trial_id
-    assert study._storage.set_trial_state_values(tid, optuna.trial.TrialState.RUNNING)
+    study.ask()  # RUNNING, started now, no heartbeat
     t = study.get_trials()[0]
-    assert runner.worker_alive(t, time.time())
-    assert not runner.worker_alive(t, time.time() + runner.STALE_AFTER_S + 5)
+    assert worker_alive(t, time.time())
+    assert not worker_alive(t, time.time() + STALE_AFTER_S + 5)
     # A heartbeat from a process of this host that no longer exists is stale at once.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    for k, v in (("host", __import__("socket").gethostname()), ("pid", dead.pid), ("heartbeat", time.time())):
-        study._storage.set_trial_system_attr(tid, k, v)
-    assert not runner.worker_alive(study.get_trials()[0], time.time())
+    set_system_attrs(study, t, {"host": __import__("socket").gethostname(), "pid": dead.pid,
+                                "heartbeat": time.time()})
+    assert not worker_alive(study.get_trials()[0], time.time())
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
+    raw = tiny_raw("intr", EIGHT)
+    raw["data"]["synth"]["n_train"] = 6000  # ~2 s per trial: the interrupt lands while workers train
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "o"
+    cmd = harness_run(path, out, 2)
+    main = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.time() + 240
+    pids: set[int] = set()
+    while not pids and time.time() < deadline:  # wait until both workers run a trial
+        time.sleep(0.2)
+        if (out / "optuna.journal").is_file():
+            pids = {int(t.system_attrs["pid"]) for t in study_of(out, "intr").get_trials(deepcopy=False)
+                    if t.state == optuna.trial.TrialState.RUNNING and "pid" in t.system_attrs}
+            pids = pids if len(pids) == 2 else set()
+    assert pids, "the workers never started a trial"
+    main.send_signal(signal.SIGINT)
+    _, err = main.communicate(timeout=60)
+    assert main.returncode == 130, err.decode()
+    assert "interrupted; run the same command again to resume" in err.decode()
+    assert "Traceback" not in err.decode()
+    for pid in pids:  # no worker left behind
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert len(records.load(out)["runs"]) < 8
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300, cwd=ROOT)
+    runs = records.combine(out)["runs"]
+    assert len(runs) == 8 and runs["trial_id"].is_unique and (runs["status"] == "complete").all()

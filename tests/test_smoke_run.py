@@ -2,9 +2,12 @@
 
 import pandas as pd
 import yaml
+from conftest import ROOT
 
 from harness import records
 from harness.cli import main
+
+SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
 def test_smoke_run_writes_the_five_tables(smoke_run):
@@ -41,7 +44,7 @@ def test_study_carries_params_and_summaries(smoke_run):
 
 def test_rerun_is_a_no_op(smoke_run, capsys):
     before = records.load(smoke_run)["runs"].sort_values("trial_id")
-    assert main(["run", "configs/smoke.yaml", "--out", str(smoke_run), "--quiet"]) == 0
+    assert main(["run", str(SMOKE), "--out", str(smoke_run), "--quiet", "--set", "run.threads=1"]) == 0
     after = records.load(smoke_run)["runs"].sort_values("trial_id")
     assert before["started_at"].tolist() == after["started_at"].tolist()
     assert "missing 0" in capsys.readouterr().out
@@ -56,12 +59,12 @@ def test_bad_config_exits_2(tmp_path, capsys):
 
 
 def test_dry_run_lists_trials_and_what_is_done(smoke_run, tmp_path, capsys):
-    assert main(["run", "configs/smoke.yaml", "--out", str(smoke_run), "--dry-run"]) == 0
+    assert main(["run", str(SMOKE), "--out", str(smoke_run), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("done    cell=") == 4
     # 2 epochs of 800 titles at batch 64 = 26 steps per trial, 4 trials.
     assert out.strip().endswith("4 trials, 4 already done in " + str(smoke_run) +
                                 "; at most 0 training steps to run with 1 worker(s) on auto")
-    assert main(["run", "configs/smoke.yaml", "--out", str(tmp_path / "new"), "--dry-run"]) == 0
+    assert main(["run", str(SMOKE), "--out", str(tmp_path / "new"), "--dry-run"]) == 0
     fresh = capsys.readouterr().out
     assert "4 trials, 0 already done" in fresh and "at most 104 training steps" in fresh

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from harness import records, runner
 from harness.config import ConfigError, config_from_dict
 from harness.report import write_report
+from harness.storage import open_storage
 
 LR = {"lr": {"type": "float", "low": 1.0e-5, "high": 0.1, "log": True}}
 
@@ -82,7 +83,7 @@ def test_tpe_with_median_pruner_prunes_and_completes(tmp_path):
     assert (pruned["steps"] < full).all() and (pruned["stop_reason"] == "pruned").all()
     curves = records.load(tmp_path)["curves"]
     assert set(pruned["trial_id"]) <= set(curves["trial_id"])  # a pruned trial keeps its curves
-    study = optuna.load_study(study_name="prune/all", storage=runner.open_storage(tmp_path, None))
+    study = optuna.load_study(study_name="prune/all", storage=open_storage(tmp_path, None))
     states = [t.state for t in study.get_trials()]
     assert states.count(TrialState.PRUNED) == len(pruned) and states.count(TrialState.COMPLETE) == 8 - len(pruned)
     # Re-running the same command adds nothing: the study already has its 8 trials.
@@ -95,7 +96,7 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
                     objectives=[{"metric": "best_dev_acc"}, {"metric": "train_s"}])
     cfg = config_from_dict(raw)
     runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
-    study = optuna.load_study(study_name="pareto/all", storage=runner.open_storage(tmp_path, None))
+    study = optuna.load_study(study_name="pareto/all", storage=open_storage(tmp_path, None))
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
     front = study.best_trials
     assert 1 <= len(front) <= 5 and all(len(t.values) == 2 for t in front)
@@ -112,7 +113,7 @@ def test_per_factor_tuning_runs_one_study_each_then_reruns_the_best(tmp_path):
     search, rerun = runs[runs["phase"] == "search"], runs[runs["phase"] == "rerun"]
     assert sorted(search.groupby("cell").size().tolist()) == [3, 3]
     assert sorted(zip(rerun["cell"], rerun["seed"])) == [("lstm", 0), ("lstm", 1), ("rnn", 0), ("rnn", 1)]
-    storage = runner.open_storage(tmp_path, None)
+    storage = open_storage(tmp_path, None)
     for cell in ("rnn", "lstm"):
         study = optuna.load_study(study_name=f"per/cell={cell}", storage=storage)
         best_lr = study.best_trial.params["lr"]
@@ -144,6 +145,7 @@ def postgres_url():
     conn.close()
 
 
+@pytest.mark.slow
 def test_two_machines_share_a_study_through_postgres(tmp_path, postgres_url):
     raw = study_raw("pg", grid={"cell": ["rnn", "lstm"], "seed": [0]}, n_trials=3, per=["cell"])
     cfg_path = tmp_path / "c.yaml"
@@ -151,7 +153,7 @@ def test_two_machines_share_a_study_through_postgres(tmp_path, postgres_url):
     art = tmp_path / "artifacts"
     outs = [tmp_path / "machine_a", tmp_path / "machine_b"]
     cmd = [sys.executable, "-m", "harness", "run", str(cfg_path), "--storage", postgres_url, "--artifacts", str(art),
-           "--device", "cpu", "--quiet"]
+           "--device", "cpu", "--quiet", "--set", "run.threads=1"]
     procs = [subprocess.Popen(cmd + ["--out", str(o)], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for o in outs]
     for p in procs:
         _, err = p.communicate(timeout=300)

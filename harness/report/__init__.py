@@ -60,9 +60,9 @@ def compute(results_dir: str | Path) -> ReportData:
     if cfg is None and not (d / "trials").is_dir():
         raise ConfigError(f"{d} is not a results directory (no config.yaml and no trials/)")
     if cfg is not None:
-        from harness.runner import gather_artifacts
+        from harness.storage import download_artifacts
 
-        gather_artifacts(d)
+        download_artifacts(d)
     tables = _load_tables(d)
     runs = S.prepare_runs(tables["runs"])
     if cfg is not None and cfg.study is not None and "phase" in runs.columns:
@@ -102,7 +102,7 @@ def _load_config(d: Path) -> tuple[ExperimentConfig | None, str | None]:
     path = d / "config.yaml"
     if not path.is_file():
         return None, None
-    from harness.runner import load_results_config
+    from harness.plan import load_results_config
 
     text = path.read_text(encoding="utf-8")
     try:
@@ -230,7 +230,7 @@ def _search_studies(data: ReportData) -> list[tuple[str, Any, str]]:
 
     from harness import study as study_mod
     from harness.report.study import best_table, study_figures
-    from harness.runner import open_storage, read_run_settings
+    from harness.storage import open_storage, read_run_settings
 
     cfg = data.cfg
     storage = open_storage(data.dir, cfg.run.storage or read_run_settings(data.dir).storage)
@@ -270,7 +270,7 @@ def _study(data: ReportData) -> list[tuple[str, Any]]:
     try:
         import optuna
 
-        from harness.runner import open_storage
+        from harness.storage import open_storage
 
         study = optuna.load_study(study_name=cfg.name, storage=open_storage(data.dir, url))
         trials = study.get_trials(deepcopy=False)

@@ -1,0 +1,271 @@
+"""The queue protocol: which trials are waiting, and who runs each one, exactly once.
+
+Each grid point × seed (or each search slot of a study) is enqueued once in an Optuna study as a
+WAITING trial carrying its `trial_id` (or `slot`). A worker claims a waiting trial by moving it to
+RUNNING, which every Optuna storage does atomically (only one caller sees the change succeed), and
+writes a heartbeat while it runs. Enqueueing fails RUNNING trials whose worker is gone (stale) so
+their work is queued again. A trial is *done* when its shard folder exists, so re-running the same
+command enqueues only what is not done.
+
+Every use of Optuna's private API (the storage behind a study, internal trial and study ids) is in
+this module. No torch import.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from harness import study as study_mod
+from harness.config import TrialSpec
+from harness.plan import Plan
+from harness.records import is_done, read_trial
+from harness.storage import worker_alive
+
+HEARTBEAT_S = 10.0      # a running trial's worker writes a heartbeat this often
+MAX_ATTEMPTS = 2        # a trial that raised is retried once (on resume), then left failed
+
+AnyTrial = optuna.Trial | FrozenTrial
+
+
+# ----------------------------------------------------------------------------- studies
+
+def open_queue(plan: Plan, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """The study whose trials are enqueued settings: the grid, or a study's best-setting re-runs."""
+    return optuna.create_study(study_name=plan.cfg.name, storage=storage, load_if_exists=True,
+                               direction="maximize")
+
+
+def open_searches(plan: Plan, storage: optuna.storages.BaseStorage, worker: int = 0
+                  ) -> dict[str, optuna.Study]:
+    """The search studies, each with the configured sampler and pruner."""
+    st = plan.cfg.study
+    out = {}
+    for s in plan.studies:
+        study = optuna.create_study(study_name=s.name, storage=storage, load_if_exists=True,
+                                    directions=[o.direction for o in st.objectives],
+                                    sampler=study_mod.make_sampler(st, worker), pruner=study_mod.make_pruner(st))
+        study.set_user_attr("study", "search")
+        with warnings.catch_warnings():  # experimental in Optuna, but what the dashboard labels axes with
+            warnings.simplefilter("ignore")
+            study.set_metric_names([o.metric for o in st.objectives])
+        out[s.name] = study
+    return out
+
+
+# ----------------------------------------------------------------------------- Optuna internals
+
+def _trial_id(trial: AnyTrial) -> int:
+    """Optuna's storage-wide id of a trial (not its per-study `number`)."""
+    return trial._trial_id
+
+
+def set_system_attrs(study: optuna.Study, trial: AnyTrial, attrs: dict[str, Any]) -> None:
+    """Write system attributes of a trial (host, pid, heartbeat, worker); Optuna has no public call
+    for it. Raises optuna.exceptions.UpdateFinishedTrialError once the trial is finished."""
+    for name, value in attrs.items():
+        study._storage.set_trial_system_attr(_trial_id(trial), name, value)
+
+
+def _finish(study: optuna.Study, trial: AnyTrial, status: str) -> None:
+    """Mark a trial FAIL with user attr `status` (stale, duplicate), whatever state it is in."""
+    study._storage.set_trial_user_attr(_trial_id(trial), "status", status)
+    study._storage.set_trial_state_values(_trial_id(trial), state=TrialState.FAIL)
+
+
+# ----------------------------------------------------------------------------- enqueueing
+
+@contextmanager
+def enqueue_lock(out_dir: Path) -> Iterator[None]:
+    """Hold DIR/.enqueue.lock (an exclusive flock), so two commands on one folder enqueue in turn."""
+    path = out_dir / ".enqueue.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def trial_key(t: FrozenTrial) -> str | None:
+    """What a queued trial stands for: a trial id (grid, re-run) or a search slot."""
+    if "trial_id" in t.user_attrs:
+        return t.user_attrs["trial_id"]
+    if "slot" in t.user_attrs:
+        return f"slot:{t.user_attrs['slot']}"
+    return None
+
+
+def fail_stale(study: optuna.Study, now: float) -> int:
+    """Mark RUNNING trials whose worker is gone as FAIL (stale), so their work is queued again.
+    `now` is a time.time() timestamp. Returns how many were failed."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not worker_alive(t, now):
+            _finish(study, t, "stale")
+            n += 1
+    return n
+
+
+def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
+    """Enqueue every spec that is not done, not waiting and not running; fail stale RUNNING trials
+    (their worker died) so they are enqueued again; retry a failed trial once.
+    Done means: a shard folder here, or a finished trial in the study (another machine ran it).
+    Returns counts: enqueued, stale, retried."""
+    counts = {"enqueued": 0, "stale": 0, "retried": 0}
+    with enqueue_lock(plan.out_dir):
+        counts["stale"] = fail_stale(study, time.time())
+        active: set[str] = set()
+        finished: set[str] = set()
+        attempts: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            tid = t.user_attrs.get("trial_id")
+            if tid is None:
+                continue
+            status = t.user_attrs.get("status")
+            if t.state in (TrialState.WAITING, TrialState.RUNNING):
+                active.add(tid)
+            elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) or status == "diverged":
+                finished.add(tid)
+            elif status == "failed":
+                attempts[tid] = attempts.get(tid, 0) + 1
+        for spec in plan.specs:
+            tid = spec.trial_id
+            if tid in active or tid in finished or attempts.get(tid, 0) >= MAX_ATTEMPTS:
+                continue
+            if is_done(plan.out_dir, tid):
+                if not _failed_shard(plan.out_dir, tid):
+                    continue
+                counts["retried"] += 1
+            study.enqueue_trial(_param_values(spec), user_attrs={"trial_id": tid}, skip_if_exists=False)
+            counts["enqueued"] += 1
+    return counts
+
+
+def _failed_shard(out_dir: Path, trial_id: str) -> bool:
+    runs = read_trial(out_dir, trial_id).get("runs")
+    return bool(runs is not None and len(runs) and runs["status"].iloc[0] == "failed")
+
+
+def _param_values(spec: TrialSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.factors.items() if v is not None}
+
+
+def enqueue_slots(plan: Plan, searches: dict[str, optuna.Study]) -> int:
+    """Top each search study up to n_trials: finished + waiting + running slots. Returns how many
+    slots were added."""
+    n_trials, added = plan.cfg.study.n_trials, 0
+    with enqueue_lock(plan.out_dir):
+        now = time.time()
+        for study in searches.values():
+            fail_stale(study, now)
+            used, highest = 0, -1
+            for t in study.get_trials(deepcopy=False):
+                if "slot" not in t.user_attrs:
+                    continue
+                highest = max(highest, int(t.user_attrs["slot"]))
+                if t.user_attrs.get("status") not in ("stale", "duplicate"):
+                    used += 1
+            for i in range(max(0, n_trials - used)):
+                study.enqueue_trial({}, user_attrs={"slot": highest + 1 + i}, skip_if_exists=False)
+                added += 1
+    return added
+
+
+def searches_finished(searches: dict[str, optuna.Study]) -> bool:
+    """Whether no search study has a WAITING or RUNNING trial."""
+    return not any(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+                   for study in searches.values())
+
+
+def add_reruns(plan: Plan, searches: dict[str, optuna.Study]) -> None:
+    """Once the searches are done: add to plan.specs the best setting of each study, once per grid seed."""
+    if plan.cfg.study is None or not plan.cfg.study.rerun_best or plan.specs or not searches_finished(searches):
+        return
+    for s in plan.studies:
+        best = study_mod.best_trial(searches[s.name], plan.cfg.study)
+        if best is not None:
+            plan.specs.extend(study_mod.rerun_specs(plan.cfg, plan.data_id, s, best))
+
+
+def running_elsewhere(studies: list[optuna.Study]) -> bool:
+    """Whether any trial of these studies is RUNNING with a live worker."""
+    now = time.time()
+    return any(worker_alive(t, now) for study in studies
+               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+# ----------------------------------------------------------------------------- claiming
+
+def claim(study: optuna.Study) -> tuple[optuna.Trial, str] | None:
+    """Atomically take one WAITING trial (WAITING → RUNNING succeeds for one caller only), stamped
+    with this host, pid and a first heartbeat. Returns the trial and its key, or None when nothing
+    is waiting. A duplicate enqueue (same trial id or slot as a lower-numbered live trial) is dropped here."""
+    storage = study._storage
+    waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+    for frozen in waiting:
+        try:
+            if not storage.set_trial_state_values(_trial_id(frozen), state=TrialState.RUNNING):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        key = trial_key(frozen)
+        now = time.time()
+        try:
+            set_system_attrs(study, frozen, {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now,
+                                             "claimed_at": now})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process judged it stale and failed it meanwhile; it will be queued again
+        if key is None or _held_elsewhere(study, frozen, key):
+            _finish(study, frozen, "duplicate")
+            continue
+        return optuna.Trial(study, _trial_id(frozen)), key
+    return None
+
+
+def _held_elsewhere(study: optuna.Study, mine: FrozenTrial, key: str) -> bool:
+    """True when another, lower-numbered trial with the same key is waiting, running or finished
+    well: then that one is the real one and mine is a duplicate."""
+    for t in study.get_trials(deepcopy=False):
+        if t.number < mine.number and trial_key(t) == key and (
+                t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+                or t.user_attrs.get("status") == "diverged"):
+            return True
+    return False
+
+
+class Heartbeat:
+    """Writes a claimed trial's heartbeat every HEARTBEAT_S seconds from a background thread, while
+    the `with` block runs."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.study, self.trial = trial.study, trial
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                set_system_attrs(self.study, self.trial, {"heartbeat": time.time()})
+            except Exception:  # noqa: BLE001 - a finished trial refuses writes; stop quietly
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()

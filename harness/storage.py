@@ -1,0 +1,154 @@
+"""Where a run's shared state lives: the Optuna storage, DIR/run.yaml, the artifact store for the
+shards of workers that do not share the results folder, and whether a trial's worker still lives.
+
+No torch import: `harness status` and `harness report` use this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from harness.records import is_done, trial_dir
+
+STALE_AFTER_S = 60.0    # a RUNNING trial with no heartbeat for this long is taken as dead
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
+    """An Optuna storage: a URL (sqlite:///…, postgresql://…) or, by default, a journal file in
+    the results directory (safe for many processes on one file system)."""
+    if url and "://" in url:
+        # Two workers starting at once on a fresh database both create Optuna's tables; the loser
+        # sees a duplicate-key error. The tables exist by then: try again.
+        for attempt in range(6):
+            try:
+                return optuna.storages.RDBStorage(url)
+            except Exception as e:  # noqa: BLE001 - sqlalchemy's IntegrityError/ProgrammingError
+                if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
+                    raise
+                time.sleep(0.2 + 0.3 * attempt)
+    path = Path(url) if url else out_dir / "optuna.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from optuna.storages.journal import JournalFileBackend
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+# ----------------------------------------------------------------------------- DIR/run.yaml
+
+@dataclass
+class RunSettings:
+    """Where a run's shared state lives (written to DIR/run.yaml so report/status find it)."""
+
+    storage: str | None = None
+    artifacts: str | None = None
+
+
+def write_run_settings(out_dir: Path, settings: RunSettings) -> None:
+    """Write DIR/run.yaml (atomically: temp file, then rename)."""
+    path = out_dir / "run.yaml"
+    tmp = path.with_name(f".run.{os.getpid()}.yaml")
+    tmp.write_text(yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_run_settings(out_dir: Path) -> RunSettings:
+    """DIR/run.yaml, or the defaults (journal in DIR, no artifact store) when there is none."""
+    path = Path(out_dir) / "run.yaml"
+    if not path.is_file():
+        return RunSettings()
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return RunSettings(storage=raw.get("storage"), artifacts=raw.get("artifacts"))
+
+
+# ----------------------------------------------------------------------------- artifact store
+
+def artifact_store(path: str | None) -> Any:
+    """Optuna's file-system artifact store at `path` (created if missing), or None without a path."""
+    if not path:
+        return None
+    from optuna.artifacts import FileSystemArtifactStore
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(path)
+
+
+def upload_shards(store: Any, trial: optuna.Trial, out_dir: Path, trial_id: str) -> None:
+    """Put a finished trial's shard files into the artifact store, attached to its Optuna trial."""
+    from optuna.artifacts import upload_artifact
+
+    for path in sorted(trial_dir(out_dir, trial_id).glob("*.parquet")):
+        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+
+
+def download_artifacts(out_dir: Path, storage_url: str | None = None, artifacts: str | None = None) -> int:
+    """Download into DIR/trials/ the shards of trials finished by workers that do not share this
+    results folder (from the artifact store named at run time; DIR/run.yaml by default).
+    Writes one shard folder per fetched trial; returns how many trials were fetched."""
+    settings = read_run_settings(out_dir)
+    storage_url, artifacts = storage_url or settings.storage, artifacts or settings.artifacts
+    store = artifact_store(artifacts)
+    if store is None:
+        return 0
+    from optuna.artifacts import download_artifact, get_all_artifact_meta
+
+    storage = open_storage(out_dir, storage_url)
+    fetched = 0
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            tid = t.user_attrs.get("shard")
+            if tid is None or is_done(out_dir, tid):
+                continue
+            metas = get_all_artifact_meta(t, storage=storage)
+            if not any(m.filename == "runs.parquet" for m in metas):
+                continue
+            trials = out_dir / "trials"
+            trials.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tid}-", dir=trials))
+            for m in metas:
+                download_artifact(artifact_store=store, file_path=str(tmp / m.filename), artifact_id=m.artifact_id)
+            try:
+                os.rename(tmp, trial_dir(out_dir, tid))
+                fetched += 1
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return fetched
+
+
+# ----------------------------------------------------------------------------- liveness
+
+def worker_alive(trial: optuna.trial.FrozenTrial, now: float) -> bool:
+    """Whether a RUNNING trial's worker still lives: a recent heartbeat (or, just after the claim and
+    before the first heartbeat is written, a recent start), and (on this host) its process."""
+    attrs = trial.system_attrs
+    beat = attrs.get("heartbeat")
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    if beat is not None and now - beat < STALE_AFTER_S:
+        if attrs.get("host") == socket.gethostname() and attrs.get("pid"):
+            return pid_alive(int(attrs["pid"]))
+        return True
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,148 @@
+"""The queue contract (harness.queue), written once and run on every storage a run may use: the
+journal file, SQLite, and PostgreSQL when HARNESS_TEST_POSTGRES gives a server's URL.
+
+Enqueueing is idempotent, a trial is claimed by exactly one caller, a RUNNING trial whose worker is
+gone is failed and queued again, and a duplicate enqueue is dropped when it is claimed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import tiny_raw
+from optuna.trial import TrialState
+
+from harness import queue
+from harness import study as study_mod
+from harness.config import config_from_dict, expand_grid
+from harness.plan import Plan
+from harness.storage import STALE_AFTER_S, open_storage
+
+GRID = {"cell": ["rnn", "lstm", "gru"], "pad_size": [12], "seed": [0, 1]}  # 6 trials
+
+
+@dataclass
+class Env:
+    """One storage and a plan whose study name is unique to the test (PostgreSQL is shared)."""
+
+    out: Path
+    url: str | None
+    plan: Plan
+
+    def study(self) -> optuna.Study:
+        """The plan's queue study through a storage object of its own (as another process has)."""
+        return queue.open_queue(self.plan, open_storage(self.out, self.url))
+
+
+@pytest.fixture(params=["journal", "sqlite", "postgresql"])
+def env(request, tmp_path) -> Env:
+    url = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    elif request.param == "postgresql":
+        url = os.environ.get("HARNESS_TEST_POSTGRES")
+        if not url:
+            pytest.skip("HARNESS_TEST_POSTGRES is not set (e.g. postgresql://user:pw@127.0.0.1:5432/postgres; "
+                        ".ci/postgres.sh starts a local server and prints one)")
+        pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed")
+    cfg = config_from_dict(tiny_raw(f"queue-{uuid.uuid4().hex[:10]}", GRID))
+    yield Env(tmp_path, url, Plan(cfg, tmp_path, expand_grid(cfg, "data0"), "data0"))
+    if request.param == "postgresql":
+        storage = open_storage(tmp_path, url)
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            if s.study_name.startswith(cfg.name):
+                optuna.delete_study(study_name=s.study_name, storage=storage)
+
+
+def waiting_ids(study: optuna.Study) -> list[str]:
+    return sorted(t.user_attrs["trial_id"] for t in study.get_trials(states=(TrialState.WAITING,)))
+
+
+def test_enqueue_is_idempotent(env):
+    ids = sorted(s.trial_id for s in env.plan.specs)
+    assert len(ids) == 6
+    assert queue.enqueue_missing(env.plan, env.study())["enqueued"] == 6
+    assert queue.enqueue_missing(env.plan, env.study()) == {"enqueued": 0, "stale": 0, "retried": 0}
+    assert waiting_ids(env.study()) == ids  # one waiting trial per spec
+
+
+def test_each_trial_is_claimed_by_exactly_one_caller(env):
+    queue.enqueue_missing(env.plan, env.study())
+    callers = [env.study(), env.study()]  # two Study objects on the same storage
+    keys: list[str] = []
+    turn = 0
+    while (claimed := queue.claim(callers[turn % 2]) or queue.claim(callers[(turn + 1) % 2])) is not None:
+        keys.append(claimed[1])
+        turn += 1
+    assert sorted(keys) == sorted(s.trial_id for s in env.plan.specs)  # each once, none twice
+    running = env.study().get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 6 and not env.study().get_trials(states=(TrialState.WAITING,))
+    assert all(t.system_attrs["pid"] == os.getpid() and "heartbeat" in t.system_attrs for t in running)
+
+
+def unused_pid() -> int:
+    """A pid no process can have: Linux hands out pids below /proc/sys/kernel/pid_max."""
+    return int(Path("/proc/sys/kernel/pid_max").read_text())
+
+
+@pytest.mark.parametrize("gone", ["dead pid", "old heartbeat"])
+def test_a_running_trial_whose_worker_is_gone_is_failed_and_queued_again(env, gone):
+    study = env.study()
+    queue.enqueue_missing(env.plan, study)
+    trial, key = queue.claim(study)
+    if gone == "dead pid":
+        queue.set_system_attrs(study, trial, {"pid": unused_pid()})
+    else:  # a worker on another machine that stopped writing its heartbeat
+        queue.set_system_attrs(study, trial, {"host": "elsewhere-" + socket.gethostname(),
+                                              "heartbeat": time.time() - STALE_AFTER_S - 1,
+                                              "claimed_at": time.time() - STALE_AFTER_S - 1})
+    # A live claim (this process, fresh heartbeat) is left alone.
+    live, live_key = queue.claim(study)
+    counts = queue.enqueue_missing(env.plan, env.study())
+    assert counts == {"enqueued": 1, "stale": 1, "retried": 0}
+    trials = env.study().get_trials()
+    old = next(t for t in trials if t.number == trial.number)
+    assert old.state == TrialState.FAIL and old.user_attrs["status"] == "stale"
+    assert next(t for t in trials if t.number == live.number).state == TrialState.RUNNING
+    assert waiting_ids(env.study()).count(key) == 1 and live_key not in waiting_ids(env.study())
+    # The re-enqueued trial is claimable again, and then nothing is left for it.
+    claimed = []
+    while (c := queue.claim(env.study())) is not None:
+        claimed.append(c[1])
+    assert claimed.count(key) == 1 and len(claimed) == 5
+
+
+def test_a_duplicate_enqueue_is_dropped_at_claim_time(env):
+    study = env.study()
+    queue.enqueue_missing(env.plan, study)
+    dup = env.plan.specs[2].trial_id
+    # What a second command that enqueued at the same time (without the lock: another machine) leaves.
+    env.study().enqueue_trial({}, user_attrs={"trial_id": dup})
+    keys = []
+    while (c := queue.claim(study)) is not None:
+        keys.append(c[1])
+    assert sorted(keys) == sorted(s.trial_id for s in env.plan.specs)  # the duplicate never ran
+    dropped = [t for t in env.study().get_trials() if t.user_attrs.get("status") == "duplicate"]
+    assert len(dropped) == 1 and dropped[0].user_attrs["trial_id"] == dup
+    assert dropped[0].state == TrialState.FAIL and dropped[0].number == 6  # the later enqueue lost
+
+
+def test_search_slots_are_topped_up_once(env):
+    raw = tiny_raw(env.plan.cfg.name, {"seed": [0]})
+    raw["study"] = {"n_trials": 3, "sampler": "random",
+                    "params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}}
+    cfg = config_from_dict(raw)
+    plan = Plan(cfg, env.out, [], "data0", study_mod.search_studies(cfg))
+    searches = queue.open_searches(plan, open_storage(env.out, env.url))
+    assert queue.enqueue_slots(plan, searches) == 3
+    assert queue.enqueue_slots(plan, searches) == 0
+    study = next(iter(searches.values()))
+    assert sorted(t.user_attrs["slot"] for t in study.get_trials(states=(TrialState.WAITING,))) == [0, 1, 2]
+    assert not queue.searches_finished(searches)
