@@ -16,19 +16,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.colors as mcolors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
 
-from harness.report.stats import ordered_levels  # noqa: E402
+from harness.names import CELLS, LAYERNORMS, level_rank
+from harness.report.fmt import fmt_setting, fmt_value
+from harness.report.stats import ordered_levels
 
-CELL_COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
-LN_STYLES = {"none": "-", "output": "--", "recurrent": ":"}
-LN_MARKERS = {"none": "o", "output": "s", "recurrent": "^"}
+# One colour per cell and one line style and marker per layernorm, in the names' registry order.
+CELL_COLORS = dict(zip(CELLS, ("#d62728", "#1f77b4", "#2ca02c"), strict=True))
+LN_STYLES = dict(zip(LAYERNORMS, ("-", "--", ":"), strict=True))
+LN_MARKERS = dict(zip(LAYERNORMS, ("o", "s", "^"), strict=True))
 GROUP_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 CHANCE_COLOR = "0.45"
 FAIL_MARKER = "X"
@@ -66,16 +69,6 @@ def shade(color: str, i: int, n: int) -> tuple:
 
 def line_label(cell: object, ln: object) -> str:
     return f"{cell} / LN {ln}"
-
-
-def fmt_value(v: object) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v)
-
-
-def fmt_setting(key: str, value: object) -> str:
-    return f"{key}={fmt_value(value)}"
 
 
 def _grid(nrows: int, ncols: int, *, panel: tuple[float, float] = (4.2, 3.2), sharex: bool | str = False,
@@ -126,16 +119,6 @@ def _panels(df: pd.DataFrame, panel_keys: Sequence[str]) -> list[tuple[str, pd.D
         key = key if isinstance(key, tuple) else (key,)
         out.append((", ".join(fmt_setting(k, v) for k, v in zip(panel_keys, key)), g))
     return out
-
-
-def empty_figure(title: str, message: str):
-    """A one-panel figure saying why there is nothing to draw."""
-    fig, axes = _grid(1, 1, panel=(6, 2.2), extra_h=0.3)
-    ax = axes[0, 0]
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
-    fig.suptitle(title)
-    return fig, axes
 
 
 # ----------------------------------------------------------------------------- 1. frontier
@@ -426,7 +409,7 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
     budget_col = "steps" if x == "steps" else "samples"
     panels = sorted(table[panel_key].unique()) if len(table) and panel_key in table.columns else [None]
     row_keys = [k for k in row_keys if k in table.columns and k != panel_key]
-    rows = sorted({tuple(r) for r in table[row_keys].itertuples(index=False)}, key=_row_sort_key(row_keys)) \
+    rows = sorted({tuple(r) for r in table[row_keys].itertuples(index=False)}, key=_row_sort_key) \
         if len(table) else []
     budget = float(pd.to_numeric(table[budget_col], errors="coerce").max()) if len(table) else 1.0
     budget = budget if math.isfinite(budget) and budget > 0 else 1.0
@@ -501,12 +484,9 @@ def _row_label(keys: Sequence[str], row: tuple) -> str:
     return " ".join([head] * bool(head) + [fmt_setting(k, v) for k, v in named.items()])
 
 
-def _row_sort_key(keys: Sequence[str]):
-    order = {"rnn": 0, "lstm": 1, "gru": 2, "none": 0, "output": 1, "recurrent": 2}
-
-    def key(row: tuple) -> tuple:
-        return tuple((order.get(v, 9), str(v)) if isinstance(v, str) else (0, v) for v in row)
-    return key
+def _row_sort_key(row: tuple) -> tuple:
+    """Cells and layernorms in registry order, other names alphabetically, numbers ascending."""
+    return tuple((level_rank(v, 9), str(v)) if isinstance(v, str) else (0, v) for v in row)
 
 
 # ----------------------------------------------------------------------------- 7. confusion

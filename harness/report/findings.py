@@ -10,44 +10,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.names import STATUSES
+from harness.report.fmt import change, fmt_value, interval, pct, points
 from harness.report.stats import Effect, ordered_levels
 
 NEAR_CHANCE = 0.05  # "within 5 points of chance"
-
-
-def pct(x: float, digits: int = 1) -> str:
-    """0.1234 -> '12.3%'."""
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
-
-
-def points(x: float, digits: int = 1) -> str:
-    """A difference of accuracies in percentage points, signed: 0.05 -> '+5.0'."""
-    if x is None or math.isnan(x):
-        return "n/a"
-    return f"{100 * x:+.{digits}f}"
-
-
-def interval(low: float, high: float, fmt=pct) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "no interval"
-    return f"[{fmt(low)}, {fmt(high)}]"
-
-
-def change(log2_ratio: float) -> str:
-    """A median paired log2 ratio of steps as a percentage change: -1 -> '-50%'."""
-    if math.isnan(log2_ratio):
-        return "n/a"
-    if log2_ratio == math.inf:
-        return "not reached"
-    if log2_ratio == -math.inf:
-        return "-100% (only it reached)"
-    return f"{100 * (2 ** log2_ratio - 1):+.0f}%"
-
-
-def fmt_level(v: object) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v)
 
 
 def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
@@ -56,7 +23,7 @@ def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
     head = [str(row[k]) for k in ("cell", "layernorm") if k in keys]
     if head:
         parts.append("/".join(head))
-    parts += [f"{k}={fmt_level(row[k])}" for k in keys if k not in ("cell", "layernorm")]
+    parts += [f"{k}={fmt_value(row[k])}" for k in keys if k not in ("cell", "layernorm")]
     return " ".join(parts)
 
 
@@ -70,7 +37,7 @@ def coverage(runs: pd.DataFrame, keys: Sequence[str], planned: int | None) -> li
             msg += f" The config plans {planned} trials."
         return [msg]
     counts = runs["status"].value_counts()
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("complete", "diverged", "failed", "pruned") if counts.get(s, 0)]
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES if counts.get(s, 0)]
     have = f"{n} trial{'s' if n != 1 else ''} {'have' if n != 1 else 'has'} results ({', '.join(parts)})"
     if planned and n > planned:
         have += (f"; the grid in config.yaml plans {planned}, so {n - planned} or more come from settings "
@@ -195,7 +162,7 @@ def effect_sentence(e: Effect, keys: Sequence[str]) -> str:
     then the speed comparison with its censoring counts."""
     scope = "" if e.within == "all" else f" within {e.within.replace('=', ' ')}"
     matched = [k for k in keys if k != e.factor and not (e.within.startswith("cell=") and k == "cell")]
-    head = (f"**{e.factor} {fmt_level(e.level)} vs {fmt_level(e.baseline)}**{scope} "
+    head = (f"**{e.factor} {fmt_value(e.level)} vs {fmt_value(e.baseline)}**{scope} "
             f"({e.pairs} pair{'s' if e.pairs != 1 else ''} matched on {', '.join([*matched, 'seed'])})")
     if e.acc_pairs == 0:
         acc = "no pair has a test accuracy on both sides"
@@ -216,7 +183,7 @@ def effect_sentence(e: Effect, keys: Sequence[str]) -> str:
 
 
 def speed_sentence(e: Effect) -> str:
-    lv, bl = fmt_level(e.level), fmt_level(e.baseline)
+    lv, bl = fmt_value(e.level), fmt_value(e.baseline)
     both = e.steps_pairs - e.only_level - e.only_baseline
     if e.steps_pairs == 0:
         if not e.neither:
