@@ -182,7 +182,7 @@ def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
         for attempt in range(6):
             try:
                 return optuna.storages.RDBStorage(url)
-            except Exception as e:  # noqa: BLE001 - sqlalchemy's IntegrityError/ProgrammingError
+            except Exception as e:  # sqlalchemy's IntegrityError/ProgrammingError
                 if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
                     raise
                 time.sleep(0.2 + 0.3 * attempt)
@@ -413,7 +413,7 @@ class _Heartbeat:
         while not self.stop.wait(HEARTBEAT_S):
             try:
                 self.storage.set_trial_system_attr(self.trial_id, "heartbeat", time.time())
-            except Exception:  # noqa: BLE001 - a finished trial refuses writes; stop quietly
+            except Exception:  # a finished trial refuses writes; stop quietly
                 return
 
     def __enter__(self) -> _Heartbeat:
@@ -447,7 +447,7 @@ def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, ou
     recorder = recorder or TrialRecorder(spec.trial_id)
     try:
         row = run_trial(spec, dataset, device, recorder)
-    except Exception as e:  # noqa: BLE001 - a failing trial is recorded, the grid goes on
+    except Exception as e:  # a failing trial is recorded, the grid goes on
         error = f"{type(e).__name__}: {e}"
         recorder.set_run(**settings_columns(spec), status="failed", error=error,
                          traceback=traceback.format_exc(limit=8), dataset=dataset.name,
