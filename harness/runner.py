@@ -47,6 +47,7 @@ from harness.config import (
     short_axis_name,
 )
 from harness.records import TrialRecorder, combine, is_done, read_trial, trial_dir, write_trial
+from harness.schema import SUMMARY_COLUMNS
 from harness.study import SearchStudy
 from harness.train import resolve_device, run_trial, settings_columns
 
@@ -427,9 +428,7 @@ class _Heartbeat:
 
 # ----------------------------------------------------------------------------- workers
 
-SUMMARY_ATTRS = ("status", "steps", "test_acc", "test_macro_f1", "best_dev_acc", "steps_to_target",
-                 "seconds_to_target", "vanishing_ratio_init", "vanishing_ratio_final", "wall_s",
-                 "samples_per_s", "error", "stop_reason")
+SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
 
 
 def git_commit() -> str | None:

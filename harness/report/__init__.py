@@ -1,8 +1,11 @@
 """`harness report DIR`: the results' tables → DIR/figures/*.png (+ .svg) and DIR/report.md.
 
-Reads only what the run wrote (the trial shards, config.yaml, and the Optuna storage for study
-plots), so it works while a run is still going. Statistics live in `stats`, figures in `figures`
-(functions that return figures; saving happens here), sentences in `findings`.
+Reads what the run wrote (the trial shards, config.yaml, and the Optuna storage for study plots),
+so it works while a run is still going. It writes only its own files, and the shards of trials run
+by workers elsewhere, fetched into DIR/trials/ (`download_remote_shards`). `compute`
+reads only; `build_figures` and `render` depend on their arguments alone (each takes what the one
+before returned); saving happens in `write_report`. Statistics live in `stats`, figures in `figures` (functions that return figures),
+sentences in `findings`, number formats in `fmt`.
 """
 
 from __future__ import annotations
@@ -431,8 +434,8 @@ def render(data: ReportData, built: Figures | None = None) -> str:
     section when `built` has one."""
     built = built or Figures()
     name = data.cfg.name if data.cfg else data.dir.name
-    fs = findings.findings(data.runs, data.summary, data.effects, keys=data.keys, varying=data.varying,
-                           chance=data.chance, target=data.target, planned=data.planned, max_seeds=data.max_seeds)
+    fs = findings.findings(data.runs, data.summary, data.effects, varying=data.varying, chance=data.chance,
+                           target=data.target, planned=data.planned, max_seeds=data.max_seeds)
     parts = [f"# Report: {name}\n", _INTRO, "## Findings\n", "\n".join(f"- {f}" for f in fs) + "\n",
              "## Summary per configuration\n",
              "Test accuracy is the mean over seeds of runs that finished (diverged and failed runs have none "

@@ -104,39 +104,44 @@ def frontier_sentences(summary: pd.DataFrame, runs: pd.DataFrame, keys: Sequence
             if others:
                 sent += f" (best {' × '.join(others)} at each pad_size)"
             if chance is not None:
-                near = [pad for pad, b in zip(pads, best) if b is not None and b["acc_mean"] - chance < NEAR_CHANCE]
-                sent += f"; chance is {pct(chance, 0)}"
-                tail = _tail_from(pads, best, chance)
-                if len(pads) == 1:
-                    gap = best[0]["acc_mean"] - chance if best[0] is not None else math.nan
-                    sent += (f", so it is {'within' if gap < NEAR_CHANCE else 'more than'} "
-                             f"{NEAR_CHANCE * 100:.0f} points {'of' if gap < NEAR_CHANCE else 'above'} chance "
-                             f"at pad_size {pads[0]}")
-                elif tail is not None and tail == pads[0]:
-                    sent += f", and it is within {NEAR_CHANCE * 100:.0f} points of chance at every pad_size"
-                elif tail is not None:
-                    sent += f", and it is within {NEAR_CHANCE * 100:.0f} points of chance from pad_size {tail} on"
-                elif near:
-                    sent += (f"; within {NEAR_CHANCE * 100:.0f} points of chance at pad_size "
-                             f"{', '.join(map(str, near))} but not beyond")
-                else:
-                    sent += f", and it stays more than {NEAR_CHANCE * 100:.0f} points above chance at every pad_size"
+                sent += f"; chance is {pct(chance, 0)}" + _chance_clause(pads, best, chance)
             if target is not None:
                 r = runs[(runs["cell"] == cell) & (runs["layernorm"] == ln) & (runs["status"] != "failed")]
-                reach = []
-                for pad in pads:
-                    rp = r[r["pad_size"] == pad]
-                    reach.append((pad, int(rp["steps_to_target"].notna().sum()), len(rp)))
-                reached = [pad for pad, k, _ in reach if k > 0]
-                if not reached:
-                    total = sum(n for *_, n in reach)
-                    sent += (f". It never reached the target dev accuracy {target:g} (0 of {total} "
-                             f"run{'s' if total != 1 else ''})")
-                else:
-                    sent += (f". It reached the target dev accuracy {target:g} up to pad_size {max(reached)} "
-                             f"(runs reaching it: " + ", ".join(f"{k}/{n} at {pad}" for pad, k, n in reach) + ")")
+                sent += _target_clause(r, pads, target)
             out.append(sent + ".")
     return out
+
+
+def _chance_clause(pads: list, best: list, chance: float) -> str:
+    """Where the best accuracy per pad size (`best`, None where no run has one) is near chance."""
+    within = f"{NEAR_CHANCE * 100:.0f} points"
+    tail = _tail_from(pads, best, chance)
+    if len(pads) == 1:
+        gap = best[0]["acc_mean"] - chance if best[0] is not None else math.nan
+        return (f", so it is {'within' if gap < NEAR_CHANCE else 'more than'} "
+                f"{within} {'of' if gap < NEAR_CHANCE else 'above'} chance at pad_size {pads[0]}")
+    if tail is not None and tail == pads[0]:
+        return f", and it is within {within} of chance at every pad_size"
+    if tail is not None:
+        return f", and it is within {within} of chance from pad_size {tail} on"
+    near = [pad for pad, b in zip(pads, best) if b is not None and b["acc_mean"] - chance < NEAR_CHANCE]
+    if near:
+        return f"; within {within} of chance at pad_size {', '.join(map(str, near))} but not beyond"
+    return f", and it stays more than {within} above chance at every pad_size"
+
+
+def _target_clause(runs: pd.DataFrame, pads: list, target: float) -> str:
+    """Up to which pad size the (trained) `runs` of one cell × layernorm reached the target."""
+    reach = []
+    for pad in pads:
+        rp = runs[runs["pad_size"] == pad]
+        reach.append((pad, int(rp["steps_to_target"].notna().sum()), len(rp)))
+    reached = [pad for pad, k, _ in reach if k > 0]
+    if not reached:
+        total = sum(n for *_, n in reach)
+        return f". It never reached the target dev accuracy {target:g} (0 of {total} run{'s' if total != 1 else ''})"
+    return (f". It reached the target dev accuracy {target:g} up to pad_size {max(reached)} "
+            f"(runs reaching it: " + ", ".join(f"{k}/{n} at {pad}" for pad, k, n in reach) + ")")
 
 
 def _ci_short(row: pd.Series) -> str:
@@ -256,9 +261,8 @@ def _exp(x: float) -> str:
 
 # ----------------------------------------------------------------------------- all
 
-def findings(runs: pd.DataFrame, summary: pd.DataFrame, effects: Sequence[Effect], *, keys: Sequence[str],
-             varying: Sequence[str], chance: float | None, target: float | None, planned: int | None,
-             max_seeds: int) -> list[str]:
+def findings(runs: pd.DataFrame, summary: pd.DataFrame, effects: Sequence[Effect], *, varying: Sequence[str],
+             chance: float | None, target: float | None, planned: int | None, max_seeds: int) -> list[str]:
     """Every finding, in reading order."""
     out = coverage(runs, varying, planned)
     if runs.empty:
