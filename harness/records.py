@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from harness.files import atomic_path, staged_dir
 from harness.schema import COLUMNS, SCHEMA_VERSION, SCHEMAS, TABLES
 
-__all__ = ["COLUMNS", "TABLES", "TrialRecorder", "frame", "to_arrow", "trial_dir", "is_done", "write_trial",
-           "read_trial", "load", "combine"]
+__all__ = ["COLUMNS", "TABLES", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame", "trial_dir", "is_done",
+           "write_trial", "read_trial", "load", "combine"]
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 

@@ -2,10 +2,10 @@
 
 Reads what the run wrote (the trial shards, config.yaml, and the Optuna storage for study plots),
 so it works while a run is still going. It writes only its own files, and the shards of trials run
-by workers elsewhere, fetched into DIR/trials/ (`download_remote_shards`). `compute`
-reads only; `build_figures` and `render` depend on their arguments alone (each takes what the one
-before returned); saving happens in `write_report`. Statistics live in `stats`, figures in `figures` (functions that return figures),
-sentences in `findings`, number formats in `fmt`.
+by workers elsewhere, fetched into DIR/trials/ (`download_remote_shards`). `compute` reads only;
+`build_figures` and `render` depend on their arguments alone (each takes what the one before
+returned); saving happens in `write_report`. Statistics live in `stats`, figures in `figures`
+(functions that return figures), sentences in `findings`, number formats in `fmt`.
 """
 
 from __future__ import annotations
