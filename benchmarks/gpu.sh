@@ -175,7 +175,7 @@ lines += [tp or "(no rows)", "", f"(throughput.py {rc}; rc 124 = stopped by its 
 base = {}
 try:
     base = json.load(open(p("baseline.json")))
-except Exception as e:  # noqa: BLE001
+except Exception as e:
     lines += [f"baseline not measured: {e}", ""]
 lines += ["## 2-3. Aggregate grid throughput on the one GPU", ""]
 if base:
@@ -201,7 +201,7 @@ for line in open(p("scaling.tsv")):
         span = max(a + w for a, w in zip(t0, runs["wall_s"])) - min(t0)
         steady = f"{done / span * 3600:,.0f}"
         mean_wall = f"{runs['wall_s'].mean():.1f}"
-    except Exception:  # noqa: BLE001
+    except Exception:
         done, steady, mean_wall = 0, "", ""
     tph = done / wall * 3600 if wall > 0 else 0
     x = f"{tph / plain_tph:.1f}x" if base and done else ""

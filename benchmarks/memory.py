@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proc import read_status, run_monitored  # noqa: E402
+from _proc import read_status, run_monitored
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024.0

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proc import run_monitored  # noqa: E402
+from _proc import run_monitored
 
 ROOT = Path(__file__).resolve().parents[1]
 

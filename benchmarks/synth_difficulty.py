@@ -68,6 +68,7 @@ def accuracy(data: list[tuple[str, int]], index: dict[str, int], w: torch.Tensor
 def main(argv: list[str] | None = None) -> None:
     from harness.config import SynthConfig
     from harness.data.synth import generate
+    from harness.names import SPLITS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("signals", nargs="*", type=float, help="signal values (default: the config's)")
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             t1 = time.perf_counter()
             index, w, b = fit_bag_of_chars(data["train"], cfg.n_classes, l2=args.l2)
             t2 = time.perf_counter()
-            accs = [accuracy(data[s], index, w, b) for s in ("train", "dev", "test")]
+            accs = [accuracy(data[s], index, w, b) for s in SPLITS]
             tests.append(accs[2])
             print(f"{signal:7.3f} {seed:5d} {t1 - t0:6.2f} {t2 - t1:6.1f} "
                   + " ".join(f"{a:7.4f}" for a in accs), flush=True)

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 import harness.train as train_mod
 from harness import data as data_mod
 from harness.config import TrainConfig, config_from_dict, expand_grid
+from harness.names import SPLITS
 from harness.records import TrialRecorder
 from harness.train import ParamGroups, RunningSums, run_trial, train_step
 
@@ -407,7 +408,7 @@ def main() -> None:
     for cell in args.cells:
         for pad in args.pads:
             ds = data_mod.load(config_from_dict(config(cell, pad, 1, 64, 0, args.n_train)).data, cache, pad)
-            lists = {s: as_lists(getattr(ds, s)) for s in ("train", "dev", "test")}
+            lists = {s: as_lists(getattr(ds, s)) for s in SPLITS}
             for batch in args.batches:
                 for prec in args.precisions:
                     plain = functools.partial(plain_loop, lists, ds, cell, args.steps, batch, device, prec)

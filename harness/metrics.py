@@ -27,12 +27,6 @@ def macro_f1(confusion: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def first_reaching(steps: np.ndarray, values: np.ndarray, target: float) -> int | None:
-    """Index of the first evaluation whose value is >= target, or None when never reached."""
-    hits = np.flatnonzero(np.asarray(values) >= target)
-    return int(hits[0]) if hits.size else None
-
-
 def vanishing_ratio(grad_norms: np.ndarray, read_pos: np.ndarray) -> float:
     """log10( mean_b ‖∂L/∂x_{b,0}‖ / mean_b ‖∂L/∂x_{b,r_b}‖ ).
 

@@ -6,7 +6,6 @@ so `harness status`, `harness report` and `--dry-run` stay light.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from harness.config import (
     flatten,
     short_axis_name,
 )
+from harness.files import atomic_write_text
 from harness.records import is_done
 from harness.study import SearchStudy
 
@@ -130,10 +130,8 @@ def check_compatible(plan: Plan) -> None:
 
 def write_config(plan: Plan) -> None:
     """Write the resolved config to DIR/config.yaml (atomically: temp file, then rename)."""
-    path = plan.out_dir / "config.yaml"
-    tmp = path.with_name(f".config.{os.getpid()}.yaml")
-    tmp.write_text(yaml.safe_dump(plan.cfg.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(plan.out_dir / "config.yaml",
+                      yaml.safe_dump(plan.cfg.to_dict(), sort_keys=False, allow_unicode=True))
 
 
 def load_results_config(out_dir: str | Path) -> ExperimentConfig:

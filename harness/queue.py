@@ -259,7 +259,7 @@ class Heartbeat:
         while not self.stop.wait(HEARTBEAT_S):
             try:
                 set_system_attrs(self.study, self.trial, {"heartbeat": time.time()})
-            except Exception:  # noqa: BLE001 - a finished trial refuses writes; stop quietly
+            except Exception:
                 return
 
     def __enter__(self) -> Heartbeat:

@@ -4,42 +4,30 @@ The trainer fills a `TrialRecorder` (in memory, no I/O). The runner writes each 
 tables as Parquet shards into `DIR/trials/<trial_id>/`, first under a temporary name that is then
 renamed, so a folder named by a trial id is always complete. `load(DIR)` reads every shard;
 `combine(DIR)` rebuilds `DIR/<table>.parquet` from them (also atomically).
+
+Every shard is written with the table's Arrow schema (`harness.schema`), and every frame this
+module returns has the same dtypes whatever the rows hold: integers `Int64` (`int64` where the
+schema forbids nulls), floats `float64`, strings `str`, booleans `boolean`, timestamps
+`datetime64[us, UTC]`. Columns beyond the schema keep the types Arrow infers for them.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from harness.config import SCHEMA_VERSION
+from harness.files import atomic_path, staged_dir
+from harness.schema import COLUMNS, SCHEMA_VERSION, SCHEMAS, TABLES
 
-TABLES = ("runs", "curves", "grad_norms", "grad_time", "confusion")
+__all__ = ["COLUMNS", "TABLES", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame", "trial_dir", "is_done",
+           "write_trial", "read_trial", "load", "combine"]
 
-# Columns every consumer may rely on (DESIGN.md). Grid axes given by dotted name are added to runs.
-COLUMNS: dict[str, list[str]] = {
-    "runs": [
-        "trial_id", "status", "error", "cell", "layernorm", "batch_size", "pad_size", "lr", "seed",
-        "readout", "bidirectional", "num_layers", "hidden_size", "embed_dim", "dataset", "test_acc",
-        "test_macro_f1", "test_loss", "best_dev_acc", "best_step", "steps", "epochs", "target_dev_acc",
-        "steps_to_target", "samples_to_target", "seconds_to_target", "grad_norm_init",
-        "grad_norm_final", "vanishing_ratio_init", "vanishing_ratio_final", "wall_s", "train_s",
-        "samples_per_s", "device", "torch_version", "started_at", "schema_version",
-    ],
-    "curves": ["trial_id", "step", "epoch", "samples_seen", "elapsed_s", "train_loss", "train_acc",
-               "dev_loss", "dev_acc", "grad_norm"],
-    "grad_norms": ["trial_id", "step", "group", "grad_norm", "update_ratio"],
-    "grad_time": ["trial_id", "step", "layer", "position", "pad_fraction", "grad_norm"],
-    "confusion": ["trial_id", "true_label", "pred_label", "count"],
-}
-
-STATUSES = ("complete", "diverged", "failed", "pruned")
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 class TrialRecorder:
@@ -65,17 +53,51 @@ class TrialRecorder:
         self.rows["runs"] = [{"trial_id": self.trial_id, **row}]
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {t: _frame(t, rows) for t, rows in self.rows.items()}
+        return {t: frame(t, rows) for t, rows in self.rows.items()}
 
 
-def _frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    for col in COLUMNS[table]:
-        if col not in df.columns:
-            df[col] = pd.Series(dtype="object" if col in ("error", "device") else "float64")
-    extra = [c for c in df.columns if c not in COLUMNS[table]]
-    return df[COLUMNS[table] + extra]
+# ----------------------------------------------------------------------------- types
 
+def _typed(values: pa.Array | pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    try:
+        return pa.chunked_array([values]).cast(field.type) if isinstance(values, pa.Array) \
+            else values.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ValueError(f"column '{field.name}': cannot hold its values as {field.type} ({e})") from None
+
+
+def conform(table: str, data: pa.Table) -> pa.Table:
+    """`data` with the schema's columns first, each cast to its type (absent: all null), then any
+    other columns as they are."""
+    schema = SCHEMAS[table]
+    present = set(data.column_names)
+    columns = [_typed(data.column(f.name), f) if f.name in present else pa.nulls(len(data), f.type)
+               for f in schema]
+    extra = [c for c in data.column_names if c not in schema.names]
+    fields = [*schema, *(data.schema.field(c) for c in extra)]
+    return pa.Table.from_arrays([*columns, *(data.column(c) for c in extra)], schema=pa.schema(fields))
+
+
+def to_arrow(table: str, df: pd.DataFrame) -> pa.Table:
+    """A frame of `table` as an Arrow table with the table's schema (see `conform`)."""
+    return conform(table, pa.Table.from_pandas(df, preserve_index=False))
+
+
+def to_frame(table: str, data: pa.Table) -> pd.DataFrame:
+    """A conformed Arrow table as a frame with the stable dtypes named in the module docstring."""
+    df = data.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    for f in SCHEMAS[table]:
+        if not f.nullable and pa.types.is_integer(f.type):
+            df[f.name] = df[f.name].astype("int64")
+    return df
+
+
+def frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows (dicts) of `table` as a frame: every schema column, typed, then any other keys."""
+    return to_frame(table, to_arrow(table, pd.DataFrame(rows)))
+
+
+# ----------------------------------------------------------------------------- files
 
 def trial_dir(results_dir: str | Path, trial_id: str) -> Path:
     return Path(results_dir) / "trials" / trial_id
@@ -89,30 +111,27 @@ def is_done(results_dir: str | Path, trial_id: str) -> bool:
 def write_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame]) -> Path:
     """Write one trial's shards to a temporary folder, then rename it to trials/<trial_id>.
     A previous folder for the same id (a failed attempt being retried) is replaced."""
-    trials = Path(results_dir) / "trials"
-    trials.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{trial_id}-", dir=trials))
-    for name, df in tables.items():
-        df.to_parquet(tmp / f"{name}.parquet", index=False)
-    final = trials / trial_id
-    if final.exists():
-        old = trials / f".old-{trial_id}-{uuid.uuid4().hex[:8]}"
-        os.rename(final, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.rename(tmp, final)
+    final = trial_dir(results_dir, trial_id)
+    with staged_dir(final, replace=True) as tmp:
+        for name, df in tables.items():
+            pq.write_table(to_arrow(name, df), tmp / f"{name}.parquet")
     return final
+
+
+def _read(path: Path, table: str) -> pa.Table:
+    return conform(table, pq.read_table(path))
 
 
 def read_trial(results_dir: str | Path, trial_id: str) -> dict[str, pd.DataFrame]:
     d = trial_dir(results_dir, trial_id)
-    return {t: pd.read_parquet(d / f"{t}.parquet") for t in TABLES if (d / f"{t}.parquet").is_file()}
+    return {t: to_frame(t, _read(d / f"{t}.parquet", t)) for t in TABLES if (d / f"{t}.parquet").is_file()}
 
 
 def load(results_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """All five tables of a results directory as DataFrames, rebuilt from the trial shards
-    (works while a run is still going). Tables with no rows have the documented columns."""
+    """All five tables of a results directory as frames, rebuilt from the trial shards (works while
+    a run is still going). A table with no rows still has every schema column."""
     trials = Path(results_dir) / "trials"
-    parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+    parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
     if trials.is_dir():
         for d in sorted(trials.iterdir()):
             if d.name.startswith(".") or not (d / "runs.parquet").is_file():
@@ -120,13 +139,13 @@ def load(results_dir: str | Path) -> dict[str, pd.DataFrame]:
             for t in TABLES:
                 path = d / f"{t}.parquet"
                 if path.is_file():
-                    df = pd.read_parquet(path)
-                    if len(df):
-                        parts[t].append(df)
+                    part = _read(path, t)
+                    if len(part):
+                        parts[t].append(part)
     out = {}
     for t in TABLES:
-        df = pd.concat(parts[t], ignore_index=True) if parts[t] else _frame(t, [])
-        out[t] = df
+        data = pa.concat_tables(parts[t], promote_options="permissive") if parts[t] else conform(t, pa.table({}))
+        out[t] = to_frame(t, data)
     return out
 
 
@@ -135,8 +154,6 @@ def combine(results_dir: str | Path) -> dict[str, pd.DataFrame]:
     results_dir = Path(results_dir)
     tables = load(results_dir)
     for name, df in tables.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".parquet", dir=results_dir)
-        os.close(fd)
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, results_dir / f"{name}.parquet")
+        with atomic_path(results_dir / f"{name}.parquet") as tmp:
+            pq.write_table(to_arrow(name, df), tmp)
     return tables

@@ -50,6 +50,7 @@ from harness.queue import (
     set_system_attrs,
 )
 from harness.records import TrialRecorder, combine, write_trial
+from harness.schema import SUMMARY_COLUMNS
 from harness.storage import (
     RunSettings,
     artifact_store,
@@ -60,9 +61,7 @@ from harness.storage import (
 )
 from harness.train import resolve_device, run_trial, settings_columns
 
-SUMMARY_ATTRS = ("status", "steps", "test_acc", "test_macro_f1", "best_dev_acc", "steps_to_target",
-                 "seconds_to_target", "vanishing_ratio_init", "vanishing_ratio_final", "wall_s",
-                 "samples_per_s", "error", "stop_reason")
+SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
 
 
 class WorkerDied(RuntimeError):
@@ -87,7 +86,7 @@ def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, ou
     recorder = recorder or TrialRecorder(spec.trial_id)
     try:
         row = run_trial(spec, dataset, device, recorder)
-    except Exception as e:  # noqa: BLE001 - a failing trial is recorded, the grid goes on
+    except Exception as e:  # a failing trial is recorded, the grid goes on
         error = f"{type(e).__name__}: {e}"
         recorder.set_run(**settings_columns(spec), status="failed", error=error,
                          traceback=traceback.format_exc(limit=8), dataset=dataset.name,

@@ -12,6 +12,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from harness.names import STATUSES
 from harness.plan import load_results_config, make_plan
 from harness.progress import belongs
 from harness.records import load
@@ -35,7 +36,7 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
             if c in runs.columns]
     info: dict[str, Any] = {
         "dir": str(out_dir), "name": cfg.name, "total": plan.total,
-        "finished": {k: int(by_status.get(k, 0)) for k in ("complete", "diverged", "failed", "pruned")},
+        "finished": {k: int(by_status.get(k, 0)) for k in STATUSES},
         "running": [], "waiting": 0, "stale": 0,
         "slowest": runs.nlargest(5, "wall_s")[cols + ["wall_s"]].to_dict("records") if len(runs) else [],
         "failures": runs[runs["status"].isin(["failed", "diverged"])][cols + ["status", "error"]].to_dict("records"),

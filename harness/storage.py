@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import optuna
 import yaml
 
+from harness.files import atomic_write_text, staged_dir
 from harness.records import is_done, trial_dir
 
 STALE_AFTER_S = 60.0    # a RUNNING trial with no heartbeat for this long is taken as dead
@@ -35,7 +34,7 @@ def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
         for attempt in range(6):
             try:
                 return optuna.storages.RDBStorage(url)
-            except Exception as e:  # noqa: BLE001 - sqlalchemy's IntegrityError/ProgrammingError
+            except Exception as e:
                 if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
                     raise
                 time.sleep(0.2 + 0.3 * attempt)
@@ -57,10 +56,7 @@ class RunSettings:
 
 def write_run_settings(out_dir: Path, settings: RunSettings) -> None:
     """Write DIR/run.yaml (atomically: temp file, then rename)."""
-    path = out_dir / "run.yaml"
-    tmp = path.with_name(f".run.{os.getpid()}.yaml")
-    tmp.write_text(yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(out_dir / "run.yaml", yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False))
 
 
 def read_run_settings(out_dir: Path) -> RunSettings:
@@ -114,16 +110,11 @@ def download_artifacts(out_dir: Path, storage_url: str | None = None, artifacts:
             metas = get_all_artifact_meta(t, storage=storage)
             if not any(m.filename == "runs.parquet" for m in metas):
                 continue
-            trials = out_dir / "trials"
-            trials.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tid}-", dir=trials))
-            for m in metas:
-                download_artifact(artifact_store=store, file_path=str(tmp / m.filename), artifact_id=m.artifact_id)
-            try:
-                os.rename(tmp, trial_dir(out_dir, tid))
-                fetched += 1
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
+            with staged_dir(trial_dir(out_dir, tid)) as tmp:  # kept if another reader got there first
+                for m in metas:
+                    download_artifact(artifact_store=store, file_path=str(tmp / m.filename),
+                                      artifact_id=m.artifact_id)
+            fetched += 1
     return fetched
 
 

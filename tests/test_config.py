@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, config_from_dict, expand_grid, load_config
+from harness import names
+from harness.config import ConfigError, ModelConfig, config_from_dict, expand_grid, load_config, make_spec
 
 BASE = {"name": "t", "grid": {"cell": ["rnn", "lstm"], "pad_size": [8, 16], "seed": [0, 1]}}
 
@@ -87,8 +88,45 @@ def test_trial_ids_are_stable_and_depend_on_settings_and_data():
     other = expand_grid(cfg(model={"hidden_size": 64}), "data-x")
     assert not {s.trial_id for s in other} & set(a.values())
     assert not {s.trial_id for s in expand_grid(cfg(), "data-y")} & set(a.values())
-    # The same config gives the same ids (a known value pins the hash across versions).
+    # The same config gives the same ids.
     assert [s.trial_id for s in expand_grid(cfg(), "data-x")] == list(a.values())
+
+
+def test_trial_ids_match_the_known_values():
+    # Golden ids: a change here re-runs every trial of every existing results directory on resume.
+    ids = [s.trial_id for s in expand_grid(cfg(), "data-x")]
+    assert ids == ["e7f783d2137f", "30f57cb9220d", "13174cc607d1", "9aa483bacb4a", "48cc63ba8e2d",
+                   "d47956de882d", "f349891f9096", "89fb15e8378f"]
+    tagged = make_spec(cfg(), "data-x", {"train.lr": 0.01}, tag={"phase": "search", "study": "s", "study_trial": 3})
+    assert tagged.trial_id == "37dc551ba289"
+
+
+def test_config_choices_come_from_the_shared_names():
+    assert ModelConfig.__dataclass_fields__["cell"].metadata["choices"] == names.CELLS
+    assert ModelConfig.__dataclass_fields__["layernorm"].metadata["choices"] == names.LAYERNORMS
+    assert ModelConfig.__dataclass_fields__["readout"].metadata["choices"] == names.READOUTS
+
+
+def test_study_errors_name_the_key():
+    study = {"params": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+    for bad, key, words in [
+        ({"sampler": "annealing"}, "study.sampler", ["tpe"]),
+        ({"sampler_options": {"colour": 1}}, "study.sampler_options.colour", ["n_startup_trials"]),
+        ({"objectives": ["test_acc", "test_acc"]}, "study.objectives", ["repeated"]),
+        ({"objectives": ["test_acc", "wall_s"], "pruner": "median"}, "study.pruner", ["objectives"]),
+        ({"params": {"model.dropout": {"type": "float", "low": 0, "high": 0.5, "log": True}}},
+         "study.params.model.dropout.low", ["low > 0"]),
+        ({"params": {"model.hidden_size": {"type": "int", "low": 8, "high": 9.5}}}, "study.params.model.hidden_size",
+         ["integer"]),
+        ({"params": {"model.cell": {"type": "categorical", "choices": ["rnn", "tcn"]}}},
+         "study.params.model.cell.choices", ["'tcn'"]),
+        ({"params": {"seed": {"type": "int", "low": 0, "high": 3}}}, "study.params.seed", ["not searched"]),
+        ({"per": ["lr"]}, "study.per", ["grid axis"]),
+    ]:
+        raw = {"name": "t", "grid": {"seed": [0]}, "study": {**study, **bad}}
+        with pytest.raises(ConfigError) as e:
+            config_from_dict(raw)
+        assert f"'{key}'" in str(e.value) and all(w in str(e.value) for w in words), (bad, str(e.value))
 
 
 def test_shipped_configs_validate():

@@ -29,9 +29,7 @@ def test_vanishing_ratio_known_factor():
     assert math.isnan(metrics.vanishing_ratio(np.array([[1.0, 0.0]]), np.array([1])))
 
 
-def test_first_reaching_and_log_steps():
-    assert metrics.first_reaching(np.array([10, 20, 30]), np.array([0.5, 0.81, 0.9]), 0.8) == 1
-    assert metrics.first_reaching(np.array([10, 20]), np.array([0.5, 0.6]), 0.8) is None
+def test_log_spaced_steps():
     assert metrics.log_spaced_steps(1000, 2) == [10, 100]
     assert metrics.log_spaced_steps(2, 3) == []
 

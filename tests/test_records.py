@@ -1,8 +1,15 @@
-"""Shards are written atomically and the five tables come back with the documented columns."""
+"""Shards are written atomically, with the tables' schemas, and the five tables come back with the
+documented columns and the same dtypes whatever the rows hold."""
+
+import re
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
-from harness import records
+from harness import records, schema
 
 
 def test_write_then_load_and_combine(tmp_path):
@@ -18,7 +25,7 @@ def test_write_then_load_and_combine(tmp_path):
         assert list(tables[name].columns[: len(cols)]) == cols
         assert (tmp_path / f"{name}.parquet").is_file()
     runs = pd.read_parquet(tmp_path / "runs.parquet")
-    assert runs["test_acc"].tolist() == [0.75] and runs["schema_version"].tolist() == [1]
+    assert runs["test_acc"].tolist() == [0.75] and runs["schema_version"].tolist() == [schema.SCHEMA_VERSION]
 
 
 def test_half_written_trial_is_not_done(tmp_path):
@@ -34,3 +41,79 @@ def test_rewrite_replaces_a_failed_attempt(tmp_path):
         rec.set_run(status=status)
         records.write_trial(tmp_path, "t1", rec.tables())
     assert records.load(tmp_path)["runs"]["status"].tolist() == ["complete"]
+
+
+def _runs_dtypes(results_dir) -> dict[str, str]:
+    return records.load(results_dir)["runs"].dtypes.astype(str).to_dict()
+
+
+def test_shards_have_the_schema_types_even_for_empty_columns(tmp_path):
+    rec = records.TrialRecorder("t1")
+    rec.set_run(status="diverged", error="nan loss", steps=5, steps_to_target=None,
+                started_at="2026-01-01T10:00:00+00:00", **{"model.forget_bias": 1.0})
+    records.write_trial(tmp_path, "t1", rec.tables())
+    written = pq.read_schema(records.trial_dir(tmp_path, "t1") / "runs.parquet")
+    for field in schema.RUNS:
+        assert written.field(field.name).type == field.type, field.name
+    assert written.field("model.forget_bias").type == pa.float64()  # an extra column, type inferred
+    assert pq.read_schema(records.trial_dir(tmp_path, "t1") / "curves.parquet").field("dev_acc").type == pa.float64()
+    runs = records.load(tmp_path)["runs"]
+    assert runs["started_at"].iloc[0] == pd.Timestamp("2026-01-01T10:00:00", tz="UTC")
+    assert runs["steps"].iloc[0] == 5 and pd.isna(runs["steps_to_target"].iloc[0])
+
+
+def test_load_dtypes_do_not_depend_on_which_values_are_null(tmp_path):
+    empty = _runs_dtypes(tmp_path)
+    rec = records.TrialRecorder("a")
+    rec.set_run(status="complete", test_acc=0.5, steps=10, steps_to_target=None, bidirectional=True)
+    records.write_trial(tmp_path, "a", rec.tables())
+    one = _runs_dtypes(tmp_path)
+    rec = records.TrialRecorder("b")
+    rec.set_run(status="complete", test_acc=None, steps=10, steps_to_target=7, error="x")
+    records.write_trial(tmp_path, "b", rec.tables())
+    both = _runs_dtypes(tmp_path)
+    assert empty == one == both
+    assert (both["steps_to_target"], both["test_acc"], both["error"], both["bidirectional"]) == (
+        "Int64", "float64", "str", "boolean")
+    assert both["started_at"] == "datetime64[us, UTC]"
+    curves = records.load(tmp_path)["curves"]
+    assert curves["step"].dtype == "int64" and curves["dev_acc"].dtype == "float64"
+
+
+def test_extra_columns_null_in_one_shard_and_set_in_another_load_together(tmp_path):
+    for tid, value in (("a", None), ("b", 0.5)):
+        rec = records.TrialRecorder(tid)
+        rec.set_run(status="complete", **{"train.grad_clip": value})
+        records.write_trial(tmp_path, tid, rec.tables())
+    runs = records.load(tmp_path)["runs"]
+    assert runs["train.grad_clip"].dtype == "float64"
+    assert runs.set_index("trial_id")["train.grad_clip"].to_dict()["b"] == 0.5
+    assert list(runs.columns[: len(schema.RUNS)]) == schema.RUNS.names
+
+
+def test_a_version_1_shard_loads_with_the_current_types(tmp_path):
+    d = tmp_path / "trials" / "old"
+    d.mkdir(parents=True)
+    old = pa.table({"trial_id": ["old"], "status": ["complete"], "error": pa.nulls(1), "steps_to_target": pa.nulls(1),
+                    "steps": [12], "started_at": ["2025-05-01T00:00:00+00:00"], "schema_version": [1]})
+    pq.write_table(old, d / "runs.parquet")
+    runs = records.load(tmp_path)["runs"]
+    assert _runs_dtypes(tmp_path) == _runs_dtypes(tmp_path / "nothing")
+    assert runs["started_at"].iloc[0] == pd.Timestamp("2025-05-01", tz="UTC") and runs["steps"].iloc[0] == 12
+
+
+def test_a_value_of_the_wrong_type_names_its_column(tmp_path):
+    rec = records.TrialRecorder("t1")
+    rec.set_run(status="complete", steps="many")
+    with pytest.raises(ValueError, match="column 'steps'"):
+        rec.tables()
+
+
+def test_readme_documents_every_schema_column():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for table, cols in schema.COLUMNS.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{table}` |"))
+        named = set(re.findall(r"`([a-z_0-9.]+)`", row.split(" | ")[2]))
+        assert set(cols) - {"trial_id"} <= named, (table, set(cols) - named)
+        if table == "runs":
+            assert named <= set(cols), named - set(cols)

@@ -1,4 +1,4 @@
-"""The smoke grid end to end: `harness run` writes all five tables with the DESIGN columns."""
+"""The smoke grid end to end: `harness run` writes all five tables with the documented columns (harness.schema)."""
 
 import pandas as pd
 import yaml

@@ -7,8 +7,6 @@ the encoded `Dataset` (integer arrays; the trainer moves them to its device once
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +16,6 @@ from harness.config import DataConfig, stable_hash
 from harness.data.synth import GENERATOR_VERSION, write_synthetic
 from harness.data.thucnews import (
     PAD,
-    SPLITS,
     TOKENIZERS,
     UNK,
     DataError,
@@ -29,6 +26,8 @@ from harness.data.thucnews import (
     read_classes,
     read_split,
 )
+from harness.files import atomic_path, staged_dir
+from harness.names import SPLITS
 
 __all__ = ["DataError", "Dataset", "EncodedSplit", "prepare", "load", "describe", "encode_texts"]
 
@@ -61,12 +60,8 @@ def prepare(cfg: DataConfig, cache_dir: str | Path) -> tuple[Path, str]:
                                           "version": GENERATOR_VERSION})
         data_dir = cache_dir / data_id
         if not (data_dir / "class.txt").is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{data_id}-", dir=_mkdir(cache_dir)))
-            write_synthetic(tmp, cfg.synth)
-            try:
-                os.rename(tmp, data_dir)
-            except OSError:  # another worker won the race; its copy is identical
-                _rmtree(tmp)
+            with staged_dir(data_dir) as tmp:  # another worker may win the race; its copy is identical
+                write_synthetic(tmp, cfg.synth)
         return data_dir, data_id
     data_dir = Path(cfg.dir).expanduser()
     if not data_dir.is_dir():
@@ -150,21 +145,8 @@ def describe(data_dir: str | Path, tokenizer: str = "char") -> dict:
     return out
 
 
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     """Write an .npz under a temporary name and rename it: readers never see half a file."""
-    _mkdir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)

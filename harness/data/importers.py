@@ -25,9 +25,7 @@ import datetime
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from harness.data.thucnews import SPLITS, DataError, _read_lines
-from harness.fsmode import shareable_file
+from harness.files import atomic_write_text
 
 DEFAULT_SPLIT_MAP = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev",
                      "test": "test"}
@@ -158,13 +156,13 @@ def read_hf(name_or_path: str, text_col: str, label_col: str, *, subset: str | N
         origin, how = str(path), "load_from_disk"
         try:
             obj = datasets.load_from_disk(str(path))
-        except Exception as e:  # noqa: BLE001 - any failure to open it is a data error
+        except Exception as e:
             raise DataError(f"{path}: not a dataset written by save_to_disk ({type(e).__name__}: {e})") from None
     else:
         origin, how = name_or_path, "load_dataset"
         try:
             obj = datasets.load_dataset(name_or_path, subset)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise DataError(f"Hugging Face dataset {name_or_path!r}: could not load it "
                             f"({type(e).__name__}: {e})") from None
     parts = dict(obj) if isinstance(obj, datasets.DatasetDict) else {"": obj}
@@ -474,13 +472,5 @@ def write_import(source: Source, out_dir: str | Path, *, label_type: str = "auto
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write under a temporary name in the same folder, then rename (readers never see half a file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        shareable_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (readers never see half a file), with Unix newlines."""
+    atomic_write_text(path, text)

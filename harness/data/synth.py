@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.config import SynthConfig
+from harness.names import SPLITS
 
 CLASS_NAMES: list[str] = [
     "finance", "realty", "stocks", "education", "science",
@@ -24,7 +25,6 @@ CLASS_NAMES: list[str] = [
 ]
 GENERATOR_VERSION: int = 1
 
-SPLITS = ("train", "dev", "test")
 BACKGROUND_ZIPF = 1.0   # exponent of the background character distribution (rank r has weight r^-s)
 KEYWORD_ZIPF = 1.0      # exponent of the weights inside each class's indicative set
 COMMON_FRACTION = 0.1   # the most frequent tenth of the vocabulary is never class-indicative

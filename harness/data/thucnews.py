@@ -13,10 +13,12 @@ import io
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
-SPLITS = ("train", "dev", "test")
+from harness.names import SPLITS
+
 UNK, PAD = "<UNK>", "<PAD>"
 
 
@@ -90,7 +92,7 @@ def read_split(path: Path, n_classes: int) -> list[tuple[str, int]]:
 class _DictOnlyUnpickler(pickle.Unpickler):
     """Unpickler that can build plain dicts, strings and ints but imports nothing."""
 
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+    def find_class(self, module: str, name: str) -> NoReturn:
         raise DataError(f"refusing to load {module}.{name}: vocab.pkl may only hold a dict of str -> int")
 
 
@@ -100,7 +102,7 @@ def load_vocab_pickle(path: Path) -> dict[str, int]:
         vocab = _DictOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a data error
+    except Exception as e:  # any unpickling failure is a data error
         raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
     if not isinstance(vocab, dict):
         raise DataError(f"{path}: expected a dict of str -> int, found {type(vocab).__name__}")
@@ -140,7 +142,7 @@ def load_embeddings(path: Path, n_vocab: int) -> np.ndarray:
             emb = npz["embeddings"]
     except DataError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise DataError(f"{path}: not a readable .npz without pickles ({type(e).__name__}: {e})") from None
     if emb.ndim != 2 or emb.shape[0] != n_vocab:
         raise DataError(f"{path}: embeddings have shape {tuple(emb.shape)}, but the vocabulary has "
@@ -153,7 +155,7 @@ def load_embeddings(path: Path, n_vocab: int) -> np.ndarray:
 def content_hash(data_dir: Path, embedding: str) -> str:
     """Identity of a data directory: a hash of the bytes of every file the loader reads."""
     h = hashlib.sha256()
-    names = ["train.txt", "dev.txt", "test.txt", "class.txt", "vocab.pkl"]
+    names = [f"{s}.txt" for s in SPLITS] + ["class.txt", "vocab.pkl"]
     if embedding != "random":
         names.append(embedding)
     for name in names:

@@ -1,7 +1,8 @@
 """The classifier: embedding → stack of single-layer recurrent layers → read-out → [LayerNorm] → linear.
 
-Registries map the YAML names to implementations: `CELLS` (rnn, lstm, gru), `READOUTS`
-(last, last_valid, mean, max). Each recurrent layer is its own module (a one-layer `nn.LSTM` etc.,
+Registries map the YAML names (listed once, in `harness.names`) to implementations: `CELLS`
+(rnn, lstm, gru), `READOUTS` (last, last_valid, mean, max); importing this module checks that
+each registry covers exactly those names. Each recurrent layer is its own module (a one-layer `nn.LSTM` etc.,
 which keeps cuDNN on a GPU, or a hand-written LayerNorm cell for `layernorm: recurrent`), so every
 layer's output sequence can be probed for gradients.
 """
@@ -14,12 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from harness import names
 from harness.config import ModelConfig
 from harness.models.cells import make_layer
 
 __all__ = ["CELLS", "READOUTS", "RecurrentClassifier", "build_model", "param_groups"]
 
 CELLS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+names.check_registry("cell", CELLS, names.CELLS)
 
 
 # ----------------------------------------------------------------------------- read-outs
@@ -60,6 +63,7 @@ def readout_max(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
 READOUTS: dict[str, Callable[[Tensor, Tensor, int], Tensor]] = {
     "last": readout_last, "last_valid": readout_last_valid, "mean": readout_mean, "max": readout_max,
 }
+names.check_registry("readout", READOUTS, names.READOUTS)
 
 
 def read_positions(readout: str, lengths: np.ndarray, pad_size: int) -> np.ndarray:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.names import CELLS, check_registry
+
 __all__ = ["RecurrentLayer", "LSTMLayer", "GRULayer", "RNNLayer", "make_layer"]
 
 
@@ -278,6 +280,7 @@ class GRULayer(RecurrentLayer):
 
 
 _CELLS: dict[str, type[RecurrentLayer]] = {"rnn": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
+check_registry("hand-written cell", _CELLS, CELLS)
 
 
 def make_layer(cell: str, input_size: int, hidden_size: int, bidirectional: bool,

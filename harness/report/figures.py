@@ -16,19 +16,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.colors as mcolors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
 
-from harness.report.stats import ordered_levels  # noqa: E402
+from harness.names import CELLS, LAYERNORMS, level_rank
+from harness.report.fmt import fmt_setting, fmt_value
+from harness.report.stats import ordered_levels
 
-CELL_COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
-LN_STYLES = {"none": "-", "output": "--", "recurrent": ":"}
-LN_MARKERS = {"none": "o", "output": "s", "recurrent": "^"}
+# One colour per cell and one line style and marker per layernorm, in the names' registry order.
+CELL_COLORS = dict(zip(CELLS, ("#d62728", "#1f77b4", "#2ca02c"), strict=True))
+LN_STYLES = dict(zip(LAYERNORMS, ("-", "--", ":"), strict=True))
+LN_MARKERS = dict(zip(LAYERNORMS, ("o", "s", "^"), strict=True))
 GROUP_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 CHANCE_COLOR = "0.45"
 FAIL_MARKER = "X"
@@ -66,16 +69,6 @@ def shade(color: str, i: int, n: int) -> tuple:
 
 def line_label(cell: object, ln: object) -> str:
     return f"{cell} / LN {ln}"
-
-
-def fmt_value(v: object) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v)
-
-
-def fmt_setting(key: str, value: object) -> str:
-    return f"{key}={fmt_value(value)}"
 
 
 def _grid(nrows: int, ncols: int, *, panel: tuple[float, float] = (4.2, 3.2), sharex: bool | str = False,
@@ -126,16 +119,6 @@ def _panels(df: pd.DataFrame, panel_keys: Sequence[str]) -> list[tuple[str, pd.D
         key = key if isinstance(key, tuple) else (key,)
         out.append((", ".join(fmt_setting(k, v) for k, v in zip(panel_keys, key)), g))
     return out
-
-
-def empty_figure(title: str, message: str):
-    """A one-panel figure saying why there is nothing to draw."""
-    fig, axes = _grid(1, 1, panel=(6, 2.2), extra_h=0.3)
-    ax = axes[0, 0]
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
-    fig.suptitle(title)
-    return fig, axes
 
 
 # ----------------------------------------------------------------------------- 1. frontier
@@ -278,23 +261,9 @@ def training_curves(loss: pd.DataFrame, acc: pd.DataFrame, x: str = "step", *, t
             for c, cell in enumerate(cells):
                 ax = axes[r, m * len(cells) + c]
                 t = table[(table["pad_size"] == pad) & (table["cell"] == cell)] if len(table) else table
-                for ln in lns:
-                    g = t[t["layernorm"] == ln].sort_values(x) if len(t) else t
-                    if g.empty:
-                        continue
-                    color = cell_color(cell)
-                    ax.plot(g[x], g["mean"], color=color, linestyle=ln_style(ln), linewidth=1.6,
-                            label=line_label(cell, ln))
-                    spread = g[g["n"] > 1]
-                    if len(spread):
-                        ax.fill_between(spread[x], spread["low"], spread["high"], color=color, alpha=0.15,
-                                        linewidth=0)
+                _curve_lines(ax, t, cell, lns, x)
                 if m == 1:
-                    if target is not None:
-                        ax.axhline(target, color="black", linewidth=0.9, linestyle=(0, (1, 2)), label="_target")
-                    if chance is not None:
-                        ax.axhline(chance, color=CHANCE_COLOR, linewidth=1.0, linestyle=(0, (4, 3)),
-                                   label="_chance")
+                    _reference_lines(ax, target, chance)
                 ax.set_title(f"{cell}: {'dev loss' if m == 0 else 'dev acc'}, pad_size={pad}",
                              color=cell_color(cell))
                 if r == len(pads) - 1:
@@ -303,11 +272,7 @@ def training_curves(loss: pd.DataFrame, acc: pd.DataFrame, x: str = "step", *, t
                     ax.set_ylabel(ylabel)
         # Share y within a metric and row: the cells side by side are compared on one scale.
         for m in range(2):
-            row_axes = axes[r, m * len(cells):(m + 1) * len(cells)]
-            lo = min(a.get_ylim()[0] for a in row_axes)
-            hi = max(a.get_ylim()[1] for a in row_axes)
-            for a in row_axes:
-                a.set_ylim(lo, hi)
+            _share_ylim(axes[r, m * len(cells):(m + 1) * len(cells)])
     handles = [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
     handles += [Patch(color=cell_color(c), alpha=0.5, label=f"{c} (band: min–max over seeds)") for c in cells]
     if target is not None:
@@ -319,6 +284,34 @@ def training_curves(loss: pd.DataFrame, acc: pd.DataFrame, x: str = "step", *, t
     fig.suptitle(f"Training curves: dev loss and accuracy against {what}, with and without LayerNorm"
                  + (f"\n{note}" if note else ""))
     return fig, axes
+
+
+def _curve_lines(ax: plt.Axes, t: pd.DataFrame, cell: object, lns: Sequence, x: str) -> None:
+    """One cell's curve-band rows `t`: a line per layernorm, the min–max band where n > 1."""
+    for ln in lns:
+        g = t[t["layernorm"] == ln].sort_values(x) if len(t) else t
+        if g.empty:
+            continue
+        color = cell_color(cell)
+        ax.plot(g[x], g["mean"], color=color, linestyle=ln_style(ln), linewidth=1.6, label=line_label(cell, ln))
+        spread = g[g["n"] > 1]
+        if len(spread):
+            ax.fill_between(spread[x], spread["low"], spread["high"], color=color, alpha=0.15, linewidth=0)
+
+
+def _reference_lines(ax: plt.Axes, target: float | None, chance: float | None) -> None:
+    """The target dev accuracy (dotted black) and chance (dashed grey), where given."""
+    if target is not None:
+        ax.axhline(target, color="black", linewidth=0.9, linestyle=(0, (1, 2)), label="_target")
+    if chance is not None:
+        ax.axhline(chance, color=CHANCE_COLOR, linewidth=1.0, linestyle=(0, (4, 3)), label="_chance")
+
+
+def _share_ylim(row_axes: Sequence[plt.Axes]) -> None:
+    lo = min(a.get_ylim()[0] for a in row_axes)
+    hi = max(a.get_ylim()[1] for a in row_axes)
+    for a in row_axes:
+        a.set_ylim(lo, hi)
 
 
 # ----------------------------------------------------------------------------- 4. gradient reach
@@ -426,7 +419,7 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
     budget_col = "steps" if x == "steps" else "samples"
     panels = sorted(table[panel_key].unique()) if len(table) and panel_key in table.columns else [None]
     row_keys = [k for k in row_keys if k in table.columns and k != panel_key]
-    rows = sorted({tuple(r) for r in table[row_keys].itertuples(index=False)}, key=_row_sort_key(row_keys)) \
+    rows = sorted({tuple(r) for r in table[row_keys].itertuples(index=False)}, key=_row_sort_key) \
         if len(table) else []
     budget = float(pd.to_numeric(table[budget_col], errors="coerce").max()) if len(table) else 1.0
     budget = budget if math.isfinite(budget) and budget > 0 else 1.0
@@ -449,28 +442,9 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
                 continue
             cell = dict(zip(row_keys, key)).get("cell", g["cell"].iloc[0])
             ln = dict(zip(row_keys, key)).get("layernorm", g["layernorm"].iloc[0])
-            color = cell_color(cell)
-            jitter = rng.uniform(-0.18, 0.18, len(g))
-            reached = g["reached"].to_numpy(dtype=bool)
-            values = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float)
-            xs = np.where(reached, values, zone[0] + (zone[1] - zone[0]) * rng.uniform(0.25, 0.75, len(g)))
-            diverged = (g["status"] == "diverged").to_numpy()
-            failed = (g["status"] == "failed").to_numpy()
-            any_failed |= bool(failed.any())
-            any_diverged |= bool(diverged.any())
-            ax.scatter(xs[reached], i + jitter[reached], color=color, marker=ln_marker(ln), s=26, zorder=3)
-            ok = ~reached & ~diverged & ~failed
-            ax.scatter(xs[ok], i + jitter[ok], facecolors="none", edgecolors=color, marker=ln_marker(ln), s=26,
-                       zorder=3)
-            ax.scatter(xs[~reached & diverged], i + jitter[~reached & diverged], color=color, marker=FAIL_MARKER,
-                       s=34, zorder=3)
-            ax.scatter(xs[failed], i + jitter[failed], facecolors="none", edgecolors=color, marker=FAIL_MARKER,
-                       s=34, zorder=3)
-            censored = np.where(reached, values, np.inf)[~failed]
-            if censored.size:
-                med = float(np.median(censored))
-                mx = med if math.isfinite(med) else sum(zone) / 2
-                ax.plot([mx, mx], [i - 0.32, i + 0.32], color="black", linewidth=2, zorder=4)
+            failed, diverged = _convergence_row(ax, g, i, cell, ln, col, zone, rng)
+            any_failed |= failed
+            any_diverged |= diverged
         ax.set_xlim(0, zone[1])
         ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= budget])
         ax.set_ylim(len(rows) - 0.5, -1.2)
@@ -479,6 +453,39 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
                       f"{target:g}" if target is not None else f"{x} to target")
         ax.set_title(f"{panel_key}={fmt_value(pad)}" if pad is not None else "")
         ax.grid(axis="y", alpha=0)
+    _legend_below(fig, _convergence_handles(table, any_diverged, any_failed), ncol=4)
+    fig.suptitle("Convergence speed: how long each run took to reach the target dev accuracy")
+    return fig, axes
+
+
+def _convergence_row(ax: plt.Axes, g: pd.DataFrame, i: int, cell: object, ln: object, col: str,
+                     zone: tuple[float, float], rng: np.random.Generator) -> tuple[bool, bool]:
+    """Row `i` of a convergence panel: each run of `g` at its steps (samples) to target, or jittered
+    in the "not reached" `zone`; the censored median as a black bar. Returns (any failed, any
+    diverged)."""
+    color = cell_color(cell)
+    jitter = rng.uniform(-0.18, 0.18, len(g))
+    reached = g["reached"].to_numpy(dtype=bool)
+    values = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float)
+    xs = np.where(reached, values, zone[0] + (zone[1] - zone[0]) * rng.uniform(0.25, 0.75, len(g)))
+    diverged = (g["status"] == "diverged").to_numpy()
+    failed = (g["status"] == "failed").to_numpy()
+    ax.scatter(xs[reached], i + jitter[reached], color=color, marker=ln_marker(ln), s=26, zorder=3)
+    ok = ~reached & ~diverged & ~failed
+    ax.scatter(xs[ok], i + jitter[ok], facecolors="none", edgecolors=color, marker=ln_marker(ln), s=26, zorder=3)
+    ax.scatter(xs[~reached & diverged], i + jitter[~reached & diverged], color=color, marker=FAIL_MARKER,
+               s=34, zorder=3)
+    ax.scatter(xs[failed], i + jitter[failed], facecolors="none", edgecolors=color, marker=FAIL_MARKER,
+               s=34, zorder=3)
+    censored = np.where(reached, values, np.inf)[~failed]
+    if censored.size:
+        med = float(np.median(censored))
+        mx = med if math.isfinite(med) else sum(zone) / 2
+        ax.plot([mx, mx], [i - 0.32, i + 0.32], color="black", linewidth=2, zorder=4)
+    return bool(failed.any()), bool(diverged.any())
+
+
+def _convergence_handles(table: pd.DataFrame, any_diverged: bool, any_failed: bool) -> list:
     handles = [Line2D([], [], color="0.3", marker=ln_marker(ln), linestyle="none", label=f"reached, LN {ln}")
                for ln in (ordered_levels(table["layernorm"]) if len(table) else [])]
     handles += [Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none",
@@ -489,9 +496,7 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
                           label="failed (error; not in the median)")] if any_failed else []),
                 Line2D([], [], color="black", linewidth=2, label="median (censored runs count as ∞)")]
     handles += [Patch(color=cell_color(c), label=c) for c in (ordered_levels(table["cell"]) if len(table) else [])]
-    _legend_below(fig, handles, ncol=4)
-    fig.suptitle("Convergence speed: how long each run took to reach the target dev accuracy")
-    return fig, axes
+    return handles
 
 
 def _row_label(keys: Sequence[str], row: tuple) -> str:
@@ -501,12 +506,9 @@ def _row_label(keys: Sequence[str], row: tuple) -> str:
     return " ".join([head] * bool(head) + [fmt_setting(k, v) for k, v in named.items()])
 
 
-def _row_sort_key(keys: Sequence[str]):
-    order = {"rnn": 0, "lstm": 1, "gru": 2, "none": 0, "output": 1, "recurrent": 2}
-
-    def key(row: tuple) -> tuple:
-        return tuple((order.get(v, 9), str(v)) if isinstance(v, str) else (0, v) for v in row)
-    return key
+def _row_sort_key(row: tuple) -> tuple:
+    """Cells and layernorms in registry order, other names alphabetically, numbers ascending."""
+    return tuple((level_rank(v, 9), str(v)) if isinstance(v, str) else (0, v) for v in row)
 
 
 # ----------------------------------------------------------------------------- 7. confusion

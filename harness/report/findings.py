@@ -10,44 +10,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.names import STATUSES
+from harness.report.fmt import change, fmt_value, interval, pct, points
 from harness.report.stats import Effect, ordered_levels
 
 NEAR_CHANCE = 0.05  # "within 5 points of chance"
-
-
-def pct(x: float, digits: int = 1) -> str:
-    """0.1234 -> '12.3%'."""
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
-
-
-def points(x: float, digits: int = 1) -> str:
-    """A difference of accuracies in percentage points, signed: 0.05 -> '+5.0'."""
-    if x is None or math.isnan(x):
-        return "n/a"
-    return f"{100 * x:+.{digits}f}"
-
-
-def interval(low: float, high: float, fmt=pct) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "no interval"
-    return f"[{fmt(low)}, {fmt(high)}]"
-
-
-def change(log2_ratio: float) -> str:
-    """A median paired log2 ratio of steps as a percentage change: -1 -> '-50%'."""
-    if math.isnan(log2_ratio):
-        return "n/a"
-    if log2_ratio == math.inf:
-        return "not reached"
-    if log2_ratio == -math.inf:
-        return "-100% (only it reached)"
-    return f"{100 * (2 ** log2_ratio - 1):+.0f}%"
-
-
-def fmt_level(v: object) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v)
 
 
 def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
@@ -56,7 +23,7 @@ def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
     head = [str(row[k]) for k in ("cell", "layernorm") if k in keys]
     if head:
         parts.append("/".join(head))
-    parts += [f"{k}={fmt_level(row[k])}" for k in keys if k not in ("cell", "layernorm")]
+    parts += [f"{k}={fmt_value(row[k])}" for k in keys if k not in ("cell", "layernorm")]
     return " ".join(parts)
 
 
@@ -70,7 +37,7 @@ def coverage(runs: pd.DataFrame, keys: Sequence[str], planned: int | None) -> li
             msg += f" The config plans {planned} trials."
         return [msg]
     counts = runs["status"].value_counts()
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("complete", "diverged", "failed", "pruned") if counts.get(s, 0)]
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES if counts.get(s, 0)]
     have = f"{n} trial{'s' if n != 1 else ''} {'have' if n != 1 else 'has'} results ({', '.join(parts)})"
     if planned and n > planned:
         have += (f"; the grid in config.yaml plans {planned}, so {n - planned} or more come from settings "
@@ -137,39 +104,44 @@ def frontier_sentences(summary: pd.DataFrame, runs: pd.DataFrame, keys: Sequence
             if others:
                 sent += f" (best {' × '.join(others)} at each pad_size)"
             if chance is not None:
-                near = [pad for pad, b in zip(pads, best) if b is not None and b["acc_mean"] - chance < NEAR_CHANCE]
-                sent += f"; chance is {pct(chance, 0)}"
-                tail = _tail_from(pads, best, chance)
-                if len(pads) == 1:
-                    gap = best[0]["acc_mean"] - chance if best[0] is not None else math.nan
-                    sent += (f", so it is {'within' if gap < NEAR_CHANCE else 'more than'} "
-                             f"{NEAR_CHANCE * 100:.0f} points {'of' if gap < NEAR_CHANCE else 'above'} chance "
-                             f"at pad_size {pads[0]}")
-                elif tail is not None and tail == pads[0]:
-                    sent += f", and it is within {NEAR_CHANCE * 100:.0f} points of chance at every pad_size"
-                elif tail is not None:
-                    sent += f", and it is within {NEAR_CHANCE * 100:.0f} points of chance from pad_size {tail} on"
-                elif near:
-                    sent += (f"; within {NEAR_CHANCE * 100:.0f} points of chance at pad_size "
-                             f"{', '.join(map(str, near))} but not beyond")
-                else:
-                    sent += f", and it stays more than {NEAR_CHANCE * 100:.0f} points above chance at every pad_size"
+                sent += f"; chance is {pct(chance, 0)}" + _chance_clause(pads, best, chance)
             if target is not None:
                 r = runs[(runs["cell"] == cell) & (runs["layernorm"] == ln) & (runs["status"] != "failed")]
-                reach = []
-                for pad in pads:
-                    rp = r[r["pad_size"] == pad]
-                    reach.append((pad, int(rp["steps_to_target"].notna().sum()), len(rp)))
-                reached = [pad for pad, k, _ in reach if k > 0]
-                if not reached:
-                    total = sum(n for *_, n in reach)
-                    sent += (f". It never reached the target dev accuracy {target:g} (0 of {total} "
-                             f"run{'s' if total != 1 else ''})")
-                else:
-                    sent += (f". It reached the target dev accuracy {target:g} up to pad_size {max(reached)} "
-                             f"(runs reaching it: " + ", ".join(f"{k}/{n} at {pad}" for pad, k, n in reach) + ")")
+                sent += _target_clause(r, pads, target)
             out.append(sent + ".")
     return out
+
+
+def _chance_clause(pads: list, best: list, chance: float) -> str:
+    """Where the best accuracy per pad size (`best`, None where no run has one) is near chance."""
+    within = f"{NEAR_CHANCE * 100:.0f} points"
+    tail = _tail_from(pads, best, chance)
+    if len(pads) == 1:
+        gap = best[0]["acc_mean"] - chance if best[0] is not None else math.nan
+        return (f", so it is {'within' if gap < NEAR_CHANCE else 'more than'} "
+                f"{within} {'of' if gap < NEAR_CHANCE else 'above'} chance at pad_size {pads[0]}")
+    if tail is not None and tail == pads[0]:
+        return f", and it is within {within} of chance at every pad_size"
+    if tail is not None:
+        return f", and it is within {within} of chance from pad_size {tail} on"
+    near = [pad for pad, b in zip(pads, best) if b is not None and b["acc_mean"] - chance < NEAR_CHANCE]
+    if near:
+        return f"; within {within} of chance at pad_size {', '.join(map(str, near))} but not beyond"
+    return f", and it stays more than {within} above chance at every pad_size"
+
+
+def _target_clause(runs: pd.DataFrame, pads: list, target: float) -> str:
+    """Up to which pad size the (trained) `runs` of one cell × layernorm reached the target."""
+    reach = []
+    for pad in pads:
+        rp = runs[runs["pad_size"] == pad]
+        reach.append((pad, int(rp["steps_to_target"].notna().sum()), len(rp)))
+    reached = [pad for pad, k, _ in reach if k > 0]
+    if not reached:
+        total = sum(n for *_, n in reach)
+        return f". It never reached the target dev accuracy {target:g} (0 of {total} run{'s' if total != 1 else ''})"
+    return (f". It reached the target dev accuracy {target:g} up to pad_size {max(reached)} "
+            f"(runs reaching it: " + ", ".join(f"{k}/{n} at {pad}" for pad, k, n in reach) + ")")
 
 
 def _ci_short(row: pd.Series) -> str:
@@ -195,7 +167,7 @@ def effect_sentence(e: Effect, keys: Sequence[str]) -> str:
     then the speed comparison with its censoring counts."""
     scope = "" if e.within == "all" else f" within {e.within.replace('=', ' ')}"
     matched = [k for k in keys if k != e.factor and not (e.within.startswith("cell=") and k == "cell")]
-    head = (f"**{e.factor} {fmt_level(e.level)} vs {fmt_level(e.baseline)}**{scope} "
+    head = (f"**{e.factor} {fmt_value(e.level)} vs {fmt_value(e.baseline)}**{scope} "
             f"({e.pairs} pair{'s' if e.pairs != 1 else ''} matched on {', '.join([*matched, 'seed'])})")
     if e.acc_pairs == 0:
         acc = "no pair has a test accuracy on both sides"
@@ -216,7 +188,7 @@ def effect_sentence(e: Effect, keys: Sequence[str]) -> str:
 
 
 def speed_sentence(e: Effect) -> str:
-    lv, bl = fmt_level(e.level), fmt_level(e.baseline)
+    lv, bl = fmt_value(e.level), fmt_value(e.baseline)
     both = e.steps_pairs - e.only_level - e.only_baseline
     if e.steps_pairs == 0:
         if not e.neither:
@@ -289,9 +261,8 @@ def _exp(x: float) -> str:
 
 # ----------------------------------------------------------------------------- all
 
-def findings(runs: pd.DataFrame, summary: pd.DataFrame, effects: Sequence[Effect], *, keys: Sequence[str],
-             varying: Sequence[str], chance: float | None, target: float | None, planned: int | None,
-             max_seeds: int) -> list[str]:
+def findings(runs: pd.DataFrame, summary: pd.DataFrame, effects: Sequence[Effect], *, varying: Sequence[str],
+             chance: float | None, target: float | None, planned: int | None, max_seeds: int) -> list[str]:
     """Every finding, in reading order."""
     out = coverage(runs, varying, planned)
     if runs.empty:

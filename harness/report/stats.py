@@ -21,18 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.names import STATUSES, level_rank
+from harness.schema import NUMERIC_RUN_COLUMNS
+
 CONFIDENCE = 0.95
 N_BOOT = 2000
 
-STATUSES = ("complete", "diverged", "failed", "pruned")
 # Grid axes every results table carries, in the order the report shows them.
 CORE_FACTORS = ("cell", "layernorm", "pad_size", "batch_size", "lr")
-NUMERIC_RUN_COLUMNS = (
-    "test_acc", "test_macro_f1", "test_loss", "best_dev_acc", "best_step", "steps", "epochs",
-    "target_dev_acc", "steps_to_target", "samples_to_target", "seconds_to_target", "grad_norm_init",
-    "grad_norm_final", "vanishing_ratio_init", "vanishing_ratio_final", "wall_s", "train_s",
-    "samples_per_s", "pad_size", "batch_size", "lr", "seed",
-)
 
 Estimate = tuple[float, float, float]
 
@@ -68,13 +64,6 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, strata: Sequence | np.nda
     return (point, float(low), float(high))
 
 
-def intervals_overlap(a: Estimate, b: Estimate) -> bool | None:
-    """Whether two intervals overlap; None when either has no interval."""
-    if any(math.isnan(v) for v in (a[1], a[2], b[1], b[2])):
-        return None
-    return not (a[2] < b[1] or b[2] < a[1])
-
-
 # ----------------------------------------------------------------------------- censoring
 
 def censored(steps: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -108,8 +97,9 @@ def log2_ratio(a: float, b: float) -> float:
 # ----------------------------------------------------------------------------- tables
 
 def prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """A copy of the runs table with numeric columns as floats (nulls as nan) and a status column
-    that always holds one of STATUSES (anything else, or missing, counts as failed)."""
+    """A copy of the runs table with its numeric columns as floats (nulls as nan; pad_size,
+    batch_size and seed as integers when none is null) and a status column that always holds one
+    of STATUSES (anything else, or missing, counts as failed)."""
     df = runs.copy()
     for col in NUMERIC_RUN_COLUMNS:
         if col in df.columns:
@@ -276,9 +266,6 @@ def effects(runs: pd.DataFrame, keys: Sequence[str], *, seed: int = 0) -> list[E
     return out
 
 
-_LEVEL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2, "none": 0, "output": 1, "recurrent": 2}
-
-
 def sort_configs(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Rows sorted by `keys`, cells and layernorms in registry order, numbers ascending."""
     keys = [k for k in keys if k in df.columns]
@@ -287,7 +274,7 @@ def sort_configs(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
     def key(col: pd.Series) -> pd.Series:
         if col.dtype == object or pd.api.types.is_string_dtype(col):
-            return col.map(lambda v: (_LEVEL_ORDER.get(v, 99), str(v)))
+            return col.map(lambda v: (level_rank(v), str(v)))
         return col
     return df.sort_values(keys, key=key, kind="stable").reset_index(drop=True)
 
@@ -297,7 +284,7 @@ def ordered_levels(values: pd.Series) -> list:
     registry order (rnn, lstm, gru; none, output, recurrent), everything else sorted."""
     levels = list(pd.unique(values.dropna()))
     try:
-        return sorted(levels, key=lambda v: (_LEVEL_ORDER.get(v, 99), v))
+        return sorted(levels, key=lambda v: (level_rank(v), v))
     except TypeError:
         return sorted(levels, key=str)
 

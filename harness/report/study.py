@@ -28,7 +28,7 @@ def optuna_figure(fn: Any, *args: Any, **kw: Any) -> plt.Figure | None:
             fig.set_size_inches(9, 5)
             fig.set_layout_engine("tight")
             return fig
-    except Exception:  # noqa: BLE001 - too few trials, one parameter, ...: the report says it is missing
+    except Exception:  # too few trials, one parameter, ...: the report says it is missing
         return None
 
 

@@ -67,7 +67,7 @@ def _err(excinfo: pytest.ExceptionInfo) -> str:
 class _PrintPayload:
     """Unpickling this calls print("pwned"): a stand-in for any code-executing pickle."""
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (print, ("pwned",))
 
 
@@ -419,7 +419,7 @@ def test_vocab_pickle_with_code_is_refused_and_not_run(tmp_path: Path, capsys: p
 
 def test_vocab_pickle_os_system_refused(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     class _System:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (os.system, ("echo pwned",))
 
     path = tmp_path / "vocab.pkl"

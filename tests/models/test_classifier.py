@@ -1,10 +1,13 @@
 """Read-outs pick the right positions; the classifier's layers, init and groups."""
 
 import numpy as np
+import pytest
 import torch
 
+from harness import names
 from harness.config import ModelConfig
-from harness.models import READOUTS, build_model, param_groups, read_positions
+from harness.models import CELLS, READOUTS, build_model, param_groups, read_positions
+from harness.models.cells import _CELLS as HAND_WRITTEN_CELLS
 
 
 def outputs():
@@ -75,3 +78,10 @@ def test_recurrent_layernorm_uses_custom_cells():
     assert any("ln_" in n for n, _ in m.named_parameters())
     out = m(torch.randint(0, 11, (2, 5)), torch.tensor([5, 2]))
     assert out.shape == (2, 3)
+
+
+def test_registries_hold_exactly_the_shared_names():
+    assert tuple(CELLS) == names.CELLS and tuple(HAND_WRITTEN_CELLS) == names.CELLS
+    assert tuple(READOUTS) == names.READOUTS
+    with pytest.raises(RuntimeError, match="readout registry"):
+        names.check_registry("readout", ["last", "first"], names.READOUTS)

@@ -1,4 +1,4 @@
-"""Hand-made results tables with the DESIGN.md columns, for the report tests (no training)."""
+"""Hand-made results tables with the documented columns (harness.schema), for the report tests (no training)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from harness.config import config_from_dict
-from harness.records import _frame, write_trial
+from harness.records import frame, write_trial
 
 CLASSES = ["finance", "realty", "stocks", "sports"]
 STEPS = 40
@@ -36,14 +36,14 @@ def trial_tables(cell: str, ln: str, pad: int, lr: float, seed: int, status: str
         "seconds_to_target": reach / 10 if reach else None, "grad_norm_init": 1.0, "grad_norm_final": 0.5,
         "vanishing_ratio_init": -0.1 * pad * (2 if cell == "rnn" else 1), "vanishing_ratio_final": -0.05 * pad,
         "wall_s": 2.0, "train_s": 1.5, "samples_per_s": 1000.0 + 10 * pad, "device": "cpu",
-        "torch_version": "2.13.0+cpu", "started_at": "2026-01-01T00:00:00+00:00", "schema_version": 1,
+        "torch_version": "2.13.0+cpu", "started_at": "2026-01-01T00:00:00+00:00", "schema_version": 2,
         "git_commit": "0123abcd", "worker": "host:1", **(extra or {}),
     }
     rows: dict[str, list[dict]] = {"curves": [], "grad_norms": [], "grad_time": [], "confusion": []}
     if status == "failed":
         row.update(error="RuntimeError: boom", test_acc=None, test_macro_f1=None, test_loss=None, best_dev_acc=None,
                    best_step=None, steps=None, steps_to_target=None, samples_to_target=None, seconds_to_target=None)
-        return {"runs": _frame("runs", [row]), **{t: _frame(t, []) for t in rows}}
+        return {"runs": frame("runs", [row]), **{t: frame(t, []) for t in rows}}
     if status == "diverged":
         row.update(error="non-finite training loss at step 5", test_acc=None, test_macro_f1=None, test_loss=None,
                    best_dev_acc=None, best_step=None, steps_to_target=None, samples_to_target=None,
@@ -71,7 +71,7 @@ def trial_tables(cell: str, ln: str, pad: int, lr: float, seed: int, status: str
             rows["confusion"].append({"trial_id": tid, "true_label": i, "pred_label": j,
                                       "count": 20 if i == j else 2, "true_name": CLASSES[i],
                                       "pred_name": CLASSES[j]})
-    return {"runs": _frame("runs", [row]), **{t: _frame(t, r) for t, r in rows.items()}}
+    return {"runs": frame("runs", [row]), **{t: frame(t, r) for t, r in rows.items()}}
 
 
 def grid(cells=("rnn", "lstm"), lns=("none", "output"), pads=(8, 16), lrs=(1e-3,), seeds=(0, 1)):
@@ -82,7 +82,7 @@ def results_tables(points, statuses: dict | None = None) -> dict[str, pd.DataFra
     """The five tables (as records.load returns them) for the given grid points."""
     statuses = statuses or {}
     parts = [trial_tables(*p, status=statuses.get(p, "complete")) for p in points]
-    return {t: pd.concat([p[t] for p in parts if len(p[t])] or [_frame(t, [])], ignore_index=True)
+    return {t: pd.concat([p[t] for p in parts if len(p[t])] or [frame(t, [])], ignore_index=True)
             for t in ("runs", "curves", "grad_norms", "grad_time", "confusion")}
 
 

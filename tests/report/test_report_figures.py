@@ -6,8 +6,7 @@ import optuna
 import pytest
 from report_tables import grid, results_tables
 
-from harness.report import figures as F
-from harness.report import stats as S
+from harness.report import figures, stats
 
 matplotlib.use("Agg")
 
@@ -25,7 +24,7 @@ def tables():
     points = grid(pads=(8, 16), lrs=(1e-3, 1e-2), seeds=(0, 1))
     statuses = {("rnn", "none", 16, 1e-2, 1): "diverged", ("lstm", "output", 8, 1e-3, 0): "failed"}
     t = results_tables(points, statuses)
-    t["runs"] = S.prepare_runs(t["runs"])
+    t["runs"] = stats.prepare_runs(t["runs"])
     return t
 
 
@@ -38,8 +37,8 @@ def labelled_lines(ax):
 
 
 def test_frontier_one_panel_per_lr_one_line_per_cell_and_layernorm(tables):
-    summary = S.summarize(tables["runs"], KEYS)
-    fig, axes = F.frontier(summary, ["lr"], chance=0.25)
+    summary = stats.summarize(tables["runs"], KEYS)
+    fig, axes = figures.frontier(summary, ["lr"], chance=0.25)
     panels = visible(axes)
     assert len(panels) == 2
     for ax in panels:
@@ -52,8 +51,8 @@ def test_frontier_one_panel_per_lr_one_line_per_cell_and_layernorm(tables):
 
 
 def test_heatmap_one_panel_per_cell_and_layernorm_with_numbers(tables):
-    summary = S.summarize(tables["runs"], KEYS)
-    fig, axes = F.heatmaps(summary, ["pad_size"], "lr", chance=0.25)
+    summary = stats.summarize(tables["runs"], KEYS)
+    fig, axes = figures.heatmaps(summary, ["pad_size"], "lr", chance=0.25)
     panels = visible(axes)
     assert len(panels) == 4
     for ax in panels:
@@ -63,11 +62,11 @@ def test_heatmap_one_panel_per_cell_and_layernorm_with_numbers(tables):
 
 
 def test_training_curves_rows_per_pad_and_cells_side_by_side(tables):
-    runs = S.best_settings(tables["runs"], KEYS)
+    runs = stats.best_settings(tables["runs"], KEYS)
     by = ["cell", "layernorm", "pad_size"]
-    loss = S.curve_bands(tables["curves"], runs, by, "step", "dev_loss")
-    acc = S.curve_bands(tables["curves"], runs, by, "step", "dev_acc")
-    fig, axes = F.training_curves(loss, acc, "step", target=0.5, chance=0.25)
+    loss = stats.curve_bands(tables["curves"], runs, by, "step", "dev_loss")
+    acc = stats.curve_bands(tables["curves"], runs, by, "step", "dev_acc")
+    fig, axes = figures.training_curves(loss, acc, "step", target=0.5, chance=0.25)
     assert axes.shape == (2, 4)  # pad sizes × (loss, acc) × (rnn, lstm)
     for ax in axes.flat:
         assert len(labelled_lines(ax)) == 2  # layernorm none and output overlaid
@@ -76,8 +75,8 @@ def test_training_curves_rows_per_pad_and_cells_side_by_side(tables):
 
 
 def test_gradient_reach_start_and_end_per_cell(tables):
-    reach = S.reach_table(tables["grad_time"], S.best_settings(tables["runs"], KEYS))
-    fig, axes = F.gradient_reach(reach)
+    reach = stats.reach_table(tables["grad_time"], stats.best_settings(tables["runs"], KEYS))
+    fig, axes = figures.gradient_reach(reach)
     assert axes.shape == (2, 2)
     for ax in axes.flat:
         assert ax.get_yscale() == "log"
@@ -85,9 +84,9 @@ def test_gradient_reach_start_and_end_per_cell(tables):
 
 
 def test_weights_moving_groups_and_layernorm(tables):
-    chosen = S.best_settings(tables["runs"], KEYS)
-    t = S.group_norm_table(tables["grad_norms"], chosen[chosen["pad_size"] == 16])
-    fig, axes = F.weights_moving(t)
+    chosen = stats.best_settings(tables["runs"], KEYS)
+    t = stats.group_norm_table(tables["grad_norms"], chosen[chosen["pad_size"] == 16])
+    fig, axes = figures.weights_moving(t)
     assert axes.shape == (2, 2)
     for ax in axes.flat:
         assert ax.get_yscale() == "log"
@@ -95,9 +94,9 @@ def test_weights_moving_groups_and_layernorm(tables):
 
 
 def test_convergence_one_panel_per_pad_and_censored_runs_kept(tables):
-    conv = S.convergence_table(tables["runs"], KEYS)
+    conv = stats.convergence_table(tables["runs"], KEYS)
     assert len(conv) == len(tables["runs"])  # nothing dropped, failed included
-    fig, axes = F.convergence(conv, ["cell", "layernorm", "lr"], target=0.5)
+    fig, axes = figures.convergence(conv, ["cell", "layernorm", "lr"], target=0.5)
     assert len(visible(axes)) == 2
     ax = axes[0, 0]
     assert len(ax.get_yticklabels()) == 8  # cell × layernorm × lr
@@ -107,18 +106,18 @@ def test_convergence_one_panel_per_pad_and_censored_runs_kept(tables):
 
 
 def test_confusion_matrices_labelled_with_class_names(tables):
-    best = S.best_trials(tables["runs"])
-    items = [(f"{r.cell}/{r.layernorm}", r.cell, S.confusion_matrix(tables["confusion"], r.trial_id))
+    best = stats.best_trials(tables["runs"])
+    items = [(f"{r.cell}/{r.layernorm}", r.cell, stats.confusion_matrix(tables["confusion"], r.trial_id))
              for r in best.itertuples()]
-    fig, axes = F.confusion_matrices(items)
+    fig, axes = figures.confusion_matrices(items)
     panels = visible(axes)
     assert len(panels) == 4
     assert [t.get_text() for t in panels[0].get_yticklabels()] == ["finance", "realty", "stocks", "sports"]
 
 
 def test_figures_draw_with_no_rows():
-    empty = S.summarize(S.prepare_runs(results_tables([])["runs"]), KEYS)
-    fig, axes = F.frontier(empty)
+    empty = stats.summarize(stats.prepare_runs(results_tables([])["runs"]), KEYS)
+    fig, axes = figures.frontier(empty)
     assert axes.size == 1
 
 
@@ -127,5 +126,5 @@ def test_study_figures_from_a_sampled_study():
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) + t.suggest_int("pad_size", 8, 64),
                    n_trials=8)
-    names = [n for n, _ in F.study_figures(study)]
+    names = [n for n, _ in figures.study_figures(study)]
     assert names == ["study_history", "study_importance", "study_parallel"]

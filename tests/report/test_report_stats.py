@@ -7,65 +7,65 @@ import pandas as pd
 import pytest
 from report_tables import grid, results_tables
 
-from harness.report import stats as S
+from harness.report import stats
 
 
 def test_bootstrap_of_a_constant_sample_is_a_point():
-    assert S.bootstrap_ci([0.3, 0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
+    assert stats.bootstrap_ci([0.3, 0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
 
 
 def test_bootstrap_of_one_value_has_no_interval_and_of_none_is_nan():
-    point, low, high = S.bootstrap_ci([0.7])
+    point, low, high = stats.bootstrap_ci([0.7])
     assert point == 0.7 and math.isnan(low) and math.isnan(high)
-    assert all(math.isnan(v) for v in S.bootstrap_ci([]))
-    assert S.bootstrap_ci([np.nan, 0.5])[0] == 0.5  # nan dropped
+    assert all(math.isnan(v) for v in stats.bootstrap_ci([]))
+    assert stats.bootstrap_ci([np.nan, 0.5])[0] == 0.5  # nan dropped
 
 
 def test_stratified_bootstrap_resamples_within_strata():
     # Each stratum is constant, so resampling within strata never changes the mean: a point.
     # An unstratified bootstrap of the same values does vary.
     values, strata = [0.0, 0.0, 1.0, 1.0], ["a", "a", "b", "b"]
-    assert S.bootstrap_ci(values, strata) == pytest.approx((0.5, 0.5, 0.5))
-    _, low, high = S.bootstrap_ci(values)
+    assert stats.bootstrap_ci(values, strata) == pytest.approx((0.5, 0.5, 0.5))
+    _, low, high = stats.bootstrap_ci(values)
     assert low < 0.5 < high
 
 
 def test_bootstrap_two_values_bounds_and_determinism():
-    est = S.bootstrap_ci([1.0, 3.0], n_boot=4000, seed=7)
+    est = stats.bootstrap_ci([1.0, 3.0], n_boot=4000, seed=7)
     assert est[0] == 2.0 and est[1] == 1.0 and est[2] == 3.0  # the extremes are resampled often enough
-    assert S.bootstrap_ci([1.0, 2.0, 5.0], seed=1) == S.bootstrap_ci([1.0, 2.0, 5.0], seed=1)
+    assert stats.bootstrap_ci([1.0, 2.0, 5.0], seed=1) == stats.bootstrap_ci([1.0, 2.0, 5.0], seed=1)
 
 
 def test_bootstrap_median_with_censored_values():
-    point, low, high = S.bootstrap_ci([10.0, math.inf, math.inf], statistic=np.median)
+    point, low, high = stats.bootstrap_ci([10.0, math.inf, math.inf], statistic=np.median)
     assert point == math.inf and low == 10.0 and high == math.inf
 
 
 def test_censored_median_counts_reached():
-    assert S.censored_median([10, None, 30]) == (30.0, 2, 3)
-    assert S.censored_median([10, None, None]) == (math.inf, 1, 3)
-    assert S.censored_median([None]) == (math.inf, 0, 1)
-    assert S.censored_median([40, 20]) == (30.0, 2, 2)
-    med, reached, n = S.censored_median([])
+    assert stats.censored_median([10, None, 30]) == (30.0, 2, 3)
+    assert stats.censored_median([10, None, None]) == (math.inf, 1, 3)
+    assert stats.censored_median([None]) == (math.inf, 0, 1)
+    assert stats.censored_median([40, 20]) == (30.0, 2, 2)
+    med, reached, n = stats.censored_median([])
     assert math.isnan(med) and (reached, n) == (0, 0)
 
 
 def test_log2_ratio_censoring():
-    assert S.log2_ratio(100, 50) == -1.0
-    assert S.log2_ratio(50, math.inf) == math.inf
-    assert S.log2_ratio(math.inf, 50) == -math.inf
-    assert math.isnan(S.log2_ratio(math.inf, math.inf))
+    assert stats.log2_ratio(100, 50) == -1.0
+    assert stats.log2_ratio(50, math.inf) == math.inf
+    assert stats.log2_ratio(math.inf, 50) == -math.inf
+    assert math.isnan(stats.log2_ratio(math.inf, math.inf))
 
 
 def _runs(points, **statuses):
-    return S.prepare_runs(results_tables(points, statuses)["runs"])
+    return stats.prepare_runs(results_tables(points, statuses)["runs"])
 
 
 def test_known_paired_difference_in_accuracy_and_steps():
     # report_tables: lstm is 0.8 (+0.02 with LN, +0.01 per seed); rnn at pad 8 is 0.6 - 0.16 = 0.44.
     # Steps: lstm 20, rnn 30 at pad 8 -> log2(20/30).
     runs = _runs(grid(lns=("none",), pads=(8,), seeds=(0, 1, 2)))
-    e = S.paired_effect(runs, "cell", "rnn", "lstm", ["layernorm", "pad_size", "lr", "seed"])
+    e = stats.paired_effect(runs, "cell", "rnn", "lstm", ["layernorm", "pad_size", "lr", "seed"])
     assert e.pairs == 3 and e.acc_pairs == 3
     assert e.acc == pytest.approx((0.36, 0.36, 0.36))
     assert e.steps == pytest.approx((math.log2(20 / 30),) * 3)
@@ -77,7 +77,7 @@ def test_paired_effect_censoring_and_diverged_pairs():
     runs = _runs(points)
     runs.loc[(runs["cell"] == "lstm") & (runs["seed"] == 1), ["status", "test_acc", "steps_to_target"]] = \
         ["diverged", np.nan, np.nan]
-    e = S.paired_effect(runs, "cell", "rnn", "lstm", ["layernorm", "pad_size", "lr", "seed"])
+    e = stats.paired_effect(runs, "cell", "rnn", "lstm", ["layernorm", "pad_size", "lr", "seed"])
     # rnn never reaches at pad 32; lstm reaches in seed 0; the diverged lstm run reaches nothing.
     assert e.pairs == 2 and e.acc_pairs == 1
     assert (e.only_level, e.only_baseline, e.neither) == (1, 0, 1)
@@ -86,15 +86,15 @@ def test_paired_effect_censoring_and_diverged_pairs():
 
 def test_one_seed_per_configuration_gives_no_interval():
     runs = _runs(grid(pads=(8,), seeds=(0,)))
-    e = S.paired_effect(runs, "layernorm", "none", "output", ["cell", "pad_size", "lr", "seed"])
+    e = stats.paired_effect(runs, "layernorm", "none", "output", ["cell", "pad_size", "lr", "seed"])
     assert e.acc[0] == pytest.approx(0.02)
     assert math.isnan(e.acc[1]) and e.max_seeds == 1
 
 
 def test_effects_cover_every_varying_factor_and_layernorm_within_cells():
     runs = _runs(grid(pads=(8, 16), lrs=(1e-3, 1e-2), seeds=(0, 1)))
-    keys = S.config_keys(runs, ["cell", "layernorm", "pad_size", "lr", "seed"])
-    effects = S.effects(runs, keys)
+    keys = stats.config_keys(runs, ["cell", "layernorm", "pad_size", "lr", "seed"])
+    effects = stats.effects(runs, keys)
     seen = {(e.factor, e.within) for e in effects}
     assert {("cell", "all"), ("layernorm", "all"), ("pad_size", "all"), ("lr", "all"),
             ("layernorm", "cell=rnn"), ("layernorm", "cell=lstm")} <= seen
@@ -107,7 +107,7 @@ def test_summary_counts_every_status_and_averages_only_finished_runs():
     runs = _runs(points, **{})
     runs.loc[runs["seed"] == 2, ["status", "test_acc", "steps_to_target"]] = ["diverged", np.nan, np.nan]
     runs.loc[runs["seed"] == 3, ["status", "test_acc", "steps_to_target"]] = ["failed", np.nan, np.nan]
-    s = S.summarize(runs, ["cell", "layernorm", "pad_size", "lr"])
+    s = stats.summarize(runs, ["cell", "layernorm", "pad_size", "lr"])
     assert len(s) == 1
     r = s.iloc[0]
     assert (r["runs"], r["complete"], r["diverged"], r["failed"], r["pruned"]) == (4, 2, 1, 1, 0)
@@ -119,28 +119,28 @@ def test_summary_counts_every_status_and_averages_only_finished_runs():
 def test_prepare_runs_coerces_nulls_and_unknown_statuses():
     runs = pd.DataFrame({"trial_id": ["a", "b"], "status": ["complete", "weird"], "test_acc": [0.5, None],
                          "steps_to_target": [None, None], "pad_size": [8, 8], "seed": [0, 1]})
-    out = S.prepare_runs(runs)
+    out = stats.prepare_runs(runs)
     assert out["status"].tolist() == ["complete", "failed"]
     assert out["steps_to_target"].dtype == np.float64 and out["pad_size"].dtype == np.int64
 
 
 def test_chance_level_from_confusion_or_config():
     conf = results_tables(grid(cells=("rnn",), lns=("none",), pads=(8,), seeds=(0,)))["confusion"]
-    assert S.chance_level(conf) == pytest.approx(0.25)
-    assert S.chance_level(conf.iloc[0:0], 10) == pytest.approx(0.1)
-    assert S.chance_level(conf.iloc[0:0]) is None
+    assert stats.chance_level(conf) == pytest.approx(0.25)
+    assert stats.chance_level(conf.iloc[0:0], 10) == pytest.approx(0.1)
+    assert stats.chance_level(conf.iloc[0:0]) is None
 
 
 def test_best_settings_picks_the_best_lr_per_line():
     runs = _runs(grid(pads=(8,), lrs=(1e-3, 1e-2), seeds=(0,)))
     runs.loc[runs["lr"] == 1e-2, "test_acc"] += 0.05
-    chosen = S.best_settings(runs, ["cell", "layernorm", "pad_size", "lr"])
+    chosen = stats.best_settings(runs, ["cell", "layernorm", "pad_size", "lr"])
     assert len(chosen) == 4 and set(chosen["lr"]) == {1e-2}
 
 
 def test_reach_table_distance_and_phases():
     t = results_tables(grid(cells=("rnn",), lns=("none",), pads=(8,), seeds=(0, 1)))
-    reach = S.reach_table(t["grad_time"], S.prepare_runs(t["runs"]))
+    reach = stats.reach_table(t["grad_time"], stats.prepare_runs(t["runs"]))
     assert set(reach["phase"]) == {"start", "end"}
     start = reach[reach["phase"] == "start"].set_index("distance")["grad_norm"]
     assert start[0] == pytest.approx(1.0) and start[7] == pytest.approx(math.exp(-3.5))
@@ -148,5 +148,5 @@ def test_reach_table_distance_and_phases():
 
 def test_confusion_matrix_uses_class_names_in_label_order():
     t = results_tables(grid(cells=("rnn",), lns=("none",), pads=(8,), seeds=(0,)))
-    m = S.confusion_matrix(t["confusion"], t["runs"]["trial_id"].iloc[0])
+    m = stats.confusion_matrix(t["confusion"], t["runs"]["trial_id"].iloc[0])
     assert list(m.index) == ["finance", "realty", "stocks", "sports"] and m.loc["stocks", "stocks"] == 20

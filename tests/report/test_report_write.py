@@ -75,13 +75,16 @@ def test_report_on_a_single_trial(tmp_path):
     d = write_results(tmp_path / "r", [("lstm", "none", 8, 1e-3, 0)])
     data = compute(d)
     built = build_figures(data)
-    assert [name for name, _, _ in built] == CORE
+    assert [name for name, _, _ in built.figures] == CORE
     md = render(data, built)
+    assert render(data, built) == md  # rendering reads its arguments only: the same text every time
     assert linked_figures(md) == CORE
     assert "1 trial has results (1 complete)" in md
     assert "No factor varies in these results" in md
     assert "(one seed)" in md
-    for _, fig, _ in built:
+    assert "Not drawn: Training curves (against samples) — batch_size does not vary" in md
+    assert "Not drawn" not in render(data)  # without figures there are no notes on them either
+    for _, fig, _ in built.figures:
         plt.close(fig)
 
 
@@ -109,7 +112,7 @@ def test_dotted_grid_axis_counts_as_a_factor(tmp_path):
             write_trial(d, t["runs"]["trial_id"].iloc[0], t)
     data = compute(d)  # the tables and text only; the figures are tested elsewhere
     assert "model.readout" in data.varying
-    md = render(data, [])
+    md = render(data)
     assert "**model.readout mean vs last**" in md
     assert "| model.readout | mean − last | all | 2 | +10.0 [+10.0, +10.0]" in md
 

@@ -1,0 +1,63 @@
+"""A whole experiment (`ExperimentConfig`) and one trial of it (`TrialSpec`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config.sections import (
+    SECTIONS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    flatten,
+    short_axis_name,
+)
+from harness.config.study_config import StudyConfig
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    grid: dict[str, list] = field(default_factory=dict)  # canonical dotted key -> values
+    study: StudyConfig | None = None
+    source: str | None = None  # the file it came from
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain data (what `config.yaml` in the results holds)."""
+        out = {"name": self.name}
+        for name in SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        out["grid"] = {short_axis_name(k): list(v) for k, v in self.grid.items()}
+        if self.study is not None:
+            st = dataclasses.asdict(self.study)
+            st["params"] = {short_axis_name(k): {a: b for a, b in v.items() if b is not None and b is not False}
+                            for k, v in st["params"].items()}
+            st["per"] = [short_axis_name(k) for k in self.study.per]
+            out["study"] = st
+        return out
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: every setting resolved. A trial is a pure function of this (plus a device)."""
+
+    name: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    factors: dict[str, Any]  # short axis name -> value, for every grid axis
+    data_id: str              # identity of the data set (content hash)
+    trial_id: str             # stable hash of the resolved settings and the data identity
+    tag: dict[str, Any] = field(default_factory=dict)  # phase, study and study_trial of a study trial
+
+    def settings(self) -> dict[str, Any]:
+        """Flat dotted-key dict of every resolved data/model/train setting."""
+        return flatten({"data": dataclasses.asdict(self.data), "model": dataclasses.asdict(self.model),
+                         "train": dataclasses.asdict(self.train)})

@@ -1,0 +1,53 @@
+"""Grid expansion: the config's grid (or one sampled setting) as `TrialSpec`s with stable ids."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+from typing import Any
+
+from harness.config.experiment import ExperimentConfig, TrialSpec
+from harness.config.sections import GRIDDABLE_SECTIONS, short_axis_name
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """Hex digest of the canonical JSON of `obj` (sorted keys): stable across runs and machines."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _set_dotted(sections: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    obj = sections[parts[0]]
+    for p in parts[1:-1]:
+        obj = getattr(obj, p)
+    setattr(obj, parts[-1], value)
+
+
+def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: dict[str, Any] | None = None
+              ) -> TrialSpec:
+    """The `TrialSpec` with the config's settings and `values` (dotted key -> value) set on top.
+    `tag` (e.g. the study and trial number of a sampled trial) joins the trial's identity."""
+    sections = {s: copy.deepcopy(getattr(cfg, s)) for s in GRIDDABLE_SECTIONS}
+    for key, value in values.items():
+        _set_dotted(sections, key, value)
+    identity: dict[str, Any] = {s: dataclasses.asdict(sections[s]) for s in GRIDDABLE_SECTIONS}
+    # Where the data came from and the synthetic settings are captured by data_id.
+    for k in ("dir", "synth"):
+        identity["data"].pop(k)
+    identity["data_id"] = data_id
+    if tag:
+        identity["tag"] = tag
+    return TrialSpec(name=cfg.name, data=sections["data"], model=sections["model"], train=sections["train"],
+                     factors={short_axis_name(k): v for k, v in values.items()}, data_id=data_id,
+                     trial_id=stable_hash(identity), tag=dict(tag or {}))
+
+
+def expand_grid(cfg: ExperimentConfig, data_id: str) -> list[TrialSpec]:
+    """One `TrialSpec` per combination of the grid axes (seed included), in a stable order."""
+    axes = list(cfg.grid)
+    return [make_spec(cfg, data_id, dict(zip(axes, combo)))
+            for combo in itertools.product(*(cfg.grid[a] for a in axes))]

@@ -1,0 +1,137 @@
+"""The config's sections as typed dataclasses: every key with its type, default, documentation and
+allowed values or range (in the field metadata the validation reads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.names import CELLS, LAYERNORMS, READOUTS
+
+
+def _meta(doc: str = "", *, min: float | None = None, max: float | None = None,
+          exclusive_min: bool = False, choices: tuple = ()) -> dict:
+    return {"doc": doc, "min": min, "max": max, "exclusive_min": exclusive_min, "choices": choices}
+
+
+@dataclass
+class SynthConfig:
+    """The embedded synthetic data set (news-title-like, char-level, 10 classes)."""
+
+    seed: int = field(default=0, metadata=_meta("seed of the generator"))
+    n_train: int = field(default=18000, metadata=_meta("training titles", min=1))
+    n_dev: int = field(default=2000, metadata=_meta("dev titles", min=1))
+    n_test: int = field(default=2000, metadata=_meta("test titles", min=1))
+    n_classes: int = field(default=10, metadata=_meta("number of classes", min=2))
+    vocab_size: int = field(default=3000, metadata=_meta("distinct background characters", min=50))
+    keywords_per_class: int = field(default=40, metadata=_meta("class-indicative chars", min=1))
+    signal: float = field(default=0.13, metadata=_meta(
+        "probability that a character is drawn from the class's indicative set", min=0.0, max=1.0))
+    min_len: int = field(default=4, metadata=_meta("shortest title, characters", min=1))
+    max_len: int = field(default=32, metadata=_meta("longest title, characters", min=1))
+    mean_len: float = field(default=19.0, metadata=_meta("mean title length, characters", min=1.0))
+
+
+@dataclass
+class DataConfig:
+    kind: str = field(default="synthetic", metadata=_meta(
+        "synthetic (embedded generator) or thucnews (a directory)", choices=("synthetic", "thucnews")))
+    dir: str | None = field(default=None, metadata=_meta(
+        "for thucnews: holds train.txt dev.txt test.txt class.txt [vocab.pkl] [*.npz]"))
+    embedding: str = field(default="random", metadata=_meta(
+        "random, or the file name of an .npz in dir with an 'embeddings' array"))
+    tokenizer: str = field(default="char", metadata=_meta(
+        "char (each character a token) or word (split on spaces)", choices=("char", "word")))
+    pad_size: int = field(default=32, metadata=_meta("tokens per text: padded or cut", min=1))
+    vocab_size: int = field(default=10000, metadata=_meta("most frequent tokens kept", min=1))
+    min_freq: int = field(default=1, metadata=_meta("minimum count of a kept token", min=1))
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class ModelConfig:
+    cell: str = field(default="lstm", metadata=_meta("recurrent cell", choices=CELLS))
+    layernorm: str = field(default="none", metadata=_meta(
+        "none | output (LN on the read-out vector) | recurrent (LN inside the cell)",
+        choices=LAYERNORMS))
+    embed_dim: int = field(default=300, metadata=_meta("embedding width", min=1))
+    hidden_size: int = field(default=128, metadata=_meta("recurrent width per direction", min=1))
+    num_layers: int = field(default=2, metadata=_meta("stacked recurrent layers", min=1))
+    bidirectional: bool = field(default=True, metadata=_meta("two directions per layer"))
+    dropout: float = field(default=0.3, metadata=_meta(
+        "dropout between recurrent layers", min=0.0, max=1.0))
+    readout: str = field(default="last", metadata=_meta(
+        "which outputs the classifier reads", choices=READOUTS))
+    init: str = field(default="xavier", metadata=_meta(
+        "xavier (the seed's init_network) or default (PyTorch's)", choices=("xavier", "default")))
+    forget_bias: float = field(default=0.0, metadata=_meta("LSTM forget-gate bias at init"))
+
+
+@dataclass
+class TrainConfig:
+    seed: int = field(default=0, metadata=_meta("base seed; data order, init and dropout derive from it"))
+    batch_size: int = field(default=64, metadata=_meta("training batch size", min=1))
+    lr: float = field(default=1e-3, metadata=_meta("Adam learning rate", min=0.0, exclusive_min=True))
+    epochs: int = field(default=7, metadata=_meta("passes over the training set", min=1))
+    max_steps: int | None = field(default=None, metadata=_meta("stop after this many steps", min=1))
+    eval_every: int = field(default=100, metadata=_meta("steps between dev evaluations", min=1))
+    require_improvement: int = field(default=1000, metadata=_meta(
+        "early stop after this many steps without dev-loss improvement", min=1))
+    shuffle: bool = field(default=True, metadata=_meta("reshuffle the training set every epoch"))
+    drop_last: bool = field(default=False, metadata=_meta("drop the last partial batch of an epoch"))
+    grad_clip: float | None = field(default=None, metadata=_meta(
+        "clip the global gradient norm to this", min=0.0, exclusive_min=True))
+    target_dev_acc: float = field(default=0.8, metadata=_meta(
+        "convergence = first step with dev accuracy at least this", min=0.0, max=1.0))
+    eval_batch_size: int = field(default=1024, metadata=_meta("batch size for dev/test", min=1))
+    probe_size: int = field(default=256, metadata=_meta("examples in the gradient-reach probe", min=1))
+    probe_points: int = field(default=4, metadata=_meta(
+        "log-spaced probe steps between step 0 and the end", min=0))
+    instrument: bool = field(default=True, metadata=_meta(
+        "record gradient norms, update ratios and the gradient-reach probe (off: curves only; "
+        "for measuring the recording's cost)"))
+    precision: str = field(default="fp32", metadata=_meta(
+        "fp32, or bf16 autocast (meant for CUDA; on a CPU autocast leaves nn.GRU in fp32)",
+        choices=("fp32", "bf16")))
+
+
+@dataclass
+class RunConfig:
+    workers: int = field(default=1, metadata=_meta("worker processes", min=1))
+    device: str = field(default="auto", metadata=_meta("auto | cpu | cuda | cuda:K[,cuda:J...]"))
+    threads: int | None = field(default=None, metadata=_meta(
+        "torch CPU threads per worker (default: cores / workers)", min=1))
+    storage: str | None = field(default=None, metadata=_meta(
+        "Optuna storage URL (default: a journal file in the results directory)"))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "run": RunConfig,
+}
+# Short grid-axis names and the dotted keys they stand for.
+AXIS_ALIASES = {
+    "cell": "model.cell", "layernorm": "model.layernorm", "batch_size": "train.batch_size",
+    "pad_size": "data.pad_size", "lr": "train.lr", "seed": "train.seed",
+}
+GRIDDABLE_SECTIONS = ("data", "model", "train")
+NOT_GRIDDABLE = {"data.kind", "data.dir", "data.embedding", "data.synth"}
+
+
+def short_axis_name(dotted: str) -> str:
+    """The short grid-axis name of a dotted key ('train.lr' -> 'lr'), or the key itself."""
+    for short, full in AXIS_ALIASES.items():
+        if full == dotted:
+            return short
+    return dotted
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,110 @@
+"""Validation of a whole config mapping (as read from YAML) into an `ExperimentConfig`: every key
+checked, every error a `ConfigError` naming the dotted key, the bad value, what is allowed and
+(when it came from a file) the file and line."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from harness.config.errors import ConfigError, Where
+from harness.config.experiment import ExperimentConfig
+from harness.config.fields import canonical_axis, check_value, field_info, lookup_field
+from harness.config.sections import SECTIONS, short_axis_name
+from harness.config.validate_study import build_study
+
+
+def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int] | None = None
+                     ) -> ExperimentConfig:
+    """Validate a plain mapping (as read from YAML) into an `ExperimentConfig`. `source` and
+    `lines` (dotted key -> line) place errors in the file."""
+    where = Where(source, lines)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config{where('')}: expected a mapping at the top level, got {type(raw).__name__}")
+    allowed = ["name", *SECTIONS, "grid", "study"]
+    for k in raw:
+        if k not in allowed:
+            raise ConfigError(f"unknown config key '{k}'{where(str(k))}; allowed top-level keys: "
+                              f"{', '.join(allowed)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"config key 'name': expected a non-empty string without '/', got {name!r}"
+                          f"{where('name')}")
+    sections = {s: build_section(cls, raw.get(s), s + ".", where) for s, cls in SECTIONS.items()}
+    grid = build_grid(raw.get("grid"), where)
+    study = build_study(raw["study"], grid, where) if raw.get("study") is not None else None
+    cfg = ExperimentConfig(name=name, grid=grid, study=study, source=source, **sections)
+    check_consistency(cfg, where)
+    return cfg
+
+
+def build_section(cls: type, raw: Any, prefix: str, where: Where) -> Any:
+    """Build dataclass `cls` from a mapping, checking every key (nested sections too)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.')}': expected a mapping of keys, got "
+                          f"{raw!r}{where(prefix.rstrip('.'))}")
+    info = field_info(cls)
+    kwargs = {}
+    for k, v in raw.items():
+        key = f"{prefix}{k}"
+        if k not in info:
+            raise ConfigError(f"unknown config key '{key}'{where(key)}; allowed keys under "
+                              f"'{prefix.rstrip('.')}': {', '.join(info)}")
+        tp, meta = info[k]
+        if dataclasses.is_dataclass(tp):
+            kwargs[k] = build_section(tp, v, key + ".", where)
+        else:
+            kwargs[k] = check_value(key, v, tp, meta, where)
+    return cls(**kwargs)
+
+
+def build_grid(raw: Any, where: Where) -> dict[str, list]:
+    """`grid:` as canonical dotted key -> list of checked values (non-empty, no repeats)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key 'grid': expected a mapping of axis -> list of values, got "
+                          f"{raw!r}{where('grid')}")
+    grid: dict[str, list] = {}
+    for name, values in raw.items():
+        key = canonical_axis(str(name), where)
+        gkey = f"grid.{name}"
+        if not isinstance(values, list):
+            raise ConfigError(f"grid axis '{gkey}': expected a list of values, got {values!r}{where(gkey)}")
+        if not values:
+            raise ConfigError(f"grid axis '{gkey}' is empty{where(gkey)}; give at least one value")
+        if key in grid:
+            raise ConfigError(f"grid axis '{gkey}' is given twice (as '{short_axis_name(key)}' and "
+                              f"'{key}'){where(gkey)}")
+        tp, meta = lookup_field(key)
+        checked = [check_value(gkey, v, tp, meta, where) for v in values]
+        if len(set(map(repr, checked))) != len(checked):
+            raise ConfigError(f"grid axis '{gkey}' repeats a value: {values!r}{where(gkey)}")
+        grid[key] = checked
+    return grid
+
+
+def check_consistency(cfg: ExperimentConfig, where: Where) -> None:
+    """Rules between keys: thucnews needs a dir, synthetic data has no pretrained embeddings, the
+    synthetic lengths and vocabulary fit together, and run.device names devices."""
+    d = cfg.data
+    if d.kind == "thucnews" and not d.dir:
+        raise ConfigError(f"config key 'data.dir': required when data.kind is thucnews{where('data.kind')}")
+    if d.kind == "synthetic" and d.embedding != "random":
+        raise ConfigError(f"config key 'data.embedding': synthetic data has no pretrained embeddings; "
+                          f"use random{where('data.embedding')}")
+    s = d.synth
+    if not s.min_len <= s.mean_len <= s.max_len:
+        raise ConfigError(f"config key 'data.synth.mean_len': {s.mean_len} must lie between min_len "
+                          f"{s.min_len} and max_len {s.max_len}{where('data.synth.mean_len')}")
+    if s.keywords_per_class * s.n_classes > s.vocab_size:
+        raise ConfigError(f"config key 'data.synth.keywords_per_class': {s.keywords_per_class} × "
+                          f"{s.n_classes} classes exceeds data.synth.vocab_size {s.vocab_size}"
+                          f"{where('data.synth.keywords_per_class')}")
+    dev = cfg.run.device
+    if dev not in ("auto", "cpu") and not all(
+            p == "cuda" or (p.startswith("cuda:") and p[5:].isdigit()) for p in dev.split(",")):
+        raise ConfigError(f"config key 'run.device': {dev!r} is not allowed; allowed: auto, cpu, cuda, "
+                          f"cuda:K or a comma list cuda:0,cuda:1{where('run.device')}")

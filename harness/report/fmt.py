@@ -1,0 +1,50 @@
+"""How the report writes numbers and settings, in one place (tables, sentences and figure labels)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+
+def fmt_value(v: object) -> str:
+    """A setting's value: floats in the shortest form (0.001 -> '0.001', 8.0 -> '8'), else str."""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:g}"
+    return str(v)
+
+
+def fmt_setting(key: str, value: object) -> str:
+    """'lr=0.001'."""
+    return f"{key}={fmt_value(value)}"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    """An accuracy as a percentage: 0.1234 -> '12.3%'; None or nan -> 'n/a'."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
+
+
+def points(x: float | None, digits: int = 1) -> str:
+    """A difference of accuracies in percentage points, signed: 0.05 -> '+5.0'."""
+    if x is None or math.isnan(x):
+        return "n/a"
+    return f"{100 * x:+.{digits}f}"
+
+
+def interval(low: float, high: float, fmt: Callable[[float], str] = pct) -> str:
+    """'[low, high]' with each end written by `fmt`; 'no interval' when either end is nan."""
+    if math.isnan(low) or math.isnan(high):
+        return "no interval"
+    return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def change(log2_ratio: float) -> str:
+    """A median paired log2 ratio of steps as a percentage change: -1 -> '-50%'."""
+    if math.isnan(log2_ratio):
+        return "n/a"
+    if log2_ratio == math.inf:
+        return "not reached"
+    if log2_ratio == -math.inf:
+        return "-100% (only it reached)"
+    return f"{100 * (2 ** log2_ratio - 1):+.0f}%"
