@@ -563,7 +563,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
         if key.startswith("slot:"):  # a search trial: the sampler chooses its settings now
             spec = study_mod.search_spec(cfg, plan.data_id, next(s for s in plan.studies if s.name == study.study_name),
                                          trial)
-            if len(cfg.study.objectives) == 1 and cfg.study.pruner != "none":
+            if len(cfg.study.objectives) == 1:  # multi-objective trials cannot report
                 recorder = TrialRecorder(spec.trial_id, on_eval=_pruning_hook(trial))
         else:
             spec = plan.by_id.get(key)
@@ -576,6 +576,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             _suggest_params(trial, spec)
+            recorder = TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial))
         storage.set_trial_system_attr(trial._trial_id, "worker", worker)
         pad = spec.data.pad_size
         if pad not in datasets:
@@ -604,6 +605,14 @@ def _pruning_hook(trial: optuna.Trial):
     def on_eval(step: int, dev_acc: float) -> bool:
         trial.report(dev_acc, step)
         return trial.should_prune()
+    return on_eval
+
+
+def _reporting_hook(trial: optuna.Trial):
+    """Report dev accuracy at each evaluation (optuna-dashboard's intermediate values); never prune."""
+    def on_eval(step: int, dev_acc: float) -> bool:
+        trial.report(dev_acc, step)
+        return False
     return on_eval
 
 
