@@ -16,6 +16,7 @@ recipe on one machine, and what the tests use.
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,14 +126,22 @@ def prepare_results_dir(cfg: ExperimentConfig, spec: LaunchSpec) -> None:
     runner.check_compatible(plan)
     runner.write_config(plan)
     runner.write_run_settings(spec.out, runner.RunSettings(storage=spec.storage, artifacts=spec.artifacts))
-    runner.open_queue(plan, runner.open_storage(spec.out, spec.storage))
+    try:
+        runner.open_queue(plan, runner.open_storage(spec.out, spec.storage))
+    except Exception as e:  # noqa: BLE001 - sqlalchemy/psycopg errors: a usage error to the user
+        raise ConfigError(f"--storage {spec.storage!r}: cannot open it from this machine ({type(e).__name__}: "
+                          f"{e}); every job must reach it too") from e
 
 
 def make_executor(spec: LaunchSpec, name: str) -> Any:
     """A submitit executor for the engine with the job's resources."""
     submitit = require("submitit", "slurm", f"harness launch {spec.engine}")
     spec.logs.mkdir(parents=True, exist_ok=True)
-    executor = submitit.AutoExecutor(folder=str(spec.logs / "%j"), cluster=spec.engine)
+    try:
+        executor = submitit.AutoExecutor(folder=str(spec.logs / "%j"), cluster=spec.engine)
+    except RuntimeError as e:  # e.g. no srun: not a Slurm machine
+        raise ConfigError(f"harness launch {spec.engine}: {e} (`harness launch local` runs the same jobs "
+                          f"on this machine)") from e
     params: dict[str, Any] = {"name": name, "timeout_min": spec.time_min, "cpus_per_task": spec.cpus_per_job,
                               "gpus_per_node": spec.gpus_per_job, "tasks_per_node": 1, "nodes": 1,
                               "slurm_array_parallelism": spec.jobs}
@@ -190,13 +199,23 @@ def launch_from_args(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     spec = spec_from_args(args, cfg)
     jobs = launch(cfg, spec)
+    try:
+        return _announce(cfg, spec, jobs, args.wait)
+    finally:
+        # submitit's LocalJob.__del__ fails when it first runs during interpreter shutdown: free them now.
+        jobs.clear()
+        gc.collect()
+
+
+def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bool) -> int:
+    """Print the job ids and how to watch and report; with `wait`, each job's counts. Exit code."""
     ids = [str(j.job_id) for j in jobs]
     print(f"submitted {len(ids)} {spec.engine} job(s) of experiment {cfg.name!r}: {' '.join(ids)}")
     print(f"  each: {spec.workers_per_job} worker(s) on {spec.device}, {spec.threads} torch thread(s) per worker, "
           f"time limit {spec.time_min} min; logs in {spec.logs}")
     print(f"watch:  harness status {spec.out}")
     print(f"report: harness report {spec.out}   (fetches every finished trial from {spec.artifacts})")
-    if not args.wait:
+    if not wait:
         return 0
     missing = 0
     for job in jobs:
