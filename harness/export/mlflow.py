@@ -82,7 +82,7 @@ def _parent(client: Any, eid: str, exp: Experiment, key: str, views: list[TrialV
     if key in existing:
         return existing[key]
     starts = [v.started_at for v in views if v.started_at is not None]
-    run = client.create_run(eid, run_name=f"{exp.name} ({key})" if key != "grid" else exp.name,
+    run = client.create_run(eid, run_name=key if key != "grid" else exp.name,
                             start_time=_ms(min(starts), 0) if starts else None,
                             tags={PARENT_TAG: key, "harness.group_keys": ",".join(exp.group_keys)})
     config = exp.results_dir / "config.yaml"
