@@ -260,3 +260,29 @@ def test_cli_export(results, tmp_path, capsys):
     assert main(["export", str(results), "--to", "trackerx"]) == 2
     assert "choose one of tensorboard, mlflow, wandb" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing"), "--to", "wandb"]) == 2
+
+
+def test_mlflow_one_parent_per_study(tmp_path):
+    import mlflow
+
+    from harness import runner
+
+    raw = tiny_raw("exst", {"cell": ["rnn", "lstm"], "seed": [0]})
+    raw["study"] = {"per": ["cell"], "n_trials": 2, "sampler": "random", "rerun_best": False,
+                    "params": {"lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}}}
+    results = tmp_path / "results"
+    assert runner.run(config_from_dict(raw), results, workers=1, device="cpu", threads=1,
+                      progress=False)["complete"] == 4
+    exp = load_experiment(results)
+    assert exp.group_keys == ["cell", "lr", "study"]  # each sampled setting is its own configuration
+    res = export(results, "mlflow", tmp_path / "mlflow")
+    mlflow.set_tracking_uri(res.out)
+    df = mlflow.search_runs(experiment_names=["exst"])
+    parents = df[df["tags.mlflow.parentRunId"].isna()].set_index("run_id")
+    assert sorted(parents["tags.harness.parent"]) == ["exst/cell=lstm", "exst/cell=rnn"]
+    assert sorted(parents["tags.mlflow.runName"]) == ["exst/cell=lstm", "exst/cell=rnn"]
+    children = df[df["tags.mlflow.parentRunId"].notna()]
+    for parent_id, kids in children.groupby("tags.mlflow.parentRunId"):
+        study = parents.loc[parent_id, "tags.harness.parent"]
+        assert len(kids) == 2 and set(kids["params.study"]) == {study}
+        assert set(kids["params.cell"]) == {study.split("=")[1]} and set(kids["tags.harness.phase"]) == {"search"}
