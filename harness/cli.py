@@ -1,4 +1,4 @@
-"""Command line: `harness run | report | status | init | data synth | data check | data import`
+"""Command line: `harness run | report | status | export | launch | init | data synth | data check | data import`
 (also `python -m harness`)."""
 
 from __future__ import annotations
@@ -60,6 +60,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     print(format_status(status(Path(args.dir), args.storage)))
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from harness.export import export
+
+    to, *rest = args.to
+    if len(rest) > 1 or (rest and args.out):
+        given = [*rest, *([args.out] if args.out else [])]
+        raise ConfigError(f"harness export: one OUT at most (got {' '.join(given)})")
+    res = export(Path(args.dir), to, rest[0] if rest else args.out)
+    print(f"{res.target}: wrote {res.written} trial(s) to {res.out}"
+          + (f" ({res.skipped} already there)" if res.skipped else "") + f"\nview: {res.view}")
+    return 0
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from harness.launch import launch_from_args
+
+    return launch_from_args(args)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -207,6 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--storage", help="Optuna storage URL if not DIR/optuna.journal")
     st.set_defaults(func=_cmd_status)
     _add_init_parser(sub)
+
+    ex = sub.add_parser("export", help="write a results folder's trials into TensorBoard, MLflow or W&B (offline)",
+                        usage="harness export DIR --to {tensorboard,mlflow,wandb} [OUT]")
+    ex.add_argument("dir", help="results directory (holds config.yaml and trials/)")
+    # `--to TRACKER [OUT]`: OUT may follow the tracker (argparse cannot take a positional after an option).
+    ex.add_argument("--to", required=True, nargs="+", metavar="TRACKER",
+                    help="tensorboard, mlflow or wandb, optionally followed by OUT; each tracker needs its extra, "
+                         "e.g. pip install 'harness[tensorboard]'")
+    ex.add_argument("out", nargs="?",
+                    help="where to write: a folder for tensorboard and wandb; for mlflow a tracking URI "
+                         "(sqlite:///..., http://...) or a folder (becomes OUT/mlflow.db). Default: DIR/<tracker>. "
+                         "Exporting again adds only the trials not there yet")
+    ex.set_defaults(func=_cmd_export)
+
+    from harness.launch import add_launch_parser
+
+    add_launch_parser(sub, _cmd_launch)
 
     d = sub.add_parser("data", help="data utilities")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -145,7 +145,7 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
         search = next(s for s in plan.studies if s.name == trial.study.study_name)
         spec = study_mod.search_spec(cfg, plan.data_id, search, trial)
         recorder = None
-        if len(cfg.study.objectives) == 1 and cfg.study.pruner != "none":
+        if len(cfg.study.objectives) == 1:  # multi-objective trials cannot report
             recorder = TrialRecorder(spec.trial_id, on_eval=_pruning_hook(trial))
         return spec, recorder
     spec = plan.by_id.get(key)
@@ -154,9 +154,10 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
         add_reruns(fresh, searches)
         plan.specs[:] = fresh.specs
         spec = plan.by_id.get(key)
-    if spec is not None:
-        _suggest_params(trial, spec)
-    return spec, None
+    if spec is None:
+        return None, None
+    _suggest_params(trial, spec)
+    return spec, TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial))
 
 
 def _tell(trial: Trial, key: str, row: dict[str, Any], cfg: ExperimentConfig, store: Any, out_dir: Path,
@@ -180,9 +181,18 @@ def _tell(trial: Trial, key: str, row: dict[str, Any], cfg: ExperimentConfig, st
 
 
 def _pruning_hook(trial: Trial):
+    """Report dev accuracy at each evaluation and stop the trial when the pruner says so."""
     def on_eval(step: int, dev_acc: float) -> bool:
         trial.report(dev_acc, step)
         return trial.should_prune()
+    return on_eval
+
+
+def _reporting_hook(trial: Trial):
+    """Report dev accuracy at each evaluation (optuna-dashboard's intermediate values); never prune."""
+    def on_eval(step: int, dev_acc: float) -> bool:
+        trial.report(dev_acc, step)
+        return False
     return on_eval
 
 

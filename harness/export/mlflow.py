@@ -1,0 +1,145 @@
+"""MLflow: an experiment named after the harness experiment, one parent run per grid (or per study)
+and a nested child run per trial (tag mlflow.parentRunId), with the settings as params, the outcome
+as metrics, every scalar as a metric history with its step and time, and provenance as tags.
+
+OUT is a tracking URI (sqlite:///…, http://…) or a folder, which becomes the SQLite store
+OUT/mlflow.db with artifacts in OUT/artifacts. View with `mlflow ui --backend-store-uri <URI>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.export.trials import Experiment, TrialView
+from harness.extras import require
+
+TRIAL_TAG = "harness.trial_id"     # on a child run: which trial it holds
+PARENT_TAG = "harness.parent"      # on a parent run: "grid" or the study's name
+GROUP_TAG = "harness.group"        # on a child run: its configuration (settings without the seed)
+# harness status -> MLflow run status
+RUN_STATUS = {"complete": "FINISHED", "diverged": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+# MLflow's limits per log_batch call
+BATCH_METRICS, BATCH_PARAMS = 1000, 100
+MAX_VALUE = 5000  # longest param or tag value kept (a long traceback is cut)
+
+
+def tracking_uri(out: str | Path) -> str:
+    """A tracking URI from OUT: a URI as given; a *.db file or a folder as a SQLite store."""
+    text = str(out)
+    if "://" in text:
+        return text
+    path = Path(text).resolve()
+    if path.suffix != ".db":
+        path = path / "mlflow.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def artifact_location(out: str | Path) -> str | None:
+    """Where a new experiment keeps artifacts: beside a local store; the server's choice otherwise."""
+    text = str(out)
+    if "://" in text:
+        return None
+    path = Path(text).resolve()
+    base = path.parent if path.suffix == ".db" else path
+    return (base / "artifacts").as_uri()
+
+
+def _ms(seconds: float | None, default: int) -> int:
+    return int(round(seconds * 1000)) if seconds is not None else default
+
+
+def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _all_runs(client: Any, experiment_id: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _experiment_id(client: Any, exp: Experiment, out: str | Path) -> str:
+    found = client.get_experiment_by_name(exp.name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    eid = client.create_experiment(exp.name, artifact_location=artifact_location(out),
+                                   tags={"harness.results_dir": str(exp.results_dir.resolve())})
+    return eid
+
+
+def _parent(client: Any, eid: str, exp: Experiment, key: str, views: list[TrialView],
+            existing: dict[str, str]) -> str:
+    if key in existing:
+        return existing[key]
+    starts = [v.started_at for v in views if v.started_at is not None]
+    run = client.create_run(eid, run_name=key if key != "grid" else exp.name,
+                            start_time=_ms(min(starts), 0) if starts else None,
+                            tags={PARENT_TAG: key, "harness.group_keys": ",".join(exp.group_keys)})
+    config = exp.results_dir / "config.yaml"
+    if config.is_file():
+        client.log_artifact(run.info.run_id, str(config))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def _child(client: Any, eid: str, parent_id: str, view: TrialView) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
+    start = _ms(view.started_at, 0) if view.started_at is not None else None
+    tags = {**{f"harness.{k}": v[:MAX_VALUE] for k, v in view.tags.items()}, TRIAL_TAG: view.trial_id,
+            GROUP_TAG: view.group, "mlflow.parentRunId": parent_id, "harness.phase": view.phase}
+    if "git_commit" in view.tags:
+        tags["mlflow.source.git.commit"] = view.tags["git_commit"]
+    run = client.create_run(eid, run_name=view.name, start_time=start, tags=tags)
+    rid = run.info.run_id
+    base = start or 0
+    metrics = [Metric(name, value, _ms(view.walltime(elapsed), base), step)
+               for step, elapsed, name, value in view.scalars]
+    last = max((s for s, *_ in view.scalars), default=0)
+    end = view.walltime(view.summary.get("wall_s"))
+    metrics += [Metric(k, v, _ms(end, base), last) for k, v in view.summary.items()]
+    params = [Param(k, str(v)[:MAX_VALUE]) for k, v in sorted(view.params.items())]
+    for chunk in _chunks(params, BATCH_PARAMS):
+        client.log_batch(rid, params=list(chunk))
+    for chunk in _chunks(metrics, BATCH_METRICS):
+        client.log_batch(rid, metrics=list(chunk))
+    client.log_batch(rid, tags=[RunTag("harness.status", view.status)])
+    client.set_terminated(rid, RUN_STATUS.get(view.status, "FAILED"),
+                          end_time=_ms(end, base) if end is not None else None)
+    return rid
+
+
+def write(exp: Experiment, out: str | Path) -> tuple[int, int]:
+    """Write every trial not exported yet. Returns (written, skipped)."""
+    require("mlflow", "mlflow", "harness export --to mlflow")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri(out))
+    eid = _experiment_id(client, exp, out)
+    runs = _all_runs(client, eid)
+    parents = {r.data.tags[PARENT_TAG]: r.info.run_id for r in runs if PARENT_TAG in r.data.tags}
+    done = {r.data.tags[TRIAL_TAG] for r in runs if TRIAL_TAG in r.data.tags}
+    by_parent: dict[str, list[TrialView]] = {}
+    for view in exp.trials:
+        by_parent.setdefault(view.parent, []).append(view)
+    written = skipped = 0
+    for key, views in by_parent.items():
+        todo = [v for v in views if v.trial_id not in done]
+        skipped += len(views) - len(todo)
+        if not todo:
+            continue
+        parent_id = _parent(client, eid, exp, key, views, parents)
+        for view in todo:
+            _child(client, eid, parent_id, view)
+            written += 1
+    return written, skipped

@@ -1,0 +1,269 @@
+"""`harness launch slurm CONFIG --jobs N --storage URL --artifacts DIR`: a Slurm job array of
+`harness run` workers on one shared Optuna storage, submitted with submitit.
+
+Each job is `harness run CONFIG --storage URL --artifacts DIR --out <its own folder>`: it claims
+waiting trials from the shared storage (each trial runs exactly once, whichever job takes it), puts
+every finished trial's shards into the shared artifact folder, and ends when no trial is left.
+The launching machine's results folder (`--out`) gets the config and the storage settings only,
+so `harness status DIR` and `harness report DIR` work there (and on any machine given the same
+three things) while the jobs run and after. A job that hits its time limit is requeued and goes on
+where the grid stands (a trial it was training runs again once its heartbeat is stale).
+
+`harness launch local ...` runs the same jobs as local processes (submitit's LocalExecutor): the
+recipe on one machine, and what the tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError, ExperimentConfig, config_from_dict, load_config
+from harness.extras import require
+
+ENGINES = ("slurm", "local")
+DEFAULT_TIME = "4:00:00"
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Where and how the workers run."""
+
+    engine: str                  # slurm | local
+    jobs: int                    # array size: how many jobs claim trials at once
+    storage: str                 # Optuna storage every job shares (postgresql://…, sqlite:///… on one machine)
+    artifacts: str               # shared folder: every job uploads its trials' shards here
+    out: Path                    # this machine's results folder (config.yaml, run.yaml) for status/report
+    logs: Path                   # submitit's folder (scripts, pickles, logs); must be shared with the nodes
+    job_root: Path               # each job's own results folder is job_root/<job id>
+    gpus_per_job: int = 0
+    cpus_per_job: int = 1
+    workers_per_job: int = 1     # worker processes per job (one per GPU when it has GPUs)
+    partition: str | None = None
+    time_min: int = 240
+    mem_gb: float | None = None
+    slurm_args: dict[str, str] = field(default_factory=dict)  # more sbatch options, e.g. account, qos
+
+    @property
+    def device(self) -> str:
+        """The device list each job's workers share: cuda:0,…,cuda:K-1, or cpu."""
+        if self.gpus_per_job <= 0:
+            return "cpu"
+        return ",".join(f"cuda:{i}" for i in range(self.gpus_per_job))
+
+    @property
+    def threads(self) -> int:
+        """Torch threads per worker: the job's CPUs shared by its workers."""
+        return max(1, self.cpus_per_job // max(1, self.workers_per_job))
+
+
+def parse_time(text: str) -> int:
+    """A Slurm time limit in minutes: 'M', 'M:S', 'H:M:S', 'D-H', 'D-H:M', 'D-H:M:S' (Slurm's forms)."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not m:
+        raise ConfigError(f"--time {text!r}: expected minutes or [D-]H:M:S, e.g. 90, 4:00:00 or 1-12:00:00")
+    days, a, b, c = (int(g) if g is not None else None for g in m.groups())
+    if days is None:
+        if b is None:
+            minutes, seconds = a, 0          # M
+        elif c is None:
+            minutes, seconds = a, b          # M:S
+        else:
+            minutes, seconds = a * 60 + b, c  # H:M:S
+    else:
+        minutes, seconds = days * 1440 + a * 60 + (b or 0), c or 0  # D-H[:M[:S]]
+    total = minutes + (1 if seconds else 0)
+    if total <= 0:
+        raise ConfigError(f"--time {text!r}: the time limit must be positive")
+    return total
+
+
+def absolute_storage(url: str) -> str:
+    """The storage URL with a relative SQLite or journal path made absolute (jobs may start elsewhere)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
+    if "://" not in url:
+        return str(Path(url).resolve())
+    return url
+
+
+class WorkerJob:
+    """What each job runs: the runner with `workers` processes into job_root/<job id>, against the
+    shared storage and artifact folder. Returns the runner's status counts. Checkpointable: on its
+    time limit submitit requeues the same call, which resumes."""
+
+    def __call__(self, raw: dict[str, Any], job_root: str, storage: str, artifacts: str, device: str,
+                 workers: int, threads: int) -> dict[str, int]:
+        import submitit
+        import torch
+
+        from harness import runner
+
+        torch.set_num_threads(threads)
+        out = Path(job_root) / str(submitit.JobEnvironment().job_id)
+        return runner.run(config_from_dict(raw), out, workers=workers, storage=storage, device=device,
+                          threads=threads, progress=False, artifacts=artifacts)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+def prepare_results_dir(cfg: ExperimentConfig, spec: LaunchSpec) -> None:
+    """Write this machine's results folder (config.yaml, run.yaml naming the storage and artifacts)
+    and open the storage once: a bad URL or a config that clashes with DIR fails here, before any
+    job is queued, and the jobs do not race to create the storage's tables."""
+    from harness.plan import check_compatible, make_plan, write_config
+    from harness.queue import open_queue
+    from harness.storage import RunSettings, open_storage, write_run_settings
+
+    spec.out.mkdir(parents=True, exist_ok=True)
+    plan = make_plan(cfg, spec.out)
+    check_compatible(plan)
+    write_config(plan)
+    write_run_settings(spec.out, RunSettings(storage=spec.storage, artifacts=spec.artifacts))
+    try:
+        open_queue(plan, open_storage(spec.out, spec.storage))
+    except Exception as e:  # sqlalchemy/psycopg errors: a usage error to the user
+        raise ConfigError(f"--storage {spec.storage!r}: cannot open it from this machine ({type(e).__name__}: "
+                          f"{e}); every job must reach it too") from e
+
+
+def make_executor(spec: LaunchSpec, name: str) -> Any:
+    """A submitit executor for the engine with the job's resources."""
+    submitit = require("submitit", "slurm", f"harness launch {spec.engine}")
+    spec.logs.mkdir(parents=True, exist_ok=True)
+    try:
+        executor = submitit.AutoExecutor(folder=str(spec.logs / "%j"), cluster=spec.engine)
+    except RuntimeError as e:  # e.g. no srun: not a Slurm machine
+        raise ConfigError(f"harness launch {spec.engine}: {e} (`harness launch local` runs the same jobs "
+                          f"on this machine)") from e
+    params: dict[str, Any] = {"name": name, "timeout_min": spec.time_min, "cpus_per_task": spec.cpus_per_job,
+                              "gpus_per_node": spec.gpus_per_job, "tasks_per_node": 1, "nodes": 1,
+                              "slurm_array_parallelism": spec.jobs}
+    if spec.mem_gb is not None:
+        params["mem_gb"] = spec.mem_gb
+    if spec.partition:
+        params["slurm_partition"] = spec.partition
+    if spec.slurm_args:
+        params["slurm_additional_parameters"] = dict(spec.slurm_args)
+    executor.update_parameters(**params)
+    return executor
+
+
+def launch(cfg: ExperimentConfig, spec: LaunchSpec) -> list[Any]:
+    """Prepare the results folder and submit `spec.jobs` worker jobs (one Slurm array). Returns the
+    submitit jobs (`job.job_id`, `job.result()` -> the runner's status counts)."""
+    if spec.engine not in ENGINES:
+        raise ConfigError(f"harness launch {spec.engine!r}: choose one of {', '.join(ENGINES)}")
+    if spec.jobs < 1:
+        raise ConfigError(f"--jobs {spec.jobs}: at least one job")
+    prepare_results_dir(cfg, spec)
+    executor = make_executor(spec, f"harness-{cfg.name}")
+    args = (cfg.to_dict(), str(spec.job_root), spec.storage, spec.artifacts, spec.device,
+            spec.workers_per_job, spec.threads)
+    try:
+        with executor.batch():
+            jobs = [executor.submit(WorkerJob(), *args) for _ in range(spec.jobs)]
+    except (OSError, RuntimeError) as e:  # no sbatch on this machine, sbatch refused the array, ...
+        raise ConfigError(f"harness launch {spec.engine}: submitting the jobs failed: {e}") from e
+    return jobs
+
+
+# ----------------------------------------------------------------------------- command line
+
+def spec_from_args(args: argparse.Namespace, cfg: ExperimentConfig) -> LaunchSpec:
+    out = Path(args.out or Path("results") / cfg.name).resolve()
+    logs = Path(args.logs).resolve() if args.logs else out / "launch"
+    gpus = args.gpus_per_job
+    workers = args.workers_per_job or max(1, gpus)
+    slurm_args = {}
+    for item in args.slurm_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--slurm-arg {item!r}: expected KEY=VALUE, e.g. account=myproject")
+        slurm_args[key.strip().replace("-", "_")] = value.strip()
+    return LaunchSpec(
+        engine=args.engine, jobs=args.jobs, storage=absolute_storage(args.storage),
+        artifacts=str(Path(args.artifacts).resolve()), out=out, logs=logs,
+        job_root=Path(args.job_root).resolve() if args.job_root else logs / "results",
+        gpus_per_job=gpus, cpus_per_job=args.cpus_per_job or workers, workers_per_job=workers,
+        partition=args.partition, time_min=parse_time(args.time), mem_gb=args.mem_gb, slurm_args=slurm_args)
+
+
+def launch_from_args(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    spec = spec_from_args(args, cfg)
+    jobs = launch(cfg, spec)
+    try:
+        return _announce(cfg, spec, jobs, args.wait)
+    finally:
+        # submitit's LocalJob.__del__ fails when it first runs during interpreter shutdown: free them now.
+        jobs.clear()
+        gc.collect()
+
+
+def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bool) -> int:
+    """Print the job ids and how to watch and report; with `wait`, each job's counts. Exit code."""
+    ids = [str(j.job_id) for j in jobs]
+    print(f"submitted {len(ids)} {spec.engine} job(s) of experiment {cfg.name!r}: {' '.join(ids)}")
+    print(f"  each: {spec.workers_per_job} worker(s) on {spec.device}, {spec.threads} torch thread(s) per worker, "
+          f"time limit {spec.time_min} min; logs in {spec.logs}")
+    print(f"watch:  harness status {spec.out}")
+    print(f"report: harness report {spec.out}   (fetches every finished trial from {spec.artifacts})")
+    if not wait:
+        return 0
+    missing = 0
+    for job in jobs:
+        try:
+            counts = job.result()
+        except Exception as e:
+            print(f"job {job.job_id} failed: {e}")
+            missing += 1
+            continue
+        missing = max(missing, counts.get("missing", 0))
+        print(f"job {job.job_id}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0 if missing == 0 else 1
+
+
+def add_launch_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
+    """The `launch` subcommand and its arguments."""
+    la = sub.add_parser("launch", help="submit a Slurm job array of workers on a shared storage (submitit)",
+                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    la.add_argument("engine", choices=ENGINES,
+                    help="slurm: sbatch a job array; local: the same jobs as processes on this machine")
+    la.add_argument("config", help="experiment YAML, e.g. configs/bench.yaml")
+    la.add_argument("--jobs", type=int, required=True, help="number of jobs in the array (workers claiming trials)")
+    la.add_argument("--storage", required=True,
+                    help="Optuna storage URL every job reaches, e.g. postgresql://user:pw@host/db "
+                         "(sqlite:///path only when all jobs share one machine)")
+    la.add_argument("--artifacts", required=True, metavar="DIR",
+                    help="folder every job and this machine reach (shared file system): the trials' shards")
+    la.add_argument("--gpus-per-job", type=int, default=0, metavar="K",
+                    help="GPUs per job (default 0: CPU); the job runs one worker per GPU")
+    la.add_argument("--cpus-per-job", type=int, metavar="C",
+                    help="CPU cores per job, shared by its workers as torch threads (default: one per worker)")
+    la.add_argument("--workers-per-job", type=int, metavar="W",
+                    help="worker processes per job (default: one per GPU, or 1)")
+    la.add_argument("--partition", metavar="P", help="Slurm partition (default: the cluster's)")
+    la.add_argument("--time", default=DEFAULT_TIME, metavar="T",
+                    help=f"time limit per job, minutes or [D-]H:M:S (default {DEFAULT_TIME}); a job that hits "
+                         f"it is requeued and resumes")
+    la.add_argument("--mem-gb", type=float, metavar="GB", help="memory per job in GB (default: the cluster's)")
+    la.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="another sbatch option, e.g. --slurm-arg account=myproject --slurm-arg qos=low (repeatable)")
+    la.add_argument("--out", help="this machine's results folder for status and report (default results/<name>)")
+    la.add_argument("--logs", metavar="DIR",
+                    help="submitit's folder for job scripts and logs; the nodes must reach it (default OUT/launch)")
+    la.add_argument("--job-root", metavar="DIR",
+                    help="each job's own results folder is DIR/<job id> (default LOGS/results)")
+    la.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set model.hidden_size=64 (repeatable)")
+    la.add_argument("--wait", action="store_true", help="wait for every job and print its counts")
+    la.set_defaults(func=func)
