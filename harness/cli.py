@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     # `--to TRACKER [OUT]`: OUT may follow the tracker (argparse cannot take a positional after an option).
     ex.add_argument("--to", required=True, nargs="+", metavar="TRACKER",
                     help="tensorboard, mlflow or wandb, optionally followed by OUT; each tracker needs its extra, "
-                         "e.g. pip install 'harness[tensorboard]'")
+                         "e.g. pip install 'rnn-ablation-harness[tensorboard]'")
     ex.add_argument("out", nargs="?",
                     help="where to write: a folder for tensorboard and wandb; for mlflow a tracking URI "
                          "(sqlite:///..., http://...) or a folder (becomes OUT/mlflow.db). Default: DIR/<tracker>. "

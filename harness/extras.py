@@ -1,7 +1,7 @@
 """Optional libraries (trackers, the cluster launcher): imported only when a command needs them.
 
 A missing library is a usage error (exit 2) that names the extra to install, e.g.
-`pip install 'harness[mlflow]'`.
+`pip install 'rnn-ablation-harness[mlflow]'`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 
 
 def install_hint(extra: str) -> str:
-    """The pip command that installs an extra, e.g. pip install 'harness[wandb]'."""
+    """The pip command that installs an extra, e.g. pip install 'rnn-ablation-harness[wandb]'."""
     return f"pip install '{DISTRIBUTION}[{extra}]'"
 
 
