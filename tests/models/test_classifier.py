@@ -75,3 +75,12 @@ def test_recurrent_layernorm_uses_custom_cells():
     assert any("ln_" in n for n, _ in m.named_parameters())
     out = m(torch.randint(0, 11, (2, 5)), torch.tensor([5, 2]))
     assert out.shape == (2, 3)
+
+
+def test_pretrained_embeddings_are_copied_not_shared():
+    """Training a model must not change the data set's embedding array (the next trial's init)."""
+    emb = np.zeros((10, 4), np.float32)
+    model = build_model(ModelConfig(embed_dim=4, hidden_size=3), 10, 2, 9, emb)
+    with torch.no_grad():
+        model.embedding.weight.add_(1.0)
+    assert emb.sum() == 0.0
