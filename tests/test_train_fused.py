@@ -112,6 +112,12 @@ def test_stopping_one_trial_leaves_the_others_as_separate_runs(tmp_path):
         assert_same_tables(f, p)
 
 
+def test_a_group_of_one_is_a_plain_trial(tmp_path):
+    ss, ds = specs(tmp_path, {"cell": ["rnn"], "layernorm": ["output"]})
+    _, fused, plain = run_both(ss, ds)
+    assert_same_tables(fused[0], plain[0])
+
+
 def test_bf16_fused_trials_run_and_record_finite_numbers(tmp_path):
     ss, ds = specs(tmp_path, {"cell": ["lstm"], "seed": [0, 1]}, precision="bf16")
     recs = [TrialRecorder(s.trial_id) for s in ss]
