@@ -4,13 +4,15 @@
 #      finds a Python with torch and the harness's dependencies (pip-installs the project only when
 #      something is missing), and runs tests/test_gpu_path.py on the GPU when pytest is there;
 #   1. trainer vs the seed-style plain loop, samples/s, seed model (emb 300, hidden 128, 2 bidirectional
-#      layers): LSTM and RNN x pad 32, 128 x batch 64, 256 x fp32, bf16 x CUDA graph off/on
-#      (benchmarks/throughput.py --device cuda; "graph on" only if the harness has train.cuda_graph);
+#      layers): LSTM and RNN x pad 32, 128 x batch 64 x fp32, bf16 (benchmarks/throughput.py --device cuda);
 #   2. the plain loop run one trial at a time, on the grid's trial (the baseline of the goal);
-#   3. aggregate trials/hour of a short seed-scale grid (LSTM and RNN, pad 32, batch 64, 300 steps per
-#      trial, 2 x max(2, N) trials) with 1, 4, 8 and 16 workers on the one GPU (`harness run --workers N
-#      --device cuda`);
-#   4. writes $OUT/gpu_table.md (OUT defaults to ./gpu_out) and prints it last.
+#   3. fused: aggregate trials/hour of the short seed-scale grid (LSTM and RNN, pad 32, batch 64, 200 steps
+#      per trial, K seeds per cell, each cell one fused group of K) for K = 8, 32, 128, one process each
+#      (benchmarks/fused.py grid: run_fused directly);
+#   4. unfused: the same grid's trials/hour (max(2, N) trials) with 1, 4, 8 and 16 workers on the one GPU
+#      (`harness run --workers N --device cuda`);
+#   5. the fused training step vs K separate steps (benchmarks/fused.py step), if time is left;
+#   6. writes $OUT/gpu_table.md (OUT defaults to ./gpu_out) and prints it last.
 # Every step runs under `timeout`, within a total budget (GPU_BUDGET_S, default 470 s); a step that
 # would not fit is skipped and says so in the table.
 #
@@ -30,13 +32,16 @@ cap() { local l; l=$(($(left) - 20)); [ "$l" -ge 1 ] || l=1; if [ "$1" -lt "$l" 
 
 DRY=${GPU_SH_DRY:-0}
 if [ "$DRY" = 1 ]; then
-  DEV=cpu STEPS=5 WORKERS="1 2" N_TRAIN=2000 WIDTH="embed_dim: 16, hidden_size: 16"
-  THR_ARGS=(--cells rnn --pads 16 --batches 64 --precisions fp32 bf16 --graph off on --steps 4 --repeats 1
+  DEV=cpu STEPS=5 WORKERS="1 2" N_TRAIN=2000 WIDTH="embed_dim: 16, hidden_size: 16" FUSE_KS="2 4" SIZE=tiny
+  THR_ARGS=(--cells rnn --pads 16 --batches 64 --precisions fp32 bf16 --graph off --steps 4 --repeats 1
             --step-rounds 2 --n-train 2000)
+  FSTEP_ARGS=(--sizes tiny --cells rnn --ks 2 --steps 2 --rounds 1)
 else
-  DEV=cuda STEPS=300 WORKERS="1 4 8 16" N_TRAIN=18000 WIDTH="embed_dim: 300, hidden_size: 128"
-  THR_ARGS=(--cells lstm rnn --pads 32 128 --batches 64 256 --precisions fp32 bf16 --graph off on --steps 150
-            --repeats 1 --step-rounds 10)
+  DEV=cuda STEPS=200 WORKERS="1 4 8 16" N_TRAIN=18000 WIDTH="embed_dim: 300, hidden_size: 128" FUSE_KS="8 32 128"
+  SIZE=seed
+  THR_ARGS=(--cells lstm rnn --pads 32 128 --batches 64 --precisions fp32 bf16 --graph off --steps 100
+            --repeats 1 --step-rounds 5)
+  FSTEP_ARGS=(--sizes seed --cells lstm rnn --ks 8 128 --steps 5 --rounds 2)
 fi
 
 # ---------------------------------------------------------------------------------------- 0. checks
@@ -57,11 +62,16 @@ fi
 
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 PY=""
-for cand in ${PYTHON:-} "$ROOT/.venv/bin/python" python3 python; do
+MAIN_VENV="$(cd "$(git rev-parse --git-common-dir 2>/dev/null || echo .)/.." 2>/dev/null && pwd)/.venv/bin/python"
+for cand in ${PYTHON:-} "$ROOT/.venv/bin/python" "$MAIN_VENV" python3 python; do
   if command -v "$cand" >/dev/null 2>&1 && timeout 120 "$cand" -c "import torch" >/dev/null 2>&1; then
     PY=$cand; break
   fi
 done
+if [ -z "$PY" ] && [ "$DRY" = 1 ]; then  # a dry run checks the script: it never installs anything
+  echo "gpu.sh: dry run: no Python with torch found (set PYTHON=...); nothing installed, nothing measured" >&2
+  exit 4
+fi
 if [ -z "$PY" ]; then
   say "no Python with torch: trying 'python3 -m pip install -e .' (pulls the CUDA build of torch; needs the network)"
   timeout "$(cap 240)" python3 -m pip install -q --timeout 20 --retries 1 -e . >> "$OUT/gpu.log" 2>&1 && PY=python3
@@ -77,6 +87,10 @@ if [ "$DRY" != 1 ] && ! timeout 120 "$PY" -c "import torch, sys; sys.exit(0 if t
   exit 3
 fi
 if ! timeout 120 "$PY" -c "import harness.runner, harness.report" >/dev/null 2>&1; then
+  if [ "$DRY" = 1 ]; then
+    echo "gpu.sh: dry run: $PY cannot import the harness (dependencies missing); nothing installed" >&2
+    exit 4
+  fi
   say "the harness's dependencies are missing: 'pip install -e .' (keeps the torch already there)"
   timeout "$(cap 180)" "$PY" -m pip install -q --timeout 20 --retries 1 -e . >> "$OUT/gpu.log" 2>&1
   if ! timeout 120 "$PY" -c "import harness.runner" >/dev/null 2>&1; then
@@ -91,7 +105,8 @@ say "$(cat "$OUT/env.txt")"
 
 if timeout 30 "$PY" -c "import pytest" >/dev/null 2>&1; then
   say "tests/test_gpu_path.py on the GPU"
-  timeout "$(cap 90)" "$PY" -m pytest -q -rs tests/test_gpu_path.py > "$OUT/test_gpu_path.txt" 2>&1
+  timeout "$(cap 60)" "$PY" -m pytest -q -rs tests/test_gpu_path.py \
+    tests/test_train_fused.py::test_fused_trials_on_cuda_match_separate_runs > "$OUT/test_gpu_path.txt" 2>&1
   echo "rc $?" >> "$OUT/test_gpu_path.txt"
   say "tests: $(tail -2 "$OUT/test_gpu_path.txt" | tr '\n' ' ')"
 else
@@ -100,13 +115,13 @@ fi
 
 # ---------------------------------------------------------------------------------------- 1. trainer vs plain
 say "throughput: trainer vs plain loop"
-timeout "$(cap 210)" "$PY" benchmarks/throughput.py --device "$DEV" --threads 4 "${THR_ARGS[@]}" \
+timeout "$(cap 90)" "$PY" benchmarks/throughput.py --device "$DEV" --threads 4 "${THR_ARGS[@]}" \
   --json "$OUT/throughput.json" > "$OUT/throughput.md" 2>> "$OUT/gpu.log"
 echo "rc $?" > "$OUT/throughput.rc"
 
 # ---------------------------------------------------------------------------------------- 2. baseline
 say "baseline: the plain loop, one trial of $STEPS steps at a time"
-timeout "$(cap 90)" "$PY" - "$STEPS" "$DEV" "$N_TRAIN" > "$OUT/baseline.json" 2>> "$OUT/gpu.log" <<'EOF'
+timeout "$(cap 60)" "$PY" - "$STEPS" "$DEV" "$N_TRAIN" > "$OUT/baseline.json" 2>> "$OUT/gpu.log" <<'EOF'
 import json, sys, tempfile
 sys.path.insert(0, "benchmarks")
 import torch
@@ -123,14 +138,31 @@ for cell in ("lstm", "rnn"):
 print(json.dumps(out))
 EOF
 
-# ---------------------------------------------------------------------------------------- 3. worker scaling
+# ---------------------------------------------------------------------------------------- 3. fused
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+: > "$OUT/fused.tsv"
+for K in $FUSE_KS; do
+  LIMIT=$(cap $((30 + K / 2)))
+  if [ "$LIMIT" -lt 20 ]; then
+    say "fused: K=$K skipped (budget)"; printf '%s\t%s\tskipped\t0\n' "$K" "$((2 * K))" >> "$OUT/fused.tsv"
+    continue
+  fi
+  say "fused: K=$K, $((2 * K)) trials in 2 fused groups, one process (limit ${LIMIT}s)"
+  S=$(date +%s.%N)
+  timeout "$LIMIT" "$PY" benchmarks/fused.py grid --k "$K" --steps "$STEPS" --device "$DEV" --size "$SIZE" \
+    --n-train "$N_TRAIN" --threads 4 --cache "$WORK/fcache" > "$OUT/fused-$K.jsonl" 2>> "$OUT/gpu.log"
+  RC=$?
+  E=$(date +%s.%N)
+  printf '%s\t%s\t%s\t%s\n' "$K" "$((2 * K))" "$RC" "$("$PY" -c "print($E - $S)")" >> "$OUT/fused.tsv"
+done
+
+# ---------------------------------------------------------------------------------------- 4. worker scaling
 : > "$OUT/scaling.tsv"
 for N in $WORKERS; do
-  K=$((N > 2 ? N : 2))
-  LIMIT=$(cap $((60 + 3 * N)))
-  if [ "$LIMIT" -lt 25 ]; then
+  K=$((N > 2 ? N / 2 : 1))  # seeds per cell: max(2, N) trials in all
+  LIMIT=$(cap $((25 + 2 * N)))
+  if [ "$LIMIT" -lt 20 ]; then
     say "scaling: $N workers skipped (budget)"; printf '%s\t%s\t%s\t%s\n' "$N" "$((2 * K))" skipped 0 >> "$OUT/scaling.tsv"
     continue
   fi
@@ -160,7 +192,13 @@ t = r.load(sys.argv[1])['runs']; t.to_csv(sys.argv[2], index=False)" "$DIR" "$OU
     2>> "$OUT/gpu.log" || true
 done
 
-# ---------------------------------------------------------------------------------------- 4. the table
+# ---------------------------------------------------------------------------------------- 5. fused step
+say "fused: training step, fused vs K separate"
+timeout "$(cap 45)" "$PY" benchmarks/fused.py step --device "$DEV" --threads 4 "${FSTEP_ARGS[@]}" \
+  > "$OUT/fused_step.md" 2>> "$OUT/gpu.log"
+echo "rc $?" >> "$OUT/fused_step.md"
+
+# ---------------------------------------------------------------------------------------- 6. the table
 "$PY" - "$OUT" "$STEPS" "$DRY" > "$OUT/gpu_table.md" 2>> "$OUT/gpu.log" <<'EOF'
 import datetime as dt, json, os, sys
 import pandas as pd
@@ -186,6 +224,7 @@ if base:
 lines += ["| workers | trials done / planned | wall (s) | trials/hour (wall, start-up included) | "
           "trials/hour (first trial start to last end) | mean trial wall_s | x plain loop (wall) | rc |",
           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+unfused_tph = []
 for line in open(p("scaling.tsv")):
     f = line.rstrip("\n").split("\t")
     n, planned, rc = f[0], f[1], f[2]
@@ -204,10 +243,36 @@ for line in open(p("scaling.tsv")):
     except Exception:
         done, steady, mean_wall = 0, "", ""
     tph = done / wall * 3600 if wall > 0 else 0
+    unfused_tph.append(tph)
     x = f"{tph / plain_tph:.1f}x" if base and done else ""
     lines.append(f"| {n} | {done} / {planned} | {wall:.0f} | {tph:,.0f} | {steady} | {mean_wall} | {x} | {rc} |")
-lines += ["", "Goal: aggregate grid throughput on one H200 >= 10x the plain loop run one trial at a time.", "",
-          "tests/test_gpu_path.py on the GPU: " + " ".join(open(p("test_gpu_path.txt")).read().split()[-12:])]
+best_unfused = max(unfused_tph, default=0.0)
+lines += ["", f"## Fused trials (run_fused in one process; {steps} steps per trial, the same grid, K seeds per cell)", "",
+          "| K | trials done / planned | wall (s, start-up included) | trials/hour | x plain loop | "
+          "x best unfused workers | rc |", "| --- | --- | --- | --- | --- | --- | --- |"]
+for line in open(p("fused.tsv")):
+    f = line.rstrip("\n").split("\t")
+    k, planned, rc = f[0], f[1], f[2]
+    if rc == "skipped":
+        lines.append(f"| {k} | 0 / {planned} | | | | | skipped (time budget) |")
+        continue
+    done, wall = 0, float(f[3])
+    try:
+        for rec in map(json.loads, open(p(f"fused-{k}.jsonl"))):
+            if "group" in rec:
+                done += rec["complete"]
+    except Exception:  # noqa: BLE001
+        pass
+    tph = done / wall * 3600 if wall > 0 else 0
+    xp = f"{tph / plain_tph:.1f}x" if base and done else ""
+    xu = f"{tph / best_unfused:.1f}x" if best_unfused and done else ""
+    lines.append(f"| {k} | {done} / {planned} | {wall:.0f} | {tph:,.0f} | {xp} | {xu} | {rc} |")
+fs = open(p("fused_step.md")).read().strip() if os.path.exists(p("fused_step.md")) else "(not run)"
+lines += ["", "Fused training step vs K separate steps (benchmarks/fused.py step; samples/s, median of rounds):", "",
+          fs, "",
+          "Goals: fused grid throughput on one H200 >= 10x the plain loop run one trial at a time, and >= 3x the "
+          "best unfused multi-process setting.", "",
+          "tests on the GPU: " + " ".join(open(p("test_gpu_path.txt")).read().split()[-12:])]
 print("\n".join(lines))
 EOF
 say "done in $((SECONDS - T0)) s; table: $OUT/gpu_table.md"

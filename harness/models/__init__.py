@@ -82,7 +82,8 @@ class RecurrentClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         if embeddings is not None:
-            self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(embeddings), freeze=False)
+            # A copy: from_numpy shares memory, and training would change the data set's array in place.
+            self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(embeddings).clone(), freeze=False)
             embed_dim = embeddings.shape[1]
         else:
             self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=pad_index)

@@ -85,3 +85,12 @@ def test_registries_hold_exactly_the_shared_names():
     assert tuple(READOUTS) == names.READOUTS
     with pytest.raises(RuntimeError, match="readout registry"):
         names.check_registry("readout", ["last", "first"], names.READOUTS)
+
+
+def test_pretrained_embeddings_are_copied_not_shared():
+    """Training a model must not change the data set's embedding array (the next trial's init)."""
+    emb = np.zeros((10, 4), np.float32)
+    model = build_model(ModelConfig(embed_dim=4, hidden_size=3), 10, 2, 9, emb)
+    with torch.no_grad():
+        model.embedding.weight.add_(1.0)
+    assert emb.sum() == 0.0
