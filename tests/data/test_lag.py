@@ -236,3 +236,17 @@ def test_cli_run_with_grid_lag_on_thucnews(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(out), "--dry-run", "--set", f"data.dir={news}",
                  "--set", "grid.lag=[0,16]"]) == 0
     assert capsys.readouterr().out.count("done    cell=rnn") == 2
+
+
+def test_thucnews_config_is_the_seed_model_and_needs_a_dir(tmp_path, capsys):
+    path = Path(__file__).resolve().parents[2] / "configs" / "thucnews.yaml"
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
+    assert "data.dir" in capsys.readouterr().err
+    cfg = load_config(path, [f"data.dir={_thucnews(tmp_path)}"])
+    m, t = cfg.model, cfg.train
+    assert (m.embed_dim, m.hidden_size, m.num_layers, m.bidirectional, m.dropout, m.init) == (300, 128, 2, True,
+                                                                                            0.3, "xavier")
+    assert (t.batch_size, t.lr, t.epochs, t.eval_every, t.require_improvement, cfg.data.pad_size) == (
+        64, 1e-3, 7, 100, 10000, 32)
+    assert cfg.grid["data.lag"] == [0, 8, 32, 64] and cfg.grid["model.forget_bias"] == [0.0, 1.0, 3.0]
+    assert len(make_plan(cfg, tmp_path / "o").specs) == 144  # the count its comment gives
