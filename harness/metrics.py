@@ -27,17 +27,21 @@ def macro_f1(confusion: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def vanishing_ratio(grad_norms: np.ndarray, read_pos: np.ndarray) -> float:
-    """log10( mean_b ‖∂L/∂x_{b,0}‖ / mean_b ‖∂L/∂x_{b,r_b}‖ ).
+def vanishing_ratio(grad_norms: np.ndarray, read_pos: np.ndarray, source_pos: int | np.ndarray = 0) -> float:
+    """log10( mean_b ‖∂L/∂x_{b,s_b}‖ / mean_b ‖∂L/∂x_{b,r_b}‖ ).
 
     grad_norms: (B, T) per-example gradient norm at each input position; read_pos: (B,) the position
-    each example's classifier reads. About 0 when gradient reaches the whole sequence, very negative
-    when it vanishes before the first position; -inf when nothing reaches it, nan when the read
-    position itself gets no gradient.
+    each example's classifier reads; source_pos: the position whose gradient is compared with it,
+    one for all or (B,): 0 (the first position of the sequence) in the seed's layout; with
+    `data.lag` D the trainer passes pad_size-1, the texts' last token, so that the ratio spans
+    exactly the D steps to a `last` read-out. About 0 when gradient reaches the source position
+    undiminished, very negative when it vanishes on the way; -inf when nothing reaches it, nan when
+    the read position itself gets no gradient.
     """
     g = np.asarray(grad_norms, dtype=np.float64)
-    first = g[:, 0].mean()
-    read = g[np.arange(g.shape[0]), np.asarray(read_pos)].mean()
+    rows = np.arange(g.shape[0])
+    first = g[rows, np.broadcast_to(np.asarray(source_pos), rows.shape)].mean()
+    read = g[rows, np.asarray(read_pos)].mean()
     if read <= 0:
         return math.nan
     if first <= 0:
@@ -45,10 +49,15 @@ def vanishing_ratio(grad_norms: np.ndarray, read_pos: np.ndarray) -> float:
     return float(math.log10(first / read))
 
 
-def pad_fraction(lengths: np.ndarray, pad_size: int) -> np.ndarray:
-    """(T,) share of the examples whose position t is padding (t >= length)."""
-    positions = np.arange(pad_size)
-    return (positions[None, :] >= np.asarray(lengths)[:, None]).mean(0)
+def pad_fraction(lengths: np.ndarray, seq_len: int, starts: np.ndarray | None = None) -> np.ndarray:
+    """(T,) share of the examples whose position t (0 … seq_len-1) is padding: outside the text's
+    span [start, start + length) (starts None: all 0, so padding is t >= length)."""
+    positions = np.arange(seq_len)[None, :]
+    lengths = np.asarray(lengths)[:, None]
+    if starts is None:
+        return (positions >= lengths).mean(0)
+    s = np.asarray(starts)[:, None]
+    return ((positions < s) | (positions >= s + lengths)).mean(0)
 
 
 def log_spaced_steps(total: int, n: int) -> list[int]:

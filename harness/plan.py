@@ -76,22 +76,34 @@ def make_plan(cfg: ExperimentConfig, out_dir: str | Path) -> Plan:
     return Plan(cfg, out_dir, [], data_id, study_mod.search_studies(cfg))
 
 
-def prepare_data(plan: Plan) -> dict[int, data_mod.Dataset]:
-    """Encode the data once per pad_size (cached on disk for every worker); validate embeddings."""
+def _axis_values(cfg: ExperimentConfig, key: str) -> set:
+    """The values a data setting takes in a run: its grid axis, a categorical study parameter's
+    choices, or the fixed value; empty for a sampled range (encoded when a trial first needs it)."""
+    values = set(cfg.grid.get(key, [getattr(cfg.data, key.split(".")[1])]))
+    if cfg.study is not None and key in cfg.study.params:
+        p = cfg.study.params[key]
+        values = set(p.choices) if p.type == "categorical" else set()
+    return values
+
+
+def prepare_data(plan: Plan) -> dict[tuple[int, int | None], data_mod.Dataset]:
+    """Encode the data once per (pad_size, lag) (cached on disk for every worker); validate embeddings."""
     cfg = plan.cfg
-    pads = set(cfg.grid.get("data.pad_size", [cfg.data.pad_size]))
-    if cfg.study is not None and "data.pad_size" in cfg.study.params:
-        p = cfg.study.params["data.pad_size"]
-        pads = set(p.choices) if p.type == "categorical" else set()  # sampled sizes encode on first use
+    pads, lags = _axis_values(cfg, "data.pad_size"), _axis_values(cfg, "data.lag")
     dims = {s.model.embed_dim for s in plan.specs} or {cfg.model.embed_dim}
     out = {}
     for pad in sorted(pads):
-        ds = data_mod.load(cfg.data, cache_dir(plan.out_dir), pad)
-        if ds.embeddings is not None and dims != {ds.embeddings.shape[1]}:
-            raise ConfigError(f"config key 'model.embed_dim': {sorted(dims)} does not match the "
-                              f"pretrained embeddings' width {ds.embeddings.shape[1]} ({cfg.data.embedding})")
-        out[pad] = ds
+        for lag in sorted(lags, key=lambda v: -1 if v is None else v):
+            ds = data_mod.load(cfg.data, cache_dir(plan.out_dir), pad, lag)
+            if ds.embeddings is not None and dims != {ds.embeddings.shape[1]}:
+                raise ConfigError(f"config key 'model.embed_dim': {sorted(dims)} does not match the "
+                                  f"pretrained embeddings' width {ds.embeddings.shape[1]} ({cfg.data.embedding})")
+            out[pad, lag] = ds
     return out
+
+
+# Settings added after results existed whose null default means what their absence meant.
+_ADDED_LATER = {"data.lag"}
 
 
 def _fixed_settings(raw: dict) -> dict[str, Any]:
@@ -102,7 +114,7 @@ def _fixed_settings(raw: dict) -> dict[str, Any]:
     flat = {}
     for section in GRIDDABLE_SECTIONS:
         for k, v in flatten(raw.get(section, {}), section + ".").items():
-            if k not in axes:
+            if k not in axes and not (k in _ADDED_LATER and v is None):
                 flat[k] = v
     return flat
 

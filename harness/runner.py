@@ -112,7 +112,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     queues = [*searches.values(), open_queue(plan, storage)]
     store = artifact_store(artifacts)
     device = resolve_device(device_name)
-    datasets: dict[int, data_mod.Dataset] = {}
+    datasets: dict[tuple[int, int | None], data_mod.Dataset] = {}
     extra = {"git_commit": git_commit(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
     ran = 0
     while True:
@@ -126,11 +126,11 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
             trial.study.tell(trial, state=TrialState.FAIL)
             continue
         set_system_attrs(trial.study, trial, {"worker": worker})
-        pad = spec.data.pad_size
-        if pad not in datasets:
-            datasets[pad] = data_mod.load(spec.data, cache_dir(out_dir), pad)
+        shape = spec.data.pad_size, spec.data.lag
+        if shape not in datasets:
+            datasets[shape] = data_mod.load(spec.data, cache_dir(out_dir), *shape)
         with Heartbeat(trial):
-            row = execute(spec, datasets[pad], device, out_dir, extra, recorder)
+            row = execute(spec, datasets[shape], device, out_dir, extra, recorder)
         _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)
         ran += 1
 

@@ -31,6 +31,8 @@ RUNS = pa.schema([
     _field("layernorm", _STR, "none | output | recurrent"),
     _field("batch_size", _I64, "training batch size"),
     _field("pad_size", _I64, "tokens per text"),
+    _field("lag", _I64, "PAD positions between every text's last token and the last position "
+           "(data.lag); null: the seed's layout"),
     _field("lr", _F64, "Adam learning rate"),
     _field("seed", _I64, "base seed"),
     _field("readout", _STR, "which outputs the classifier reads"),
@@ -105,7 +107,7 @@ GRAD_TIME = pa.schema([
     _field("trial_id", _STR, "the trial", nullable=False),
     _field("step", _I64, "optimizer steps so far", nullable=False),
     _field("layer", _STR, "input (the embedding output), rnn.l0, rnn.l1, …", nullable=False),
-    _field("position", _I64, "0 … pad_size-1", nullable=False),
+    _field("position", _I64, "0 … T-1 (T = pad_size, or pad_size + lag)", nullable=False),
     _field("pad_fraction", _F64, "share of the probe batch that is padding there"),
     _field("grad_norm", _F64, "mean over the probe batch of ‖∂L/∂x_t‖"),
 ])

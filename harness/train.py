@@ -114,7 +114,8 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         torch.cuda.manual_seed(seeds.dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-    train, dev, test = (_Split(s, device) for s in (data.train, data.dev, data.test))
+    spans = data.lag is not None  # texts that do not start at position 0: the read-outs need their starts
+    train, dev, test = (_Split(s, device, spans) for s in (data.train, data.dev, data.test))
     groups = ParamGroups.of(model, device)
     instruments = Instruments(
         model, groups, ProbeBatch.first(dev, data, tc.probe_size, mc.readout, mc.num_layers), autocast,
@@ -131,7 +132,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     clock.switch("train")
     try:
         for epoch, idx in _batches(train.n, tc, steps_per_epoch, total_steps, seeds.data_order, device):
-            batch = train.tokens[idx], train.lengths[idx], train.labels[idx]  # (B, T), (B,), (B,)
+            batch = train.batch(idx)  # (B, T), (B,), (B,)[, (B,)]
             out = train_step(model, optimizer, batch, autocast, tc.grad_clip, groups if tc.instrument else None)
             step += 1
             samples_seen += len(idx)
@@ -222,13 +223,21 @@ def _test(model: torch.nn.Module, state: dict[str, Tensor], test: _Split, data: 
 # ----------------------------------------------------------------------------- one step, evaluation
 
 class _Split:
-    """An encoded split as tensors resident on the training device."""
+    """An encoded split as tensors resident on the training device. `starts` (each text's first
+    position) only with `spans` (data with a lag); None means every text starts at position 0."""
 
-    def __init__(self, split: EncodedSplit, device: torch.device):
+    def __init__(self, split: EncodedSplit, device: torch.device, spans: bool = False):
         self.tokens = torch.from_numpy(split.tokens).to(device)    # (N, T) int64
         self.lengths = torch.from_numpy(split.lengths).to(device)  # (N,) int64
         self.labels = torch.from_numpy(split.labels).to(device)    # (N,) int64
+        self.starts = torch.from_numpy(split.starts).to(device) if spans else None  # (N,) int64
         self.n = len(split.labels)
+
+    def batch(self, idx: Tensor | slice) -> tuple[Tensor, ...]:
+        """(tokens (B, T), lengths (B,), labels (B,)) of the examples `idx`, and their starts (B,)
+        when the split has them."""
+        out = self.tokens[idx], self.lengths[idx], self.labels[idx]
+        return out if self.starts is None else (*out, self.starts[idx])
 
 
 @dataclass(frozen=True)
@@ -260,15 +269,15 @@ class StepResult:
     total_norm: Tensor | None = None  # () global gradient L2 norm, before clipping
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor, Tensor],
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, ...],
                autocast: Autocast, grad_clip: float | None = None, groups: ParamGroups | None = None
                ) -> StepResult:
-    """One optimisation step on `batch` = (tokens (B, T), lengths (B,), labels (B,)): forward,
-    cross-entropy, backward; with `groups`, the gradient norm per group (one fused call); clipping of
-    the global gradient norm to `grad_clip` if given; the optimizer step. No host sync."""
-    x, lengths, y = batch
+    """One optimisation step on `batch` = (tokens (B, T), lengths (B,), labels (B,)[, starts (B,)]):
+    forward, cross-entropy, backward; with `groups`, the gradient norm per group (one fused call);
+    clipping of the global gradient norm to `grad_clip` if given; the optimizer step. No host sync."""
+    x, lengths, y, *rest = batch
     with autocast():
-        logits = model(x, lengths)  # (B, C)
+        logits = _forward(model, x, lengths, rest[0] if rest else None)  # (B, C)
     loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -298,13 +307,20 @@ def evaluate(model: torch.nn.Module, split: _Split, batch_size: int, autocast: A
     preds = []
     for i in range(0, split.n, batch_size):
         sl = slice(i, i + batch_size)
+        x, lengths, y, *rest = split.batch(sl)
         with autocast():
-            logits = model(split.tokens[sl], split.lengths[sl])
-        loss_sum += F.cross_entropy(logits.float(), split.labels[sl], reduction="sum")
+            logits = _forward(model, x, lengths, rest[0] if rest else None)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         preds.append(logits.argmax(1))
     model.train(was_training)
     pred = torch.cat(preds)
     return loss_sum.item() / split.n, (pred == split.labels).float().mean().item(), pred
+
+
+def _forward(model: torch.nn.Module, x: Tensor, lengths: Tensor, starts: Tensor | None, **kw: Any) -> Any:
+    """model(x, lengths), passing `starts` only where there are some (so models without a lag
+    need not know of them)."""
+    return model(x, lengths, **kw) if starts is None else model(x, lengths, starts=starts, **kw)
 
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -438,7 +454,11 @@ def _sync(device: torch.device) -> None:
 
 @dataclass(frozen=True)
 class ProbeBatch:
-    """The gradient-reach probe's fixed batch: the first `train.probe_size` dev examples."""
+    """The gradient-reach probe's fixed batch: the first `train.probe_size` dev examples.
+
+    The vanishing ratio compares the gradient at `source` with that at `read`: in the seed's layout
+    the first position of the sequence (0); with `data.lag` D the texts' last token (pad_size-1),
+    which a `last` read-out (at T-1) reads across exactly D steps."""
 
     tokens: Tensor            # (B, T) on the device
     lengths: Tensor           # (B,)
@@ -446,13 +466,18 @@ class ProbeBatch:
     read: np.ndarray          # (B,) the input position the classifier reads, per example
     pad_fraction: np.ndarray  # (T,) share of the batch that is padding at each position
     layers: list[str]         # input, rnn.l0, rnn.l1, …
+    starts: Tensor | None = None  # (B,) the texts' first positions (data with a lag)
+    source: int = 0           # the position the vanishing ratio measures the gradient at
 
     @classmethod
     def first(cls, dev: _Split, data: Dataset, size: int, readout: str, num_layers: int) -> ProbeBatch:
-        n, pad_size = min(size, dev.n), data.train.tokens.shape[1]
-        lengths = data.dev.lengths[:n]
-        return cls(dev.tokens[:n], dev.lengths[:n], dev.labels[:n], read_positions(readout, lengths, pad_size),
-                   metrics.pad_fraction(lengths, pad_size), ["input"] + [f"rnn.l{i}" for i in range(num_layers)])
+        n, seq_len = min(size, dev.n), data.train.tokens.shape[1]
+        lengths, starts = data.dev.lengths[:n], data.dev.starts[:n]
+        return cls(dev.tokens[:n], dev.lengths[:n], dev.labels[:n],
+                   read_positions(readout, lengths, seq_len, starts), metrics.pad_fraction(lengths, seq_len, starts),
+                   ["input"] + [f"rnn.l{i}" for i in range(num_layers)],
+                   starts=None if dev.starts is None else dev.starts[:n],
+                   source=0 if data.lag is None else data.pad_size - 1)
 
 
 class Instruments:
@@ -493,7 +518,7 @@ class Instruments:
         with self.clock.phase("probe"):
             torch.set_flush_denormal(False)
             try:
-                norms = _probe(self.model, b.tokens, b.lengths, b.labels, self.autocast)
+                norms = _probe(self.model, b.tokens, b.lengths, b.labels, self.autocast, b.starts)
             finally:
                 torch.set_flush_denormal(flush_after)
             for layer, g in zip(b.layers, norms):
@@ -502,7 +527,7 @@ class Instruments:
                     {"step": step, "layer": layer, "position": t, "pad_fraction": float(b.pad_fraction[t]),
                      "grad_norm": float(mean[t])} for t in range(len(b.pad_fraction))])
             if key:
-                self.vanishing[key] = metrics.vanishing_ratio(norms[0], b.read)
+                self.vanishing[key] = metrics.vanishing_ratio(norms[0], b.read, b.source)
 
     def record_eval(self, step: int, epoch: float, samples_seen: int, train_s: float, sums: RunningSums,
                     dev_loss: float, dev_acc: float) -> None:
@@ -539,8 +564,8 @@ class Instruments:
                 "vanishing_ratio_final": self.vanishing.get("final")}
 
 
-def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tensor, autocast: Autocast
-           ) -> list[np.ndarray]:
+def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tensor, autocast: Autocast,
+           starts: Tensor | None = None) -> list[np.ndarray]:
     """Per layer (input, rnn.l0, …) the per-example gradient norm ‖∂L_b/∂x_{b,t}‖ as (B, T) arrays,
     L_b the cross-entropy of example b. Dropout is off; the model stays in train mode because cuDNN
     RNNs only run backward in train mode. Reads the norms back to the host."""
@@ -548,7 +573,7 @@ def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tens
     model.dropout.p = 0.0
     try:
         with torch.enable_grad(), autocast():
-            logits, hidden = model(tokens, lengths, return_hidden=True)
+            logits, hidden = _forward(model, tokens, lengths, starts, return_hidden=True)
             loss = F.cross_entropy(logits.float(), labels, reduction="sum")
         grads = torch.autograd.grad(loss, hidden)
     finally:
@@ -562,6 +587,7 @@ def settings_columns(spec: TrialSpec) -> dict[str, Any]:
     m, t = spec.model, spec.train
     cols = {
         "cell": m.cell, "layernorm": m.layernorm, "batch_size": t.batch_size, "pad_size": spec.data.pad_size,
+        "lag": spec.data.lag,
         "lr": t.lr, "seed": t.seed, "readout": m.readout, "bidirectional": m.bidirectional,
         "num_layers": m.num_layers, "hidden_size": m.hidden_size, "embed_dim": m.embed_dim,
         "dropout": m.dropout, "init": m.init, "forget_bias": m.forget_bias, "grad_clip": t.grad_clip,

@@ -79,8 +79,8 @@ def _capture_splits(monkeypatch) -> list:
     made = []
     original = train_mod._Split.__init__
 
-    def init(self, split, device):
-        original(self, split, device)
+    def init(self, split, device, *rest):
+        original(self, split, device, *rest)
         made.append(self)
 
     monkeypatch.setattr(train_mod._Split, "__init__", init)

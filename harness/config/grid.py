@@ -38,6 +38,8 @@ def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: 
     # Where the data came from and the synthetic settings are captured by data_id.
     for k in ("dir", "synth"):
         identity["data"].pop(k)
+    if identity["data"]["lag"] is None:  # added later: trials without a lag keep their ids
+        identity["data"].pop("lag")
     identity["data_id"] = data_id
     if tag:
         identity["tag"] = tag

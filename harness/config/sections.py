@@ -43,6 +43,10 @@ class DataConfig:
     tokenizer: str = field(default="char", metadata=_meta(
         "char (each character a token) or word (split on spaces)", choices=("char", "word")))
     pad_size: int = field(default=32, metadata=_meta("tokens per text: padded or cut", min=1))
+    lag: int | None = field(default=None, metadata=_meta(
+        "null: the seed's layout (texts from position 0, PAD after). D: texts cut to pad_size, "
+        "right-aligned in the first pad_size positions, then D PAD positions: every text's last token "
+        "is exactly D steps before the read-out position (sequence length pad_size + D)", min=0))
     vocab_size: int = field(default=10000, metadata=_meta("most frequent tokens kept", min=1))
     min_freq: int = field(default=1, metadata=_meta("minimum count of a kept token", min=1))
     synth: SynthConfig = field(default_factory=SynthConfig)
@@ -111,7 +115,7 @@ SECTIONS: dict[str, type] = {
 # Short grid-axis names and the dotted keys they stand for.
 AXIS_ALIASES = {
     "cell": "model.cell", "layernorm": "model.layernorm", "batch_size": "train.batch_size",
-    "pad_size": "data.pad_size", "lr": "train.lr", "seed": "train.seed",
+    "pad_size": "data.pad_size", "lr": "train.lr", "seed": "train.seed", "lag": "data.lag",
 }
 GRIDDABLE_SECTIONS = ("data", "model", "train")
 NOT_GRIDDABLE = {"data.kind", "data.dir", "data.embedding", "data.synth"}

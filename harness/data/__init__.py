@@ -1,7 +1,16 @@
-"""Data: locate (or synthesise) a data set, encode it once per (data, vocabulary, pad_size), cache it.
+"""Data: locate (or synthesise) a data set, encode it once per (data, vocabulary, pad_size, lag), cache it.
 
 `prepare(cfg, cache_dir)` returns where the text files are and the data identity; `load(...)` returns
 the encoded `Dataset` (integer arrays; the trainer moves them to its device once).
+
+Two layouts of a row (T positions, text tokens `t…`, PAD `_`), both cutting every text to its first
+`pad_size` tokens:
+
+- `lag` null, the seed's: the text from position 0, PAD after it; T = pad_size.
+  ``t t t t _ _ _ _``  (pad_size 8)
+- `lag` D: the text right-aligned in the first pad_size positions (PAD before it), then D PAD
+  positions; T = pad_size + D, and every text's last token sits at position pad_size-1, exactly D
+  steps before the last position. ``_ _ _ _ t t t t _ _`` (pad_size 8, D 2)
 """
 
 from __future__ import annotations
@@ -29,14 +38,24 @@ from harness.data.thucnews import (
 from harness.files import atomic_path, staged_dir
 from harness.names import SPLITS
 
-__all__ = ["DataError", "Dataset", "EncodedSplit", "prepare", "load", "describe", "encode_texts"]
+__all__ = ["DataError", "Dataset", "EncodedSplit", "prepare", "load", "describe", "encode_texts", "lag_layout"]
 
 
 @dataclass
 class EncodedSplit:
-    tokens: np.ndarray   # (N, pad_size) int64, right-padded with the PAD index
-    lengths: np.ndarray  # (N,) int64, true length after cutting to pad_size (>= 1)
+    """One split, encoded. Row i's text occupies the positions [starts[i], starts[i] + lengths[i])
+    (its valid span); every other position holds PAD. Without a lag starts are 0 (text first, PAD
+    after); with lag D, starts + lengths == pad_size for every row and the last D positions are PAD."""
+
+    tokens: np.ndarray   # (N, T) int64; T = pad_size, or pad_size + lag
+    lengths: np.ndarray  # (N,) int64, tokens of the text after cutting to pad_size (>= 1; an empty
+    #                      text counts 1: its one position holds PAD)
     labels: np.ndarray   # (N,) int64
+    starts: np.ndarray | None = None  # (N,) int64, the text's first position; None -> zeros
+
+    def __post_init__(self) -> None:
+        if self.starts is None:
+            self.starts = np.zeros(len(self.lengths), dtype=np.int64)
 
 
 @dataclass
@@ -50,6 +69,17 @@ class Dataset:
     embeddings: np.ndarray | None  # (vocab_size, D) float32 or None
     data_id: str
     name: str                  # a short label for the runs table ("synthetic" or the directory name)
+    pad_size: int = 0          # tokens a text is cut to (0: taken from the tokens' width)
+    lag: int | None = None     # PAD positions after every text's end (None: the seed's layout)
+
+    def __post_init__(self) -> None:
+        if not self.pad_size:
+            self.pad_size = self.train.tokens.shape[1] - (self.lag or 0)
+
+    @property
+    def seq_len(self) -> int:
+        """T, positions per row: pad_size + lag."""
+        return self.pad_size + (self.lag or 0)
 
 
 def prepare(cfg: DataConfig, cache_dir: str | Path) -> tuple[Path, str]:
@@ -83,14 +113,40 @@ def encode_texts(texts: list[str], vocab: dict[str, int], tokenizer_name: str, p
     return tokens, lengths
 
 
-def load(cfg: DataConfig, cache_dir: str | Path, pad_size: int | None = None) -> Dataset:
-    """The encoded data set for `pad_size` (default cfg.pad_size), from the cache when present."""
+def lag_layout(tokens: np.ndarray, lengths: np.ndarray, lag: int, pad_index: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's layout (`encode_texts`' (N, pad_size) tokens, text from position 0) moved to lag D:
+    each text right-aligned in the first pad_size positions, then `lag` PAD positions. Returns
+    tokens (N, pad_size + lag) and starts (N,) = pad_size - lengths; the text tokens are the same."""
+    n, pad_size = tokens.shape
+    starts = (pad_size - lengths).astype(np.int64)
+    out = np.full((n, pad_size + lag), pad_index, dtype=np.int64)
+    cols = np.arange(pad_size)
+    src = cols[None, :] - starts[:, None]  # (N, pad_size): which input column lands at each position
+    inside = src >= 0
+    out[:, :pad_size][inside] = tokens[np.nonzero(inside)[0], src[inside]]
+    return out, starts
+
+
+_DEFAULT = object()
+
+
+def load(cfg: DataConfig, cache_dir: str | Path, pad_size: int | None = None,
+         lag: int | None | object = _DEFAULT) -> Dataset:
+    """The encoded data set for `pad_size` and `lag` (defaults: cfg.pad_size, cfg.lag), from the
+    cache when present. The cache of a data set without a lag is the same file as before lags existed."""
     pad_size = pad_size or cfg.pad_size
+    lag = cfg.lag if lag is _DEFAULT else lag
+    if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int) or lag < 0):
+        raise ValueError(f"data.lag must be an integer >= 0 or null, got {lag!r}")
     data_dir, data_id = prepare(cfg, cache_dir)
     class_names = read_classes(data_dir)
-    key = stable_hash({"data_id": data_id, "tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size,
-                       "min_freq": cfg.min_freq, "pad_size": pad_size})
-    cache = Path(cache_dir) / f"encoded-{data_id}-pad{pad_size}-{key}.npz"
+    ident = {"data_id": data_id, "tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size,
+             "min_freq": cfg.min_freq, "pad_size": pad_size}
+    if lag is not None:
+        ident["lag"] = lag
+    lag_part = "" if lag is None else f"-lag{lag}"
+    cache = Path(cache_dir) / f"encoded-{data_id}-pad{pad_size}{lag_part}-{stable_hash(ident)}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -101,6 +157,8 @@ def load(cfg: DataConfig, cache_dir: str | Path, pad_size: int | None = None) ->
         arrays = {}
         for s, rows in splits.items():
             tokens, lengths = encode_texts([t for t, _ in rows], vocab, cfg.tokenizer, pad_size)
+            if lag is not None:
+                tokens, arrays[f"{s}_starts"] = lag_layout(tokens, lengths, lag, vocab[PAD])
             arrays.update({f"{s}_tokens": tokens, f"{s}_lengths": lengths,
                            f"{s}_labels": np.array([y for _, y in rows], dtype=np.int64)})
         vocab_size, pad_index = len(vocab), vocab[PAD]
@@ -108,11 +166,11 @@ def load(cfg: DataConfig, cache_dir: str | Path, pad_size: int | None = None) ->
     embeddings = None
     if cfg.embedding != "random":
         embeddings = load_embeddings(data_dir / cfg.embedding, vocab_size)
-    split = {s: EncodedSplit(arrays[f"{s}_tokens"], arrays[f"{s}_lengths"], arrays[f"{s}_labels"])
-             for s in SPLITS}
+    split = {s: EncodedSplit(arrays[f"{s}_tokens"], arrays[f"{s}_lengths"], arrays[f"{s}_labels"],
+                             arrays.get(f"{s}_starts")) for s in SPLITS}
     name = "synthetic" if cfg.kind == "synthetic" else data_dir.name
     return Dataset(**split, vocab_size=vocab_size, pad_index=pad_index, class_names=class_names,
-                   embeddings=embeddings, data_id=data_id, name=name)
+                   embeddings=embeddings, data_id=data_id, name=name, pad_size=pad_size, lag=lag)
 
 
 def _vocab(cfg: DataConfig, data_dir: Path, train_texts: list[str]) -> dict[str, int]:

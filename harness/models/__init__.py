@@ -26,52 +26,68 @@ names.check_registry("cell", CELLS, names.CELLS)
 
 
 # ----------------------------------------------------------------------------- read-outs
-# Each takes the last layer's outputs (B, T, D*H) and the true lengths (B,) and returns (B, D*H).
+# Each takes the last layer's outputs (B, T, D*H), the text lengths (B,), the number of directions
+# and, optionally, the texts' first positions `starts` (B,): example b's text occupies the positions
+# [starts[b], starts[b] + lengths[b]) (its valid span). `starts` None means every text starts at
+# position 0 (the seed's layout); the read-outs then run exactly the ops they always ran.
+# Returns (B, D*H).
 
-def readout_last(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
+def readout_last(out: Tensor, lengths: Tensor, directions: int, starts: Tensor | None = None) -> Tensor:
     """The seed's out[:, -1, :]: the last (usually padded) position, both directions."""
     return out[:, -1, :]
 
 
-def readout_last_valid(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
-    """Each direction's output after it has read the whole text: forward at position length-1,
-    reverse (which runs from T-1 down to 0) at position 0."""
-    idx = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, out.size(2))
+def readout_last_valid(out: Tensor, lengths: Tensor, directions: int, starts: Tensor | None = None
+                       ) -> Tensor:
+    """Each direction's output after it has read the whole text: forward at the text's last token
+    (position starts+length-1), reverse (which runs from T-1 down to 0) at its first (starts)."""
+    last = lengths - 1 if starts is None else starts + lengths - 1
+    idx = last.clamp(min=0).view(-1, 1, 1).expand(-1, 1, out.size(2))
     at_last = out.gather(1, idx).squeeze(1)  # (B, D*H)
     if directions == 1:
         return at_last
     h = out.size(2) // 2
-    return torch.cat([at_last[:, :h], out[:, 0, h:]], dim=1)
+    if starts is None:
+        at_first = out[:, 0, h:]
+    else:
+        at_first = out[:, :, h:].gather(1, starts.view(-1, 1, 1).expand(-1, 1, h)).squeeze(1)  # (B, H)
+    return torch.cat([at_last[:, :h], at_first], dim=1)
 
 
-def _valid_mask(out: Tensor, lengths: Tensor) -> Tensor:
-    positions = torch.arange(out.size(1), device=out.device)
-    return (positions.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)  # (B, T, 1)
+def _valid_mask(out: Tensor, lengths: Tensor, starts: Tensor | None = None) -> Tensor:
+    """(B, T, 1) True inside each example's valid span."""
+    positions = torch.arange(out.size(1), device=out.device).unsqueeze(0)  # (1, T)
+    if starts is None:
+        return (positions < lengths.unsqueeze(1)).unsqueeze(2)
+    s = starts.unsqueeze(1)
+    return ((positions >= s) & (positions < s + lengths.unsqueeze(1))).unsqueeze(2)
 
 
-def readout_mean(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
+def readout_mean(out: Tensor, lengths: Tensor, directions: int, starts: Tensor | None = None) -> Tensor:
     """Mean over the valid (non-padding) positions."""
-    mask = _valid_mask(out, lengths).to(out.dtype)
+    mask = _valid_mask(out, lengths, starts).to(out.dtype)
     return (out * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-def readout_max(out: Tensor, lengths: Tensor, directions: int) -> Tensor:
+def readout_max(out: Tensor, lengths: Tensor, directions: int, starts: Tensor | None = None) -> Tensor:
     """Maximum over the valid (non-padding) positions."""
-    return out.masked_fill(~_valid_mask(out, lengths), float("-inf")).amax(1)
+    return out.masked_fill(~_valid_mask(out, lengths, starts), float("-inf")).amax(1)
 
 
-READOUTS: dict[str, Callable[[Tensor, Tensor, int], Tensor]] = {
+READOUTS: dict[str, Callable[..., Tensor]] = {
     "last": readout_last, "last_valid": readout_last_valid, "mean": readout_mean, "max": readout_max,
 }
 names.check_registry("readout", READOUTS, names.READOUTS)
 
 
-def read_positions(readout: str, lengths: np.ndarray, pad_size: int) -> np.ndarray:
+def read_positions(readout: str, lengths: np.ndarray, seq_len: int, starts: np.ndarray | None = None
+                   ) -> np.ndarray:
     """(B,) the input position whose output the classifier reads for each text (for the forward
-    direction): pad_size-1 for `last`, the last true token otherwise."""
+    direction): seq_len-1 (T-1) for `last`, the text's last token (starts+lengths-1) otherwise."""
     if readout == "last":
-        return np.full(len(lengths), pad_size - 1)
-    return np.clip(lengths - 1, 0, pad_size - 1)
+        return np.full(len(lengths), seq_len - 1)
+    last = lengths - 1 if starts is None else starts + lengths - 1
+    return np.clip(last, 0, seq_len - 1)
 
 
 # ----------------------------------------------------------------------------- model
@@ -104,10 +120,11 @@ class RecurrentClassifier(nn.Module):
         self.fc = nn.Linear(width, n_classes)
         self.readout = READOUTS[cfg.readout]
 
-    def forward(self, tokens: Tensor, lengths: Tensor, return_hidden: bool = False
+    def forward(self, tokens: Tensor, lengths: Tensor, return_hidden: bool = False, starts: Tensor | None = None
                 ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """tokens (B, T) int64, lengths (B,) → logits (B, C); with return_hidden also the list
-        [embedding output (B, T, E), layer 0 output (B, T, D*H), …] for the gradient probe."""
+        """tokens (B, T) int64, lengths (B,) [, starts (B,): each text's first position, None = 0]
+        → logits (B, C); with return_hidden also the list [embedding output (B, T, E), layer 0
+        output (B, T, D*H), …] for the gradient probe."""
         x = self.embedding(tokens)  # (B, T, E)
         hidden = [x]
         for i, layer in enumerate(self.rnn):
@@ -117,7 +134,10 @@ class RecurrentClassifier(nn.Module):
             if isinstance(x, tuple):
                 x = x[0]
             hidden.append(x)  # (B, T, D*H)
-        v = self.readout(x, lengths, self.directions)  # (B, D*H)
+        if starts is None:  # the seed's layout; a read-out need not know of starts
+            v = self.readout(x, lengths, self.directions)  # (B, D*H)
+        else:
+            v = self.readout(x, lengths, self.directions, starts)
         if self.norm is not None:
             v = self.norm(v)
         logits = self.fc(v)  # (B, C)
