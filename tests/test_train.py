@@ -218,7 +218,8 @@ def test_onednn_version_is_read_from_the_build_text():
 
 @pytest.mark.slow
 def test_cpu_capability_follows_the_environment():
-    code = "import torch; from harness.train import provenance; print(provenance(torch.device('cpu'))['cpu_capability'])"
+    code = ("import torch; from harness.train import provenance; "
+            "print(provenance(torch.device('cpu'))['cpu_capability'])")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "DEFAULT"
