@@ -56,9 +56,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from harness.status import format_status, status
+    from harness.status import format_status, status, status_json
 
-    print(format_status(status(Path(args.dir), args.storage)))
+    info = status(Path(args.dir), args.storage)
+    print(status_json(info) if args.json else format_status(info))
     return 0
 
 
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="trial counts by state, running, slowest and failed trials")
     st.add_argument("dir")
     st.add_argument("--storage", help="Optuna storage URL if not DIR/optuna.journal")
+    st.add_argument("--json", action="store_true", help="print the same as one JSON object (counts by status, "
+                                                          "running, waiting, slowest, failures)")
     st.set_defaults(func=_cmd_status)
     _add_init_parser(sub)
 

@@ -68,3 +68,25 @@ def test_dry_run_lists_trials_and_what_is_done(smoke_run, tmp_path, capsys):
     assert main(["run", str(SMOKE), "--out", str(tmp_path / "new"), "--dry-run"]) == 0
     fresh = capsys.readouterr().out
     assert "4 trials, 0 already done" in fresh and "at most 104 training steps" in fresh
+
+
+def test_load_carries_the_run_config_and_status_speaks_json(smoke_run, capsys):
+    import json
+
+    res = records.load(smoke_run)
+    assert res.config.name == "smoke" and res.config.grid["model.cell"] == ["rnn", "lstm"]
+    assert main(["status", str(smoke_run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "smoke" and info["total"] == 4 and info["missing"] == 0
+    assert info["finished"] == {"complete": 4, "diverged": 0, "failed": 0, "pruned": 0}
+    assert len(info["slowest"]) == 4 and all(isinstance(r["wall_s"], float) for r in info["slowest"])
+    assert info["failures"] == [] and info["running"] == [] and info["waiting"] == 0
+
+
+def test_status_json_turns_missing_values_into_null():
+    import numpy as np
+
+    from harness.status import status_json
+
+    text = status_json({"a": [{"x": np.float64("nan"), "y": pd.NA, "z": np.int64(3), "t": pd.Timestamp(0, tz="UTC")}]})
+    assert text.replace(" ", "").replace("\n", "") == '{"a":[{"x":null,"y":null,"z":3,"t":"1970-01-0100:00:00+00:00"}]}'
