@@ -102,14 +102,15 @@ def _cmd_init(args: argparse.Namespace) -> int:
         return 2
     for path in written:
         print(f"wrote {path}")
-    print(f"try: harness run {written[0].parent / 'smoke.yaml'}")
+    first = written[0].parent / "first.yaml"
+    print(f"try: harness run {first} && harness report results/first")
     return 0
 
 
 def _add_init_parser(sub: argparse._SubParsersAction) -> None:
     it = sub.add_parser("init", help="copy the shipped example configs into DIR/configs/",
-                        description="Copy the configs that ship with the package (smoke, bench, full, study) "
-                                    "into DIR/configs/, to edit and run: harness run configs/smoke.yaml")
+                        description="Copy the configs that ship with the package (first, smoke, bench, full, study) "
+                                    "into DIR/configs/, to edit and run: harness run configs/first.yaml")
     it.add_argument("dir", nargs="?", default=".", help="project folder (default: the current folder)")
     it.add_argument("--force", action="store_true", help="overwrite configs that are already there")
     it.set_defaults(func=_cmd_init)
