@@ -48,13 +48,13 @@ CELL_A, CELL_B = "lstm", "rnn"  # the effect is CELL_A minus CELL_B
 # ## Load the tables
 #
 # `harness.records.load(DIR)` reads every finished trial's shards (it also works while a run is
-# going). Today it returns a dict of pandas DataFrames keyed by table name (`runs`, `curves`,
-# `grad_norms`, `grad_time`, `confusion`); the tables are reached as `tables["runs"]`. (If `load`
-# becomes a typed object, that access is the one line to adapt.)
+# going) into a `Results`: the tables as pandas DataFrames (`.runs`, `.curves`, `.grad_norms`,
+# `.grad_time`, `.confusion`), their schemas (`.schema(name)`, `.columns_doc(name)`) and the run's
+# resolved config (`.config`).
 
 # %%
 tables = load(RESULTS)
-runs = tables["runs"]
+runs = tables.runs
 print(f"{RESULTS}: {len(runs)} trials; by status: {runs['status'].value_counts().to_dict()}")
 runs[["trial_id", "cell", "pad_size", "seed", "status", "test_acc"]].head()
 

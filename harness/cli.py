@@ -56,9 +56,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from harness.status import format_status, status
+    from harness.status import format_status, status, status_json
 
-    print(format_status(status(Path(args.dir), args.storage)))
+    info = status(Path(args.dir), args.storage)
+    print(status_json(info) if args.json else format_status(info))
     return 0
 
 
@@ -120,14 +121,15 @@ def _cmd_init(args: argparse.Namespace) -> int:
         return 2
     for path in written:
         print(f"wrote {path}")
-    print(f"try: harness run {written[0].parent / 'smoke.yaml'}")
+    first = written[0].parent / "first.yaml"
+    print(f"try: harness run {first} && harness report results/first")
     return 0
 
 
 def _add_init_parser(sub: argparse._SubParsersAction) -> None:
     it = sub.add_parser("init", help="copy the shipped example configs into DIR/configs/",
-                        description="Copy the configs that ship with the package (smoke, bench, full, study) "
-                                    "into DIR/configs/, to edit and run: harness run configs/smoke.yaml")
+                        description="Copy the configs that ship with the package (first, smoke, bench, full, study) "
+                                    "into DIR/configs/, to edit and run: harness run configs/first.yaml")
     it.add_argument("dir", nargs="?", default=".", help="project folder (default: the current folder)")
     it.add_argument("--force", action="store_true", help="overwrite configs that are already there")
     it.set_defaults(func=_cmd_init)
@@ -224,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="trial counts by state, running, slowest and failed trials")
     st.add_argument("dir")
     st.add_argument("--storage", help="Optuna storage URL if not DIR/optuna.journal")
+    st.add_argument("--json", action="store_true", help="print the same as one JSON object (counts by status, "
+                                                          "running, waiting, slowest, failures)")
     st.set_defaults(func=_cmd_status)
     _add_init_parser(sub)
 

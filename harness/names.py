@@ -1,7 +1,8 @@
 """The names the config, the models, the data, the tables and the report share, each defined once.
 
 Torch-free, so the config can validate against them; `harness.models` registers its
-implementations under exactly these names (and checks so at import).
+implementations under exactly these names (and checks so at import). Cells, read-outs and data
+kinds from other packages add to these through entry points (`harness.plugins`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ CELLS = ("rnn", "lstm", "gru")
 LAYERNORMS = ("none", "output", "recurrent")
 # What the classifier reads from the last layer's outputs.
 READOUTS = ("last", "last_valid", "mean", "max")
+# Built-in data set kinds (`data.kind`).
+DATA_KINDS = ("synthetic", "thucnews")
 # The splits of a data set, in file order.
 SPLITS = ("train", "dev", "test")
 # How a trial ended (the runs table's `status`).

@@ -50,7 +50,7 @@ class Plan:
         """Trials the run will have when it is finished."""
         if self.cfg.study is None:
             return len(self.specs)
-        reruns = len(self.studies) * len(study_mod.seeds(self.cfg)) if self.cfg.study.rerun_best else 0
+        reruns = len(self.studies) * len(study_mod.rerun_seeds(self.cfg)) if self.cfg.study.rerun_best else 0
         return len(self.studies) * self.cfg.study.n_trials + reruns
 
     @property

@@ -2,8 +2,9 @@
 
 The trainer fills a `TrialRecorder` (in memory, no I/O). The runner writes each finished trial's
 tables as Parquet shards into `DIR/trials/<trial_id>/`, first under a temporary name that is then
-renamed, so a folder named by a trial id is always complete. `load(DIR)` reads every shard;
-`combine(DIR)` rebuilds `DIR/<table>.parquet` from them (also atomically).
+renamed, so a folder named by a trial id is always complete. `load(DIR)` reads every shard into a
+`Results` (the public API for analysis: the five tables, their schemas and the run's resolved
+config); `combine(DIR)` rebuilds `DIR/<table>.parquet` from them (also atomically).
 
 Every shard is written with the table's Arrow schema (`harness.schema`), and every frame this
 module returns has the same dtypes whatever the rows hold: integers `Int64` (`int64` where the
@@ -13,9 +14,10 @@ schema forbids nulls), floats `float64`, strings `str`, booleans `boolean`, time
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,8 +26,11 @@ import pyarrow.parquet as pq
 from harness.files import atomic_path, staged_dir
 from harness.schema import COLUMNS, SCHEMA_VERSION, SCHEMAS, TABLES
 
-__all__ = ["COLUMNS", "TABLES", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame", "trial_dir", "is_done",
-           "write_trial", "read_trial", "load", "combine"]
+if TYPE_CHECKING:
+    from harness.config import ExperimentConfig
+
+__all__ = ["COLUMNS", "TABLES", "Results", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame", "trial_dir",
+           "is_done", "write_trial", "read_trial", "load", "combine"]
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
@@ -127,9 +132,76 @@ def read_trial(results_dir: str | Path, trial_id: str) -> dict[str, pd.DataFrame
     return {t: to_frame(t, _read(d / f"{t}.parquet", t)) for t in TABLES if (d / f"{t}.parquet").is_file()}
 
 
-def load(results_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """All five tables of a results directory as frames, rebuilt from the trial shards (works while
-    a run is still going). A table with no rows still has every schema column."""
+@dataclass(frozen=True, eq=False)
+class Results(Mapping[str, pd.DataFrame]):
+    """A results directory as `load` reads it: the five tables as pandas DataFrames (typed as
+    `harness.schema` says), the resolved config the run used, and the directory.
+
+    Also a read-only mapping of table name -> frame, so `load(DIR)["runs"]`, `dict(load(DIR))` and
+    `for name, df in load(DIR).items()` work as they did when `load` returned a dict.
+    """
+
+    dir: Path
+    runs: pd.DataFrame          # one row per trial
+    curves: pd.DataFrame        # trial × evaluation point
+    grad_norms: pd.DataFrame    # trial × evaluation point × parameter group
+    grad_time: pd.DataFrame     # trial × probe step × layer × input position
+    confusion: pd.DataFrame     # trial × true label × predicted label (test set)
+    config: ExperimentConfig | None  # DIR/config.yaml validated; None when absent or unreadable
+    config_error: str | None = None  # why DIR/config.yaml could not be read (None when it could or is absent)
+
+    def __getitem__(self, table: str) -> pd.DataFrame:
+        if table not in TABLES:
+            raise KeyError(f"no table {table!r}; the tables are {', '.join(TABLES)}")
+        return getattr(self, table)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TABLES)
+
+    def __len__(self) -> int:
+        return len(TABLES)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Table name -> frame, in schema order."""
+        return {t: getattr(self, t) for t in TABLES}
+
+    @staticmethod
+    def schema(table: str) -> pa.Schema:
+        """The Arrow schema of `table` (each field's metadata b"doc" documents the column)."""
+        return SCHEMAS[table]
+
+    @staticmethod
+    def columns_doc(table: str) -> dict[str, str]:
+        """Column -> its one-line documentation, for the columns every consumer may rely on."""
+        return {f.name: (f.metadata or {}).get(b"doc", b"").decode() for f in SCHEMAS[table]}
+
+
+def _read_config(results_dir: Path) -> tuple[ExperimentConfig | None, str | None]:
+    """DIR/config.yaml validated, or (None, why) when it cannot be read; (None, None) when absent."""
+    path = results_dir / "config.yaml"
+    if not path.is_file():
+        return None, None
+    import yaml
+
+    from harness.config import ConfigError, config_from_dict
+
+    try:
+        return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path)), None
+    except (ConfigError, yaml.YAMLError, OSError) as e:
+        return None, str(e)
+
+
+def load(results_dir: str | Path) -> Results:
+    """A results directory as a `Results`: all five tables rebuilt from the trial shards (works
+    while a run is still going; a table with no rows still has every schema column) and the resolved
+    config from DIR/config.yaml."""
+    tables = _load_tables(Path(results_dir))
+    config, error = _read_config(Path(results_dir))
+    return Results(dir=Path(results_dir), **tables, config=config, config_error=error)
+
+
+def _load_tables(results_dir: Path) -> dict[str, pd.DataFrame]:
     trials = Path(results_dir) / "trials"
     parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
     if trials.is_dir():
@@ -152,7 +224,7 @@ def load(results_dir: str | Path) -> dict[str, pd.DataFrame]:
 def combine(results_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Rebuild DIR/<table>.parquet from the shards (each written to a temp name, then renamed)."""
     results_dir = Path(results_dir)
-    tables = load(results_dir)
+    tables = _load_tables(results_dir)
     for name, df in tables.items():
         with atomic_path(results_dir / f"{name}.parquet") as tmp:
             pq.write_table(to_arrow(name, df), tmp)

@@ -156,7 +156,7 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
         spec = plan.by_id.get(key)
     if spec is None:
         return None, None
-    _suggest_params(trial, spec)
+    _suggest_params(trial, spec, cfg.grid)
     return spec, TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial))
 
 
@@ -196,16 +196,20 @@ def _reporting_hook(trial: Trial):
     return on_eval
 
 
-def _suggest_params(trial: Trial, spec: TrialSpec) -> None:
-    """Record the trial's settings as Optuna params (so the dashboard can plot them)."""
+def _suggest_params(trial: Trial, spec: TrialSpec, grid: dict[str, list]) -> None:
+    """Record the trial's settings as Optuna params (so the dashboard can plot them). A text
+    setting's choices: the built-in ones, then the grid's others (a plugin's cell, say), the same
+    for every trial of the study."""
     for axis, value in spec.factors.items():
         if value is None:
             continue
-        _, meta = _lookup_field(AXIS_ALIASES.get(axis, axis))
+        dotted = AXIS_ALIASES.get(axis, axis)
+        _, meta = _lookup_field(dotted)
         if isinstance(value, bool):
             trial.suggest_categorical(axis, [False, True])
         elif isinstance(value, str):
-            trial.suggest_categorical(axis, list(meta.get("choices") or [value]))
+            choices = dict.fromkeys([*(meta.get("choices") or ()), *grid.get(dotted, ()), value])
+            trial.suggest_categorical(axis, list(choices))
         elif isinstance(value, int):
             trial.suggest_int(axis, value, value)
         else:

@@ -80,6 +80,11 @@ RUNS = pa.schema([
     _field("traceback", _STR, "the last frames of a failed trial's exception"),
     _field("git_commit", _STR, "commit of the harness that ran the trial"),
     _field("worker", _STR, "host:pid of the worker process"),
+    _field("cpu_model", _STR, "the CPU's model name (/proc/cpuinfo or platform.processor())"),
+    _field("cpu_capability", _STR, "the vector instruction set ATen dispatches to (AVX512, AVX2, …)"),
+    _field("onednn_version", _STR, "oneDNN version torch was built with (torch.__config__.show())"),
+    _field("cudnn_version", _STR, "torch.backends.cudnn.version() on CUDA; null on a CPU"),
+    _field("gpu_name", _STR, "torch.cuda.get_device_name on CUDA; null on a CPU"),
 ])
 
 CURVES = pa.schema([

@@ -6,6 +6,8 @@ while a run is going and after it ended or was interrupted.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,33 @@ def format_status(info: dict[str, Any]) -> str:
             lines.append(f"  {r['trial_id']}  {r['status']}  {r['cell']}/{r['layernorm']} pad {r['pad_size']} "
                          f"lr {r['lr']} seed {r['seed']}: {r['error']}")
     return "\n".join(lines)
+
+
+def status_json(info: dict[str, Any]) -> str:
+    """`status(...)` as JSON (`harness status --json`): the same keys; missing values (NaN, NA) as
+    null, numbers as numbers, anything else (timestamps) as its string."""
+    return json.dumps(_plain(info), indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def _plain(v: Any) -> Any:
+    """`v` as JSON-ready plain data."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if hasattr(v, "item") and not isinstance(v, (int, float)):  # a numpy scalar
+        v = v.item()
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, int):
+        return v
+    try:
+        import pandas as pd
+
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(v)

@@ -5,6 +5,11 @@ One search study per combination of the `study.per` axes (or one in all), each n
 exactly like grid trials; the sampler chooses the parameters when the claiming worker suggests them.
 When every search has finished, each study's best setting is re-run once per grid seed (the
 "rerun" phase), so configurations are compared at their own best settings.
+
+Seeds: the search trials train with a seed of their own (`search_seed`: the first grid seed +
+1,000,000, moved up past any grid seed), so no re-run repeats the selected trial bit for bit and the
+re-runs measure the chosen setting on seeds the selection never saw. The best trial is the best on
+the objectives, which are dev or cost metrics unless `study.allow_test_objectives` is set.
 """
 
 from __future__ import annotations
@@ -40,8 +45,27 @@ def search_studies(cfg: ExperimentConfig) -> list[SearchStudy]:
     return out
 
 
+SEARCH_SEED_OFFSET = 1_000_000
+
+
 def seeds(cfg: ExperimentConfig) -> list[int]:
+    """The grid's seeds (or train.seed): the seeds of the re-runs."""
     return list(cfg.grid.get("train.seed", [cfg.train.seed]))
+
+
+def search_seed(cfg: ExperimentConfig) -> int:
+    """The seed every search trial trains with: the first grid seed + SEARCH_SEED_OFFSET, or the
+    next integer that is not a grid seed, so the re-runs' seeds are disjoint from it."""
+    taken = set(seeds(cfg))
+    s = seeds(cfg)[0] + SEARCH_SEED_OFFSET
+    while s in taken:
+        s += 1
+    return s
+
+
+def rerun_seeds(cfg: ExperimentConfig) -> list[int]:
+    """The seeds a study's best setting is re-run with: the grid's, none of them the search's."""
+    return [s for s in seeds(cfg) if s != search_seed(cfg)]
 
 
 def make_sampler(st: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
@@ -102,8 +126,8 @@ def suggest(trial: optuna.Trial, params: dict[str, ParamSpec]) -> dict[str, Any]
 
 
 def search_spec(cfg: ExperimentConfig, data_id: str, study: SearchStudy, trial: optuna.Trial) -> TrialSpec:
-    """The TrialSpec of a sampled trial: the study's fixed values, the sampled ones, the first seed."""
-    values = {**study.fixed, **suggest(trial, cfg.study.params), "train.seed": seeds(cfg)[0]}
+    """The TrialSpec of a sampled trial: the study's fixed values, the sampled ones, the search seed."""
+    values = {**study.fixed, **suggest(trial, cfg.study.params), "train.seed": search_seed(cfg)}
     return make_spec(cfg, data_id, values,
                      tag={"phase": "search", "study": study.name, "study_trial": trial.number})
 
@@ -135,8 +159,8 @@ def best_trial(study: optuna.Study, st: StudyConfig) -> optuna.trial.FrozenTrial
 
 def rerun_specs(cfg: ExperimentConfig, data_id: str, study: SearchStudy, best: optuna.trial.FrozenTrial
                 ) -> list[TrialSpec]:
-    """The best setting of one study, once per grid seed."""
+    """The best setting of one study, once per re-run seed (never the search's seed)."""
     params = {key: best.params[short_axis_name(key)] for key in cfg.study.params}
     return [make_spec(cfg, data_id, {**study.fixed, **params, "train.seed": s},
                       tag={"phase": "rerun", "study": study.name, "study_trial": best.number})
-            for s in seeds(cfg)]
+            for s in rerun_seeds(cfg)]

@@ -29,6 +29,8 @@ import datetime as dt
 import functools
 import hashlib
 import math
+import platform
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -89,6 +91,41 @@ def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device}:{torch.cuda.get_device_name(device)}"
     return "cpu"
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name: /proc/cpuinfo's first "model name" line (Linux), else
+    platform.processor(); None when neither says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def onednn_version(config_text: str | None = None) -> str | None:
+    """The oneDNN (formerly MKL-DNN) version torch was built with, from `torch.__config__.show()`
+    ("Intel(R) MKL-DNN v3.12.0 (Git Hash …)" → "3.12.0"); None when torch has no oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    text = torch.__config__.show() if config_text is None else config_text
+    m = re.search(r"(?:MKL-DNN|oneDNN)\s+v(\d[\w.]*)", text)
+    return m.group(1) if m else None
+
+
+@functools.lru_cache(maxsize=8)
+def provenance(device: torch.device) -> dict[str, str | None]:
+    """What the numbers depend on beyond the code: the runs row's cpu_model, cpu_capability (the
+    vector instruction set ATen dispatches to, e.g. AVX512; ATEN_CPU_CAPABILITY changes it),
+    onednn_version, and on CUDA cudnn_version and gpu_name (null on a CPU). Cached per device."""
+    cuda = device.type == "cuda"
+    cudnn = torch.backends.cudnn.version() if cuda and torch.backends.cudnn.is_available() else None
+    return {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "onednn_version": onednn_version(), "cudnn_version": str(cudnn) if cudnn is not None else None,
+            "gpu_name": torch.cuda.get_device_name(device) if cuda else None}
 
 
 # ----------------------------------------------------------------------------- the trial
@@ -173,7 +210,8 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         "steps": step, "epochs": epoch, "stop_reason": stop or ("diverged" if status == "diverged" else "budget"),
         "target_dev_acc": tc.target_dev_acc, **best.target_columns(), **instruments.columns(),
         **clock.columns(samples_seen),
-        "device": device_label(device), "torch_version": torch.__version__, "started_at": started_at,
+        "device": device_label(device), "torch_version": torch.__version__, **provenance(device),
+        "started_at": started_at,
         "dataset": data.name, "data_id": data.data_id,
     }
     recorder.set_run(**settings_columns(spec), **row)

@@ -117,3 +117,32 @@ def test_readme_documents_every_schema_column():
         assert set(cols) - {"trial_id"} <= named, (table, set(cols) - named)
         if table == "runs":
             assert named <= set(cols), named - set(cols)
+
+
+def test_load_returns_typed_results_that_still_read_like_a_dict(tmp_path):
+    rec = records.TrialRecorder("abc")
+    rec.add("curves", step=1, dev_acc=0.5)
+    rec.set_run(status="complete", test_acc=0.75)
+    records.write_trial(tmp_path, "abc", rec.tables())
+    res = records.load(tmp_path)
+    assert isinstance(res, records.Results) and res.dir == tmp_path
+    assert res.runs["test_acc"].tolist() == [0.75] and res["runs"] is res.runs
+    assert list(res) == list(records.TABLES) == list(res.keys()) and len(res) == 5
+    assert {name: len(df) for name, df in res.items()} == {
+        "runs": 1, "curves": 1, "grad_norms": 0, "grad_time": 0, "confusion": 0}
+    assert set(dict(res)) == set(res.tables) and "curves" in res and "weights" not in res
+    with pytest.raises(KeyError, match="the tables are runs, curves"):
+        res["weights"]
+    assert res.schema("runs") is schema.RUNS and res.schema("runs").field("test_acc").type == pa.float64()
+    assert "best-dev-loss" in res.columns_doc("runs")["test_acc"]
+    assert res.config is None and res.config_error is None  # no config.yaml here
+
+
+def test_load_reads_the_resolved_config_or_says_why_not(tmp_path):
+    (tmp_path / "config.yaml").write_text("name: mine\ngrid: {cell: [rnn, gru], seed: [0, 1]}\n")
+    res = records.load(tmp_path)
+    assert res.config.name == "mine" and res.config.grid["model.cell"] == ["rnn", "gru"]
+    assert res.config_error is None and len(res.runs) == 0
+    (tmp_path / "config.yaml").write_text("name: mine\nmodel: {colour: red}\n")
+    res = records.load(tmp_path)
+    assert res.config is None and "model.colour" in res.config_error

@@ -1,6 +1,7 @@
 """The smoke grid end to end: `harness run` writes all five tables with the documented columns (harness.schema)."""
 
 import pandas as pd
+import pytest
 import yaml
 from conftest import ROOT
 
@@ -68,3 +69,40 @@ def test_dry_run_lists_trials_and_what_is_done(smoke_run, tmp_path, capsys):
     assert main(["run", str(SMOKE), "--out", str(tmp_path / "new"), "--dry-run"]) == 0
     fresh = capsys.readouterr().out
     assert "4 trials, 0 already done" in fresh and "at most 104 training steps" in fresh
+
+
+def test_load_carries_the_run_config_and_status_speaks_json(smoke_run, capsys):
+    import json
+
+    res = records.load(smoke_run)
+    assert res.config.name == "smoke" and res.config.grid["model.cell"] == ["rnn", "lstm"]
+    assert main(["status", str(smoke_run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "smoke" and info["total"] == 4 and info["missing"] == 0
+    assert info["finished"] == {"complete": 4, "diverged": 0, "failed": 0, "pruned": 0}
+    assert len(info["slowest"]) == 4 and all(isinstance(r["wall_s"], float) for r in info["slowest"])
+    assert info["failures"] == [] and info["running"] == [] and info["waiting"] == 0
+
+
+def test_status_json_turns_missing_values_into_null():
+    import numpy as np
+
+    from harness.status import status_json
+
+    text = status_json({"a": [{"x": np.float64("nan"), "y": pd.NA, "z": np.int64(3), "t": pd.Timestamp(0, tz="UTC")}]})
+    assert text.replace(" ", "").replace("\n", "") == '{"a":[{"x":null,"y":null,"z":3,"t":"1970-01-0100:00:00+00:00"}]}'
+
+
+@pytest.mark.slow
+def test_the_first_config_shows_a_cell_learning_and_a_cell_failing(tmp_path):
+    """configs/first.yaml, the README's first run: the LSTM reaches the target at pad_size 16 in
+    every seed, the RNN in none, and at pad_size 64 every run is at chance."""
+    assert main(["run", str(ROOT / "configs" / "first.yaml"), "--out", str(tmp_path), "--quiet",
+                 "--set", "run.threads=1"]) == 0
+    runs = records.load(tmp_path).runs
+    assert len(runs) == 8 and (runs["status"] == "complete").all()
+    reached = runs.assign(hit=runs["steps_to_target"].notna()).groupby(["cell", "pad_size"])["hit"].mean()
+    assert reached[("lstm", 16)] == 1 and reached[("rnn", 16)] == 0
+    far = runs[runs["pad_size"] == 64]
+    assert (far["test_acc"] < 0.15).all() and (runs.loc[runs["cell"] == "lstm"].query("pad_size == 16")["test_acc"]
+                                               > 0.7).all()

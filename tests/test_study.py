@@ -13,6 +13,7 @@ from conftest import ROOT, tiny_raw
 from optuna.trial import TrialState
 
 from harness import records, runner
+from harness import study as study_mod
 from harness.config import ConfigError, config_from_dict
 from harness.report import write_report
 from harness.storage import open_storage
@@ -49,6 +50,9 @@ def study_raw(name="st", grid=None, **study):
     ({"pruner": "median", "pruner_options": {"patience": 3}}, "study.pruner_options.patience", ["n_warmup_steps"]),
     ({"objectives": [{"metric": "speed"}]}, "study.objectives[0].metric", ["best_dev_acc"]),
     ({"objectives": [{"metric": "test_acc", "direction": "up"}]}, "study.objectives[0].direction", ["maximize"]),
+    ({"objectives": ["test_acc"]}, "study.objectives[0].metric", ["test set", "allow_test_objectives: true"]),
+    ({"objectives": ["best_dev_acc", "test_loss"]}, "study.objectives[1].metric", ["'test_loss'", "best_dev_acc"]),
+    ({"allow_test_objectives": "yes"}, "study.allow_test_objectives", ["true or false"]),
     ({"n_trials": 0}, "study.n_trials", [">= 1"]),
     ({"per": ["cell"]}, "study.per", ["grid axis"]),
     ({"colour": 1}, "study.colour", ["unknown"]),
@@ -60,6 +64,22 @@ def test_study_errors_name_the_key(study, key, words):
     assert f"'{key}'" in msg, msg
     for w in words:
         assert w in msg, msg
+
+
+def test_test_objectives_need_the_opt_in_which_the_resolved_config_keeps(tmp_path):
+    cfg = config_from_dict(study_raw(objectives=["test_acc"], allow_test_objectives=True))
+    assert cfg.study.allow_test_objectives and cfg.study.objectives[0].metric == "test_acc"
+    assert cfg.to_dict()["study"]["allow_test_objectives"] is True
+    again = config_from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))  # as config.yaml reads back
+    assert again.study.allow_test_objectives and again.study == cfg.study
+    assert config_from_dict(study_raw()).study.allow_test_objectives is False
+
+
+def test_search_seed_is_outside_the_grid_seeds():
+    cfg = config_from_dict(study_raw(grid={"seed": [0, 1_000_000, 1_000_001]}))
+    assert study_mod.search_seed(cfg) == 1_000_002
+    assert study_mod.rerun_seeds(cfg) == [0, 1_000_000, 1_000_001]
+    assert study_mod.search_seed(config_from_dict(study_raw(grid={"seed": [3, 4]}))) == 1_000_003
 
 
 def test_grid_axes_must_be_per_axes_and_params_not_grid_axes():
@@ -113,6 +133,8 @@ def test_per_factor_tuning_runs_one_study_each_then_reruns_the_best(tmp_path):
     search, rerun = runs[runs["phase"] == "search"], runs[runs["phase"] == "rerun"]
     assert sorted(search.groupby("cell").size().tolist()) == [3, 3]
     assert sorted(zip(rerun["cell"], rerun["seed"])) == [("lstm", 0), ("lstm", 1), ("rnn", 0), ("rnn", 1)]
+    # The search trained on a seed of its own: no re-run is a copy of the trial it re-runs.
+    assert set(search["seed"]) == {1_000_000} and set(rerun["trial_id"]).isdisjoint(search["trial_id"])
     storage = open_storage(tmp_path, None)
     for cell in ("rnn", "lstm"):
         study = optuna.load_study(study_name=f"per/cell={cell}", storage=storage)

@@ -2,6 +2,9 @@
 
 import functools
 import math
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -192,3 +195,31 @@ def test_phase_clock_charges_each_phase():
     cols = clock.columns(samples=100)
     assert sum(s.values()) <= cols["wall_s"]
     assert cols["samples_per_s"] == pytest.approx(100 / s["train"])
+
+
+def test_runs_row_records_the_machine_kind(tmp_path):
+    spec, ds = one(tmp_path, train={"epochs": 1})
+    row = run_trial(spec, ds, torch.device("cpu"), TrialRecorder(spec.trial_id))
+    assert row["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(row["cpu_model"], str) and row["cpu_model"]
+    assert row["onednn_version"] is None or row["onednn_version"][0].isdigit()
+    if torch.backends.mkldnn.is_available():
+        assert f"v{row['onednn_version']}" in torch.__config__.show()
+    assert row["cudnn_version"] is None and row["gpu_name"] is None  # a CPU run
+
+
+def test_onednn_version_is_read_from_the_build_text():
+    old = "  - Intel(R) MKL-DNN v3.12.0 (Git Hash 80afa71049cd69a3df32adcccb623b12cd7baa22)\n"
+    new = "  - Intel(R) oneDNN v3.7.1 (Git Hash 8d263e693366ef8db40acc569cc7d8edf644556d)\n"
+    if torch.backends.mkldnn.is_available():
+        assert train_mod.onednn_version(old) == "3.12.0" and train_mod.onednn_version(new) == "3.7.1"
+    assert train_mod.onednn_version("  - OpenMP 201511\n") is None
+
+
+@pytest.mark.slow
+def test_cpu_capability_follows_the_environment():
+    code = ("import torch; from harness.train import provenance; "
+            "print(provenance(torch.device('cpu'))['cpu_capability'])")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "DEFAULT"

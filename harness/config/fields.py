@@ -47,8 +47,13 @@ def _coerce(key: str, value: Any, tp: Any, where: Where) -> Any:
 
 
 def _check_allowed(key: str, value: Any, meta: dict, where: Where) -> None:
-    """The metadata's `choices`, and its range `min` (or above it, with `exclusive_min`) to `max`."""
-    choices = meta.get("choices") or ()
+    """The metadata's `choices` (with the names its `plugins` entry-point group adds), and its
+    range `min` (or above it, with `exclusive_min`) to `max`."""
+    choices = tuple(meta.get("choices") or ())
+    if choices and meta.get("plugins"):
+        from harness.plugins import plugin_names
+
+        choices += plugin_names(meta["plugins"])
     if choices and value not in choices:
         raise ConfigError(f"config key '{key}': {value!r} is not allowed; allowed: "
                           f"{', '.join(map(str, choices))}{where(key)}")

@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.names import CELLS, LAYERNORMS, READOUTS
+from harness.names import CELLS, DATA_KINDS, LAYERNORMS, READOUTS
+from harness.plugins import CELL_GROUP, DATASET_GROUP, READOUT_GROUP
 
 
 def _meta(doc: str = "", *, min: float | None = None, max: float | None = None,
-          exclusive_min: bool = False, choices: tuple = ()) -> dict:
-    return {"doc": doc, "min": min, "max": max, "exclusive_min": exclusive_min, "choices": choices}
+          exclusive_min: bool = False, choices: tuple = (), plugins: str | None = None) -> dict:
+    """A field's metadata; `plugins` names the entry-point group whose names add to `choices`."""
+    return {"doc": doc, "min": min, "max": max, "exclusive_min": exclusive_min, "choices": choices,
+            "plugins": plugins}
 
 
 @dataclass
@@ -35,7 +38,8 @@ class SynthConfig:
 @dataclass
 class DataConfig:
     kind: str = field(default="synthetic", metadata=_meta(
-        "synthetic (embedded generator) or thucnews (a directory)", choices=("synthetic", "thucnews")))
+        "synthetic (embedded generator), thucnews (a directory) or a plugin's data set kind", choices=DATA_KINDS,
+        plugins=DATASET_GROUP))
     dir: str | None = field(default=None, metadata=_meta(
         "for thucnews: holds train.txt dev.txt test.txt class.txt [vocab.pkl] [*.npz]"))
     embedding: str = field(default="random", metadata=_meta(
@@ -54,7 +58,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: str = field(default="lstm", metadata=_meta("recurrent cell", choices=CELLS))
+    cell: str = field(default="lstm", metadata=_meta("recurrent cell", choices=CELLS, plugins=CELL_GROUP))
     layernorm: str = field(default="none", metadata=_meta(
         "none | output (LN on the read-out vector) | recurrent (LN inside the cell)",
         choices=LAYERNORMS))
@@ -65,7 +69,7 @@ class ModelConfig:
     dropout: float = field(default=0.3, metadata=_meta(
         "dropout between recurrent layers", min=0.0, max=1.0))
     readout: str = field(default="last", metadata=_meta(
-        "which outputs the classifier reads", choices=READOUTS))
+        "which outputs the classifier reads", choices=READOUTS, plugins=READOUT_GROUP))
     init: str = field(default="xavier", metadata=_meta(
         "xavier (the seed's init_network) or default (PyTorch's)", choices=("xavier", "default")))
     forget_bias: float = field(default=0.0, metadata=_meta("LSTM forget-gate bias at init"))

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 SAMPLERS = ("tpe", "random", "qmc", "gp", "nsga2", "grid", "bruteforce")
 PRUNERS = ("none", "median", "hyperband", "successive_halving", "wilcoxon")
-# Runs-table metrics a study can optimise, with the direction that is better.
+# Runs-table metrics a study can optimise, with the direction that is better. The test_* ones are
+# refused unless study.allow_test_objectives (selecting settings on test data biases the test numbers).
 METRICS = {"best_dev_acc": "maximize", "test_acc": "maximize", "test_macro_f1": "maximize",
            "test_loss": "minimize", "steps_to_target": "minimize", "samples_to_target": "minimize",
            "seconds_to_target": "minimize", "train_s": "minimize", "wall_s": "minimize"}
@@ -56,3 +57,6 @@ class StudyConfig:
     per: list[str] = field(default_factory=list)  # canonical dotted keys of grid axes: one study each
     rerun_best: bool = True   # re-run each study's best setting once per grid seed
     seed: int = 0             # the sampler's seed
+    # Objectives on test metrics are refused unless this is set; the report then warns that the
+    # test numbers of the selected settings are biased upward (selection on the test set).
+    allow_test_objectives: bool = False

@@ -41,18 +41,20 @@ def build_study(raw: Any, grid: dict[str, list], where: Where) -> StudyConfig:
         raise ConfigError(f"config key 'study.pruner': {st.pruner!r} cannot be used with "
                           f"{len(st.objectives)} objectives (Optuna prunes single-objective studies only); "
                           f"use none{where('study.pruner')}")
+    _refuse_test_objectives(st, where)
     st.params = _params(raw, grid, st.sampler, where)
     st.per = _per(raw, grid, where)
     return st
 
 
 def _set_scalars(st: StudyConfig, raw: dict, where: Where) -> None:
-    """n_trials, seed, rerun_best, sampler and pruner."""
+    """n_trials, seed, rerun_best, allow_test_objectives, sampler and pruner."""
     for k in ("n_trials", "seed"):
         if k in raw:
             setattr(st, k, check_value(f"study.{k}", raw[k], int, {"min": 1 if k == "n_trials" else None}, where))
-    if "rerun_best" in raw:
-        st.rerun_best = check_value("study.rerun_best", raw["rerun_best"], bool, {}, where)
+    for k in ("rerun_best", "allow_test_objectives"):
+        if k in raw:
+            setattr(st, k, check_value(f"study.{k}", raw[k], bool, {}, where))
     st.sampler = check_value("study.sampler", raw.get("sampler", "tpe"), str, {"choices": SAMPLERS}, where)
     st.pruner = check_value("study.pruner", raw.get("pruner", "none"), str, {"choices": PRUNERS}, where)
 
@@ -91,6 +93,20 @@ def _objectives(raw: dict, where: Where) -> list[Objective]:
     if len({o.metric for o in out}) != len(out):
         raise ConfigError(f"config key 'study.objectives': a metric is repeated{where('study.objectives')}")
     return out
+
+
+def _refuse_test_objectives(st: StudyConfig, where: Where) -> None:
+    """A test-set metric as an objective picks settings on the test data (their test numbers are
+    then biased upward): refused unless study.allow_test_objectives."""
+    if st.allow_test_objectives:
+        return
+    for i, o in enumerate(st.objectives):
+        if o.metric.startswith("test_"):
+            dev = ", ".join(m for m in METRICS if not m.startswith("test_"))
+            raise ConfigError(f"config key 'study.objectives[{i}].metric': {o.metric!r} is measured on the test "
+                              f"set; choosing settings by it makes their test numbers optimistic. Use a dev or "
+                              f"cost metric ({dev}), or set study.allow_test_objectives: true (the report then "
+                              f"warns){where('study.objectives')}")
 
 
 def _params(raw: dict, grid: dict[str, list], sampler: str, where: Where) -> dict[str, ParamSpec]:

@@ -38,7 +38,8 @@ from harness.data.thucnews import (
 from harness.files import atomic_path, staged_dir
 from harness.names import SPLITS
 
-__all__ = ["DataError", "Dataset", "EncodedSplit", "prepare", "load", "describe", "encode_texts", "lag_layout"]
+__all__ = ["DataError", "Dataset", "EncodedSplit", "prepare", "prepare_synthetic", "prepare_thucnews", "load",
+           "describe", "encode_texts", "lag_layout"]
 
 
 @dataclass
@@ -82,21 +83,50 @@ class Dataset:
         return self.pad_size + (self.lag or 0)
 
 
-def prepare(cfg: DataConfig, cache_dir: str | Path) -> tuple[Path, str]:
-    """(directory of the text files, data identity). Writes the synthetic set on first use."""
-    cache_dir = Path(cache_dir)
-    if cfg.kind == "synthetic":
-        data_id = "synth-" + stable_hash({"synth": dataclasses.asdict(cfg.synth),
-                                          "version": GENERATOR_VERSION})
-        data_dir = cache_dir / data_id
-        if not (data_dir / "class.txt").is_file():
-            with staged_dir(data_dir) as tmp:  # another worker may win the race; its copy is identical
-                write_synthetic(tmp, cfg.synth)
-        return data_dir, data_id
+def prepare_synthetic(cfg: DataConfig, cache_dir: Path) -> Path:
+    """The synthetic set's folder, cache_dir/synth-<hash of its settings>, written on first use
+    (the built-in `harness.datasets` entry point `synthetic`)."""
+    data_dir = Path(cache_dir) / ("synth-" + stable_hash({"synth": dataclasses.asdict(cfg.synth),
+                                                          "version": GENERATOR_VERSION}))
+    if not (data_dir / "class.txt").is_file():
+        with staged_dir(data_dir) as tmp:  # another worker may win the race; its copy is identical
+            write_synthetic(tmp, cfg.synth)
+    return data_dir
+
+
+def prepare_thucnews(cfg: DataConfig, cache_dir: Path) -> Path:
+    """data.dir, checked to be a directory (the built-in `harness.datasets` entry point `thucnews`)."""
     data_dir = Path(cfg.dir).expanduser()
     if not data_dir.is_dir():
         raise DataError(f"data.dir: no such directory: {data_dir}")
-    return data_dir, "dir-" + content_hash(data_dir, cfg.embedding)
+    return data_dir
+
+
+def _prepare_plugin(cfg: DataConfig, cache_dir: Path) -> Path:
+    """The folder a `harness.datasets` plugin returns for this config (it writes it on first use)."""
+    from harness import plugins
+
+    try:
+        data_dir = plugins.load(plugins.DATASET_GROUP, cfg.kind)(cfg, cache_dir)
+    except plugins.PluginError as e:
+        raise DataError(f"data.kind: {e}") from None
+    if not isinstance(data_dir, (str, Path)) or not Path(data_dir).is_dir():
+        raise DataError(f"data.kind {cfg.kind!r}: the plugin returned {data_dir!r}, not the folder it wrote")
+    return Path(data_dir)
+
+
+def prepare(cfg: DataConfig, cache_dir: str | Path) -> tuple[Path, str]:
+    """(directory of the text files, data identity). Writes the synthetic set (or a plugin's data
+    set) on first use. The identity: a hash of the synthetic settings, or of the folder's files."""
+    cache_dir = Path(cache_dir)
+    if cfg.kind == "synthetic":
+        data_dir = prepare_synthetic(cfg, cache_dir)
+        return data_dir, data_dir.name
+    if cfg.kind == "thucnews":
+        data_dir = prepare_thucnews(cfg, cache_dir)
+        return data_dir, "dir-" + content_hash(data_dir, cfg.embedding)
+    data_dir = _prepare_plugin(cfg, cache_dir)
+    return data_dir, f"{cfg.kind}-" + content_hash(data_dir, cfg.embedding)
 
 
 def encode_texts(texts: list[str], vocab: dict[str, int], tokenizer_name: str, pad_size: int
@@ -168,7 +198,7 @@ def load(cfg: DataConfig, cache_dir: str | Path, pad_size: int | None = None,
         embeddings = load_embeddings(data_dir / cfg.embedding, vocab_size)
     split = {s: EncodedSplit(arrays[f"{s}_tokens"], arrays[f"{s}_lengths"], arrays[f"{s}_labels"],
                              arrays.get(f"{s}_starts")) for s in SPLITS}
-    name = "synthetic" if cfg.kind == "synthetic" else data_dir.name
+    name = data_dir.name if cfg.kind == "thucnews" else cfg.kind
     return Dataset(**split, vocab_size=vocab_size, pad_index=pad_index, class_names=class_names,
                    embeddings=embeddings, data_id=data_id, name=name, pad_size=pad_size, lag=lag)
 

@@ -1,10 +1,12 @@
 """The classifier: embedding → stack of single-layer recurrent layers → read-out → [LayerNorm] → linear.
 
 Registries map the YAML names (listed once, in `harness.names`) to implementations: `CELLS`
-(rnn, lstm, gru), `READOUTS` (last, last_valid, mean, max); importing this module checks that
-each registry covers exactly those names. Each recurrent layer is its own module (a one-layer `nn.LSTM` etc.,
-which keeps cuDNN on a GPU, or a hand-written LayerNorm cell for `layernorm: recurrent`), so every
-layer's output sequence can be probed for gradients.
+(rnn, lstm, gru; `CELL_FACTORIES` builds a layer of each), `READOUTS` (last, last_valid, mean, max);
+importing this module checks that each registry covers exactly those names. Any other name is a
+plugin's (`harness.plugins`), loaded when a model is built (`cell_factory`, `readout_fn`).
+Each recurrent layer is its own module (a one-layer `nn.LSTM` etc., which keeps cuDNN on a GPU, or
+a hand-written LayerNorm cell for `layernorm: recurrent`), so every layer's output sequence can be
+probed for gradients.
 """
 
 from __future__ import annotations
@@ -15,14 +17,42 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness import names
+from harness import names, plugins
 from harness.config import ModelConfig
 from harness.models.cells import make_layer
 
-__all__ = ["CELLS", "READOUTS", "RecurrentClassifier", "build_model", "param_groups"]
+__all__ = ["CELLS", "CELL_FACTORIES", "READOUTS", "CellFactory", "RecurrentClassifier", "build_model", "cell_factory",
+           "param_groups", "readout_fn"]
 
 CELLS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 names.check_registry("cell", CELLS, names.CELLS)
+
+# A cell plugin: (input_size, hidden_size, bidirectional, layernorm) -> a module mapping (B, T, I) to
+# (B, T, D*H), or to a tuple whose first element is that. `layernorm` is True for model.layernorm
+# `recurrent` (LayerNorm inside the cell); a cell without such a form raises ValueError then.
+CellFactory = Callable[[int, int, bool, bool], nn.Module]
+
+
+def _builtin_cell(cell: str) -> CellFactory:
+    def factory(input_size: int, hidden_size: int, bidirectional: bool, layernorm: bool) -> nn.Module:
+        """One layer: PyTorch's module (cuDNN on a GPU), or the hand-written cell with recurrent LN."""
+        if layernorm:
+            return make_layer(cell, input_size, hidden_size, bidirectional, layernorm=True)
+        return CELLS[cell](input_size, hidden_size, num_layers=1, batch_first=True, bidirectional=bidirectional)
+
+    factory.__name__ = factory.__qualname__ = f"{cell}_cell"
+    return factory
+
+
+# The built-in cells as factories: what pyproject.toml's `harness.cells` entry points name.
+rnn_cell, lstm_cell, gru_cell = (_builtin_cell(c) for c in ("rnn", "lstm", "gru"))
+CELL_FACTORIES: dict[str, CellFactory] = {"rnn": rnn_cell, "lstm": lstm_cell, "gru": gru_cell}
+names.check_registry("cell factory", CELL_FACTORIES, names.CELLS)
+
+
+def cell_factory(name: str) -> CellFactory:
+    """The factory of a built-in cell, or of a plugin's (imported now)."""
+    return CELL_FACTORIES[name] if name in CELL_FACTORIES else plugins.load(plugins.CELL_GROUP, name)
 
 
 # ----------------------------------------------------------------------------- read-outs
@@ -80,6 +110,11 @@ READOUTS: dict[str, Callable[..., Tensor]] = {
 names.check_registry("readout", READOUTS, names.READOUTS)
 
 
+def readout_fn(name: str) -> Callable[[Tensor, Tensor, int], Tensor]:
+    """A built-in read-out, or a plugin's (imported now)."""
+    return READOUTS[name] if name in READOUTS else plugins.load(plugins.READOUT_GROUP, name)
+
+
 def read_positions(readout: str, lengths: np.ndarray, seq_len: int, starts: np.ndarray | None = None
                    ) -> np.ndarray:
     """(B,) the input position whose output the classifier reads for each text (for the forward
@@ -105,20 +140,15 @@ class RecurrentClassifier(nn.Module):
             self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=pad_index)
             embed_dim = cfg.embed_dim
         self.directions = 2 if cfg.bidirectional else 1
-        width = cfg.hidden_size * self.directions
-        self.rnn = nn.ModuleList()
-        for i in range(cfg.num_layers):
-            in_size = embed_dim if i == 0 else width
-            if cfg.layernorm == "recurrent":
-                layer = make_layer(cfg.cell, in_size, cfg.hidden_size, cfg.bidirectional, layernorm=True)
-            else:
-                layer = CELLS[cfg.cell](in_size, cfg.hidden_size, num_layers=1, batch_first=True,
-                                        bidirectional=cfg.bidirectional)
-            self.rnn.append(layer)
+        self.width = width = cfg.hidden_size * self.directions
+        make = cell_factory(cfg.cell)
+        self.rnn = nn.ModuleList(
+            make(embed_dim if i == 0 else width, cfg.hidden_size, cfg.bidirectional, cfg.layernorm == "recurrent")
+            for i in range(cfg.num_layers))
         self.dropout = nn.Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(width) if cfg.layernorm == "output" else None
         self.fc = nn.Linear(width, n_classes)
-        self.readout = READOUTS[cfg.readout]
+        self.readout = readout_fn(cfg.readout)
 
     def forward(self, tokens: Tensor, lengths: Tensor, return_hidden: bool = False, starts: Tensor | None = None
                 ) -> Tensor | tuple[Tensor, list[Tensor]]:
@@ -133,6 +163,9 @@ class RecurrentClassifier(nn.Module):
             x = layer(x)
             if isinstance(x, tuple):
                 x = x[0]
+            if x.dim() != 3 or x.shape[2] != self.width:
+                raise ValueError(f"cell {self.cfg.cell!r}: layer {i} returned shape {tuple(x.shape)}; expected "
+                                 f"(batch, time, {self.width}) = (B, T, directions × hidden_size)")
             hidden.append(x)  # (B, T, D*H)
         if starts is None:  # the seed's layout; a read-out need not know of starts
             v = self.readout(x, lengths, self.directions)  # (B, D*H)
