@@ -78,6 +78,8 @@ RUNS = pa.schema([
     _field("traceback", _STR, "the last frames of a failed trial's exception"),
     _field("git_commit", _STR, "commit of the harness that ran the trial"),
     _field("worker", _STR, "host:pid of the worker process"),
+    _field("fused_group", _STR, "trained fused with the trials of the same value (the group's first "
+                                "trial id); null: trained on its own"),
 ])
 
 CURVES = pa.schema([
