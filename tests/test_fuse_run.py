@@ -1,6 +1,7 @@
 """`run.fuse`: the config key, and the runner training waiting trials of one shape as one fused group
 (harness.train_fused.run_fused) with each trial's claim, rows and Optuna bookkeeping as if alone."""
 
+import time
 from pathlib import Path
 
 import optuna
@@ -9,8 +10,9 @@ import pytest
 import torch
 from conftest import ROOT, tiny_raw
 
-from harness import records, runner
+from harness import queue, records, runner
 from harness.config import ConfigError, config_from_dict, expand_grid, load_config
+from harness.plan import Plan
 from harness.storage import open_storage
 from harness.train_fused import AUTO_FUSE_CUDA, fuse_size
 
@@ -67,6 +69,33 @@ def test_fuse_size_resolves_auto_per_device():
     assert fuse_size(4, cpu) == 4
     with pytest.raises(ValueError, match="run.fuse"):
         fuse_size(0, cpu)
+
+
+# ----------------------------------------------------------------------------- the queue
+
+def test_claim_matching_takes_only_wanted_waiting_trials_up_to_the_limit(tmp_path, monkeypatch):
+    cfg = config_from_dict(tiny_raw("cm", {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0, 1, 2]}))
+    plan = Plan(cfg, tmp_path, expand_grid(cfg, "d"), "d")
+    study = queue.open_queue(plan, open_storage(tmp_path, None))
+    queue.enqueue_missing(plan, study)
+    lstm = {s.trial_id for s in plan.specs if s.model.cell == "lstm"}
+    first, key = queue.claim(study)
+    taken = queue.claim_matching(study, lambda k: k in lstm and k != key, limit=2)
+    assert len(taken) == 2 and {k for _, k in taken} <= lstm - {key}
+    again = queue.claim_matching(study, lambda k: k in lstm, limit=5)  # what is left of the lstm trials
+    assert {k for _, k in taken + again} | {key} >= lstm and not ({k for _, k in again} & {k for _, k in taken})
+    assert queue.claim_matching(study, lambda k: True, limit=0) == []
+    states = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
+    for _, k in taken + again:  # each claimed and stamped as claim() stamps
+        assert states[k].state == optuna.trial.TrialState.RUNNING and "heartbeat" in states[k].system_attrs
+    # One heartbeat thread for a group: every trial's heartbeat moves.
+    monkeypatch.setattr(queue, "HEARTBEAT_S", 0.05)
+    group = [first, *(t for t, _ in taken)]
+    before = {t.number: study.get_trials()[t.number].system_attrs["heartbeat"] for t in group}
+    with queue.GroupHeartbeat(group):
+        time.sleep(0.3)
+    after = {t.number: study.get_trials()[t.number].system_attrs["heartbeat"] for t in group}
+    assert all(after[n] > before[n] for n in before)
 
 
 # ----------------------------------------------------------------------------- the runner
