@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,35 @@ def claim(study: optuna.Study) -> tuple[optuna.Trial, str] | None:
     return None
 
 
+def claim_matching(study: optuna.Study, wanted: Callable[[str], bool], limit: int
+                   ) -> list[tuple[optuna.Trial, str]]:
+    """Atomically take up to `limit` more WAITING trials whose key `wanted` accepts (the companions
+    of a fused group), each claimed and stamped as `claim` does. Takes what is waiting now; never waits."""
+    taken: list[tuple[optuna.Trial, str]] = []
+    if limit < 1:
+        return taken
+    storage = study._storage
+    for frozen in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        if len(taken) >= limit:
+            break
+        key = trial_key(frozen)
+        if key is None or not wanted(key):
+            continue
+        try:
+            if not storage.set_trial_state_values(_trial_id(frozen), state=TrialState.RUNNING):
+                continue
+            now = time.time()
+            set_system_attrs(study, frozen, {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now,
+                                             "claimed_at": now})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # claimed, or failed as stale, by another process meanwhile
+        if _held_elsewhere(study, frozen, key):
+            _finish(study, frozen, "duplicate")
+            continue
+        taken.append((optuna.Trial(study, _trial_id(frozen)), key))
+    return taken
+
+
 def _held_elsewhere(study: optuna.Study, mine: FrozenTrial, key: str) -> bool:
     """True when another, lower-numbered trial with the same key is waiting, running or finished
     well: then that one is the real one and mine is a duplicate."""
@@ -269,3 +298,21 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+class GroupHeartbeat(Heartbeat):
+    """One heartbeat thread for every trial of a fused group. A trial that can no longer be written
+    (another process failed it as stale) is dropped; the others go on beating."""
+
+    def __init__(self, trials: Sequence[optuna.Trial]):
+        super().__init__(trials[0])
+        self.trials = list(trials)
+
+    def _run(self) -> None:
+        while self.trials and not self.stop.wait(HEARTBEAT_S):
+            now = time.time()
+            for trial in list(self.trials):
+                try:
+                    set_system_attrs(trial.study, trial, {"heartbeat": now})
+                except Exception:
+                    self.trials.remove(trial)

@@ -38,9 +38,11 @@ from harness.plan import (
     write_config,
 )
 from harness.queue import (
+    GroupHeartbeat,
     Heartbeat,
     add_reruns,
     claim,
+    claim_matching,
     enqueue_missing,
     enqueue_slots,
     open_queue,
@@ -60,6 +62,7 @@ from harness.storage import (
     write_run_settings,
 )
 from harness.train import resolve_device, run_trial, settings_columns
+from harness.train_fused import fusable_key, fuse_size, run_fused
 
 SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
 
@@ -114,6 +117,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     device = resolve_device(device_name)
     datasets: dict[tuple[int, int | None], data_mod.Dataset] = {}
     extra = {"git_commit": git_commit(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    fuse = fuse_size(cfg.run.fuse, device)  # trials per fused group; 1: each trial on its own
     ran = 0
     while True:
         claimed = next((c for q in queues if (c := claim(q)) is not None), None)
@@ -129,10 +133,71 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
         shape = spec.data.pad_size, spec.data.lag
         if shape not in datasets:
             datasets[shape] = data_mod.load(spec.data, cache_dir(out_dir), *shape)
+        if fuse > 1 and not key.startswith("slot:") and spec.data.lag is None:  # fused models lack lag spans
+            more = _claim_companions(plan, searches, trial, spec, fuse - 1, worker)
+            if more:
+                ran += _run_group([(trial, key, spec, recorder), *more], datasets[shape], device, out_dir,
+                                  extra, cfg, store)
+                continue
         with Heartbeat(trial):
             row = execute(spec, datasets[shape], device, out_dir, extra, recorder)
         _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)
         ran += 1
+
+
+def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: torch.device, out_dir: Path,
+                  extra: dict[str, Any], recorders: list[TrialRecorder]) -> list[dict[str, Any]]:
+    """Run fusable trials as one fused group (harness.train_fused.run_fused), then per trial what
+    `execute` does: add `extra` and `fused_group` (the group's first trial id) to its row and write
+    its shards. If the group raises, every trial of it is recorded `failed` as `execute` records
+    one, and the grid goes on. Returns the rows in the order of `specs`."""
+    try:
+        rows = run_fused(specs, dataset, device, recorders)
+    except Exception as e:  # the whole group failed: each of its trials is a failed row
+        error, tb = f"{type(e).__name__}: {e}", traceback.format_exc(limit=8)
+        rows = []
+        for spec, recorder in zip(specs, recorders):
+            recorder.set_run(**settings_columns(spec), status="failed", error=error, traceback=tb,
+                             dataset=dataset.name, device=str(device), torch_version=torch.__version__)
+            rows.append(recorder.rows["runs"][0])
+    for spec, recorder, row in zip(specs, recorders, rows):
+        row.update(extra, fused_group=specs[0].trial_id)
+        recorder.rows["runs"][0] = row
+        write_trial(out_dir, spec.trial_id, recorder.tables())
+    return rows
+
+
+def _claim_companions(plan: Plan, searches: dict, trial: Trial, spec: TrialSpec, limit: int, worker: int
+                      ) -> list[tuple[Trial, str, TrialSpec, TrialRecorder]]:
+    """Claim up to `limit` more waiting trials of `trial`'s study that can train fused with `spec`
+    (same `fusable_key`; planned trials only, never search slots), each with its own claim, worker
+    attribute and a recorder reporting to its own Optuna trial."""
+    shape = fusable_key(spec)
+
+    def wanted(key: str) -> bool:
+        other = plan.by_id.get(key)
+        return other is not None and fusable_key(other) == shape
+
+    out = []
+    for t, k in claim_matching(trial.study, wanted, limit):
+        s, recorder = _trial_spec(plan, searches, t, k)
+        assert s is not None and recorder is not None  # wanted() accepts planned trials only
+        set_system_attrs(t.study, t, {"worker": worker})
+        out.append((t, k, s, recorder))
+    return out
+
+
+def _run_group(group: list[tuple[Trial, str, TrialSpec, TrialRecorder]], dataset: data_mod.Dataset,
+               device: torch.device, out_dir: Path, extra: dict[str, Any], cfg: ExperimentConfig,
+               store: Any) -> int:
+    """Train a claimed fused group under one heartbeat, then finish each trial as the single-trial
+    path does. Returns how many trials ran."""
+    trials = [t for t, *_ in group]
+    with GroupHeartbeat(trials):
+        rows = execute_fused([s for *_, s, _ in group], dataset, device, out_dir, extra, [r for *_, r in group])
+    for (trial, key, spec, _), row in zip(group, rows):
+        _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)
+    return len(group)
 
 
 def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str

@@ -85,6 +85,8 @@ RUNS = pa.schema([
     _field("onednn_version", _STR, "oneDNN version torch was built with (torch.__config__.show())"),
     _field("cudnn_version", _STR, "torch.backends.cudnn.version() on CUDA; null on a CPU"),
     _field("gpu_name", _STR, "torch.cuda.get_device_name on CUDA; null on a CPU"),
+    _field("fused_group", _STR, "trained fused with the trials of the same value (the group's first "
+                                "trial id); null: trained on its own"),
 ])
 
 CURVES = pa.schema([

@@ -5,8 +5,8 @@ same seeds (init, data order and dropout streams derived per trial by `Seeds`), 
 from each trial's own data order, per-trial Adam / lr / clipping, the same evaluation points, and per
 trial early stopping, pruning and divergence by masks (a stopped trial's parameters stop changing
 while the others go on). Each trial's recorder gets the rows `run_trial` would write, same tables and
-columns; the timings (elapsed_s, train_s, wall_s, samples_per_s) are the group's, as every trial of
-the group trains in the same wall time. On a CPU with dropout the results match separate runs to
+columns; the timings (elapsed_s, train_s, eval_s, probe_s, wall_s, samples_per_s) are the group's,
+as every trial of the group trains in the same wall time. On a CPU with dropout the results match separate runs to
 float tolerance (tests/test_train_fused.py); on CUDA dropout masks are per-trial streams that differ
 from an unfused run's.
 
@@ -40,13 +40,29 @@ from harness.models.fused import (
 from harness.records import TrialRecorder
 from harness.train import Seeds, device_label, settings_columns
 
-__all__ = ["PER_TRIAL_KEYS", "fusable_key", "group_specs", "run_fused"]
+__all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "fuse_size", "fusable_key", "group_specs", "run_fused"]
+
+# `run.fuse: auto` on a CUDA device: trials per fused group (until the H200 table says otherwise).
+AUTO_FUSE_CUDA = 32
 
 # Settings fused trials may differ in; every other resolved setting (and the data identity) is shared.
 PER_TRIAL_KEYS = frozenset({
     "train.seed", "train.lr", "model.dropout", "model.forget_bias", "model.init", "train.grad_clip",
     "train.target_dev_acc", "train.require_improvement",
 })
+
+
+def fuse_size(fuse: str | int, device: torch.device) -> int:
+    """The group size `run.fuse` asks for on `device`: 1 (no fusing) for 'off'; for 'auto',
+    AUTO_FUSE_CUDA on CUDA and 1 elsewhere (on a CPU oneDNN's recurrent kernels one trial at a time
+    beat the fused model's per-step loop: benchmarks/fused.py); K for an integer."""
+    if fuse == "off":
+        return 1
+    if fuse == "auto":
+        return AUTO_FUSE_CUDA if device.type == "cuda" else 1
+    if isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1:
+        return fuse
+    raise ValueError(f"run.fuse: expected off, auto or an integer >= 1, got {fuse!r}")
 
 
 def fusable_key(spec: TrialSpec) -> tuple:
@@ -183,6 +199,9 @@ class _FusedRun:
         self.layer_names = ["input"] + [f"rnn.l{i}" for i in range(self.mc.num_layers)]
         self.eval_rows = max(1, min(self.tc.eval_batch_size, 8 * self.tc.eval_batch_size // k))
         self.flush = False
+        # Seconds (the group's, as wall_s): dev evaluations; the probe and per-group recording.
+        self.eval_s = self.probe_s = 0.0
+        self.t_resume = time.perf_counter()
 
     def autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.precision == "bf16")
@@ -190,7 +209,9 @@ class _FusedRun:
     # ------------------------------------------------------------------------- recording
     def probe(self, step: int | None, key: str | None, trials: list[int]) -> None:
         """The gradient-reach probe for all trials at once, recorded for `trials` (at each trial's own
-        stopping step when `step` is None)."""
+        stopping step when `step` is None). Its seconds go to probe_s, not to training."""
+        _sync(self.device)
+        t0 = time.perf_counter()
         torch.set_flush_denormal(False)  # the probe measures tiny gradients: keep denormals
         try:
             norms = [g.cpu().numpy() for g in probe_grads(self.model, *self.probe_batch, self.autocast)]
@@ -206,6 +227,9 @@ class _FusedRun:
                      "grad_norm": float(mean[p])} for p in range(self.pad_size)])
             if key:
                 t.vanishing[key] = metrics.vanishing_ratio(norms[0][k], self.probe_read)
+        seconds = time.perf_counter() - t0
+        self.probe_s += seconds
+        self.t_resume += seconds  # a probe between evaluations is not training time
 
     def active(self) -> list[int]:
         return [k for k, t in enumerate(self.trials) if t.active]
@@ -219,12 +243,7 @@ class _FusedRun:
         tc, device, k = self.tc, self.device, self.k
         train = self.train
         bs = tc.batch_size
-        steps_per_epoch = train.n // bs if tc.drop_last else math.ceil(train.n / bs)
-        if steps_per_epoch == 0:
-            raise ValueError(f"train.batch_size {bs} is larger than the training set ({train.n}) with drop_last")
-        total_steps = tc.epochs * steps_per_epoch
-        if tc.max_steps is not None:
-            total_steps = min(total_steps, tc.max_steps)
+        steps_per_epoch, total_steps = self.budget()
         probe_at = set(metrics.log_spaced_steps(total_steps, tc.probe_points))
         if tc.instrument:
             self.probe(0, "init", list(range(k)))
@@ -255,13 +274,7 @@ class _FusedRun:
                     losses = per_trial_cross_entropy(logits.float(), y)  # (K,)
                     self.model.zero_grad(set_to_none=True)
                     losses.sum().backward()
-                    with torch.no_grad():
-                        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-                        if tc.instrument or self.clip is not None:
-                            group_sq = group_sq_norms(grads, self.group_idx, self.n_groups)  # (G, K)
-                            total_norm = group_sq.sum(0).sqrt()  # (K,)
-                            if self.clip is not None:
-                                clip_per_trial(grads, self.clip, total_norm)
+                    group_sq, total_norm = self.norms_and_clip()
                     self.optimizer.step(self.active_t)
                     step += 1
                     self.interval_steps += 1
@@ -274,7 +287,7 @@ class _FusedRun:
                                                         step_counter, self.nonfinite_at)
                         self.loss_sum += loss_d
                         self.correct_sum += (logits.detach().argmax(2) == y).sum(1)
-                        if tc.instrument:
+                        if tc.instrument and group_sq is not None and total_norm is not None:
                             self.gnorm_sum += total_norm
                             self.group_sum += group_sq.sqrt()
                             if grad_norm_init is None:
@@ -299,6 +312,31 @@ class _FusedRun:
         self.grad_norm_init = grad_norm_init.tolist() if grad_norm_init is not None else None
         return self.finish()
 
+    def budget(self) -> tuple[int, int]:
+        """Steps per epoch and the total steps (epochs, capped by max_steps), as run_trial counts them.
+        Raises ValueError when drop_last leaves no batch."""
+        tc, n, bs = self.tc, self.train.n, self.tc.batch_size
+        steps_per_epoch = n // bs if tc.drop_last else math.ceil(n / bs)
+        if steps_per_epoch == 0:
+            raise ValueError(f"train.batch_size {bs} is larger than the training set ({n}) with drop_last")
+        total_steps = tc.epochs * steps_per_epoch
+        if tc.max_steps is not None:
+            total_steps = min(total_steps, tc.max_steps)
+        return steps_per_epoch, total_steps
+
+    @torch.no_grad()
+    def norms_and_clip(self) -> tuple[Tensor | None, Tensor | None]:
+        """Per-group squared gradient norms (G, K) and each trial's total norm (K,) before clipping
+        (None, None when neither recording nor clipping needs them), clipping each trial's gradients."""
+        if not (self.tc.instrument or self.clip is not None):
+            return None, None
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        group_sq = group_sq_norms(grads, self.group_idx, self.n_groups)  # (G, K)
+        total_norm = group_sq.sum(0).sqrt()  # (K,)
+        if self.clip is not None:
+            clip_per_trial(grads, self.clip, total_norm)
+        return group_sq, total_norm
+
     def record_groups(self, step: int, n: int, trials: list[int]) -> None:
         """Per-group gradient norms (mean over the interval) and update ratios since the previous
         evaluation point, for every trial in `trials`."""
@@ -319,7 +357,8 @@ class _FusedRun:
         ones that diverged, were pruned or stopped improving."""
         tc, device = self.tc, self.device
         _sync(device)
-        self.train_s += time.perf_counter() - self.t_resume
+        t_eval = time.perf_counter()
+        self.train_s += t_eval - self.t_resume
         nonfinite = self.nonfinite_at.tolist()
         n = max(self.interval_steps, 1)
         dev_loss, dev_acc, _ = evaluate_fused(self.model, self.dev, self.eval_rows, self.autocast)
@@ -339,7 +378,11 @@ class _FusedRun:
                            grad_norm=gnorm_sum[k] / n if tc.instrument else None)
             recorded.append(k)
         if tc.instrument and recorded:
+            t_rec = time.perf_counter()
             self.record_groups(step, n, recorded)
+            _sync(device)
+            self.probe_s += time.perf_counter() - t_rec
+            t_eval += time.perf_counter() - t_rec
         for k in recorded:
             t = self.trials[k]
             if t.target_hit is None and dev_acc[k] >= t.spec.train.target_dev_acc:
@@ -349,11 +392,7 @@ class _FusedRun:
                 t.best_loss, t.best_step, t.last_improve, t.has_best = dev_loss[k], step, step, True
                 improved.append(k)
         if improved:
-            mask = torch.zeros(self.k, dtype=torch.bool, device=device)
-            mask[improved] = True
-            with torch.no_grad():
-                for best, p in zip(self.best_params, self.params):
-                    best.copy_(torch.where(mask.view(-1, *([1] * (p.dim() - 1))), p.detach(), best))
+            self.keep_best(improved)
         for k in recorded:
             t = self.trials[k]
             if t.recorder.report_eval(step, dev_acc[k]):
@@ -369,6 +408,15 @@ class _FusedRun:
         self.interval_steps, self.samples_interval = 0, 0
         _sync(device)
         self.t_resume = time.perf_counter()
+        self.eval_s += self.t_resume - t_eval
+
+    @torch.no_grad()
+    def keep_best(self, improved: list[int]) -> None:
+        """Copy the current weights of the trials in `improved` to their best weights."""
+        mask = torch.zeros(self.k, dtype=torch.bool, device=self.device)
+        mask[improved] = True
+        for best, p in zip(self.best_params, self.params):
+            best.copy_(torch.where(mask.view(-1, *([1] * (p.dim() - 1))), p.detach(), best))
 
     # ------------------------------------------------------------------------- the end
     def finish(self) -> list[dict[str, Any]]:
@@ -415,7 +463,7 @@ class _FusedRun:
                 "grad_norm_final": curves[-1]["grad_norm"] if curves else None,
                 "vanishing_ratio_init": t.vanishing.get("init"),
                 "vanishing_ratio_final": t.vanishing.get("final"),
-                "wall_s": wall_s, "train_s": t.train_s,
+                "wall_s": wall_s, "train_s": t.train_s, "eval_s": self.eval_s, "probe_s": self.probe_s,
                 "samples_per_s": t.samples_seen / t.train_s if t.train_s > 0 else None,
                 "device": device_label(self.device), "torch_version": torch.__version__,
                 "started_at": self.started_at, "dataset": data.name, "data_id": data.data_id,

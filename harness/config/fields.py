@@ -69,6 +69,8 @@ def check_value(key: str, value: Any, tp: Any, meta: dict, where: Where) -> Any:
     """Coerce and check one scalar value against its annotated type and metadata."""
     if value is None and _is_optional(tp):
         return None
+    if meta.get("parse") is not None:  # a field with its own check (e.g. run.fuse: off | auto | K)
+        return meta["parse"](key, value, where)
     value = _coerce(key, value, base_type(tp), where)
     _check_allowed(key, value, meta, where)
     return value

@@ -6,15 +6,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.config.errors import ConfigError, Where
 from harness.names import CELLS, DATA_KINDS, LAYERNORMS, READOUTS
 from harness.plugins import CELL_GROUP, DATASET_GROUP, READOUT_GROUP
 
 
 def _meta(doc: str = "", *, min: float | None = None, max: float | None = None,
-          exclusive_min: bool = False, choices: tuple = (), plugins: str | None = None) -> dict:
-    """A field's metadata; `plugins` names the entry-point group whose names add to `choices`."""
-    return {"doc": doc, "min": min, "max": max, "exclusive_min": exclusive_min, "choices": choices,
+          exclusive_min: bool = False, choices: tuple = (), plugins: str | None = None, parse: Any = None) -> dict:
+    """A field's documentation and allowed values; `plugins` names the entry-point group whose names
+    add to `choices`; `parse(key, value, where)` (optional) checks and converts a value whose type is
+    not one plain scalar type (it replaces the type check)."""
+    meta = {"doc": doc, "min": min, "max": max, "exclusive_min": exclusive_min, "choices": choices,
             "plugins": plugins}
+    if parse is not None:
+        meta["parse"] = parse
+    return meta
+
+
+def parse_fuse(key: str, value: Any, where: Where) -> str | int:
+    """`run.fuse`: 'off', 'auto' or a group size K >= 1. YAML reads a bare `off` as false, which
+    means 'off'; a string of digits (as `--set run.fuse=4` may arrive) is K."""
+    if value is False:
+        return "off"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, str) and value in ("off", "auto"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"config key '{key}': {value!r} is not allowed; allowed: off, auto, or an integer "
+                      f">= 1 (trials trained together as one fused model){where(key)}")
 
 
 @dataclass
@@ -111,6 +132,9 @@ class RunConfig:
         "torch CPU threads per worker (default: cores / workers)", min=1))
     storage: str | None = field(default=None, metadata=_meta(
         "Optuna storage URL (default: a journal file in the results directory)"))
+    fuse: str | int = field(default="off", metadata=_meta(
+        "off | auto | K: train up to K waiting trials of one shape together as one fused model "
+        "(auto: 32 on CUDA, off on a CPU)", parse=parse_fuse))
 
 
 SECTIONS: dict[str, type] = {
