@@ -246,16 +246,22 @@ def expected_ids(cfg, out: Path) -> set[str]:
             if s.factors["seed"] < EXPECTED_SEEDS[s.factors["train.target_dev_acc"]]}
 
 
-def check_finished(out: Path, cfg, name: str) -> None:
+def check_finished(out: Path, cfg, name: str, interrupted: bool = False) -> None:
     """Every expected trial ran exactly once (one shard, one COMPLETE Optuna trial per id), and
-    adaptive.json says why each configuration stopped where it did."""
+    adaptive.json says why each configuration stopped where it did. After an interrupt, the trial
+    whose worker was stopped between writing its shard and telling Optuna keeps the shard and its
+    Optuna trial is failed as stale: it is not trained again, so at most one id lacks its COMPLETE."""
     runs = records.combine(out)["runs"]
     assert set(runs["trial_id"]) == expected_ids(cfg, out) and runs["trial_id"].is_unique
     study = optuna.load_study(study_name=name, storage=open_storage(out, None))
     done = [t.user_attrs["trial_id"] for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
-    assert sorted(done) == sorted(runs["trial_id"])
+    if interrupted:
+        assert len(set(done)) == len(done) and set(done) <= set(runs["trial_id"]) and len(done) >= len(runs) - 1
+    else:
+        assert sorted(done) == sorted(runs["trial_id"])
     info = json.loads((out / "adaptive.json").read_text())
-    got = {c["factors"]["train.target_dev_acc"]: (c["seeds"], c["state"], c["reason"]) for c in info["per_configuration"]}
+    got = {c["factors"]["train.target_dev_acc"]: (c["seeds"], c["state"], c["reason"])
+           for c in info["per_configuration"]}
     assert got == {0.0: (5, "max_seeds", "max_seeds reached: reached in 5/5, effect undecided"),
                    0.999: (4, "decided", "decided: failed in 4/4"),
                    1.0: (5, "max_seeds", "max_seeds reached: failed in 5/5, effect undecided")}
@@ -303,4 +309,4 @@ def test_interrupted_while_adding_seeds_the_same_command_finishes_the_same_set(t
     before = set(records.load(out)["runs"]["trial_id"])
     assert 7 <= len(before) < 14 and before < expected_ids(cfg, out)
     subprocess.run(cmd, check=True, capture_output=True, timeout=300, cwd=ROOT)
-    check_finished(out, cfg, "resume")
+    check_finished(out, cfg, "resume", interrupted=True)
