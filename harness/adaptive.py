@@ -207,16 +207,16 @@ class _Racing:
         from harness.report.estimators import corrected_effects, effect_undecided
 
         st = self.state
-        if not self.effects or not all(self.complete(c, st.level) for e in range(len(self.effects))
-                                       for c in self.involved(e)):
-            return False
+        pending = [e for e in range(len(self.effects)) if e not in st.decided]
+        if not pending or not all(self.complete(c, st.level) for e in pending for c in self.involved(e)):
+            return False  # (a decided effect's configurations may have stopped below this level)
         st.last = corrected_effects([self.diffs(e, st.decided.get(e, st.level)) for e in range(len(self.effects))],
                                     alpha=1.0 - self.a.confidence)
         st.evaluated_at = st.level
         for e, d in enumerate(st.last):
             if e not in st.decided and d.claimed and not effect_undecided(d.low, d.high):
                 st.decided[e] = st.level
-        pending = [e for e in range(len(self.effects)) if e not in st.decided]
+        pending = [e for e in pending if e not in st.decided]
         if not pending or st.level >= self.a.max_seeds:
             return False
         st.level += 1

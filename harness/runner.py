@@ -3,7 +3,9 @@
 `run` plans the experiment (harness.plan), enqueues what is not done (harness.queue), starts
 `workers` spawned processes that each claim and run trials until none is waiting (`worker_loop`),
 and watches them: progress lines as shards appear, a worker that died is named, Ctrl-C stops them
-all. Every worker count runs the same way, in spawned processes.
+all. Every worker count runs the same way, in spawned processes. With adaptive seeds it runs in
+rounds: after each, the seeds still needed are re-decided from the finished trials (harness.adaptive)
+and enqueued; a worker that runs out of trials does the same before it stops.
 """
 
 from __future__ import annotations

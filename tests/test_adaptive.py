@@ -206,6 +206,16 @@ def test_an_effect_that_stays_at_zero_grows_its_configurations_to_max_seeds():
     assert waiting[("rnn", 12)].reason == "running: reached in 5/5; waiting for the effect round at 5 seeds"
 
 
+def test_a_decided_effect_leaves_its_configurations_behind_and_the_other_effect_goes_on():
+    cfg = cfg_of({"cell": ["rnn", "lstm", "gru"]}, 4, 7, effects=[["cell", "rnn", "lstm"], ["cell", "rnn", "gru"]])
+    base = list(np.random.default_rng(1).uniform(0.4, 0.5, 7))
+    dev = {("rnn",): base, ("lstm",): [b + 0.2 + 0.01 * i for i, b in enumerate(base)], ("gru",): base}
+    d = decide(cfg, {("rnn",): [True] * 7, ("lstm",): [True] * 5, ("gru",): [True] * 7}, dev)
+    assert [e.state for e in d.effects] == ["decided", "max_seeds"] and d.effects[0].seeds == 5
+    assert {k: (c.seeds, c.state) for k, c in by_config(d).items()} == \
+        {("rnn",): (7, "max_seeds"), ("lstm",): (5, "decided"), ("gru",): (7, "max_seeds")}
+
+
 def test_requested_effects_are_corrected_together_with_holm():
     cfg = cfg_of({"cell": ["rnn", "lstm"], "layernorm": ["none", "output"]}, 4, 6,
                  effects=[["cell", "rnn", "lstm"], ["layernorm", "none", "output"]])
