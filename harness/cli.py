@@ -34,6 +34,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             reruns = " (then each study's best setting re-run once per seed)"
         print(f"{n} trials{reruns}, {done} already done in {out}; at most {steps} training steps to run "
               f"with {workers} worker(s) on {device}")
+        if cfg.adaptive is not None:
+            from harness.adaptive import trial_bounds
+
+            lo, hi = trial_bounds(cfg)
+            print(f"adaptive seeds: between {lo} and {hi} trials in all ({cfg.adaptive.min_seeds} to "
+                  f"{cfg.adaptive.max_seeds} seeds per configuration); listed: the {n} needed so far")
         return 0
     from harness import runner  # imports torch: only for a real run
 

@@ -54,7 +54,8 @@ class Progress:
         self.status: dict[str, str] = {}
         self.enabled = enabled
         self.tty = sys.stderr.isatty()  # no carriage-return bar in a log file: see poll()
-        self.bar = tqdm(total=plan.total, desc=plan.cfg.name, unit="trial", disable=not (enabled and self.tty),
+        desc = plan.cfg.name + (f" (adaptive seeds, up to {plan.max_total})" if plan.cfg.adaptive else "")
+        self.bar = tqdm(total=plan.total, desc=desc, unit="trial", disable=not (enabled and self.tty),
                         file=sys.stderr, dynamic_ncols=True, smoothing=0.0)
         self.poll(quiet=True)  # what was done before this run started counts, without a line each
 

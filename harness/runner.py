@@ -3,7 +3,9 @@
 `run` plans the experiment (harness.plan), enqueues what is not done (harness.queue), starts
 `workers` spawned processes that each claim and run trials until none is waiting (`worker_loop`),
 and watches them: progress lines as shards appear, a worker that died is named, Ctrl-C stops them
-all. Every worker count runs the same way, in spawned processes.
+all. Every worker count runs the same way, in spawned processes. With adaptive seeds it runs in
+rounds: after each, the seeds still needed are re-decided from the finished trials (harness.adaptive)
+and enqueued; a worker that runs out of trials does the same before it stops.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from harness.plan import (
     load_results_config,
     make_plan,
     prepare_data,
+    write_adaptive,
     write_config,
 )
 from harness.queue import (
@@ -51,7 +54,7 @@ from harness.queue import (
     searches_finished,
     set_system_attrs,
 )
-from harness.records import TrialRecorder, combine, write_trial
+from harness.records import TrialRecorder, combine, is_done, write_trial
 from harness.schema import SUMMARY_COLUMNS
 from harness.storage import (
     RunSettings,
@@ -121,6 +124,8 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     ran = 0
     while True:
         claimed = next((c for q in queues if (c := claim(q)) is not None), None)
+        if claimed is None and cfg.adaptive is not None and _top_up(plan, queues[-1]):
+            continue
         if claimed is None:
             return ran
         trial, key = claimed
@@ -217,12 +222,19 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
     if spec is None:
         fresh = make_plan(cfg, plan.out_dir)
         add_reruns(fresh, searches)
-        plan.specs[:] = fresh.specs
+        plan.update(fresh)
         spec = plan.by_id.get(key)
     if spec is None:
         return None, None
     _suggest_params(trial, spec, cfg.grid)
     return spec, TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial))
+
+
+def _top_up(plan: Plan, queue: Any) -> bool:
+    """Adaptive seeds: re-decide from the finished trials and enqueue the seeds now needed, so a
+    worker that ran out goes on without waiting for the round to end. Returns whether any was."""
+    plan.update(make_plan(plan.cfg, plan.out_dir))
+    return enqueue_missing(plan, queue)["enqueued"] > 0
 
 
 def _tell(trial: Trial, key: str, row: dict[str, Any], cfg: ExperimentConfig, store: Any, out_dir: Path,
@@ -377,20 +389,35 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     monitor = Progress(plan, enabled=progress)
     try:
         dead = _run_phases(plan, queue, searches, monitor,
-                           lambda: _run_workers(plan, monitor, workers, storage, devices, threads, artifacts))
+                           lambda: _run_workers(plan, monitor, workers, storage, devices, threads, artifacts),
+                           lambda: _next_round(plan, storage, artifacts))
         download_artifacts(out_dir, storage, artifacts)
         monitor.poll()
     finally:
         monitor.close()  # also on Ctrl-C: the bar ends its line before the message
     combine(out_dir)
+    _next_round(plan, storage, artifacts)  # adaptive.json as the finished trials leave it
     if dead:
         raise WorkerDied("; ".join(dead) + ". Its trial did not finish; the others are kept: run the same "
                          "command again to resume")
     return monitor.counts()
 
 
-def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, run_workers: Any) -> list[str]:
-    """Enqueue and run: a study's search slots first (then its best settings' re-runs), or the grid.
+def _next_round(plan: Plan, storage: str | None, artifacts: str | None) -> frozenset[str]:
+    """Adaptive seeds: re-decide from every finished trial (fetching those finished elsewhere),
+    write DIR/adaptive.json, and return the ids of the needed trials not done yet."""
+    if plan.cfg.adaptive is None:
+        return frozenset()
+    download_artifacts(plan.out_dir, storage, artifacts)
+    plan.update(make_plan(plan.cfg, plan.out_dir))
+    write_adaptive(plan)
+    return frozenset(s.trial_id for s in plan.specs if not is_done(plan.out_dir, s.trial_id))
+
+
+def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, run_workers: Any,
+                next_round: Any = frozenset) -> list[str]:
+    """Enqueue and run: a study's search slots first (then its best settings' re-runs), or the grid,
+    in rounds while `next_round()` names needed trials not done (and the last round changed them).
     Waits for trials that another command runs on the same storage. Returns dead-worker messages
     (and stops at the first phase that has any)."""
     if plan.cfg.study:
@@ -400,8 +427,14 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
             return dead
         _wait_while(lambda: not searches_finished(searches), monitor)
         add_reruns(plan, searches)
-    enqueue_missing(plan, queue)
-    dead = run_workers()
-    if not dead:
+    last: frozenset[str] | None = None
+    while True:  # one round; with adaptive seeds, rounds while needed trials are left and some ran
+        enqueue_missing(plan, queue)
+        dead = run_workers()
+        if dead:
+            return dead
         _wait_while(lambda: running_elsewhere([queue, *searches.values()]), monitor)
-    return dead
+        left = next_round()
+        if not left or left == last:
+            return []
+        last = left

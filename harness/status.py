@@ -68,6 +68,10 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
                                             "worker": f"{t.system_attrs.get('host')}:{t.system_attrs.get('pid')}",
                                             "elapsed_s": now - claimed, **(t.params or {})})
     info["missing"] = info["total"] - sum(info["finished"].values())
+    if plan.adaptive is not None:  # decided from the shards now, as the runner decides
+        from harness.adaptive import summary
+
+        info["adaptive"] = summary(cfg, plan.adaptive)
     return info
 
 
@@ -76,6 +80,10 @@ def format_status(info: dict[str, Any]) -> str:
     lines = [f"{info['dir']} ({info['name']}): {sum(f.values())}/{info['total']} finished — "
              f"complete {f['complete']}, diverged {f['diverged']}, failed {f['failed']}, pruned {f['pruned']}; "
              f"running {len(info['running'])}, waiting {info['waiting']}, not finished {info['missing']}"]
+    if info.get("adaptive"):
+        from harness.adaptive import summary_line
+
+        lines.append("  " + summary_line(info["adaptive"]))
     if info["stale"]:
         lines.append(f"  {info['stale']} running trial(s) have no recent heartbeat (worker gone?): "
                      f"re-run the same `harness run` command to run them again")

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.config.adaptive_config import AdaptiveConfig
 from harness.config.sections import (
     SECTIONS,
     DataConfig,
@@ -27,6 +28,7 @@ class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
     grid: dict[str, list] = field(default_factory=dict)  # canonical dotted key -> values
     study: StudyConfig | None = None
+    adaptive: AdaptiveConfig | None = None  # seeds added where the outcome is undecided (harness.adaptive)
     source: str | None = None  # the file it came from
 
     def to_dict(self) -> dict:
@@ -41,6 +43,8 @@ class ExperimentConfig:
                             for k, v in st["params"].items()}
             st["per"] = [short_axis_name(k) for k in self.study.per]
             out["study"] = st
+        if self.adaptive is not None:
+            out["adaptive"] = self.adaptive.to_dict()
         return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from harness.config.adaptive_config import build_adaptive
 from harness.config.errors import ConfigError, Where
 from harness.config.experiment import ExperimentConfig
 from harness.config.fields import canonical_axis, check_value, field_info, lookup_field
@@ -21,7 +22,7 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int] 
     where = Where(source, lines)
     if not isinstance(raw, dict):
         raise ConfigError(f"config{where('')}: expected a mapping at the top level, got {type(raw).__name__}")
-    allowed = ["name", *SECTIONS, "grid", "study"]
+    allowed = ["name", *SECTIONS, "grid", "study", "adaptive"]
     for k in raw:
         if k not in allowed:
             raise ConfigError(f"unknown config key '{k}'{where(str(k))}; allowed top-level keys: "
@@ -33,7 +34,9 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int] 
     sections = {s: build_section(cls, raw.get(s), s + ".", where) for s, cls in SECTIONS.items()}
     grid = build_grid(raw.get("grid"), where)
     study = build_study(raw["study"], grid, where) if raw.get("study") is not None else None
-    cfg = ExperimentConfig(name=name, grid=grid, study=study, source=source, **sections)
+    adaptive = build_adaptive(raw["adaptive"], grid, study is not None, where) \
+        if raw.get("adaptive") is not None else None
+    cfg = ExperimentConfig(name=name, grid=grid, study=study, adaptive=adaptive, source=source, **sections)
     check_consistency(cfg, where)
     return cfg
 

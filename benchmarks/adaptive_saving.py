@@ -1,0 +1,158 @@
+"""The trial saving of adaptive seeds: the same decided conclusions as running max_seeds everywhere,
+for what fraction of the trials.
+
+Measured (the default): runs CONFIG with `adaptive: {min_seeds, max_seeds}` into OUT (the real
+rounds: its trial count and wall time), then tops the same folder up to seeds 0 .. max_seeds-1
+everywhere (a `grid.seed` list: the trial ids are the same, so only the missing trials run), and
+compares per configuration the conclusion adaptive seeds stopped at (Wilson interval at 95% above
+0.5: mostly reaches the target; below: mostly does not) with the one all max_seeds seeds give. It
+also replays the rounds on the full table (`harness.adaptive.decide`) and checks that they ask for
+exactly the trials the adaptive run trained (training is deterministic per trial id).
+
+Simulated (`--simulate DIR`): takes each configuration's success rate from a finished results
+folder (k / n; with --smooth (k + 0.5) / (n + 1), which keeps 0 of 2 from meaning "never"), draws max_seeds outcomes per
+configuration, and counts the trials racing would use and how often its conclusions agree with the
+max_seeds ones, over `--reps` replications. A simulation, not a run.
+
+    python benchmarks/adaptive_saving.py --out /tmp/adaptive_bench --set data.synth.n_train=3000
+    python benchmarks/adaptive_saving.py --simulate /tmp/bench_before --reps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from harness import adaptive
+from harness.config import apply_overrides, config_from_dict
+from harness.report.estimators import wilson_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def conclusion(k: int, n: int, confidence: float = 0.95) -> str:
+    """'reached' / 'failed' when the Wilson interval of k/n lies above / below 0.5, else 'undecided'."""
+    low, high = wilson_interval(k, n, confidence)
+    return "reached" if low > 0.5 else "failed" if high < 0.5 else "undecided"
+
+
+def configs(raw: dict, overrides: list[str], min_seeds: int, max_seeds: int) -> tuple[dict, dict]:
+    """(adaptive raw config, the same with seeds 0 .. max_seeds-1 as a grid list)."""
+    raw = apply_overrides(raw, overrides)
+    raw["grid"].pop("seed", None)
+    raw["grid"].pop("train.seed", None)
+    full = json.loads(json.dumps(raw))
+    full["grid"]["seed"] = list(range(max_seeds))
+    raw["adaptive"] = {"min_seeds": min_seeds, "max_seeds": max_seeds}
+    return raw, full
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from harness import records, runner
+    from harness.plan import make_plan
+
+    raw, full_raw = configs(yaml.safe_load(Path(args.config).read_text()), args.set, args.min_seeds, args.max_seeds)
+    cfg = config_from_dict(raw)
+    out = Path(args.out)
+    t0 = time.time()
+    runner.run(cfg, out, workers=args.workers, device="cpu", threads=1, progress=False)
+    wall_adaptive = time.time() - t0
+    info = json.loads((out / "adaptive.json").read_text())
+    adaptive_ids = set(records.load(out)["runs"]["trial_id"])
+    t0 = time.time()
+    runner.run(config_from_dict(full_raw), out, workers=args.workers, device="cpu", threads=1, progress=False)
+    wall_rest = time.time() - t0
+    runs = records.load(out)["runs"]
+    plan = make_plan(cfg, out)
+    replay = adaptive.decide(cfg, adaptive.pool(cfg, plan.data_id), runs)
+    agree, rows = compare(replay, runs, adaptive.pool(cfg, plan.data_id), args.max_seeds)
+    return {"trials_adaptive": len(adaptive_ids), "trials_max": len(runs),
+            "fraction": len(adaptive_ids) / len(runs), "wall_adaptive_s": round(wall_adaptive),
+            "wall_rest_s": round(wall_rest), "configurations": info["configurations"],
+            "replay_matches_run": {s.trial_id for s in replay.needed} == adaptive_ids,
+            "conclusions_agree": agree, "per_configuration": rows}
+
+
+def compare(decision: adaptive.Decision, runs: pd.DataFrame, pool: list, max_seeds: int) -> tuple[str, list]:
+    """Per configuration: its adaptive conclusion (at the seeds it got) and the max_seeds one."""
+    reached = {t: s == "complete" and not pd.isna(x) for t, s, x in
+               zip(runs["trial_id"], runs["status"], runs["steps_to_target"])}
+    by_key: dict[tuple, list] = {}
+    for s in pool:
+        by_key.setdefault(tuple(v for k, v in s.factors.items() if k != "seed"), []).append(s)
+    rows, same, contradicted = [], 0, 0
+    for c in decision.configs:
+        specs = sorted(by_key[tuple(c.factors.values())], key=lambda s: s.factors["seed"])
+        k_full = sum(reached[s.trial_id] for s in specs[:max_seeds])
+        a, f = conclusion(c.reached, c.seeds), conclusion(k_full, max_seeds)
+        same += a == f
+        contradicted += {a, f} == {"reached", "failed"}
+        rows.append({**c.factors, "seeds": c.seeds, "adaptive": f"{a} ({c.reached}/{c.seeds})",
+                     "max_seeds": f"{f} ({k_full}/{max_seeds})"})
+    return f"{same}/{len(rows)} the same, {contradicted} contradicted", rows
+
+
+def simulate(args: argparse.Namespace) -> dict:
+    """Racing on outcomes drawn from each configuration's observed success rate."""
+    runs = pd.read_parquet(Path(args.simulate) / "runs.parquet")
+    keys = [k for k in ("cell", "layernorm", "pad_size", "batch_size", "lr") if runs[k].nunique() > 1]
+    runs["reached"] = (runs["status"] == "complete") & runs["steps_to_target"].notna()
+    rates = runs.groupby(keys)["reached"].agg(["sum", "count"])
+    k, m = rates["sum"].to_numpy(), rates["count"].to_numpy()
+    p = (k + 0.5) / (m + 1) if args.smooth else k / m
+    gen = np.random.default_rng(args.seed)
+    used, same, contradicted = [], [], []
+    for _ in range(args.reps):
+        draws = gen.random((p.size, args.max_seeds)) < p[:, None]
+        n = [_race(row, args.min_seeds, args.max_seeds) for row in draws]
+        used.append(sum(n) / (p.size * args.max_seeds))
+        pairs = [(conclusion(int(row[:m].sum()), m), conclusion(int(row.sum()), args.max_seeds))
+                 for row, m in zip(draws, n)]
+        same.append(all(a == f for a, f in pairs))
+        contradicted.append(any({a, f} == {"reached", "failed"} for a, f in pairs))
+    q5, q95 = np.quantile(used, [0.05, 0.95])
+    return {"configurations": int(p.size), "rates": [round(float(x), 3) for x in p],
+            "fraction_mean": float(np.mean(used)), "fraction_p5_p95": [float(q5), float(q95)],
+            "share_all_conclusions_same": float(np.mean(same)),
+            "share_any_conclusion_contradicted": float(np.mean(contradicted)), "reps": args.reps}
+
+
+def _race(outcomes: np.ndarray, min_seeds: int, max_seeds: int) -> int:
+    """Seeds one configuration gets: one more while its Wilson interval contains 0.5."""
+    from harness.report.estimators import undecided
+
+    n = min_seeds
+    while n < max_seeds and undecided(int(outcomes[:n].sum()), n):
+        n += 1
+    return n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(ROOT / "configs" / "bench.yaml"))
+    p.add_argument("--out", default="/tmp/adaptive_bench")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--min-seeds", type=int, default=3)
+    p.add_argument("--max-seeds", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--simulate", metavar="DIR", help="simulate from this results folder's success rates")
+    p.add_argument("--reps", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smooth", action="store_true", help="rates (k + 0.5) / (n + 1) instead of k / n")
+    args = p.parse_args()
+    result = simulate(args) if args.simulate else measure(args)
+    print(json.dumps(result, indent=1, default=str))
+    if not args.simulate and not math.isnan(result["fraction"]):
+        print(f"adaptive seeds: {result['trials_adaptive']} of {result['trials_max']} trials "
+              f"({result['fraction']:.0%}); conclusions agree in {result['conclusions_agree']} configurations")
+
+
+if __name__ == "__main__":
+    main()
