@@ -157,6 +157,10 @@ def frontier_lead(fits: Sequence[FrontierFit], target: float | None) -> list[str
     if not fits:
         return []
     dist = fits[0].distance
+    if all(f.fit is not None and f.fit.status == "one_distance" for f in fits):
+        tested = fmt_value(fits[0].points[dist].iloc[0])
+        return [f"**Frontier**: only one distance was tested ({dist} {tested}), so where learning stops cannot be "
+                f"estimated; vary `{dist}` (grid axis) to place it."]
     clauses = [_cell_clause(cell, group) for cell, group in ordered_groups(fits)]
     crit = f"reaching dev accuracy {target:g}" if target is not None else "reaching the target"
     lead = f"**Frontier** (criterion: {crit}; D = {dist}): " + "; ".join(clauses) + "."
@@ -290,8 +294,9 @@ def decision_summary(rows: Sequence[EffectRow], max_seeds: int) -> list[str]:
         return [f"{seeds(max_seeds).capitalize()} per configuration cannot decide: none of the {len(rows)} effect "
                 f"rows may be claimed (a claim needs at least {MIN_PAIRS} seeds and a Holm-corrected interval "
                 f"that excludes zero).{hint}"]
+    rest = "" if len(decided) == len(rows) else "; the others cannot be decided from these data"
     return [f"{len(decided)} of the {len(rows)} effect rows are decided (Holm-corrected intervals that exclude "
-            f"zero, at least {MIN_PAIRS} seeds); the others cannot be decided from these data.{hint}"]
+            f"zero, at least {MIN_PAIRS} seeds){rest}.{hint}"]
 
 
 # ----------------------------------------------------------------------------- gradient reach

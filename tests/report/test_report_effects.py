@@ -87,8 +87,6 @@ def test_six_seeds_with_a_clear_effect_are_claimed():
     cell = _row(rows, "cell")
     assert cell.seeds == 6 and cell.decision.claimed and cell.decision.direction == 1
     assert cell.decision.low > 0.3 and cell.decision.high < 0.42
-    ln = _row(rows, "layernorm")                                  # 2 points under 1-point noise at 6 seeds
-    assert ln.decision is not None
 
 
 def test_matched_keeps_the_latest_duplicate():

@@ -102,7 +102,8 @@ def test_underflowed_ratios_are_counted_never_dropped():
     rnn = s[s["cell"] == "rnn"].iloc[0]
     assert rnn["vanishing_ratio_final_underflow"] == 1 and rnn["vanishing_ratio_final_n_finite"] == 1
     assert O.ratio_text(rnn, "vanishing_ratio_init") == "10^-4.5"
-    assert O.ratio_text(rnn, "vanishing_ratio_final") == "10^-3.0 in 1 of 2 runs, below 1e-38 (underflow) in 1 of 2 runs"
+    assert O.ratio_text(rnn, "vanishing_ratio_final") == \
+        "10^-3.0 in 1 of 2 runs, below 1e-38 (underflow) in 1 of 2 runs"
     lstm = s[s["cell"] == "lstm"].iloc[0]
     assert O.ratio_text(lstm, "vanishing_ratio_final") == "?"
 
