@@ -244,11 +244,11 @@ def _add_gradient_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, 
     out.add("gradient_reach", lambda: figures.gradient_reach(
         reach, xlabel="distance from the read-out position (tokens)" if readout == "last"
         else "input position (read-out position varies per text)"),
-        "‖∂L/∂x_t‖ (mean over the probe batch, geometric mean over seeds) for the embedding output, "
+        ("‖∂L/∂x_t‖ (mean over the probe batch, geometric mean over seeds) for the embedding output, "
         "against distance from the position the classifier reads, at step 0 and at the end of training. "
         "A gradient that underflowed to exactly 0 (below 1e-38) is never clipped to a made-up value: ▼ on the "
         "axis floor where every seed's did, ○ where some seeds' did (the line then shows the others). "
-        + choice_note, len(reach) > 0, "no gradient probe recorded yet")
+        + choice_note).strip(), len(reach) > 0, "no gradient probe recorded yet")
     longest = runs["pad_size"].max()
     gnorms = stats.group_norm_table(t["grad_norms"], chosen[chosen["pad_size"] == longest])
     out.add("weights_moving", lambda: figures.weights_moving(gnorms, note=f"pad_size={longest}. {choice_note}".strip()),

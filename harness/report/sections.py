@@ -150,8 +150,9 @@ def summary_markdown(data: ReportData) -> str:
 # ----------------------------------------------------------------------------- adaptive seeds
 
 def read_adaptive(d: Path) -> dict | None:
-    """DIR/adaptive.json — {config key: {"seeds": int, "reason": str}} from the adaptive-seeds runner
-    — or None when absent or unreadable."""
+    """DIR/adaptive.json, written by the adaptive-seeds runner, or None when absent or unreadable.
+    Its `per_configuration` list ({factors, seeds, finished, reached, state, reason}), `trials` and
+    `effects` are shown; a plain {config key: {seeds, reason}} mapping is read too."""
     path = d / ADAPTIVE_FILE
     if not path.is_file():
         return None
@@ -162,15 +163,34 @@ def read_adaptive(d: Path) -> dict | None:
     return raw if isinstance(raw, dict) else None
 
 
+def _adaptive_rows(info: dict) -> list[dict]:
+    """One row per configuration, from either form of adaptive.json."""
+    if isinstance(info.get("per_configuration"), list):
+        return [{"configuration": " ".join(f"{k}={fmt_value(v)}" for k, v in (c.get("factors") or {}).items()),
+                 "seeds": c.get("seeds", "?"), "reached": c.get("reached", "?"), "state": c.get("state", "?"),
+                 "why it stopped": c.get("reason", "?")}
+                for c in info["per_configuration"] if isinstance(c, dict)]
+    return [{"configuration": str(k), "seeds": v.get("seeds", "?"), "why it stopped": v.get("reason", "?")}
+            for k, v in info.items() if isinstance(v, dict)]
+
+
 def adaptive_markdown(data: ReportData) -> str:
     """How many seeds each configuration got and why the runner stopped adding seeds."""
-    if not data.adaptive:
+    info = data.adaptive
+    if not info:
         return ""
-    rows = [{"configuration": str(k), "seeds": (v or {}).get("seeds", "?") if isinstance(v, dict) else "?",
-             "why it stopped": (v or {}).get("reason", "?") if isinstance(v, dict) else str(v)}
-            for k, v in data.adaptive.items()]
-    return (f"Seeds were added per configuration only while its outcome was undecided (`{ADAPTIVE_FILE}`).\n\n"
-            + md_table(pd.DataFrame(rows)))
+    head = f"Seeds were added per configuration only while its outcome was undecided (`{ADAPTIVE_FILE}`)"
+    t = info.get("trials")
+    if isinstance(t, dict) and t.get("max"):
+        head += (f"; {t.get('needed', '?')} trials were needed of the {t['max']} that "
+                 f"{info.get('max_seeds', 'max_seeds')} seeds everywhere would take")
+    out = head + ".\n\n" + md_table(pd.DataFrame(_adaptive_rows(info)))
+    effects = [e for e in info.get("effects") or [] if isinstance(e, dict)]
+    if effects:
+        out += "\nRequested effects:\n\n" + md_table(pd.DataFrame(
+            [{"effect": f"{e.get('factor')} {e.get('level')} vs {e.get('baseline')}", "seeds": e.get("seeds", "?"),
+              "state": e.get("state", "?")} for e in effects]))
+    return out
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -1,6 +1,7 @@
 """`write_report(DIR)` end to end: report.md linking every figure file, on a finished run, a partial
 run, a single trial, a run with failed and diverged trials, and a real (tiny) run via the CLI."""
 
+import json
 import re
 from pathlib import Path
 
@@ -236,6 +237,16 @@ def test_adaptive_seeds_table_when_the_runner_wrote_it(tmp_path):
     (d / "adaptive.json").write_text('{"rnn/none pad_size=8": {"seeds": 7, "reason": "decided: rate below 0.5"}}')
     md = render(compute(d))
     assert "## Adaptive seeds" in md and "| rnn/none pad_size=8 | 7 | decided: rate below 0.5 |" in md
+    # the adaptive runner's own form (harness.adaptive.summary)
+    (d / "adaptive.json").write_text(json.dumps({
+        "min_seeds": 2, "max_seeds": 8, "trials": {"needed": 20, "max": 64, "finished": 20},
+        "per_configuration": [{"factors": {"cell": "rnn", "pad_size": 8}, "seeds": 2, "finished": 2, "reached": 0,
+                               "state": "decided", "reason": "success rate interval excludes 0.5"}],
+        "effects": [{"factor": "cell", "baseline": "rnn", "level": "lstm", "seeds": 2, "state": "undecided"}]}))
+    md = render(compute(d))
+    assert "20 trials were needed of the 64 that 8 seeds everywhere would take" in md
+    assert "| cell=rnn pad_size=8 | 2 | 0 | decided | success rate interval excludes 0.5 |" in md
+    assert "| cell lstm vs rnn | 2 | undecided |" in md
 
 
 def test_provenance_warns_when_one_configuration_mixes_machines(tmp_path):
