@@ -604,7 +604,7 @@ def confusion_matrices(items: Sequence[tuple[str, str, pd.DataFrame]], *, ncols:
     if image is not None:
         cb = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6)
         cb.set_label("share of the true class (recall)")
-    fig.suptitle("Confusion matrices of the best trial of each cell × layernorm (test set)")
+    fig.suptitle("Confusion matrices (test set) of the trial with the best dev accuracy per cell × layernorm")
     return fig, axes
 
 

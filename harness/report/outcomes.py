@@ -69,12 +69,14 @@ def success_table(outcomes: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     s = E.success_summary(outcomes, keys, "reached")
     if s.empty:
         return s
-    known = outcomes[outcomes["reached"].notna()]
-    if len(known):
-        surv = E.survival_summary(known, keys, "time", "reached")
-        s = s.merge(surv[[*keys, "median", "median_low", "median_high"]], on=keys, how="left")
-    else:
-        s[["median", "median_low", "median_high"]] = np.nan
+    medians = []
+    for key, g in outcomes.groupby(keys, dropna=False, sort=True):
+        g = g[g["reached"].notna()]
+        m = E.km_median(g["time"].to_numpy(float), g["reached"].to_numpy(float) == 1.0) if len(g) else None
+        medians.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                        **{c: finite_or_nan(v) for c, v in zip(("median", "median_low", "median_high"),
+                                                                 m or (None, None, None))}})
+    s = s.merge(pd.DataFrame(medians, columns=[*keys, "median", "median_low", "median_high"]), on=keys, how="left")
     budgets = outcomes.groupby(keys, dropna=False)["last_step"].agg(last_min="min", last_max="max").reset_index()
     return sort_configs(s.merge(budgets, on=keys, how="left"), keys)
 
@@ -158,11 +160,11 @@ def ratio_summaries(runs: pd.DataFrame, by: Sequence[str], cols: Sequence[str]) 
 
 def ratio_text(s: pd.Series | dict, col: str) -> str:
     """'10^-4.6' for a mean over all runs; with underflow, '10^-4.6 in 1 of 2 runs, below 1e-38
-    (underflow) in 1 of 2'; '?' when no run recorded it."""
+    (underflow) in 1 of 2'; 'not recorded' when no run recorded it."""
     n, under, finite = int(s[f"{col}_n"]), int(s[f"{col}_underflow"]), int(s[f"{col}_n_finite"])
     recorded = n - int(s[f"{col}_missing"])
     if recorded == 0:
-        return "?"
+        return "not recorded"
     parts = []
     if finite:
         mean = f"10^{s[f'{col}_mean']:.1f}"

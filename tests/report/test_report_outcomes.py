@@ -105,7 +105,7 @@ def test_underflowed_ratios_are_counted_never_dropped():
     assert O.ratio_text(rnn, "vanishing_ratio_final") == \
         "10^-3.0 in 1 of 2 runs, below 1e-38 (underflow) in 1 of 2 runs"
     lstm = s[s["cell"] == "lstm"].iloc[0]
-    assert O.ratio_text(lstm, "vanishing_ratio_final") == "?"
+    assert O.ratio_text(lstm, "vanishing_ratio_final") == "not recorded"
 
 
 def test_machine_kinds_and_mixed_configurations():
