@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.names import level_rank
 from harness.report import estimators as E
 from harness.report.stats import ordered_levels, sort_configs
 
@@ -140,7 +141,8 @@ def frontier_fits(outcomes: pd.DataFrame, varying: Sequence[str], *, n_boot: int
 
 
 def _level_key(v: object) -> tuple:
-    return (0, v, "") if isinstance(v, (int, float, np.number)) else (1, 0, str(v))
+    """Numbers ascending, then names in registry order (rnn, lstm, gru; none, output, recurrent)."""
+    return (0, v, 0, "") if isinstance(v, (int, float, np.number)) else (1, 0, level_rank(v), str(v))
 
 
 # ----------------------------------------------------------------------------- vanishing ratios
