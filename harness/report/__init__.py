@@ -4,14 +4,14 @@ Reads what the run wrote (the trial shards, config.yaml, and the Optuna storage 
 so it works while a run is still going. It writes only its own files, and the shards of trials run
 by workers elsewhere, fetched into DIR/trials/ (`download_remote_shards`). `compute` reads only;
 `build_figures` and `render` depend on their arguments alone (each takes what the one before
-returned); saving happens in `write_report`. Statistics live in `stats`, figures in `figures`
-(functions that return figures), sentences in `findings`, number formats in `fmt`.
+returned); saving happens in `write_report`. The estimators live in `estimators`, per-run outcomes
+(success, censoring, D50, machines) in `outcomes`, corrected paired effects in `effects`, tables in
+`stats`, figures in `figures` (functions that return figures), sentences in `findings`, markdown
+sections in `sections`, number formats in `fmt`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +23,25 @@ import pandas as pd
 from harness.config import ConfigError, ExperimentConfig
 from harness.files import atomic_path, atomic_write_text
 from harness.report import figures, findings, stats
-from harness.report.fmt import change, fmt_setting, fmt_value, pct, points
+from harness.report import outcomes as O
+from harness.report.effects import EffectRow, compute_effects, holm_note
+from harness.report.fmt import fmt_setting
+from harness.report.sections import (
+    adaptive_markdown,
+    effects_markdown,
+    frontier_markdown,
+    md_table,
+    provenance_markdown,
+    read_adaptive,
+    success_markdown,
+    summary_markdown,
+)
 
 __all__ = ["write_report", "download_remote_shards", "compute", "build_figures", "render", "ReportData", "Figures",
            "FIGURE_NAMES"]
 
-FIGURE_NAMES = ("frontier", "heatmap", "curves_step", "curves_samples", "gradient_reach", "weights_moving",
-                "convergence", "confusion", "study_history", "study_importance", "study_parallel")
+FIGURE_NAMES = ("frontier_fit", "survival", "frontier", "heatmap", "curves_step", "curves_samples", "gradient_reach",
+                "weights_moving", "convergence", "confusion", "study_history", "study_importance", "study_parallel")
 
 
 @dataclass
@@ -44,11 +56,16 @@ class ReportData:
     keys: list[str]
     varying: list[str]
     summary: pd.DataFrame
-    effects: list[stats.Effect]
+    effects: list[EffectRow]
     chance: float | None
     target: float | None
     planned: int | None
     max_seeds: int
+    outcomes: pd.DataFrame = field(default_factory=pd.DataFrame)   # runs + reached, time, last_step
+    success: pd.DataFrame = field(default_factory=pd.DataFrame)    # per configuration: k of n, median time
+    fits: list[O.FrontierFit] = field(default_factory=list)        # D50 per cell × layernorm (× other factors)
+    mixed: pd.DataFrame = field(default_factory=pd.DataFrame)      # configurations run on several machine kinds
+    adaptive: dict | None = None                                   # DIR/adaptive.json, when the runner wrote it
 
 
 def download_remote_shards(results_dir: str | Path) -> int:
@@ -84,11 +101,13 @@ def compute(results_dir: str | Path) -> ReportData:
     if target is None and cfg is not None:
         target = cfg.train.target_dev_acc
     planned = int(np.prod([len(v) for v in cfg.grid.values()])) if cfg and cfg.grid else None
+    outcomes = O.run_outcomes(runs, tables["curves"])
     return ReportData(
         dir=d, cfg=cfg, config_text=text, tables=tables, runs=runs, keys=keys, varying=varying,
-        summary=stats.summarize(runs, keys), effects=stats.effects(runs, keys),
+        summary=stats.summarize(runs, keys), effects=compute_effects(outcomes, keys),
         chance=stats.chance_level(tables["confusion"], n_classes), target=target, planned=planned,
-        max_seeds=stats.n_seeds(runs, keys))
+        max_seeds=stats.n_seeds(runs, keys), outcomes=outcomes, success=O.success_table(outcomes, keys),
+        fits=O.frontier_fits(outcomes, varying), mixed=O.mixed_machines(runs, keys), adaptive=read_adaptive(d))
 
 
 def _load_tables(d: Path, attempts: int = 3) -> dict[str, pd.DataFrame]:
@@ -156,6 +175,7 @@ def build_figures(data: ReportData) -> Figures:
     panel_keys = [k for k in data.varying if k not in ("cell", "layernorm", "pad_size")]
     choice_note = _choice_note(panel_keys)
     chosen = stats.best_settings(data.runs, data.keys)
+    _add_outcome_figures(out, data)
     _add_accuracy_figures(out, data, panel_keys)
     _add_curve_figures(out, data, chosen, choice_note)
     _add_gradient_figures(out, data, chosen, choice_note)
@@ -168,12 +188,32 @@ def build_figures(data: ReportData) -> Figures:
     return out
 
 
+def _add_outcome_figures(out: Figures, data: ReportData) -> None:
+    """The frontier fit (success against distance) and the Kaplan-Meier curves (time to target)."""
+    dist = data.fits[0].distance if data.fits else "pad_size"
+    out.add("frontier_fit", lambda: figures.frontier_fit(data.fits, distance=dist, target=data.target),
+            f"Share of runs that reached the target dev accuracy against the distance ({dist}), per cell × "
+            "layernorm, with Wilson 95% intervals; the curve is the logistic fit in log(1 + D) and the ◆ on the "
+            "0.5 line its D50 with a bootstrap interval (somewhat optimistic at few seeds per distance); a "
+            "wide pale bar is a bracket where the outcomes split perfectly (no finite fit)."
+            + (" pad_size mixes the padding distance with truncation." if dist == "pad_size" else ""),
+            bool(data.fits), "no run has an outcome yet")
+    curves, marks = O.km_curves(data.outcomes, data.keys)
+    panel_keys = [dist] + [k for k in data.varying if k not in ("cell", "layernorm", dist)]
+    out.add("survival", lambda: figures.survival(curves, marks, panel_keys, target=data.target),
+            "Kaplan–Meier curves of time to target: the share of a configuration's runs that had reached the "
+            "target dev accuracy by each step, each run censored at its own last evaluated step (+); a "
+            "diverged run never reaches it and stays in until the end. One panel per "
+            f"{' × '.join(panel_keys)}.", len(curves) > 0, "no run has an outcome yet")
+
+
 def _add_accuracy_figures(out: Figures, data: ReportData, panel_keys: list[str]) -> None:
     summary = data.summary
     out.add("frontier", lambda: figures.frontier(summary, panel_keys, data.chance),
-            "Test accuracy against pad_size, one line per cell × layernorm: the mean over seeds with a 95% "
-            "bootstrap band; the dashed grey line is chance. ✕ on the axis marks configurations with "
-            "diverged or failed runs (their count beside it).")
+            "Test accuracy against pad_size, one line per cell × layernorm: the mean over seeds with a band "
+            "from the lowest to the highest seed (a description of the runs, not a confidence interval: the "
+            "accuracies are bimodal, so read success and time to target above); the dashed grey line is chance. "
+            "✕ on the axis marks configurations with diverged or failed runs (their count beside it).")
     row_keys = [k for k in data.keys if k not in ("cell", "layernorm", "lr")
                 and (k == "pad_size" or k in data.varying)]
     out.add("heatmap", lambda: figures.heatmaps(summary, row_keys, "lr", data.chance),
@@ -204,9 +244,11 @@ def _add_gradient_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, 
     out.add("gradient_reach", lambda: figures.gradient_reach(
         reach, xlabel="distance from the read-out position (tokens)" if readout == "last"
         else "input position (read-out position varies per text)"),
-        "‖∂L/∂x_t‖ (mean over the probe batch, geometric mean over seeds) for the embedding output, "
+        ("‖∂L/∂x_t‖ (mean over the probe batch, geometric mean over seeds) for the embedding output, "
         "against distance from the position the classifier reads, at step 0 and at the end of training. "
-        + choice_note, len(reach) > 0, "no gradient probe recorded yet")
+        "A gradient that underflowed to exactly 0 (below 1e-38) is never clipped to a made-up value: ▼ on the "
+        "axis floor where every seed's did, ○ where some seeds' did (the line then shows the others). "
+        + choice_note).strip(), len(reach) > 0, "no gradient probe recorded yet")
     longest = runs["pad_size"].max()
     gnorms = stats.group_norm_table(t["grad_norms"], chosen[chosen["pad_size"] == longest])
     out.add("weights_moving", lambda: figures.weights_moving(gnorms, note=f"pad_size={longest}. {choice_note}".strip()),
@@ -215,14 +257,15 @@ def _add_gradient_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, 
 
 
 def _add_convergence_figure(out: Figures, data: ReportData) -> None:
-    conv = stats.convergence_table(data.runs, data.keys)
+    conv = stats.convergence_table(data.outcomes, data.keys)
     conv_x = "samples" if "batch_size" in data.varying else "steps"
     conv_rows = [k for k in data.varying if k != "pad_size"] or ["cell", "layernorm"]
     out.add("convergence", lambda: figures.convergence(conv, conv_rows, x=conv_x, target=data.target),
             f"{'Samples' if conv_x == 'samples' else 'Steps'} to the target dev accuracy {data.target:g} per run "
             f"(one panel per pad_size); runs that never reached it sit in the grey zone right of every budget "
-            f"(censored), diverged runs as ✕ (failed: hollow ✕); the black bar is the median with censored runs "
-            f"as ∞." if data.target is not None else "Steps to target per run.", len(conv) > 0,
+            f"(censored), diverged runs as ✕ (failed: hollow ✕); the black bar is the Kaplan–Meier median (each "
+            f"run censored at its own last evaluated step; in the grey zone when fewer than half reached it)."
+            if data.target is not None else "Steps to target per run.", len(conv) > 0,
             "no run has trained yet")
 
 
@@ -232,18 +275,20 @@ def _add_confusion_figure(out: Figures, data: ReportData) -> None:
         m = stats.confusion_matrix(data.tables["confusion"], r["trial_id"])
         if len(m):
             extra = ", ".join(fmt_setting(k, r[k]) for k in data.varying if k not in ("cell", "layernorm"))
-            items.append((f"{r['cell']} / LN {r['layernorm']}: test acc {r['test_acc']:.3f}\n"
+            items.append((f"{r['cell']} / LN {r['layernorm']}: dev acc {r['best_dev_acc']:.3f}, "
+                          f"test acc {r['test_acc']:.3f}\n"
                           f"{extra}{', ' if extra else ''}seed {int(r['seed'])}", r["cell"], m))
     out.add("confusion", lambda: figures.confusion_matrices(items),
-            "Confusion matrices (test set) of the trial with the best test accuracy for each cell × layernorm; "
-            "colour: share of the true class, numbers: counts.", len(items) > 0, "no trial has a confusion table yet")
+            "Confusion matrices (test set) of the trial with the best dev accuracy for each cell × layernorm "
+            "(chosen on dev data only, never on test); colour: share of the true class, numbers: counts.",
+            len(items) > 0, "no trial has a confusion table yet")
 
 
 def _choice_note(panel_keys: list[str]) -> str:
     if not panel_keys:
         return ""
-    return (f"Each line shows the {' × '.join(panel_keys)} setting with the best mean test accuracy "
-            f"for its cell, layernorm and pad_size.")
+    return (f"Each line shows the {' × '.join(panel_keys)} setting with the best mean dev accuracy "
+            f"for its cell, layernorm and pad_size (chosen on dev data only, never on test).")
 
 
 def _single_str(runs: pd.DataFrame, col: str) -> str | None:
@@ -326,147 +371,71 @@ def _study_plots(data: ReportData) -> tuple[list[tuple[str, Any]], str]:
 
 # ----------------------------------------------------------------------------- markdown
 
-def md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "_(no rows)_\n"
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def summary_markdown(data: ReportData) -> str:
-    s = data.summary
-    if s.empty:
-        return "_(no trial has results yet)_\n"
-    show = data.varying or [k for k in ("cell", "layernorm") if k in s.columns]
-    rows = []
-    for _, r in s.iterrows():
-        acc = "—"
-        if r["acc_n"]:
-            acc = pct(r["acc_mean"])
-            acc += " (one seed)" if math.isnan(r["acc_low"]) else f" [{pct(r['acc_low'])}, {pct(r['acc_high'])}]"
-        if r["speed_n"] == 0:
-            steps = "—"
-        elif math.isinf(r["steps_median"]):
-            steps = (f"not reached ({r['reached']}/{r['speed_n']})" if r["reached"] == 0 else
-                     f"∞: most did not reach it ({r['reached']}/{r['speed_n']} reached)")
-        else:
-            steps = f"{r['steps_median']:g} ({r['reached']}/{r['speed_n']} reached)"
-        rows.append({**{k: fmt_value(r[k]) for k in show}, "runs": int(r["runs"]),
-                     "complete": int(r["complete"]), "diverged": int(r["diverged"]), "failed": int(r["failed"]),
-                     "pruned": int(r["pruned"]), "test acc, mean [95% CI]": acc,
-                     "median steps to target": steps,
-                     "samples/s": "—" if math.isnan(r["samples_per_s"]) else f"{r['samples_per_s']:.0f}"})
-    fixed = [k for k in data.keys if k not in show and k in data.runs.columns]
-    head = ""
-    if fixed:
-        head = "Fixed in these results: " + ", ".join(
-            fmt_setting(k, data.runs[k].dropna().iloc[0]) for k in fixed if data.runs[k].notna().any()) + ".\n\n"
-    return head + md_table(pd.DataFrame(rows))
-
-
-def effects_markdown(data: ReportData) -> str:
-    if not data.effects:
-        return ("_No factor varies with matched pairs in these results, so there are no paired effects._\n"
-                if len(data.runs) else "_(no trial has results yet)_\n")
-    rows = []
-    for e in data.effects:
-        p, lo, hi = e.acc
-        acc = "—" if e.acc_pairs == 0 else points(p) + (" (no CI: one seed)" if math.isnan(lo)
-                                                           else f" [{points(lo)}, {points(hi)}]")
-        sp, slo, shi = e.steps
-        if e.steps_pairs == 0:
-            steps = "— (neither reached)"
-        elif math.isinf(sp):
-            steps = f"{'faster' if sp < 0 else 'slower'} (censored)"
-        else:
-            steps = change(sp) + ("" if math.isnan(slo) else f" [{change(slo)}, {change(shi)}]")
-        both = e.steps_pairs - e.only_level - e.only_baseline
-        rows.append({"factor": e.factor, "comparison": f"{fmt_value(e.level)} − {fmt_value(e.baseline)}",
-                     "within": e.within, "pairs": e.pairs, "Δ test acc, points [95% CI]": acc,
-                     "Δ steps to target, median paired [95% CI]": steps,
-                     "reached: both / only new / only base / neither":
-                         f"{both} / {e.only_level} / {e.only_baseline} / {e.neither}"})
-    return md_table(pd.DataFrame(rows))
-
-
-def provenance_markdown(data: ReportData) -> str:
-    r = data.runs
-    lines = []
-
-    def values(col: str) -> str:
-        if col not in r.columns or r[col].dropna().empty:
-            return "not recorded"
-        v = [str(x) for x in pd.unique(r[col].dropna())]
-        return ", ".join(f"`{x}`" for x in v[:6]) + (f" and {len(v) - 6} more" if len(v) > 6 else "")
-
-    lines.append(f"- Results directory: `{data.dir}`")
-    if data.cfg is not None:
-        source = f" (config from `{data.cfg.source}`)" if data.cfg.source else ""
-        lines.append(f"- Experiment: `{data.cfg.name}`{source}")
-    lines.append(f"- Git commit: {values('git_commit')}")
-    lines.append(f"- Device: {values('device')}; torch {values('torch_version')}")
-    if "worker" in r.columns:
-        hosts = pd.unique(r["worker"].dropna().astype(str).str.split(":").str[0])
-        lines.append(f"- Hosts: {', '.join(f'`{h}`' for h in hosts) or 'not recorded'}")
-    if "started_at" in r.columns and r["started_at"].notna().any():
-        started = pd.to_datetime(r["started_at"], errors="coerce", utc=True).dropna()
-        if len(started):
-            lines.append(f"- Ran: first trial started {started.min():%Y-%m-%d %H:%M} UTC, last started "
-                         f"{started.max():%Y-%m-%d %H:%M} UTC")
-    if "wall_s" in r.columns and r["wall_s"].notna().any():
-        lines.append(f"- Trial time: {r['wall_s'].sum() / 60:.1f} min in total over {len(r)} trials")
-    lines.append(f"- Report written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    out = "\n".join(lines) + "\n"
-    if data.config_text:
-        out += ("\n<details><summary>config.yaml (the resolved config, as run)</summary>\n\n```yaml\n"
-                + data.config_text.rstrip() + "\n```\n\n</details>\n")
-    else:
-        out += "\nNo config.yaml in the results directory.\n"
-    return out
-
-
 def render(data: ReportData, built: Figures | None = None) -> str:
-    """report.md: findings, summary and effects from `data`; a section per figure in `built` (with
-    its caption, linking figures/<name>.png and .svg), the notes on figures left out, and the study
-    section when `built` has one."""
+    """report.md: findings (the frontier first), success and time to target, the frontier's D50,
+    corrected effects and the accuracy summary from `data`; a section per figure in `built` (with
+    its caption, linking figures/<name>.png and .svg), the notes on figures left out, the study
+    section when `built` has one, adaptive seeds when the runner recorded them, and provenance."""
     built = built or Figures()
     name = data.cfg.name if data.cfg else data.dir.name
-    fs = findings.findings(data.runs, data.summary, data.effects, varying=data.varying, chance=data.chance,
-                           target=data.target, planned=data.planned, max_seeds=data.max_seeds)
+    fs = findings.findings(data.runs, fits=data.fits, effects=data.effects, varying=data.varying,
+                           target=data.target, planned=data.planned, max_seeds=data.max_seeds, mixed=data.mixed)
+    target = f" {data.target:g}" if data.target is not None else ""
     parts = [f"# Report: {name}\n", _INTRO, "## Findings\n", "\n".join(f"- {f}" for f in fs) + "\n",
-             "## Summary per configuration\n",
-             "Test accuracy is the mean over seeds of runs that finished (diverged and failed runs have none "
-             "but are counted); steps to target is the median with runs that never reached the target "
-             f"dev accuracy{f' {data.target:g}' if data.target is not None else ''} counted as ∞.\n",
-             summary_markdown(data), "## Effects\n", _EFFECTS_INTRO, effects_markdown(data), "## Figures\n"]
-    captions = {n: c for n, _, c in built.figures}
-    for name_, caption in captions.items():
+             "## Success: reaching the target\n", _SUCCESS_INTRO.format(target=target), success_markdown(data),
+             "## Frontier: where learning stops (D50)\n", _FRONTIER_INTRO, frontier_markdown(data),
+             "## Effects\n", _EFFECTS_INTRO + (f" {holm_note(data.effects)}.\n" if data.effects else "\n"),
+             effects_markdown(data),
+             "## Summary per configuration: test accuracy (secondary)\n", _ACC_INTRO, summary_markdown(data),
+             "## Figures\n"]
+    for name_, _, caption in built.figures:
         parts.append(f"### {_title(name_)}\n\n![{_title(name_)}](figures/{name_}.png)\n\n{caption} "
                      f"([SVG](figures/{name_}.svg))\n")
     for name_, why in built.notes.items():
         parts.append(f"- Not drawn: {_title(name_)} — {why}.\n")
     if built.study_md:
         parts += ["## Study: best setting per configuration\n", built.study_md]
+    if data.adaptive:
+        parts += ["## Adaptive seeds\n", adaptive_markdown(data)]
     parts += ["## Provenance\n", provenance_markdown(data)]
     return "\n".join(parts)
 
 
 _INTRO = ("Where does the vanilla RNN stop learning as sequences get longer, and what do the LSTM/GRU, "
           "LayerNorm, batch size and learning rate change about it? Generated by `harness report` from the "
-          "tables in this directory; every number below comes from them.\n")
+          "tables in this directory; every number below comes from them. A run near the edge of learning is "
+          "chaotic (another seed or CPU kernel set can flip it), so the report counts outcomes — reached the "
+          "target or not, and when — and claims a difference only where the data decide it "
+          "(docs/statistics.md).\n")
+_SUCCESS_INTRO = (
+    "A run succeeds when its dev accuracy reaches the target{target}. The rate's interval is Wilson's (95%). "
+    "Time to target is survival data: a run that did not reach the target is censored at its own last "
+    "evaluated step (a diverged run at the longest one: it never gets there); the median is the "
+    "Kaplan–Meier median with its Brookmeyer–Crowley interval ('open' / '> N': beyond what the runs "
+    "observed), and 'not reached by half the runs' where fewer than half got there.\n")
+_FRONTIER_INTRO = (
+    "D50 is the distance at which half the runs still reach the target: a logistic fit of success on "
+    "log(1 + D) per cell × layernorm (× any other varied factor), with a stratified bootstrap interval "
+    "(somewhat optimistic at few seeds per distance). Where the outcomes split perfectly the fit has no "
+    "finite slope and the table gives the bracket the data show instead.\n")
 _EFFECTS_INTRO = (
-    "Each row switches one factor from its first level to another, holding every other factor and "
-    "the seed fixed (matched pairs). Δ test acc is the mean paired difference in percentage points; "
-    "Δ steps is the median paired change in steps to target (a run that never reached it counts as "
-    "∞; 'faster (censored)' means the new level reached it in most pairs where the baseline did "
-    "not). Intervals: stratified bootstrap (seeds resampled within each setting of the other "
-    "factors), 95%, percentile.\n")
+    "Each row switches one factor from its first level to another, holding every other factor and the seed "
+    "fixed (matched pairs). The seed is the unit: each seed's paired differences are averaged over the "
+    "settings of the other factors, and the interval is Student's t over the seeds. Test acc: difference in "
+    "percentage points. Steps to target: difference of restricted mean steps spent below the target within "
+    "the first τ steps (τ: the earliest step at which a run of the comparison that did not reach the target "
+    "was censored; negative = the new level gets there sooner). A difference is claimed ('decided') only "
+    "when the corrected interval excludes zero and there are at least 5 seeds; otherwise the row says how "
+    "many seeds would decide at the spread seen (a rough guide: about even odds).")
+_ACC_INTRO = (
+    "Test accuracy after the fixed budget, for the runs that finished (diverged and failed runs have none "
+    "but are counted). It is bimodal near the frontier (a run learns or stays at chance), so it is shown as "
+    "the runs' values (2 runs), or the interquartile mean with the range (4 runs and more), without an "
+    "interval.\n")
 
 
-_TITLES = {"frontier": "Frontier: test accuracy against pad_size", "heatmap": "Test accuracy heatmaps",
+_TITLES = {"frontier_fit": "Frontier: success against distance, with D50", "survival": "Time to target (Kaplan–Meier)",
+           "frontier": "Test accuracy against pad_size", "heatmap": "Test accuracy heatmaps",
            "curves_step": "Training curves (against step)", "curves_samples": "Training curves (against samples)",
            "gradient_reach": "Gradient reach", "weights_moving": "Are the weights moving",
            "convergence": "Convergence speed", "confusion": "Confusion matrices",

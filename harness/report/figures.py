@@ -25,6 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from harness.names import CELLS, LAYERNORMS, level_rank
+from harness.report.estimators import km_median
 from harness.report.fmt import fmt_setting, fmt_value
 from harness.report.stats import ordered_levels
 
@@ -125,10 +126,11 @@ def _panels(df: pd.DataFrame, panel_keys: Sequence[str]) -> list[tuple[str, pd.D
 
 def frontier(summary: pd.DataFrame, panel_keys: Sequence[str] = (), chance: float | None = None,
              *, ncols: int = 3):
-    """Test accuracy against pad_size: one line per cell × layernorm (mean over seeds, 95% bootstrap
-    band), one panel per setting of `panel_keys` (the other factors that vary), the chance level as a
-    grey dashed line. Runs with no test accuracy (diverged, failed) are drawn as ✕ on the x axis
-    with their count, so no run disappears from the picture."""
+    """Test accuracy against pad_size: one line per cell × layernorm (mean over seeds, band: min–max
+    over seeds — a description of the runs, not a confidence interval), one panel per setting of
+    `panel_keys` (the other factors that vary), the chance level as a grey dashed line. Runs with
+    no test accuracy (diverged, failed) are drawn as ✕ on the x axis with their count, so no run
+    disappears from the picture."""
     panels = _panels(summary, panel_keys)
     ncols = min(ncols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
@@ -145,9 +147,9 @@ def frontier(summary: pd.DataFrame, panel_keys: Sequence[str] = (), chance: floa
             color = cell_color(cell)
             ax.plot(ok["pad_size"], ok["acc_mean"], color=color, linestyle=ln_style(ln),
                     marker=ln_marker(ln), markersize=5, label=line_label(cell, ln))
-            band = ok[ok["acc_low"].notna()]
+            band = ok[ok["acc_n"] > 1]
             if len(band):
-                ax.fill_between(band["pad_size"], band["acc_low"], band["acc_high"], color=color,
+                ax.fill_between(band["pad_size"], band["acc_min"], band["acc_max"], color=color,
                                 alpha=0.12, linewidth=0)
             bad = g[(g["diverged"] + g["failed"]) > 0]
             for _, r in bad.iterrows():
@@ -177,7 +179,7 @@ def frontier(summary: pd.DataFrame, panel_keys: Sequence[str] = (), chance: floa
                               label="runs that diverged/failed (no test accuracy)"))
     _legend_below(fig, handles)
     fig.suptitle("Where the RNN vanishes: test accuracy against sequence length\n"
-                 "(mean over seeds; band: 95% bootstrap interval)")
+                 "(mean over seeds; band: min–max over seeds)")
     return fig, axes
 
 
@@ -317,15 +319,20 @@ def _share_ylim(row_axes: Sequence[plt.Axes]) -> None:
 # ----------------------------------------------------------------------------- 4. gradient reach
 
 def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read-out position (tokens)",
-                   layer: str = "input"):
+                   layer: str = "input", note: str = ""):
     """‖∂L/∂x_t‖ against distance from the read-out, log scale: one column per cell, rows at step 0
     and at the end of training; a line per layernorm (style) × pad_size (shade: darker = longer).
-    `reach` is a `stats.reach_table`."""
+    `reach` is a `stats.reach_table`. A gradient that underflowed to exactly 0 has no place on a log
+    axis: where every seed's did, the point is a ▼ on the axis floor (below every real value), and
+    where only some seeds' did, a hollow ○ on the line (the geometric mean of the others) — never
+    a made-up value."""
     cells = ordered_levels(reach["cell"]) if len(reach) else []
     lns = ordered_levels(reach["layernorm"]) if len(reach) else []
     pads = sorted(reach["pad_size"].unique()) if len(reach) else []
     phases = [p for p in ("start", "end") if len(reach) and (reach["phase"] == p).any()] or ["start"]
+    floor = _reach_floor(reach)
     fig, axes = _grid(len(phases), max(len(cells), 1), panel=(4.6, 3.2), sharex=True, sharey=True)
+    marks = set()
     for r, phase in enumerate(phases):
         for c, cell in enumerate(cells):
             ax = axes[r, c]
@@ -333,10 +340,8 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
                 for i, pad in enumerate(pads):
                     g = reach[(reach["cell"] == cell) & (reach["layernorm"] == ln) & (reach["pad_size"] == pad)
                               & (reach["phase"] == phase)].sort_values("distance")
-                    if g.empty:
-                        continue
-                    ax.plot(g["distance"], g["grad_norm"], color=shade(cell_color(cell), i, len(pads)),
-                            linestyle=ln_style(ln), linewidth=1.6, label=f"{line_label(cell, ln)}, pad {pad}")
+                    marks |= _reach_line(ax, g, shade(cell_color(cell), i, len(pads)), ln_style(ln), floor,
+                                         f"{line_label(cell, ln)}, pad {pad}")
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(NullLocator())  # decades are enough; minor ticks cost draw time
             ax.set_title(f"{cell}: {'at step 0 (init)' if phase == 'start' else 'at the end of training'}",
@@ -345,13 +350,56 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
                 ax.set_xlabel(xlabel)
             if c == 0:
                 ax.set_ylabel(f"‖∂L/∂x_t‖ at layer '{layer}'\n(geometric mean over seeds)")
+    if floor is not None and marks:
+        for ax in axes.flat:
+            ax.set_ylim(bottom=floor)
+    _legend_below(fig, _reach_handles(lns, pads, marks), ncol=5)
+    fig.suptitle("Gradient reach: how much of the loss gradient arrives at each input position\n"
+                 "(x = 0 is the position the classifier reads; a steep fall means it vanishes on the way)"
+                 + (f"\n{note}" if note else ""))
+    return fig, axes
+
+
+def _reach_floor(reach: pd.DataFrame) -> float | None:
+    """The axis floor for underflowed points: a decade below the smallest real value drawn."""
+    v = pd.to_numeric(reach["grad_norm"], errors="coerce") if len(reach) else pd.Series(dtype=float)
+    v = v[v > 0]
+    return None if v.empty else 10.0 ** (math.floor(math.log10(float(v.min()))) - 1)
+
+
+def _reach_line(ax: plt.Axes, g: pd.DataFrame, color: tuple, style: str, floor: float | None,
+                label: str) -> set[str]:
+    """One line of the reach figure, with its underflowed points marked; returns the kinds of mark
+    drawn ('all' and/or 'some')."""
+    if g.empty:
+        return set()
+    ok = g[g["grad_norm"].notna()]
+    ax.plot(ok["distance"], ok["grad_norm"], color=color, linestyle=style, linewidth=1.6, label=label)
+    drawn = set()
+    some = ok[ok["n_zero"] > 0]
+    if len(some):
+        ax.plot(some["distance"], some["grad_norm"], linestyle="none", marker="o", markerfacecolor="white",
+                color=color, markersize=5, label="_underflow_some")
+        drawn.add("some")
+    every = g[g["grad_norm"].isna() & (g["n_zero"] > 0)]
+    if len(every) and floor is not None:
+        ax.plot(every["distance"], np.full(len(every), floor), linestyle="none", marker="v", color=color,
+                markersize=6, clip_on=False, label="_underflow_all")
+        drawn.add("all")
+    return drawn
+
+
+def _reach_handles(lns: Sequence, pads: Sequence, marks: set[str]) -> list:
     handles = [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
     handles += [Line2D([], [], color=shade("0.35", i, len(pads)), linewidth=3, label=f"pad_size {p}")
                 for i, p in enumerate(pads)]
-    _legend_below(fig, handles, ncol=min(len(handles), 5))
-    fig.suptitle("Gradient reach: how much of the loss gradient arrives at each input position\n"
-                 "(x = 0 is the position the classifier reads; a steep fall means it vanishes on the way)")
-    return fig, axes
+    if "all" in marks:
+        handles.append(Line2D([], [], color="0.3", marker="v", linestyle="none",
+                              label="▼ on the floor: 0 in every seed (below 1e-38, underflow)"))
+    if "some" in marks:
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
+                              label="○: 0 (underflow) in some seeds; the others' mean"))
+    return handles
 
 
 # ----------------------------------------------------------------------------- 5. weights moving
@@ -477,12 +525,24 @@ def _convergence_row(ax: plt.Axes, g: pd.DataFrame, i: int, cell: object, ln: ob
                s=34, zorder=3)
     ax.scatter(xs[failed], i + jitter[failed], facecolors="none", edgecolors=color, marker=FAIL_MARKER,
                s=34, zorder=3)
-    censored = np.where(reached, values, np.inf)[~failed]
-    if censored.size:
-        med = float(np.median(censored))
+    med = _km_median_of(g, col)
+    if med is not None:
         mx = med if math.isfinite(med) else sum(zone) / 2
         ax.plot([mx, mx], [i - 0.32, i + 0.32], color="black", linewidth=2, zorder=4)
     return bool(failed.any()), bool(diverged.any())
+
+
+def _km_median_of(g: pd.DataFrame, col: str) -> float | None:
+    """The Kaplan-Meier median of `col` (steps or samples to target) over the runs of `g` with an
+    outcome, each censored at its own budget; inf when fewer than half reached it, None when no run
+    has an outcome."""
+    known = g[g["time"].notna()] if "time" in g.columns else g.iloc[0:0]
+    if known.empty:
+        return None
+    reached = known["reached"].to_numpy(dtype=bool)
+    scale = 1.0 if col == "steps_to_target" else float(known["batch_size"].iloc[0]) if "batch_size" in known else 1.0
+    med = km_median(known["time"].to_numpy(dtype=float) * scale, reached).median
+    return math.inf if med is None else med
 
 
 def _convergence_handles(table: pd.DataFrame, any_diverged: bool, any_failed: bool) -> list:
@@ -494,7 +554,8 @@ def _convergence_handles(table: pd.DataFrame, any_diverged: bool, any_failed: bo
                   if any_diverged else []),
                 *([Line2D([], [], color="0.3", marker=FAIL_MARKER, markerfacecolor="none", linestyle="none",
                           label="failed (error; not in the median)")] if any_failed else []),
-                Line2D([], [], color="black", linewidth=2, label="median (censored runs count as ∞)")]
+                Line2D([], [], color="black", linewidth=2,
+                       label="Kaplan–Meier median (each run censored at its budget)")]
     handles += [Patch(color=cell_color(c), label=c) for c in (ordered_levels(table["cell"]) if len(table) else [])]
     return handles
 
@@ -543,8 +604,155 @@ def confusion_matrices(items: Sequence[tuple[str, str, pd.DataFrame]], *, ncols:
     if image is not None:
         cb = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6)
         cb.set_label("share of the true class (recall)")
-    fig.suptitle("Confusion matrices of the best trial of each cell × layernorm (test set)")
+    fig.suptitle("Confusion matrices (test set) of the trial with the best dev accuracy per cell × layernorm")
     return fig, axes
+
+
+# ----------------------------------------------------------------------------- 9. survival
+
+def survival(curves: pd.DataFrame, censored: pd.DataFrame, panel_keys: Sequence[str] = (), *,
+             target: float | None = None, ncols: int = 3):
+    """Time to target as survival data: the Kaplan-Meier share of runs that have reached the target
+    dev accuracy by each step (1 - S(t), a step curve), one line per cell × layernorm, one panel per
+    setting of `panel_keys` (the distance, and any other factor that varies); a run that did not
+    reach the target is a + at its own last evaluated step (censored there). `curves`, `censored`:
+    `outcomes.km_curves`."""
+    panels = _panels(curves, panel_keys)
+    ncols = min(ncols, len(panels))
+    fig, axes = _grid(math.ceil(len(panels) / ncols), ncols, panel=(4.4, 3.2), sharex=True, sharey=True)
+    cells = ordered_levels(curves["cell"]) if len(curves) else []
+    lns = ordered_levels(curves["layernorm"]) if len(curves) else []
+    for ax, (title, d) in zip(axes.flat, panels):
+        never = []
+        for cell in cells:
+            for ln in lns:
+                g = d[(d["cell"] == cell) & (d["layernorm"] == ln)]
+                if g.empty:
+                    continue
+                style = dict(color=cell_color(cell), linestyle=ln_style(ln))
+                if (g["share"] == 0).all():      # drawn once, as a list: flat lines at 0 would hide each other
+                    never.append(f"{cell}/{ln} (0 of {int(g['n'].iloc[0])})")
+                    ax.plot(g["time"], g["share"], linewidth=1.0, alpha=0.5, label="_never", **style)
+                else:
+                    ax.step(g["time"], g["share"], where="post", linewidth=1.7, label=line_label(cell, ln), **style)
+                c = _rows_like(censored, g.iloc[0], [*panel_keys, "cell", "layernorm"])
+                ax.plot(c["time"], c["share"], linestyle="none", marker="+", markersize=9, mew=1.5,
+                        color=style["color"], label="_censored")
+        if never:
+            ax.text(0.03, 0.06, "never reached:\n" + "\n".join(never), transform=ax.transAxes, fontsize=7.5,
+                    va="bottom", color="0.25")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("share of runs that reached the target")
+        ax.label_outer()
+    _hide_unused(axes, len(panels))
+    handles = _style_handles(cells, lns, marker=False)
+    handles.append(Line2D([], [], color="0.3", marker="+", markersize=9, mew=1.5, linestyle="none",
+                          label="run censored at its last evaluation (not reached)"))
+    _legend_below(fig, handles, ncol=min(len(handles), 5))
+    what = f"dev accuracy {target:g}" if target is not None else "the target"
+    fig.suptitle(f"Time to target: share of runs that have reached {what} by each step\n"
+                 "(Kaplan–Meier; each run censored at its own last evaluated step)")
+    return fig, axes
+
+
+def _rows_like(table: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.DataFrame:
+    """The rows of `table` that agree with `row` on every key of `keys` both have."""
+    mask = np.ones(len(table), dtype=bool)
+    for k in keys:
+        if k in table.columns and k in row.index:
+            mask &= (table[k] == row[k]).to_numpy()
+    return table[mask]
+
+
+# ----------------------------------------------------------------------------- 10. frontier fit
+
+def frontier_fit(fits: Sequence, *, distance: str = "pad_size", target: float | None = None, ncols: int = 3):
+    """Success rate against distance with the fitted frontier: per group (`outcomes.FrontierFit`),
+    the share of runs that reached the target at each distance with its Wilson 95% interval, the
+    fitted logistic curve in log(1 + D) where the fit is finite, and D50 on the 0.5 line — a dot
+    with its bootstrap interval, or, for perfectly separated outcomes, the bracket between the last
+    distance where every run learned and the first where none did (a hollow bar). Colour: cell;
+    line style: layernorm; one panel per setting of any other varied factor."""
+    panel_of = [_panel_title(f) for f in fits]
+    titles = list(dict.fromkeys(panel_of)) or [""]
+    ncols = min(ncols, len(titles))
+    fig, axes = _grid(math.ceil(len(titles) / ncols), ncols, panel=(4.6, 3.4), sharey=True)
+    dists = sorted({float(d) for f in fits for d in f.points[distance]}) or [0.0, 1.0]
+    lo_x, hi_x = math.log1p(dists[0]), math.log1p(dists[-1])
+    span = max(hi_x - lo_x, 0.5)
+    xlim = (math.expm1(max(0.0, lo_x - 0.15 * span)), math.expm1(hi_x + 0.15 * span))
+    for k, (f, title) in enumerate(zip(fits, panel_of)):
+        ax = axes.flat[titles.index(title)]
+        _frontier_group(ax, f, distance, shift=0.025 * span * (k % 4 - 1.5), lane=0.012 * (k % 4 - 1.5), xlim=xlim)
+    for ax, title in zip(axes.flat, titles):
+        ax.axhline(0.5, color=CHANCE_COLOR, linewidth=0.8, linestyle=(0, (2, 2)), label="_half")
+        ax.set_xscale("function", functions=(_log1p_safe, np.expm1))
+        ax.set_xlim(*xlim)
+        ax.set_xticks(dists, [fmt_value(int(d) if float(d).is_integer() else d) for d in dists])
+        ax.set_ylim(-0.04, 1.04)
+        ax.set_title(title)
+        ax.set_xlabel(f"distance: {distance} (log(1 + D) scale)")
+        ax.set_ylabel("share of runs that reached the target")
+        ax.label_outer()
+    _hide_unused(axes, len(titles))
+    cells = ordered_levels(pd.Series([f.group.get("cell") for f in fits])) if fits else []
+    lns = ordered_levels(pd.Series([f.group.get("layernorm") for f in fits])) if fits else []
+    handles = _style_handles(cells, lns) + [
+        Line2D([], [], color="0.3", marker="D", linestyle="none", label="D50 with its bootstrap interval"),
+        Line2D([], [], color="0.3", linewidth=5, alpha=0.35, label="D50 bracket (separated outcomes)")]
+    _legend_below(fig, handles, ncol=4)
+    what = f"dev accuracy {target:g}" if target is not None else "the target"
+    fig.suptitle(f"The frontier: share of runs that reached {what},\nagainst distance "
+                 "(bars: Wilson 95%; curve: logistic fit; D50 on the 0.5 line)")
+    return fig, axes
+
+
+def _log1p_safe(x: np.ndarray) -> np.ndarray:
+    return np.log1p(np.maximum(x, 0.0))
+
+
+def _panel_title(fit) -> str:
+    return ", ".join(fmt_setting(k, v) for k, v in fit.group.items() if k not in ("cell", "layernorm"))
+
+
+def _frontier_group(ax: plt.Axes, f, distance: str, *, shift: float, lane: float,
+                    xlim: tuple[float, float]) -> None:
+    """One group of the frontier figure: rates with Wilson bars (shifted by `shift` on the log(1 + D)
+    scale so groups do not hide each other), the fit, and D50 (its bar `lane` above 0.5)."""
+    cell, ln = f.group.get("cell"), f.group.get("layernorm")
+    color, pts = cell_color(cell), f.points
+    x = np.expm1(np.log1p(pts[distance].to_numpy(float)) + shift)
+    y = pts["rate"].to_numpy(float)
+    err = np.vstack([y - pts["low"].to_numpy(float), pts["high"].to_numpy(float) - y])
+    ax.errorbar(x, y, yerr=err, color=color, linestyle="none", marker=ln_marker(ln), markersize=5,
+                capsize=2.5, elinewidth=1, label="_rates")
+    fit = f.fit
+    if fit is None:
+        return
+    grid_d = np.expm1(np.linspace(math.log1p(xlim[0]), math.log1p(xlim[1]), 200))
+    p = fit_curve_values(fit, grid_d)
+    if p is not None:
+        ax.plot(grid_d, p, color=color, linestyle=ln_style(ln), linewidth=1.6, label=line_label(cell, ln))
+    else:
+        ax.plot(x, y, color=color, linestyle=ln_style(ln), linewidth=1.0, alpha=0.6, label=line_label(cell, ln))
+    lo = fit.low if fit.low is not None else xlim[0]
+    hi = fit.high if fit.high is not None else xlim[1]
+    y50 = 0.5 + lane
+    if fit.separated:
+        ax.plot([lo, hi], [y50, y50], color=color, linewidth=5, alpha=0.35, solid_capstyle="butt", label="_bracket")
+    elif fit.d50 is not None:
+        ax.plot([lo, hi], [y50, y50], color=color, linewidth=1.6, label="_d50_ci")
+        ax.plot([fit.d50], [y50], color=color, marker="D", markersize=6, linestyle="none", label="_d50")
+
+
+def fit_curve_values(fit, distances: np.ndarray) -> np.ndarray | None:
+    """The fitted P(reach) at `distances`: expit(b0 + b1 log(1 + D)); None without coefficients."""
+    if fit.coefficients is None:
+        return None
+    b0, b1 = fit.coefficients
+    return 1.0 / (1.0 + np.exp(-(b0 + b1 * np.log1p(distances))))
 
 
 # ----------------------------------------------------------------------------- 8. optuna studies

@@ -1,20 +1,25 @@
 """Findings written from the data: each sentence is generated from the computed tables and carries
-its numbers; where the data cannot carry a claim (one seed, an interval that includes zero,
-nothing reached the target) the sentence says so instead of making it."""
+its numbers. A difference is stated only where the decision rule allows it (a Holm-corrected
+interval that excludes zero, and at least `MIN_PAIRS` seeds); otherwise the sentence says that the
+data cannot decide and how many seeds would. Success is counted ("reached the target in k of n
+runs"), never read off means of bimodal accuracies."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from harness.names import STATUSES
-from harness.report.fmt import change, fmt_value, interval, pct, points
-from harness.report.stats import Effect, ordered_levels
+from harness.report.effects import EffectRow
+from harness.report.estimators import MIN_PAIRS, PAIRS_CAP, D50Fit
+from harness.report.fmt import fmt_value, interval, pct, points
+from harness.report.outcomes import FrontierFit, cell_name, ordered_groups, ratio_summaries, ratio_text
 
-NEAR_CHANCE = 0.05  # "within 5 points of chance"
+D50_COVERAGE_NOTE = ("D50 intervals come from a stratified bootstrap of the logistic fit and are somewhat "
+                     "optimistic at few seeds per distance (in simulation they cover about 91% at 5 runs per "
+                     "distance, 94% at 20)")
 
 
 def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
@@ -25,6 +30,10 @@ def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
         parts.append("/".join(head))
     parts += [f"{k}={fmt_value(row[k])}" for k in keys if k not in ("cell", "layernorm")]
     return " ".join(parts)
+
+
+def seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
 
 
 # ----------------------------------------------------------------------------- coverage
@@ -50,227 +59,301 @@ def coverage(runs: pd.DataFrame, keys: Sequence[str], planned: int | None) -> li
     if planned and n < planned:
         out.append(f"The run is not finished (or was stopped): {planned - n} of {planned} planned trials have "
                    f"no results yet, so every number below may still change.")
+    return out + _trouble(runs, keys)
+
+
+def _trouble(runs: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     bad = runs[runs["status"].isin(["diverged", "failed"])]
-    if len(bad):
-        items = []
-        for _, r in bad.head(4).iterrows():
-            err = str(r.get("error") or "").strip().splitlines()
-            err = f" ({err[0][:90]})" if err else ""
-            items.append(f"{describe(r, keys)} seed {int(r['seed']) if pd.notna(r.get('seed')) else '?'}: "
-                         f"{r['status']}{err}")
-        more = f"; and {len(bad) - 4} more" if len(bad) > 4 else ""
-        out.append(f"{len(bad)} trial{'s' if len(bad) != 1 else ''} did not finish training — "
-                   + "; ".join(items) + more + ". They are counted in the summary and marked ✕ in the "
-                   "figures, but have no test accuracy to average.")
-    return out
+    if bad.empty:
+        return []
+    items = []
+    for _, r in bad.head(4).iterrows():
+        err = str(r.get("error") or "").strip().splitlines()
+        err = f" ({err[0][:90]})" if err else ""
+        items.append(f"{describe(r, keys)} seed {int(r['seed']) if pd.notna(r.get('seed')) else '?'}: "
+                     f"{r['status']}{err}")
+    more = f"; and {len(bad) - 4} more" if len(bad) > 4 else ""
+    return [f"{len(bad)} trial{'s' if len(bad) != 1 else ''} did not finish training — " + "; ".join(items) + more
+            + ". A diverged run counts as not reaching the target; a failed run (an error) has no outcome and "
+              "is counted apart. Both are marked ✕ in the figures."]
 
 
 def seeds_caveat(max_seeds: int) -> list[str]:
-    if max_seeds <= 1:
-        return ["Every configuration has a single seed, so no interval can be drawn: the differences below "
-                "are single observations, not evidence of an effect. Run more seeds to test them."]
-    if max_seeds == 2:
-        return ["With at most 2 seeds per configuration the bootstrap intervals rest on two values each and "
-                "understate the uncertainty; read them as rough."]
+    if max_seeds == 0:
+        return []
+    if max_seeds < MIN_PAIRS:
+        return [f"With at most {seeds(max_seeds)} per configuration no paired difference can be claimed: a claim "
+                f"needs a Holm-corrected interval that excludes zero and at least {MIN_PAIRS} seeds. The effects "
+                f"below say how many seeds would decide them."]
     return []
 
 
 # ----------------------------------------------------------------------------- frontier
 
-def frontier_sentences(summary: pd.DataFrame, runs: pd.DataFrame, keys: Sequence[str], chance: float | None,
-                       target: float | None) -> list[str]:
-    """Per cell × layernorm: the best mean test accuracy at each pad size (over the other factors),
-    where it comes within NEAR_CHANCE of chance, and how often it reached the target."""
-    if summary.empty or summary["acc_n"].sum() == 0:
-        return ["No run has a test accuracy yet, so the frontier cannot be described."]
-    others = [k for k in keys if k not in ("cell", "layernorm", "pad_size")]
+def _d(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return f"{x:.0f}" if abs(x) >= 10 else f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def d50_text(fit: D50Fit | None, tested: Sequence[float]) -> str:
+    """What follows 'stops learning': 'at about D = 23 [12, 41]', 'between D = 32 and D = 64 (…)',
+    'below D = 16, …', each saying which kind of statement it is. `tested`: the distances tested."""
+    if fit is None or not len(tested):
+        return "— no run has an outcome yet"
+    dmin, dmax = min(tested), max(tested)
+    if fit.status == "fit":
+        lo = f"< {_d(dmin)}" if fit.low is None else _d(fit.low)
+        hi = f"> {_d(dmax)}" if fit.high is None else _d(fit.high)
+        extra = ", extrapolated beyond the distances tested" if fit.extrapolated else ""
+        return f"at about D = {_d(fit.d50)} [{lo}, {hi}]{extra}"
+    if fit.status == "separated":
+        if fit.low is not None and fit.high is not None:
+            where = f"between D = {_d(fit.low)} and D = {_d(fit.high)}"
+        else:
+            where = f"below D = {_d(fit.high)}" if fit.low is None else f"beyond D = {_d(fit.low)}"
+        split = f", the runs split at D = {_d(fit.d50)}" if fit.d50 is not None and fit.d50 in set(tested) else ""
+        return (f"{where} (every run learned at the shorter distances and none at the longer ones{split}: "
+                f"a bracket read off the data, not a confidence interval)")
+    return {
+        "all_reached": f"beyond D = {_d(dmax)}, the longest distance tested (every run reached the target)",
+        "none_reached": f"below D = {_d(dmin)}, the shortest distance tested (no run reached the target)",
+        "no_decline": "nowhere in the tested range (success does not fall with distance)",
+        "one_distance": f"— unknown: only D = {_d(dmin)} was tested",
+    }[fit.status]
+
+
+def d50_short(fit: D50Fit | None, tested: Sequence[float]) -> str:
+    """The lead's short form of `d50_text`: 'at about D = 23 [12, 41]', 'between D = 32 and 64 (a
+    bracket)', 'below D = 16 (no run reached the target)'."""
+    if fit is not None and fit.status == "separated":
+        if fit.low is not None and fit.high is not None:
+            return f"between D = {_d(fit.low)} and {_d(fit.high)} (a bracket)"
+        return (f"below D = {_d(fit.high)} (a bracket)" if fit.low is None else
+                f"beyond D = {_d(fit.low)} (a bracket)")
+    if fit is not None and fit.status in ("all_reached", "none_reached"):
+        return (f"beyond D = {_d(max(tested))} (every run reached the target)" if fit.status == "all_reached"
+                else f"below D = {_d(min(tested))} (no run reached the target)")
+    return d50_text(fit, tested)
+
+
+def _cell_clause(cell: object, group: Sequence[FrontierFit]) -> str:
+    """'the RNN stops learning below D = 16 (…) with layernorm none and output' — groups with the
+    same statement merged."""
+    texts: dict[str, list[str]] = {}
+    for f in group:
+        label = ", ".join(f"{k} {fmt_value(v)}" for k, v in f.group.items() if k != "cell")
+        texts.setdefault(d50_short(f.fit, [float(x) for x in f.points[f.distance]]), []).append(label)
+    parts = []
+    for text, labels in texts.items():
+        labels = [x for x in labels if x]
+        parts.append(text + (f" with {' and '.join(labels)}" if labels and len(group) > 1 else ""))
+    return f"{cell_name(cell)} stops learning " + "; ".join(parts)
+
+
+def frontier_lead(fits: Sequence[FrontierFit], target: float | None) -> list[str]:
+    """The sentence the report leads with — 'the RNN stops learning at about D = … [CI]; the LSTM
+    at …' — then what the distance is and how to read the interval or bracket."""
+    if not fits:
+        return []
+    dist = fits[0].distance
+    if all(f.fit is not None and f.fit.status == "one_distance" for f in fits):
+        tested = fmt_value(fits[0].points[dist].iloc[0])
+        return [f"**Frontier**: only one distance was tested ({dist} {tested}), so where learning stops cannot be "
+                f"estimated; vary `{dist}` (grid axis) to place it."]
+    clauses = [_cell_clause(cell, group) for cell, group in ordered_groups(fits)]
+    crit = f"reaching dev accuracy {target:g}" if target is not None else "reaching the target"
+    lead = f"**Frontier** (criterion: {crit}; D = {dist}): " + "; ".join(clauses) + "."
+    lead = lead.replace("): the ", "): The ", 1)
+    if dist == "pad_size":
+        note = ("Distance here is pad_size, which mixes the padding distance between a text's end and the "
+                "read-out position with truncation (at small pad_size more texts are cut) and with sequence "
+                "length; `data.lag` (grid axis `lag`) varies the distance alone.")
+    else:
+        note = "Distance is `data.lag`: exactly D padding steps between every text's end and the read-out position."
+    notes = [note, D50_COVERAGE_NOTE + "."]
+    if any(f.fit is not None and f.fit.status == "separated" for f in fits):
+        notes.append("A bracket is where every run learned at the shorter distance and none at the longer one: "
+                     "it is read off the data, not a confidence interval (the true D50 may lie outside it).")
+    return [lead, " ".join(notes)]
+
+
+def success_sentences(fits: Sequence[FrontierFit], target: float | None) -> list[str]:
+    """Per cell × layernorm (× other factors): reached the target in k of n runs at each distance,
+    with the Wilson 95% interval."""
     out = []
-    for cell in ordered_levels(summary["cell"]):
-        for ln in ordered_levels(summary["layernorm"]):
-            s = summary[(summary["cell"] == cell) & (summary["layernorm"] == ln)]
-            if s.empty:
-                continue
-            pads = sorted(s["pad_size"].unique())
-            best = []
-            for pad in pads:
-                p = s[(s["pad_size"] == pad) & (s["acc_n"] > 0)]
-                best.append(p.loc[p["acc_mean"].idxmax()] if len(p) else None)
-            shown = [f"{pct(b['acc_mean'], 0)} {_ci_short(b)} at pad_size {pad}" for pad, b in zip(pads, best)
-                     if b is not None]
-            if not shown:
-                out.append(f"**{cell}/{ln}** has no run with a test accuracy (all diverged or failed).")
-                continue
-            sent = f"**{cell}/{ln}**: best mean test accuracy " + ", ".join(shown)
-            if others:
-                sent += f" (best {' × '.join(others)} at each pad_size)"
-            if chance is not None:
-                sent += f"; chance is {pct(chance, 0)}" + _chance_clause(pads, best, chance)
-            if target is not None:
-                r = runs[(runs["cell"] == cell) & (runs["layernorm"] == ln) & (runs["status"] != "failed")]
-                sent += _target_clause(r, pads, target)
-            out.append(sent + ".")
+    what = f"the target dev accuracy {target:g}" if target is not None else "the target"
+    for f in fits:
+        dist, pts = f.distance, f.points
+        if pts.empty or pts["n"].sum() == 0:
+            continue
+        first = True
+        items = []
+        for _, p in pts.iterrows():
+            runs = f" run{'s' if p['n'] != 1 else ''}" if first else ""
+            where = f"{dist} {fmt_value(p[dist])}" if first else fmt_value(p[dist])
+            items.append(f"{int(p['k'])} of {int(p['n'])}{runs} at {where} "
+                         f"{interval(p['low'], p['high'], lambda v: pct(v, 0))}")
+            first = False
+        out.append(f"**{describe(f.group, list(f.group))}** reached {what} in " + ", ".join(items) + ".")
     return out
-
-
-def _chance_clause(pads: list, best: list, chance: float) -> str:
-    """Where the best accuracy per pad size (`best`, None where no run has one) is near chance."""
-    within = f"{NEAR_CHANCE * 100:.0f} points"
-    tail = _tail_from(pads, best, chance)
-    if len(pads) == 1:
-        gap = best[0]["acc_mean"] - chance if best[0] is not None else math.nan
-        return (f", so it is {'within' if gap < NEAR_CHANCE else 'more than'} "
-                f"{within} {'of' if gap < NEAR_CHANCE else 'above'} chance at pad_size {pads[0]}")
-    if tail is not None and tail == pads[0]:
-        return f", and it is within {within} of chance at every pad_size"
-    if tail is not None:
-        return f", and it is within {within} of chance from pad_size {tail} on"
-    near = [pad for pad, b in zip(pads, best) if b is not None and b["acc_mean"] - chance < NEAR_CHANCE]
-    if near:
-        return f"; within {within} of chance at pad_size {', '.join(map(str, near))} but not beyond"
-    return f", and it stays more than {within} above chance at every pad_size"
-
-
-def _target_clause(runs: pd.DataFrame, pads: list, target: float) -> str:
-    """Up to which pad size the (trained) `runs` of one cell × layernorm reached the target."""
-    reach = []
-    for pad in pads:
-        rp = runs[runs["pad_size"] == pad]
-        reach.append((pad, int(rp["steps_to_target"].notna().sum()), len(rp)))
-    reached = [pad for pad, k, _ in reach if k > 0]
-    if not reached:
-        total = sum(n for *_, n in reach)
-        return f". It never reached the target dev accuracy {target:g} (0 of {total} run{'s' if total != 1 else ''})"
-    return (f". It reached the target dev accuracy {target:g} up to pad_size {max(reached)} "
-            f"(runs reaching it: " + ", ".join(f"{k}/{n} at {pad}" for pad, k, n in reach) + ")")
-
-
-def _ci_short(row: pd.Series) -> str:
-    if math.isnan(row["acc_low"]):
-        return "(one seed)" if row["acc_n"] == 1 else ""
-    return f"[{100 * row['acc_low']:.0f}, {100 * row['acc_high']:.0f}]"
-
-
-def _tail_from(pads: list, best: list, chance: float) -> object | None:
-    """The smallest pad size from which every larger pad size is within NEAR_CHANCE of chance."""
-    tail = None
-    for pad, b in reversed(list(zip(pads, best))):
-        if b is None or b["acc_mean"] - chance >= NEAR_CHANCE:
-            break
-        tail = pad
-    return tail
 
 
 # ----------------------------------------------------------------------------- effects
 
-def effect_sentence(e: Effect, keys: Sequence[str]) -> str:
-    """One sentence for a paired effect: accuracy difference with its interval and what it means,
-    then the speed comparison with its censoring counts."""
-    scope = "" if e.within == "all" else f" within {e.within.replace('=', ' ')}"
-    matched = [k for k in keys if k != e.factor and not (e.within.startswith("cell=") and k == "cell")]
-    head = (f"**{e.factor} {fmt_value(e.level)} vs {fmt_value(e.baseline)}**{scope} "
-            f"({e.pairs} pair{'s' if e.pairs != 1 else ''} matched on {', '.join([*matched, 'seed'])})")
-    if e.acc_pairs == 0:
-        acc = "no pair has a test accuracy on both sides"
+def _value(r: EffectRow, x: float) -> str:
+    return points(x) if r.measure == "acc" else f"{x:+.0f}"
+
+
+def _level(c: float) -> str:
+    return f"{100 * c:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def verdict(r: EffectRow) -> str:
+    """'decided: lstm is higher' or 'the data cannot decide (why) — about N seeds would decide'."""
+    d, lv = r.decision, fmt_value(r.level)
+    if d is None:
+        return "not corrected"
+    if d.claimed:
+        if r.measure == "acc":
+            return f"decided: {lv} is {'higher' if d.direction > 0 else 'lower'}"
+        return f"decided: {lv} reaches the target {'later' if d.direction > 0 else 'sooner'}"
+    n = d.n_pairs
+    if n < 2:
+        why = f"only {seeds(n)}: no interval"
+    elif d.low > 0 or d.high < 0:
+        why = f"the interval excludes zero but rests on {seeds(n)}, fewer than the {MIN_PAIRS} a claim needs"
     else:
-        point, low, high = e.acc
-        acc = f"test accuracy {points(point)} points"
-        if math.isnan(low):
-            acc += " — no interval (one seed per configuration), so this is not evidence of a difference"
-        else:
-            acc += f" {interval(low, high, points)}"
-            if low > 0 or high < 0:
-                acc += "; the interval excludes zero"
-            else:
-                acc += "; the interval includes zero, so the data do not show a difference in accuracy"
-        if e.acc_pairs < e.pairs:
-            acc += f" ({e.pairs - e.acc_pairs} pair(s) left out: a run diverged or failed)"
-    return f"{head}: {acc}. {speed_sentence(e)}"
+        why = "the interval contains zero"
+    return f"the data cannot decide ({why}){need_text(r)}"
 
 
-def speed_sentence(e: Effect) -> str:
-    lv, bl = fmt_value(e.level), fmt_value(e.baseline)
-    both = e.steps_pairs - e.only_level - e.only_baseline
-    if e.steps_pairs == 0:
-        if not e.neither:
-            return "Speed cannot be compared: no pair where both runs trained."
-        return (f"Speed cannot be compared: neither run reached the target in "
-                f"{'the one trained pair' if e.neither == 1 else f'any of the {e.neither} trained pairs'}.")
-    counts = (f"only {lv} reached the target in {e.only_level} pair(s), only {bl} in {e.only_baseline}, both in "
-              f"{both}, neither in {e.neither}")
-    point, low, high = e.steps
-    weak = " — one seed per setting, so a single observation, not evidence" if e.max_seeds <= 1 else ""
-    if math.isinf(point):
-        faster = lv if point < 0 else bl
-        return f"Steps to target: {faster} is faster ({counts}){weak}."
-    ci = "(no interval)" if math.isnan(low) else f"[{change(low)}, {change(high)}]"
-    verdict = ""
-    if not math.isnan(low):
-        if high < 0:
-            verdict = f"; {lv} is faster"
-        elif low > 0:
-            verdict = f"; {lv} is slower"
-        else:
-            verdict = "; the interval includes 0%, so the data do not show a difference in speed"
-    return f"Median paired change in steps to target {change(point)} {ci}{verdict} ({counts}){weak}."
+def need_text(r: EffectRow) -> str:
+    d = r.decision
+    if d is None or d.n_pairs < 2:
+        return ""
+    if d.pairs_suggested is None:
+        return "; no difference was seen, so more seeds cannot be sized from these data"
+    if d.capped:
+        return f"; even {PAIRS_CAP} seeds would not decide at this spread"
+    return f"; at this spread about {seeds(d.pairs_suggested)} would decide"
 
 
-def effect_sentences(effects: Sequence[Effect], keys: Sequence[str]) -> list[str]:
-    """The headline effects: each factor overall, and layernorm within each cell."""
+def measure_clause(r: EffectRow) -> str:
+    d = r.decision
+    mean, low, high = (d.mean, d.low, d.high) if d else (math.nan, math.nan, math.nan)
+    ci = interval(low, high, lambda x: _value(r, x))
+    level = f" ({_level(d.confidence)}, Holm)" if d and not math.isnan(low) else ""
+    if r.measure == "acc":
+        what = f"test accuracy {_value(r, mean)} points {ci}{level}"
+        if r.left_out:
+            what += f" ({r.left_out} pair(s) left out: a run diverged or failed)"
+    else:
+        both, only_l, only_b, neither = r.reached
+        what = (f"restricted mean steps to target within the first {r.tau:g} steps {_value(r, mean)} {ci}{level} "
+                f"(reached it in time: both in {both} pairs, only {fmt_value(r.level)} in {only_l}, only "
+                f"{fmt_value(r.baseline)} in {only_b}, neither in {neither})")
+    return f"{what}: {verdict(r)}"
+
+
+def effect_sentences(rows: Sequence[EffectRow], keys: Sequence[str]) -> list[str]:
+    """The headline effects (each factor over all runs, and layernorm within each cell): one
+    sentence per comparison, its accuracy and time rows."""
     out = []
-    for e in effects:
-        if e.within == "all" or e.factor == "layernorm":
-            out.append(effect_sentence(e, keys))
+    comparisons: dict[tuple, list[EffectRow]] = {}
+    for r in rows:
+        if r.within == "all" or r.factor == "layernorm":
+            comparisons.setdefault((r.factor, str(r.baseline), str(r.level), r.within), []).append(r)
+    for group in comparisons.values():
+        r = group[0]
+        scope = "" if r.within == "all" else f" within {r.within.replace('=', ' ')}"
+        others = [k for k in keys if k != r.factor and not (r.within.startswith("cell=") and k == "cell")]
+        over = f", each averaged over {r.strata} settings of {', '.join(others)}" if r.strata > 1 else ""
+        head = (f"**{r.factor} {fmt_value(r.level)} vs {fmt_value(r.baseline)}**{scope} "
+                f"({seeds(r.seeds)}{over})")
+        out.append(f"{head}: " + "; ".join(measure_clause(x) for x in group) + ".")
     return out
+
+
+def decision_summary(rows: Sequence[EffectRow], max_seeds: int) -> list[str]:
+    """How many effect rows are decided; with fewer than MIN_PAIRS seeds, that they cannot be, and
+    how many seeds the clearest one would need."""
+    if not rows:
+        return []
+    decided = [r for r in rows if r.decision and r.decision.claimed]
+    open_ = [r for r in rows if r.decision and not r.decision.claimed and r.decision.pairs_suggested]
+    clearest = min(open_, key=lambda r: r.decision.pairs_suggested, default=None)
+    hint = ""
+    if clearest is not None:
+        what = "test accuracy" if clearest.measure == "acc" else "time to target"
+        scope = "" if clearest.within == "all" else f" within {clearest.within}"
+        hint = (f" At the spreads seen, the clearest undecided effect ({clearest.factor} "
+                f"{fmt_value(clearest.level)} vs {fmt_value(clearest.baseline)}{scope}, {what}) would need about "
+                f"{seeds(clearest.decision.pairs_suggested)}; the Effects table gives each row's number.")
+    if max_seeds < MIN_PAIRS:
+        return [f"{seeds(max_seeds).capitalize()} per configuration cannot decide: none of the {len(rows)} effect "
+                f"rows may be claimed (a claim needs at least {MIN_PAIRS} seeds and a Holm-corrected interval "
+                f"that excludes zero).{hint}"]
+    rest = "" if len(decided) == len(rows) else "; the others cannot be decided from these data"
+    return [f"{len(decided)} of the {len(rows)} effect rows are decided (Holm-corrected intervals that exclude "
+            f"zero, at least {MIN_PAIRS} seeds){rest}.{hint}"]
 
 
 # ----------------------------------------------------------------------------- gradient reach
 
-def reach_sentences(runs: pd.DataFrame) -> list[str]:
+RATIOS = ("vanishing_ratio_init", "vanishing_ratio_final")
+
+
+def reach_sentences(runs: pd.DataFrame, distance: str = "pad_size") -> list[str]:
     """The vanishing ratio log10(‖∂L/∂x_0‖ / ‖∂L/∂x_read‖) per cell × layernorm at the longest
-    pad size, at initialisation and at the end of training."""
-    d = runs[runs["vanishing_ratio_init"].notna() | runs["vanishing_ratio_final"].notna()]
-    if d.empty:
+    distance, at initialisation and after training: the mean over the finite values, and the runs
+    whose gradient underflowed to 0 counted as 'below 1e-38 (underflow) in k of n runs'."""
+    cols = [c for c in RATIOS if c in runs.columns]
+    if not cols:
         return []
-    pad = d["pad_size"].max()
-    d = d[d["pad_size"] == pad]
-    parts = []
-    for cell in ordered_levels(d["cell"]):
-        for ln in ordered_levels(d["layernorm"]):
-            g = d[(d["cell"] == cell) & (d["layernorm"] == ln)]
-            if g.empty:
-                continue
-            a = _finite_mean(g["vanishing_ratio_init"])
-            b = _finite_mean(g["vanishing_ratio_final"])
-            parts.append(f"{cell}/{ln} 10^{_exp(a)} at init → 10^{_exp(b)} after training")
-    if not parts:
+    d = runs[runs[cols].notna().any(axis=1)]
+    if d.empty or distance not in d.columns:
         return []
-    return [f"At pad_size {pad}, the gradient reaching the first input position is, relative to the "
-            f"gradient at the read-out position (mean log10 over runs): " + "; ".join(parts) +
-            ". Around 10^0 the whole sequence gets gradient; far below, it vanishes before reaching the text."]
+    far = d[distance].max()
+    s = ratio_summaries(d[d[distance] == far], ["cell", "layernorm"], RATIOS)
+    parts = [f"{r['cell']}/{r['layernorm']} {ratio_text(r, RATIOS[0])} at init → {ratio_text(r, RATIOS[1])} "
+             f"after training" for _, r in s.iterrows()]
+    return [f"At {distance} {fmt_value(far)}, the gradient reaching the first input position is, relative to the "
+            f"gradient at the read-out position (mean log10 over the runs where it did not underflow): "
+            + "; ".join(parts) + ". Around 10^0 the whole sequence gets gradient; far below, it vanishes before "
+            "reaching the text."]
 
 
-def _finite_mean(s: pd.Series) -> float:
-    v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else math.nan
+# ----------------------------------------------------------------------------- machines
 
-
-def _exp(x: float) -> str:
-    return "?" if math.isnan(x) else f"{x:.1f}"
+def machine_warning(mixed: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """A warning when one configuration's runs come from different kinds of machine or kernel set."""
+    if mixed is None or mixed.empty:
+        return []
+    r = mixed.iloc[0]
+    return [f"**Warning: mixed machines.** The runs of {len(mixed)} configuration(s) come from more than one kind "
+            f"of machine or kernel set (e.g. {describe(r, keys)}: {' | '.join(r['kinds'])}). Floating-point order "
+            f"differs between kernel sets, and a run near the edge of learning can flip between learning and "
+            f"not; read those configurations' outcomes with care (Provenance lists them)."]
 
 
 # ----------------------------------------------------------------------------- all
 
-def findings(runs: pd.DataFrame, summary: pd.DataFrame, effects: Sequence[Effect], *, varying: Sequence[str],
-             chance: float | None, target: float | None, planned: int | None, max_seeds: int) -> list[str]:
-    """Every finding, in reading order."""
-    out = coverage(runs, varying, planned)
+def findings(runs: pd.DataFrame, *, fits: Sequence[FrontierFit], effects: Sequence[EffectRow],
+             varying: Sequence[str], target: float | None, planned: int | None, max_seeds: int,
+             mixed: pd.DataFrame | None = None) -> list[str]:
+    """Every finding, in reading order: the frontier first."""
     if runs.empty:
-        return out
+        return coverage(runs, varying, planned)
+    out = frontier_lead(fits, target)
+    out += coverage(runs, varying, planned)
+    out += machine_warning(mixed, varying)
     out += seeds_caveat(max_seeds)
-    out += frontier_sentences(summary, runs, varying, chance, target)
+    out += success_sentences(fits, target)
+    out += decision_summary(effects, max_seeds)
     out += effect_sentences(effects, varying)
     if not varying:
         out.append("No factor varies in these results, so there is nothing to compare.")
-    out += reach_sentences(runs)
+    distance = fits[0].distance if fits else "pad_size"
+    out += reach_sentences(runs, distance)
     return out

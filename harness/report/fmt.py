@@ -37,14 +37,3 @@ def interval(low: float, high: float, fmt: Callable[[float], str] = pct) -> str:
     if math.isnan(low) or math.isnan(high):
         return "no interval"
     return f"[{fmt(low)}, {fmt(high)}]"
-
-
-def change(log2_ratio: float) -> str:
-    """A median paired log2 ratio of steps as a percentage change: -1 -> '-50%'."""
-    if math.isnan(log2_ratio):
-        return "n/a"
-    if log2_ratio == math.inf:
-        return "not reached"
-    if log2_ratio == -math.inf:
-        return "-100% (only it reached)"
-    return f"{100 * (2 ** log2_ratio - 1):+.0f}%"

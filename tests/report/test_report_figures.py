@@ -7,6 +7,7 @@ import pytest
 from report_tables import grid, results_tables
 
 from harness.report import figures, stats
+from harness.report import outcomes as O
 
 matplotlib.use("Agg")
 
@@ -83,6 +84,48 @@ def test_gradient_reach_start_and_end_per_cell(tables):
         assert len(labelled_lines(ax)) == 4  # 2 layernorms × 2 pad sizes
 
 
+def test_gradient_reach_marks_underflow_on_the_floor_not_at_a_made_up_value(tables):
+    g = tables["grad_time"].copy()
+    rnn16 = g["trial_id"].str.startswith("rnn-none-16-") & (g["layer"] == "input")
+    g.loc[rnn16 & (g["position"] < 3), "grad_norm"] = 0.0          # every seed: distances 13-15
+    g.loc[rnn16 & (g["position"] == 3) & g["trial_id"].str.endswith("-0"), "grad_norm"] = 0.0  # one seed
+    reach = stats.reach_table(g, stats.best_settings(tables["runs"], KEYS))
+    fig, axes = figures.gradient_reach(reach)
+    ax = axes[0, 0]                                                 # rnn at step 0
+    floor = ax.get_ylim()[0]
+    every = [ln for ln in ax.get_lines() if ln.get_label() == "_underflow_all"]
+    some = [ln for ln in ax.get_lines() if ln.get_label() == "_underflow_some"]
+    assert every and sorted(every[0].get_xdata()) == [13, 14, 15]
+    assert all(y == pytest.approx(floor) for y in every[0].get_ydata())
+    assert some and list(some[0].get_xdata()) == [12]
+    real = min(min(ln.get_ydata()) for ax_ in axes.flat for ln in labelled_lines(ax_))
+    assert floor < real and real > 1e-10                            # no line at a clipped 1e-30
+    assert any("underflow" in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def test_survival_curves_per_panel_with_censored_marks(tables):
+    out = O.run_outcomes(tables["runs"], tables["curves"])
+    curves, marks = O.km_curves(out, KEYS)
+    fig, axes = figures.survival(curves, marks, ["pad_size", "lr"], target=0.5)
+    panels = visible(axes)
+    assert len(panels) == 4                                          # 2 pad sizes x 2 learning rates
+    lstm = [ln for ln in labelled_lines(panels[0]) if ln.get_label().startswith("lstm")]
+    assert lstm and max(lstm[0].get_ydata()) == 1.0                  # every lstm run reached the target
+    n_marks = sum(len(ln.get_xdata()) for ax in panels for ln in ax.get_lines() if ln.get_label() == "_censored")
+    assert n_marks == len(marks) == int(((out["reached"] == 0)).sum())
+
+
+def test_frontier_fit_rates_with_intervals_and_d50(tables):
+    out = O.run_outcomes(tables["runs"], tables["curves"])
+    fits = O.frontier_fits(out, ["cell", "layernorm", "pad_size", "lr"], n_boot=50)
+    fig, axes = figures.frontier_fit(fits, distance="pad_size", target=0.5)
+    panels = visible(axes)
+    assert len(panels) == 2                                          # one per learning rate
+    assert all(ax.get_xscale() == "function" for ax in panels)
+    assert sum(len(ax.containers) for ax in panels) == len(fits)    # one error-bar set per group
+    assert fig.legends
+
+
 def test_weights_moving_groups_and_layernorm(tables):
     chosen = stats.best_settings(tables["runs"], KEYS)
     t = stats.group_norm_table(tables["grad_norms"], chosen[chosen["pad_size"] == 16])
@@ -94,7 +137,7 @@ def test_weights_moving_groups_and_layernorm(tables):
 
 
 def test_convergence_one_panel_per_pad_and_censored_runs_kept(tables):
-    conv = stats.convergence_table(tables["runs"], KEYS)
+    conv = stats.convergence_table(O.run_outcomes(tables["runs"], tables["curves"]), KEYS)
     assert len(conv) == len(tables["runs"])  # nothing dropped, failed included
     fig, axes = figures.convergence(conv, ["cell", "layernorm", "lr"], target=0.5)
     assert len(visible(axes)) == 2

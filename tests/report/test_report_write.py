@@ -1,10 +1,12 @@
 """`write_report(DIR)` end to end: report.md linking every figure file, on a finished run, a partial
 run, a single trial, a run with failed and diverged trials, and a real (tiny) run via the CLI."""
 
+import json
 import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import yaml
 from conftest import tiny_raw
@@ -14,7 +16,8 @@ from harness.config import ConfigError, config_from_dict
 from harness.records import write_trial
 from harness.report import FIGURE_NAMES, build_figures, compute, render, write_report
 
-CORE = ["frontier", "heatmap", "curves_step", "gradient_reach", "weights_moving", "convergence", "confusion"]
+CORE = ["frontier_fit", "survival", "frontier", "heatmap", "curves_step", "gradient_reach", "weights_moving",
+        "convergence", "confusion"]
 
 
 def linked_figures(md: str) -> list[str]:
@@ -33,7 +36,8 @@ def check_report(d: Path, expected: list[str]) -> str:
             assert f"figures/{name}.{ext}" in md
     drawn = {p.stem for p in (d / "figures").glob("*.png")} if (d / "figures").is_dir() else set()
     assert drawn == set(expected)
-    for section in ("## Findings", "## Summary per configuration", "## Effects", "## Figures", "## Provenance"):
+    for section in ("## Findings", "## Success: reaching the target", "## Frontier: where learning stops (D50)",
+                    "## Effects", "## Summary per configuration", "## Figures", "## Provenance"):
         assert section in md
     return md
 
@@ -42,7 +46,7 @@ def test_report_on_a_finished_run(tmp_path):
     d = write_results(tmp_path / "r", grid(pads=(8, 16), seeds=(0, 1)))
     md = check_report(d, CORE)
     assert "16 trials have results (16 complete) of the 16 the config plans." in md
-    assert "**cell lstm vs rnn**" in md and "the interval excludes zero" in md
+    assert "**cell lstm vs rnn**" in md and "the data cannot decide" in md and "decided:" not in md
     assert "`0123abcd`" in md and "torch `2.13.0+cpu`" in md and "```yaml" in md
 
 
@@ -54,7 +58,7 @@ def test_report_on_a_partial_run(tmp_path):
     md = check_report(d, CORE)
     assert "3 trials have results (3 complete) of the 24 the config plans." in md
     assert "21 of 24 planned trials have no results yet" in md
-    assert "Every configuration has a single seed" in md
+    assert "With at most 1 seed per configuration no paired difference can be claimed" in md
 
 
 def test_report_with_failed_and_diverged_trials(tmp_path):
@@ -81,7 +85,7 @@ def test_report_on_a_single_trial(tmp_path):
     assert linked_figures(md) == CORE
     assert "1 trial has results (1 complete)" in md
     assert "No factor varies in these results" in md
-    assert "(one seed)" in md
+    assert "(one run)" in md
     assert "Not drawn: Training curves (against samples) — batch_size does not vary" in md
     assert "Not drawn" not in render(data)  # without figures there are no notes on them either
     for _, fig, _ in built.figures:
@@ -114,7 +118,9 @@ def test_dotted_grid_axis_counts_as_a_factor(tmp_path):
     assert "model.readout" in data.varying
     md = render(data)
     assert "**model.readout mean vs last**" in md
-    assert "| model.readout | mean − last | all | 2 | +10.0 [+10.0, +10.0]" in md
+    # 2 seeds that agree exactly: the interval excludes zero, yet 2 seeds are too few for a claim
+    assert "| model.readout | mean − last | all | test acc (points) | 2 (2) | +10.0 [+10.0, +10.0] |" in md
+    assert "the interval excludes zero but rests on 2 seeds, fewer than the 5 a claim needs" in md
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +146,119 @@ def test_cli_report_on_a_real_run(tiny_run, capsys):
     assert "4 trials have results" in md and "enumerated grid" in md
     assert yaml.safe_load((tiny_run / "config.yaml").read_text())["name"] in md
     assert set(FIGURE_NAMES) >= set(CORE)
+
+
+# ----------------------------------------------------------------------------- the statistics in the report
+
+def _write_noisy(d: Path, points, noise: float = 0.0, seed: int = 0, edit=None) -> Path:
+    """Results like write_results, with Gaussian noise on each run's test accuracy and an optional
+    edit(tables) per trial."""
+    axes = {"cell": sorted({p[0] for p in points}), "layernorm": sorted({p[1] for p in points}),
+            "pad_size": sorted({p[2] for p in points}), "lr": sorted({p[3] for p in points}),
+            "seed": sorted({p[4] for p in points})}
+    write_results(d, [], grid_axes=axes)
+    rng = np.random.default_rng(seed)
+    for p in points:
+        t = trial_tables(*p)
+        t["runs"]["test_acc"] += rng.normal(0.0, noise) if noise else 0.0
+        if edit is not None:
+            edit(p, t)
+        write_trial(d, t["runs"]["trial_id"].iloc[0], t)
+    return d
+
+
+def findings_of(md: str) -> str:
+    return md.split("## Findings")[1].split("## Success")[0]
+
+
+def test_two_seed_report_claims_nothing_and_says_how_many_seeds_would_decide(tmp_path):
+    d = _write_noisy(tmp_path / "r", grid(pads=(8, 16, 32), seeds=(0, 1)), noise=0.01)
+    md = check_report(d, CORE)
+    f = findings_of(md)
+    assert "decided:" not in md and " differs" not in md and "excludes zero;" not in f
+    assert "2 seeds per configuration cannot decide" in f
+    assert re.search(r"would need about \d+ seeds", f) and re.search(r"about \d+ seeds would decide", f)
+    # success as k of n with Wilson intervals, in the table and the findings
+    assert "| rnn | none | 8 | 2 of 2 | 100% [34%, 100%] |" in md
+    assert "reached the target dev accuracy 0.5 in 2 of 2 runs at pad_size 8 [34%, 100%]" in f
+    assert (d / "figures" / "survival.png").stat().st_size > 1000
+
+
+def test_report_leads_with_the_frontier(tmp_path):
+    d = _write_noisy(tmp_path / "r", grid(pads=(4, 8, 16), seeds=(0, 1)))
+    md = render(compute(d))
+    first = findings_of(md).strip().splitlines()[0]
+    assert first.startswith("- **Frontier** (criterion: reaching dev accuracy 0.5; D = pad_size): The RNN stops "
+                            "learning between D = 8 and 16 (a bracket)")
+    assert "the LSTM stops learning beyond D = 16 (every run reached the target)" in first
+    assert "pad_size mixes" in md or "Distance here is pad_size, which mixes" in md
+
+
+def test_six_seeds_with_a_clear_effect_are_claimed(tmp_path):
+    d = _write_noisy(tmp_path / "r", grid(lns=("none",), pads=(8,), seeds=tuple(range(6))), noise=0.01, seed=3)
+    md = render(compute(d))
+    assert re.search(r"\*\*cell lstm vs rnn\*\* \(6 seeds\): test accuracy \+3\d\.\d points "
+                     r"\[\+3\d\.\d, \+[34]\d\.\d\] \(9\d(\.\d+)?%, Holm\): decided: lstm is higher", md)
+    assert "decided: lstm reaches the target sooner" in md
+    assert "2 of the 2 effect rows are decided" in md
+    assert "only one distance was tested (pad_size 8)" in md
+
+
+def test_underflowed_gradient_is_counted_in_the_findings(tmp_path):
+    def underflow(p, t):
+        if p[0] == "rnn" and p[2] == 16 and p[4] == 0:
+            t["runs"]["vanishing_ratio_final"] = -np.inf
+
+    d = _write_noisy(tmp_path / "r", grid(pads=(8, 16), seeds=(0, 1)), edit=underflow)
+    f = findings_of(render(compute(d)))
+    assert "rnn/none 10^-3.2 at init → 10^-0.8 in 1 of 2 runs, below 1e-38 (underflow) in 1 of 2 runs" in f
+
+
+def test_figures_and_confusion_matrices_are_chosen_on_dev_not_test(tmp_path):
+    def dev_vs_test(p, t):
+        better_on_test = p[3] == 1e-2
+        t["runs"]["test_acc"] += 0.1 if better_on_test else 0.0
+        t["runs"]["best_dev_acc"] += 0.0 if better_on_test else 0.1
+
+    d = _write_noisy(tmp_path / "r", grid(pads=(8,), lrs=(1e-3, 1e-2), seeds=(0, 1)), edit=dev_vs_test)
+    data = compute(d)
+    built = build_figures(data)
+    figs = {name: (fig, caption) for name, fig, caption in built.figures}
+    titles = [ax.get_title() for ax in figs["confusion"][0].axes if ax.get_title()]
+    assert titles and all("lr=0.001" in t for t in titles)
+    assert "best dev accuracy" in figs["confusion"][1] and "never on test" in figs["confusion"][1]
+    assert "best mean dev accuracy" in figs["curves_step"][1]
+    plt.close("all")
+
+
+def test_adaptive_seeds_table_when_the_runner_wrote_it(tmp_path):
+    d = write_results(tmp_path / "r", grid(pads=(8,), seeds=(0, 1)))
+    assert "## Adaptive seeds" not in render(compute(d))
+    (d / "adaptive.json").write_text('{"rnn/none pad_size=8": {"seeds": 7, "reason": "decided: rate below 0.5"}}')
+    md = render(compute(d))
+    assert "## Adaptive seeds" in md and "| rnn/none pad_size=8 | 7 | decided: rate below 0.5 |" in md
+    # the adaptive runner's own form (harness.adaptive.summary)
+    (d / "adaptive.json").write_text(json.dumps({
+        "min_seeds": 2, "max_seeds": 8, "trials": {"needed": 20, "max": 64, "finished": 20},
+        "per_configuration": [{"factors": {"cell": "rnn", "pad_size": 8}, "seeds": 2, "finished": 2, "reached": 0,
+                               "state": "decided", "reason": "success rate interval excludes 0.5"}],
+        "effects": [{"factor": "cell", "baseline": "rnn", "level": "lstm", "seeds": 2, "state": "undecided"}]}))
+    md = render(compute(d))
+    assert "20 trials were needed of the 64 that 8 seeds everywhere would take" in md
+    assert "| cell=rnn pad_size=8 | 2 | 0 | decided | success rate interval excludes 0.5 |" in md
+    assert "| cell lstm vs rnn | 2 | undecided |" in md
+
+
+def test_provenance_warns_when_one_configuration_mixes_machines(tmp_path):
+    def kernels(p, t):
+        t["runs"]["cpu_capability"] = "AVX512" if p[4] == 0 else "AVX2"
+        t["runs"]["cpu_model"] = "Xeon"
+
+    d = _write_noisy(tmp_path / "r", grid(cells=("lstm",), lns=("none",), pads=(8,), seeds=(0, 1)), edit=kernels)
+    md = render(compute(d))
+    assert "**Warning: mixed machines.**" in findings_of(md)
+    assert "cpu_capability=AVX2" in md and "cpu_capability=AVX512" in md
+    assert "- Not recorded in these results (older runs): `onednn_version`, `cudnn_version`, `gpu_name`" in md
+    plain = write_results(tmp_path / "old", grid(cells=("lstm",), lns=("none",), pads=(8,), seeds=(0, 1)))
+    old = render(compute(plain))
+    assert "mixed machines" not in old and "`cpu_model`, `cpu_capability`" in old

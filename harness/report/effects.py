@@ -1,0 +1,168 @@
+"""Paired effects with the seed as the unit, corrected together across a report (Holm).
+
+An effect switches one factor from its baseline level to another, holding every other factor and
+the seed fixed (matched pairs). The seeds are the independent replicates; the settings of the other
+factors are a fixed design. So each seed contributes one number: its paired differences averaged
+over the settings of the other factors, and the interval is Student's t over those per-seed
+numbers (exact for normal per-seed averages at any number of seeds; the estimand is the effect
+averaged over the design's other settings). Two measures per effect:
+
+- `acc`: test accuracy, level - baseline (a fraction; the report prints points);
+- `time`: the restricted time to target, min(T, tau) steps, level - baseline (negative: the level
+  reaches the target sooner). tau is the earliest step at which a run of the comparison that did
+  not reach the target was censored, so min(T, tau) is known exactly for every run and its mean is
+  the restricted mean (RMST) of the Kaplan-Meier curve; no run is dropped for not reaching it.
+
+Every row of a report (both measures, every factor and scope) forms one family for Holm's
+correction (`estimators.corrected_effects`), and a difference is claimed only when the corrected
+interval excludes zero and there are at least `estimators.MIN_PAIRS` seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from harness.report import estimators as E
+from harness.report.stats import ordered_levels, varying
+
+
+@dataclass(frozen=True)
+class EffectRow:
+    """One effect row. `diffs`: one value per seed (the seed's mean paired difference over the
+    settings of the other factors). `pairs`: matched run pairs behind them; `left_out`: matched pairs
+    without the measure on both sides (a run diverged or failed). For time rows, `tau` (steps) and
+    `reached` (pairs where both / only the level / only the baseline / neither reached the target).
+    `decision`: set by `correct`."""
+
+    factor: str
+    baseline: object
+    level: object
+    within: str
+    measure: str
+    diffs: np.ndarray
+    pairs: int
+    left_out: int
+    strata: int
+    tau: float | None = None
+    reached: tuple[int, int, int, int] = (0, 0, 0, 0)
+    decision: E.EffectDecision | None = None
+
+    @property
+    def seeds(self) -> int:
+        return int(self.diffs.size)
+
+
+def matched(outcomes: pd.DataFrame, factor: str, baseline: object, level: object,
+            match_on: Sequence[str]) -> pd.DataFrame:
+    """Runs at `baseline` joined with runs at `level` on `match_on` (the other factors and the
+    seed); columns acc_a/acc_b, reached_a/reached_b, time_a/time_b (a: baseline). A duplicate run of
+    one setting keeps its latest row."""
+    match_on = list(match_on)
+
+    def side(value: object, tag: str) -> pd.DataFrame:
+        d = outcomes[outcomes[factor] == value]
+        if "started_at" in d.columns:
+            d = d.sort_values("started_at", na_position="first", kind="stable")
+        d = d.drop_duplicates(match_on, keep="last")
+        return d[[*match_on, "test_acc", "reached", "time"]].rename(
+            columns={"test_acc": f"acc_{tag}", "reached": f"reached_{tag}", "time": f"time_{tag}"})
+
+    return side(baseline, "a").merge(side(level, "b"), on=match_on, how="inner")
+
+
+def per_seed(p: pd.DataFrame, diff: pd.Series) -> np.ndarray:
+    """The mean of `diff` over each seed's pairs (nan differences left out), one value per seed."""
+    d = pd.DataFrame({"seed": p["seed"].to_numpy(), "d": diff.to_numpy(dtype=float)}).dropna()
+    return d.groupby("seed", sort=True)["d"].mean().to_numpy(dtype=float)
+
+
+def restricted_times(p: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
+    """(pairs with an outcome on both sides, tau): tau is the earliest censoring step among the runs
+    that did not reach the target (the latest event when every run reached it); None when no run
+    reached the target (the restricted times would all equal tau: nothing to compare)."""
+    q = p[p["reached_a"].notna() & p["reached_b"].notna()]
+    times = np.concatenate([q["time_a"], q["time_b"]])
+    hit = np.concatenate([q["reached_a"], q["reached_b"]]) == 1.0
+    if not hit.any():
+        return q, None
+    return q, float(times[~hit].min() if (~hit).any() else times.max())
+
+
+def effect_pair_rows(outcomes: pd.DataFrame, factor: str, baseline: object, level: object,
+                     match_on: Sequence[str], within: str) -> list[EffectRow]:
+    """The accuracy row and (when any run reached the target) the time row of one comparison."""
+    p = matched(outcomes, factor, baseline, level, match_on)
+    if p.empty:
+        return []
+    others = [k for k in match_on if k != "seed"]
+    strata = int(p[others].drop_duplicates().shape[0]) if others else 1
+    acc = p["acc_b"] - p["acc_a"]
+    head = dict(factor=factor, baseline=baseline, level=level, within=within, pairs=len(p), strata=strata)
+    rows = [EffectRow(**head, measure="acc", diffs=per_seed(p, acc), left_out=int(acc.isna().sum()))]
+    q, tau = restricted_times(p)
+    if tau is not None:
+        ra, rb = np.minimum(q["time_a"], tau), np.minimum(q["time_b"], tau)
+        fa, fb = (q["reached_a"] == 1.0) & (q["time_a"] <= tau), (q["reached_b"] == 1.0) & (q["time_b"] <= tau)
+        counts = (int((fa & fb).sum()), int((fb & ~fa).sum()), int((fa & ~fb).sum()), int((~fa & ~fb).sum()))
+        rows.append(EffectRow(**head, measure="time", diffs=per_seed(q, rb - ra), left_out=len(p) - len(q),
+                              tau=tau, reached=counts))
+    return rows
+
+
+def effect_rows(outcomes: pd.DataFrame, keys: Sequence[str]) -> list[EffectRow]:
+    """For every key that varies: each level against the first (the baseline: 'none' first for
+    layernorm, 'rnn' first for cell, numbers ascending), over all runs and, for the factors other
+    than the cell, within each cell. Uncorrected (`decision` None): pass the list to `correct`."""
+    out: list[EffectRow] = []
+    keys = list(keys)
+    multi_cell = "cell" in outcomes.columns and outcomes["cell"].nunique() > 1
+    for factor in varying(outcomes, keys):
+        levels = ordered_levels(outcomes[factor])
+        match_on = [k for k in keys if k != factor] + ["seed"]
+        scopes: list[tuple[str, pd.DataFrame]] = [("all", outcomes)]
+        if factor != "cell" and multi_cell:
+            scopes += [(f"cell={c}", outcomes[outcomes["cell"] == c]) for c in ordered_levels(outcomes["cell"])]
+        for within, sub in scopes:
+            for level in levels[1:]:
+                out += effect_pair_rows(sub, factor, levels[0], level, match_on, within)
+    return out
+
+
+def correct(rows: Sequence[EffectRow]) -> list[EffectRow]:
+    """The rows with their decisions: Holm-corrected t intervals over the whole family."""
+    if not rows:
+        return []
+    decisions = E.corrected_effects([r.diffs for r in rows])
+    return [replace(r, decision=d) for r, d in zip(rows, decisions)]
+
+
+def compute_effects(outcomes: pd.DataFrame, keys: Sequence[str]) -> list[EffectRow]:
+    """`effect_rows` then `correct`: every effect row of a report, decided."""
+    return correct(effect_rows(outcomes, keys))
+
+
+def seeds_to_decide(rows: Sequence[EffectRow]) -> int | None:
+    """The largest number of seeds any undecided row suggests (None if no row can say)."""
+    need = [r.decision.pairs_suggested for r in rows
+            if r.decision is not None and not r.decision.claimed and r.decision.pairs_suggested is not None]
+    return max(need) if need else None
+
+
+def holm_note(rows: Sequence[EffectRow]) -> str:
+    """'m rows, corrected together (Holm): intervals at 99.5%-99.9% confidence'."""
+    levels = [r.decision.confidence for r in rows if r.decision is not None]
+    if not levels:
+        return ""
+    lo, hi = min(levels), max(levels)
+    span = _level(lo) if math.isclose(lo, hi) else f"{_level(lo)}–{_level(hi)}"
+    return f"{len(levels)} rows corrected together (Holm): intervals at {span} confidence"
+
+
+def _level(c: float) -> str:
+    s = f"{100 * c:.2f}".rstrip("0").rstrip(".")
+    return f"{s}%"

@@ -1,0 +1,224 @@
+"""Per-run outcomes and the per-configuration tables built on them: success (reached the target
+dev accuracy, k of n runs), time to target as survival data, the frontier (D50 against distance),
+vanishing ratios with underflow counted, and the machines the runs came from.
+
+Pure functions over DataFrames (no I/O, no plotting); the estimators are in `estimators`.
+
+Censoring: a run that reached the target has its event at `steps_to_target`; one that did not is
+censored at its own last evaluated step (the last `step` of its curves rows; its `steps` column
+only when it has no curves rows). A diverged run can never reach the target, so it stays "below
+target" to the end: it is censored at the longest last evaluated step of the results. A failed run
+(an error, not a training outcome) has no outcome: it is counted as missing, never as a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.names import level_rank
+from harness.report import estimators as E
+from harness.report.stats import ordered_levels, sort_configs
+
+# Per-run columns that say which machine and kernel set produced a run (absent in older results).
+PROVENANCE_COLUMNS = ("device", "cpu_model", "cpu_capability", "onednn_version", "cudnn_version", "gpu_name",
+                      "torch_version")
+UNDERFLOW_TEXT = "below 1e-38 (underflow)"
+
+
+# ----------------------------------------------------------------------------- per run
+
+def last_evaluated_step(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
+    """Each run's last evaluated step (index aligned with `runs`): the largest `step` of its curves
+    rows, else its `steps` column, else nan."""
+    last = pd.Series(np.nan, index=runs.index, dtype="float64")
+    if curves is not None and len(curves):
+        steps = pd.to_numeric(curves["step"], errors="coerce").groupby(curves["trial_id"]).max()
+        last = runs["trial_id"].map(steps).astype("float64")
+    if "steps" in runs.columns:
+        last = last.fillna(pd.to_numeric(runs["steps"], errors="coerce"))
+    return last
+
+
+def run_outcomes(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `runs` with `last_step`, `reached` (1.0 / 0.0; nan for a failed run or one with no
+    step recorded) and `time` (the event or censoring step; nan where `reached` is nan)."""
+    d = runs.copy()
+    d["last_step"] = last_evaluated_step(d, curves)
+    stt = pd.to_numeric(d["steps_to_target"], errors="coerce") if "steps_to_target" in d else np.nan
+    reached = pd.Series(np.where(np.isfinite(stt), 1.0, 0.0), index=d.index)
+    longest = d["last_step"].max() if d["last_step"].notna().any() else np.nan
+    censor = np.where(d["status"] == "diverged", longest, d["last_step"])
+    time = np.where(reached == 1.0, stt, censor)
+    unknown = (d["status"] == "failed").to_numpy() | np.isnan(time.astype(float))
+    d["reached"] = reached.mask(unknown)
+    d["time"] = pd.Series(time, index=d.index, dtype="float64").mask(unknown)
+    return d
+
+
+# ----------------------------------------------------------------------------- per configuration
+
+def success_table(outcomes: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Per configuration: k of n runs reached the target, rate, Wilson 95% interval, `missing`
+    (failed runs), and the survival columns: median steps to target with its interval (nan where
+    it does not exist), `last_min`/`last_max` (the runs' last evaluated steps, their budgets)."""
+    keys = list(keys)
+    s = E.success_summary(outcomes, keys, "reached")
+    if s.empty:
+        return s
+    medians = []
+    for key, g in outcomes.groupby(keys, dropna=False, sort=True):
+        g = g[g["reached"].notna()]
+        m = E.km_median(g["time"].to_numpy(float), g["reached"].to_numpy(float) == 1.0) if len(g) else None
+        medians.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                        **{c: finite_or_nan(v) for c, v in zip(("median", "median_low", "median_high"),
+                                                                 m or (None, None, None))}})
+    s = s.merge(pd.DataFrame(medians, columns=[*keys, "median", "median_low", "median_high"]), on=keys, how="left")
+    budgets = outcomes.groupby(keys, dropna=False)["last_step"].agg(last_min="min", last_max="max").reset_index()
+    return sort_configs(s.merge(budgets, on=keys, how="left"), keys)
+
+
+def km_curves(outcomes: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curves, censored): per configuration, the Kaplan-Meier share of runs that have reached the
+    target by each step (1 - S, a step function from (0, 0) to the last observed time) with n, and
+    the censored runs as points (time, share at that time) for the figure's tick marks."""
+    keys = list(keys)
+    rows, marks = [], []
+    known = outcomes[outcomes["reached"].notna()]
+    for key, g in (known.groupby(keys, dropna=False, sort=True) if len(known) else []):
+        key = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        t, e = g["time"].to_numpy(float), g["reached"].to_numpy(float) == 1.0
+        km = E.kaplan_meier(t, e)
+        end = max(float(t.max()), float(g["last_step"].max()) if g["last_step"].notna().any() else 0.0)
+        xs = np.concatenate([[0.0], km.times, [end]])
+        ys = np.concatenate([[0.0], 1.0 - km.survival, [1.0 - (km.survival[-1] if km.times.size else 1.0)]])
+        rows += [{**key, "time": x, "share": y, "n": len(g)} for x, y in zip(xs, ys)]
+        for tc in t[~e]:
+            marks.append({**key, "time": tc, "share": float(ys[np.searchsorted(xs, tc, side="right") - 1])})
+    cols = [*keys, "time", "share", "n"]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(marks, columns=[*keys, "time", "share"])
+
+
+# ----------------------------------------------------------------------------- frontier (D50)
+
+def distance_column(runs: pd.DataFrame) -> str:
+    """'lag' when the runs carry a varying lag (a controlled distance), else 'pad_size'."""
+    if "lag" in runs.columns and runs["lag"].nunique(dropna=True) > 1:
+        return "lag"
+    return "pad_size"
+
+
+@dataclass(frozen=True)
+class FrontierFit:
+    """The D50 fit of one group (a setting of every varied factor but the distance)."""
+
+    group: dict
+    distance: str
+    points: pd.DataFrame          # per distance: k, n, rate, low, high (Wilson)
+    fit: E.D50Fit | None          # None when the group has no run with an outcome
+
+
+def frontier_fits(outcomes: pd.DataFrame, varying: Sequence[str], *, n_boot: int = 1000) -> list[FrontierFit]:
+    """Per cell × layernorm × every other varied factor: the success rate at each distance and
+    `fit_d50` of reaching the target against distance (distance: `distance_column`)."""
+    dist = distance_column(outcomes)
+    if dist not in outcomes.columns:
+        return []
+    by = [k for k in ("cell", "layernorm") if k in outcomes.columns]
+    by += [k for k in varying if k not in (*by, dist)]
+    known = outcomes[outcomes["reached"].notna() & outcomes[dist].notna()]
+    out = []
+    for key, g in (known.groupby(by, dropna=False, sort=False) if len(known) else []):
+        group = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        points = E.success_summary(g, [dist], "reached")
+        fit = E.fit_d50(g[dist].to_numpy(float), g["reached"].to_numpy(float) == 1.0, n_boot=n_boot, rng=0)
+        out.append(FrontierFit(group, dist, points, fit))
+    return sorted(out, key=lambda f: tuple(_level_key(v) for v in f.group.values()))
+
+
+def _level_key(v: object) -> tuple:
+    """Numbers ascending, then names in registry order (rnn, lstm, gru; none, output, recurrent)."""
+    return (0, v, 0, "") if isinstance(v, (int, float, np.number)) else (1, 0, level_rank(v), str(v))
+
+
+# ----------------------------------------------------------------------------- vanishing ratios
+
+def ratio_summaries(runs: pd.DataFrame, by: Sequence[str], cols: Sequence[str]) -> pd.DataFrame:
+    """Per group of `by`, for each log10-ratio column: `log_ratio_summary` (mean over the finite
+    values, and how many runs underflowed to -inf), flattened as `<col>_<field>`."""
+    rows = []
+    for key, g in runs.groupby(list(by), dropna=False, sort=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for c in cols:
+            v = pd.to_numeric(g[c], errors="coerce").to_numpy(float) if c in g else np.full(len(g), np.nan)
+            row.update({f"{c}_{k}": x for k, x in E.log_ratio_summary(v).items()})
+        rows.append(row)
+    return sort_configs(pd.DataFrame(rows), by) if rows else pd.DataFrame()
+
+
+def ratio_text(s: pd.Series | dict, col: str) -> str:
+    """'10^-4.6' for a mean over all runs; with underflow, '10^-4.6 in 1 of 2 runs, below 1e-38
+    (underflow) in 1 of 2'; 'not recorded' when no run recorded it."""
+    n, under, finite = int(s[f"{col}_n"]), int(s[f"{col}_underflow"]), int(s[f"{col}_n_finite"])
+    recorded = n - int(s[f"{col}_missing"])
+    if recorded == 0:
+        return "not recorded"
+    parts = []
+    if finite:
+        mean = f"10^{s[f'{col}_mean']:.1f}"
+        parts.append(mean if finite == recorded else f"{mean} in {finite} of {recorded} runs")
+    if under:
+        parts.append(f"{UNDERFLOW_TEXT} in {under} of {recorded} runs")
+    over = int(s[f"{col}_overflow"])
+    if over:
+        parts.append(f"undefined (zero gradient at the read-out) in {over} of {recorded} runs")
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- provenance
+
+def machine_kinds(runs: pd.DataFrame) -> pd.Series:
+    """Each run's kind of machine and kernel set, as one string from the provenance columns it
+    has ('' when it has none). Missing values read '?'."""
+    cols = [c for c in PROVENANCE_COLUMNS if c in runs.columns]
+    if not cols:
+        return pd.Series("", index=runs.index, dtype=object)
+    vals = runs[cols].astype(object).where(runs[cols].notna(), "?").astype(str)
+    return vals.apply(lambda r: "; ".join(f"{c}={v}" for c, v in r.items() if v != "?") or "", axis=1)
+
+
+def mixed_machines(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The configurations whose runs come from more than one kind of machine: keys, `kinds` (the
+    distinct kinds), `differ` (the provenance columns with more than one recorded value) and `runs`.
+    Only recorded values count: a run that lacks a column (older results) differs from none."""
+    cols = [c for c in PROVENANCE_COLUMNS if c in runs.columns]
+    out_cols = [*keys, "kinds", "differ", "runs"]
+    if runs.empty or not cols:
+        return pd.DataFrame(columns=out_cols)
+    d = runs.assign(_kind=machine_kinds(runs))
+    rows = []
+    for key, g in d.groupby(list(keys), dropna=False, sort=True):
+        differ = [c for c in cols if g[c].nunique(dropna=True) > 1]
+        if differ:
+            rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                         "kinds": sorted(set(g["_kind"]) - {""}), "differ": differ, "runs": len(g)})
+    return pd.DataFrame(rows, columns=out_cols)
+
+
+def cell_name(cell: object) -> str:
+    """'the RNN', 'the LSTM', 'the GRU' (other names as given)."""
+    return f"the {str(cell).upper()}" if str(cell) in ("rnn", "lstm", "gru") else str(cell)
+
+
+def ordered_groups(fits: Sequence[FrontierFit]) -> list[tuple[object, list[FrontierFit]]]:
+    """The fits grouped by cell, cells in registry order."""
+    cells = ordered_levels(pd.Series([f.group.get("cell") for f in fits]))
+    return [(c, [f for f in fits if f.group.get("cell") == c]) for c in cells]
+
+
+def finite_or_nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)

@@ -1,0 +1,248 @@
+"""The report's markdown tables, one function per section; each reads `ReportData` only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from harness.report import outcomes as O
+from harness.report.findings import d50_text, describe, verdict
+from harness.report.fmt import fmt_setting, fmt_value, interval, pct, points
+
+if TYPE_CHECKING:
+    from harness.report import ReportData
+
+ADAPTIVE_FILE = "adaptive.json"   # written by the adaptive-seeds runner: {config key: {seeds, reason}}
+
+
+def md_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_(no rows)_\n"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown(data: ReportData, table: pd.DataFrame) -> list[str]:
+    return data.varying or [k for k in ("cell", "layernorm") if k in table.columns]
+
+
+def _steps(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:g}"
+
+
+# ----------------------------------------------------------------------------- success
+
+def success_markdown(data: ReportData) -> str:
+    """Per configuration: k of n runs reached the target, the rate with its Wilson interval, the
+    Kaplan-Meier median steps to target with its interval, and the runs' budgets."""
+    s = data.success
+    if s.empty:
+        return "_(no trial has results yet)_\n"
+    rows = []
+    for _, r in s.iterrows():
+        budget = (_steps(r["last_min"]) if r["last_min"] == r["last_max"]
+                  else f"{_steps(r['last_min'])}–{_steps(r['last_max'])}")
+        rows.append({**{k: fmt_value(r[k]) for k in _shown(data, s)}, "reached": f"{int(r['k'])} of {int(r['n'])}",
+                     "rate [95% Wilson]": f"{pct(r['rate'], 0)} {interval(r['low'], r['high'], lambda v: pct(v, 0))}"
+                     if r["n"] else "—",
+                     "median steps to target [95% CI]": _median_text(r),
+                     "last evaluated step": budget, "no outcome (failed)": int(r["missing"])})
+    return md_table(pd.DataFrame(rows))
+
+
+def _median_text(r: pd.Series) -> str:
+    if r["n"] == 0:
+        return "—"
+    if math.isnan(r["median"]):
+        return f"not reached by half the runs ({int(r['k'])} of {int(r['n'])})"
+    low = "open" if math.isnan(r["median_low"]) else _steps(r["median_low"])
+    high = f"> {_steps(r['last_max'])}" if math.isnan(r["median_high"]) else _steps(r["median_high"])
+    return f"{_steps(r['median'])} [{low}, {high}]"
+
+
+# ----------------------------------------------------------------------------- frontier
+
+_KIND = {"fit": "logistic fit, bootstrap interval", "separated": "bracket (outcomes split perfectly)",
+         "all_reached": "every run reached the target", "none_reached": "no run reached the target",
+         "no_decline": "success does not fall with distance", "one_distance": "one distance only"}
+
+
+def frontier_markdown(data: ReportData) -> str:
+    """Per group: successes per distance, D50 and what kind of statement it is."""
+    if not data.fits:
+        return "_(no run has an outcome yet)_\n"
+    rows = []
+    for f in data.fits:
+        dist = f.distance
+        per = ", ".join(f"{int(p['k'])}/{int(p['n'])} at {fmt_value(p[dist])}" for _, p in f.points.iterrows())
+        kind = _KIND.get(f.fit.status, f.fit.status) if f.fit else "—"
+        if f.fit is not None and f.fit.n_boot_undefined:
+            kind += f"; {f.fit.n_boot_undefined} resamples without a D50 widen it"
+        rows.append({**{k: fmt_value(v) for k, v in f.group.items()}, f"reached per {dist}": per,
+                     "D50 (stops learning)": d50_text(f.fit, [float(x) for x in f.points[dist]]).split(" (")[0],
+                     "kind": kind})
+    return md_table(pd.DataFrame(rows))
+
+
+# ----------------------------------------------------------------------------- effects
+
+def effects_markdown(data: ReportData) -> str:
+    """Every effect row with its corrected interval, level, adjusted p-value and decision."""
+    if not data.effects:
+        return ("_No factor varies with matched pairs in these results, so there are no paired effects._\n"
+                if len(data.runs) else "_(no trial has results yet)_\n")
+    rows = []
+    for e in data.effects:
+        d = e.decision
+        fmt = points if e.measure == "acc" else (lambda x: f"{x:+.0f}")
+        rows.append({"factor": e.factor, "comparison": f"{fmt_value(e.level)} − {fmt_value(e.baseline)}",
+                     "within": e.within,
+                     "measure": "test acc (points)" if e.measure == "acc" else f"steps to target (RMST, τ={e.tau:g})",
+                     "seeds (pairs)": f"{e.seeds} ({e.pairs})",
+                     "Δ [corrected CI]": f"{fmt(d.mean)} {interval(d.low, d.high, fmt)}",
+                     "level": f"{100 * d.confidence:.2f}%",
+                     "p (Holm)": "n/a" if math.isnan(d.p_adjusted) else f"{d.p_adjusted:.3g}",
+                     "decision": verdict(e)})
+    return md_table(pd.DataFrame(rows))
+
+
+# ----------------------------------------------------------------------------- accuracy (secondary)
+
+def _acc_text(r: pd.Series) -> str:
+    n = int(r["acc_n"])
+    if n == 0:
+        return "—"
+    if n == 1:
+        return f"{pct(r['acc_mean'])} (one run)"
+    if n == 2:
+        return f"{pct(r['acc_min'])}, {pct(r['acc_max'])}"
+    centre = f"IQM {pct(r['acc_iqm'])}" if not math.isnan(r["acc_iqm"]) else f"mean {pct(r['acc_mean'])}"
+    return f"{centre} (min {pct(r['acc_min'])}, max {pct(r['acc_max'])}, {n} runs)"
+
+
+def summary_markdown(data: ReportData) -> str:
+    s = data.summary
+    if s.empty:
+        return "_(no trial has results yet)_\n"
+    rows = []
+    for _, r in s.iterrows():
+        rows.append({**{k: fmt_value(r[k]) for k in _shown(data, s)}, "runs": int(r["runs"]),
+                     "complete": int(r["complete"]), "diverged": int(r["diverged"]), "failed": int(r["failed"]),
+                     "pruned": int(r["pruned"]), "test acc": _acc_text(r),
+                     "samples/s": "—" if math.isnan(r["samples_per_s"]) else f"{r['samples_per_s']:.0f}"})
+    shown = _shown(data, s)
+    fixed = [k for k in data.keys if k not in shown and k in data.runs.columns and data.runs[k].notna().any()]
+    head = ""
+    if fixed:
+        head = "Fixed in these results: " + ", ".join(
+            fmt_setting(k, data.runs[k].dropna().iloc[0]) for k in fixed) + ".\n\n"
+    return head + md_table(pd.DataFrame(rows))
+
+
+# ----------------------------------------------------------------------------- adaptive seeds
+
+def read_adaptive(d: Path) -> dict | None:
+    """DIR/adaptive.json, written by the adaptive-seeds runner, or None when absent or unreadable.
+    Its `per_configuration` list ({factors, seeds, finished, reached, state, reason}), `trials` and
+    `effects` are shown; a plain {config key: {seeds, reason}} mapping is read too."""
+    path = d / ADAPTIVE_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _adaptive_rows(info: dict) -> list[dict]:
+    """One row per configuration, from either form of adaptive.json."""
+    if isinstance(info.get("per_configuration"), list):
+        return [{"configuration": " ".join(f"{k}={fmt_value(v)}" for k, v in (c.get("factors") or {}).items()),
+                 "seeds": c.get("seeds", "?"), "reached": c.get("reached", "?"), "state": c.get("state", "?"),
+                 "why it stopped": c.get("reason", "?")}
+                for c in info["per_configuration"] if isinstance(c, dict)]
+    return [{"configuration": str(k), "seeds": v.get("seeds", "?"), "why it stopped": v.get("reason", "?")}
+            for k, v in info.items() if isinstance(v, dict)]
+
+
+def adaptive_markdown(data: ReportData) -> str:
+    """How many seeds each configuration got and why the runner stopped adding seeds."""
+    info = data.adaptive
+    if not info:
+        return ""
+    head = f"Seeds were added per configuration only while its outcome was undecided (`{ADAPTIVE_FILE}`)"
+    t = info.get("trials")
+    if isinstance(t, dict) and t.get("max"):
+        head += (f"; {t.get('needed', '?')} trials were needed of the {t['max']} that "
+                 f"{info.get('max_seeds', 'max_seeds')} seeds everywhere would take")
+    out = head + ".\n\n" + md_table(pd.DataFrame(_adaptive_rows(info)))
+    effects = [e for e in info.get("effects") or [] if isinstance(e, dict)]
+    if effects:
+        out += "\nRequested effects:\n\n" + md_table(pd.DataFrame(
+            [{"effect": f"{e.get('factor')} {e.get('level')} vs {e.get('baseline')}", "seeds": e.get("seeds", "?"),
+              "state": e.get("state", "?")} for e in effects]))
+    return out
+
+
+# ----------------------------------------------------------------------------- provenance
+
+def machines_markdown(data: ReportData) -> list[str]:
+    """Lines: the kinds of machine and kernel set the runs came from, which provenance columns are
+    missing, and a warning per configuration whose runs mix kinds."""
+    r = data.runs
+    missing = [c for c in O.PROVENANCE_COLUMNS if c not in r.columns or r[c].isna().all()]
+    kinds = O.machine_kinds(r).replace("", "not recorded").value_counts()
+    lines = ["- Machines and kernel sets: " + "; ".join(f"{n} run{'s' if n != 1 else ''} on `{k}`"
+                                                       for k, n in kinds.items())]
+    if missing:
+        lines.append(f"- Not recorded in these results (older runs): {', '.join(f'`{c}`' for c in missing)}")
+    for _, m in data.mixed.iterrows():
+        lines.append(f"- **Warning**: the {m['runs']} runs of {describe(m, data.keys)} come from "
+                     f"{len(m['kinds'])} kinds of machine: " + " | ".join(f"`{k}`" for k in m["kinds"]))
+    return lines
+
+
+def provenance_markdown(data: ReportData) -> str:
+    r = data.runs
+    lines = []
+
+    def values(col: str) -> str:
+        if col not in r.columns or r[col].dropna().empty:
+            return "not recorded"
+        v = [str(x) for x in pd.unique(r[col].dropna())]
+        return ", ".join(f"`{x}`" for x in v[:6]) + (f" and {len(v) - 6} more" if len(v) > 6 else "")
+
+    lines.append(f"- Results directory: `{data.dir}`")
+    if data.cfg is not None:
+        source = f" (config from `{data.cfg.source}`)" if data.cfg.source else ""
+        lines.append(f"- Experiment: `{data.cfg.name}`{source}")
+    lines.append(f"- Git commit: {values('git_commit')}")
+    lines.append(f"- Device: {values('device')}; torch {values('torch_version')}")
+    lines += machines_markdown(data)
+    if "worker" in r.columns:
+        hosts = pd.unique(r["worker"].dropna().astype(str).str.split(":").str[0])
+        lines.append(f"- Hosts: {', '.join(f'`{h}`' for h in hosts) or 'not recorded'}")
+    if "started_at" in r.columns and r["started_at"].notna().any():
+        started = pd.to_datetime(r["started_at"], errors="coerce", utc=True).dropna()
+        if len(started):
+            lines.append(f"- Ran: first trial started {started.min():%Y-%m-%d %H:%M} UTC, last started "
+                         f"{started.max():%Y-%m-%d %H:%M} UTC")
+    if "wall_s" in r.columns and r["wall_s"].notna().any():
+        lines.append(f"- Trial time: {r['wall_s'].sum() / 60:.1f} min in total over {len(r)} trials")
+    lines.append(f"- Report written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    out = "\n".join(lines) + "\n"
+    if data.config_text:
+        out += ("\n<details><summary>config.yaml (the resolved config, as run)</summary>\n\n```yaml\n"
+                + data.config_text.rstrip() + "\n```\n\n</details>\n")
+    else:
+        out += "\nNo config.yaml in the results directory.\n"
+    return out

@@ -1,0 +1,104 @@
+"""Paired effects with the seed as the unit: per-seed averaging over the other factors, restricted
+times to target, Holm correction over the whole family, and the claim rule (>= 5 seeds)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_tables import grid, results_tables
+
+from harness.report import effects as F
+from harness.report import estimators as E
+from harness.report import outcomes as O
+from harness.report import stats
+
+KEYS = ["cell", "layernorm", "pad_size", "lr"]
+
+
+def _outcomes(points, acc_noise: float = 0.0, seed: int = 0, statuses: dict | None = None):
+    t = results_tables(points, statuses)
+    runs = stats.prepare_runs(t["runs"])
+    if acc_noise:
+        runs["test_acc"] += np.random.default_rng(seed).normal(0.0, acc_noise, len(runs))
+    return O.run_outcomes(runs, t["curves"])
+
+
+def _row(rows, factor, within="all", measure="acc"):
+    return next(r for r in rows if r.factor == factor and r.within == within and r.measure == measure)
+
+
+def test_one_value_per_seed_averaged_over_the_other_factors():
+    out = _outcomes(grid(lns=("none", "output"), pads=(8, 16), seeds=(0, 1, 2)))
+    rows = F.effect_rows(out, KEYS)
+    ln = _row(rows, "layernorm")
+    assert ln.seeds == 3 and ln.pairs == 12 and ln.strata == 4
+    assert ln.diffs == pytest.approx([0.02, 0.02, 0.02])        # report_tables: LN output adds 2 points
+    cell = _row(rows, "cell")
+    # lstm 0.8 vs rnn max(0.25, 0.6 - 0.02 pad): +0.36 at pad 8, +0.52 at pad 16; averaged per seed
+    assert cell.diffs == pytest.approx([0.44, 0.44, 0.44])
+
+
+def test_restricted_time_rows_count_who_reached_the_target():
+    out = _outcomes(grid(lns=("none",), pads=(8, 16), seeds=(0, 1)))
+    cell = _row(F.effect_rows(out, KEYS), "cell", measure="time")
+    # pad 8: rnn 30, lstm 20 steps; pad 16: rnn never (censored at 40), lstm 20. tau = 40.
+    assert cell.tau == 40
+    assert cell.diffs == pytest.approx([((20 - 30) + (20 - 40)) / 2] * 2)
+    assert cell.reached == (2, 2, 0, 0)                          # both / only lstm / only rnn / neither
+
+
+def test_no_time_row_when_no_run_reached_the_target():
+    out = _outcomes(grid(cells=("rnn",), lns=("none", "output"), pads=(32,), seeds=(0, 1)))
+    rows = F.effect_rows(out, KEYS)
+    assert [r.measure for r in rows] == ["acc"]
+
+
+def test_diverged_pair_is_left_out_of_accuracy_but_counted():
+    points = grid(lns=("none",), pads=(8,), seeds=(0, 1, 2))
+    out = _outcomes(points, statuses={points[4]: "diverged"})           # lstm seed 1
+    cell = _row(F.effect_rows(out, KEYS), "cell")
+    assert cell.seeds == 2 and cell.left_out == 1 and cell.pairs == 3
+
+
+def test_holm_family_covers_every_row_of_both_measures():
+    out = _outcomes(grid(pads=(8, 16), seeds=(0, 1, 2, 3, 4, 5)), acc_noise=0.01)
+    rows = F.compute_effects(out, KEYS)
+    assert {r.measure for r in rows} == {"acc", "time"}
+    p = np.array([E.paired_t_pvalue(r.diffs) for r in rows])
+    assert [r.decision.confidence for r in rows] == pytest.approx(list(E.holm_levels(p)))
+    for r in rows:                                               # the printed interval is the corrected t interval
+        _, lo, hi, _ = E.paired_t_interval(r.diffs, r.decision.confidence)
+        assert (r.decision.low, r.decision.high) == pytest.approx((lo, hi))
+
+
+def test_two_seeds_never_claim_and_say_how_many_would_decide():
+    out = _outcomes(grid(pads=(8, 16), seeds=(0, 1)), acc_noise=0.02)
+    rows = F.compute_effects(out, KEYS)
+    assert rows and not any(r.decision.claimed for r in rows)
+    cell = _row(rows, "cell")
+    assert cell.decision.pairs_suggested is not None and cell.decision.pairs_suggested >= E.MIN_PAIRS
+    assert F.seeds_to_decide(rows) >= E.MIN_PAIRS
+
+
+def test_six_seeds_with_a_clear_effect_are_claimed():
+    out = _outcomes(grid(lns=("none", "output"), pads=(8,), seeds=tuple(range(6))), acc_noise=0.01, seed=3)
+    rows = F.compute_effects(out, KEYS)
+    cell = _row(rows, "cell")
+    assert cell.seeds == 6 and cell.decision.claimed and cell.decision.direction == 1
+    assert cell.decision.low > 0.3 and cell.decision.high < 0.42
+
+
+def test_matched_keeps_the_latest_duplicate():
+    out = _outcomes(grid(cells=("rnn", "lstm"), lns=("none",), pads=(8,), seeds=(0,)))
+    dup = out[out["cell"] == "lstm"].assign(test_acc=0.1, started_at=pd.Timestamp("2027-01-01", tz="UTC"))
+    both = pd.concat([out, dup], ignore_index=True)
+    p = F.matched(both, "cell", "rnn", "lstm", ["layernorm", "pad_size", "lr", "seed"])
+    assert len(p) == 1 and p["acc_b"].iloc[0] == 0.1
+
+
+def test_holm_note_names_the_levels():
+    out = _outcomes(grid(pads=(8,), seeds=(0, 1, 2)), acc_noise=0.01)
+    rows = F.compute_effects(out, KEYS)
+    assert F.holm_note(rows).startswith(f"{len(rows)} rows corrected together (Holm)")
+    assert math.isclose(max(r.decision.confidence for r in rows), 1 - 0.05 / len(rows))  # the strictest
