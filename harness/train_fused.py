@@ -38,7 +38,7 @@ from harness.models.fused import (
     probe_grads,
 )
 from harness.records import TrialRecorder
-from harness.train import Seeds, device_label, settings_columns
+from harness.train import Seeds, device_label, provenance, settings_columns
 
 __all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "fuse_size", "fusable_key", "group_specs", "run_fused"]
 
@@ -465,7 +465,7 @@ class _FusedRun:
                 "vanishing_ratio_final": t.vanishing.get("final"),
                 "wall_s": wall_s, "train_s": t.train_s, "eval_s": self.eval_s, "probe_s": self.probe_s,
                 "samples_per_s": t.samples_seen / t.train_s if t.train_s > 0 else None,
-                "device": device_label(self.device), "torch_version": torch.__version__,
+                "device": device_label(self.device), "torch_version": torch.__version__, **provenance(self.device),
                 "started_at": self.started_at, "dataset": data.name, "data_id": data.data_id,
             }
             t.recorder.set_run(**settings_columns(t.spec), **row)
