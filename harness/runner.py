@@ -274,6 +274,19 @@ def _wait_while(busy: Any, monitor: Any) -> None:
         time.sleep(1.0)
 
 
+def _remove_empty(out_dir: Path) -> None:
+    """Remove out_dir if it holds nothing but empty folders (what a failed plan may leave)."""
+    for d in sorted((p for p in out_dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:
+            return
+    try:
+        out_dir.rmdir()
+    except OSError:
+        pass
+
+
 def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage: str | None = None,
         device: str = "auto", threads: int | None = None, progress: bool = True,
         artifacts: str | None = None) -> dict[str, int]:
@@ -285,10 +298,16 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     for d in devices:  # a device that is not there is a usage error, found before any work
         resolve_device(d)
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = make_plan(cfg, out_dir)
-    check_compatible(plan)
-    prepare_data(plan)
+    try:
+        plan = make_plan(cfg, out_dir)
+        check_compatible(plan)
+        prepare_data(plan)
+    except BaseException:
+        if created:  # a failed check leaves no empty results folder behind
+            _remove_empty(out_dir)
+        raise
     write_config(plan)
     write_run_settings(out_dir, RunSettings(storage=storage, artifacts=artifacts))
     store = open_storage(out_dir, storage)

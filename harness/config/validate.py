@@ -32,7 +32,16 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int |
     study = build_study(raw["study"], grid, where) if raw.get("study") is not None else None
     cfg = ExperimentConfig(name=name, grid=grid, study=study, source=source, **sections)
     check_consistency(cfg, where)
+    check_embedding_name(cfg.data.embedding, where)
     return cfg
+
+
+def check_embedding_name(name: str, where: Where) -> None:
+    """data.embedding is 'random' or a relative path inside data.dir: not absolute, no '..', no NUL."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\", "~")) or ".." in parts or "\0" in name or not all(parts):
+        raise ConfigError(f"config key 'data.embedding': {name!r} must be random or the name of an .npz "
+                          f"file inside data.dir (a relative path without '..'){where('data.embedding')}")
 
 
 def build_section(cls: type, raw: Any, prefix: str, where: Where) -> Any:

@@ -87,6 +87,9 @@ def _options(raw: dict, kind: str, name: str, table: dict[str, tuple], where: Wh
             raise ConfigError(f"unknown config key '{key}.{k}'{where(key)}: the {name} {kind} accepts "
                               f"{', '.join(table[name]) or 'no options'}{did_you_mean(k, table[name])}")
         _check_option(f"{key}.{k}", v, OPTION_TYPES[k], where)
+    lo, hi = opts.get("min_resource"), opts.get("max_resource")
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        raise ConfigError(f"config key '{key}.min_resource': {lo} is above max_resource {hi}{where(key)}")
     return dict(opts)
 
 

@@ -29,7 +29,7 @@ from harness.data.thucnews import (
 from harness.files import atomic_path, staged_dir
 from harness.names import SPLITS
 
-__all__ = ["DataError", "Dataset", "EncodedSplit", "prepare", "load", "describe", "encode_texts"]
+__all__ = ["DataError", "Dataset", "EncodedSplit", "check", "identify", "prepare", "load", "describe", "encode_texts"]
 
 
 @dataclass
@@ -52,21 +52,42 @@ class Dataset:
     name: str                  # a short label for the runs table ("synthetic" or the directory name)
 
 
+def identify(cfg: DataConfig) -> str:
+    """The data identity, writing nothing: a hash of the synthetic settings, or of a folder's files."""
+    if cfg.kind == "synthetic":
+        return "synth-" + stable_hash({"synth": dataclasses.asdict(cfg.synth), "version": GENERATOR_VERSION})
+    data_dir = Path(cfg.dir).expanduser()
+    if not data_dir.is_dir():
+        raise DataError(f"data.dir: no such directory: {data_dir}")
+    return "dir-" + content_hash(data_dir, cfg.embedding)
+
+
 def prepare(cfg: DataConfig, cache_dir: str | Path) -> tuple[Path, str]:
     """(directory of the text files, data identity). Writes the synthetic set on first use."""
-    cache_dir = Path(cache_dir)
+    data_id = identify(cfg)
     if cfg.kind == "synthetic":
-        data_id = "synth-" + stable_hash({"synth": dataclasses.asdict(cfg.synth),
-                                          "version": GENERATOR_VERSION})
-        data_dir = cache_dir / data_id
+        data_dir = Path(cache_dir) / data_id
         if not (data_dir / "class.txt").is_file():
             with staged_dir(data_dir) as tmp:  # another worker may win the race; its copy is identical
                 write_synthetic(tmp, cfg.synth)
         return data_dir, data_id
+    return Path(cfg.dir).expanduser(), data_id
+
+
+def check(cfg: DataConfig) -> int | None:
+    """Read and check a data folder as `load` does, writing nothing (for a dry run). Returns the
+    pretrained embeddings' width (None for random embeddings or synthetic data)."""
+    if cfg.kind == "synthetic":
+        return None
     data_dir = Path(cfg.dir).expanduser()
-    if not data_dir.is_dir():
-        raise DataError(f"data.dir: no such directory: {data_dir}")
-    return data_dir, "dir-" + content_hash(data_dir, cfg.embedding)
+    n_classes = len(read_classes(data_dir))
+    splits = {s: read_split(data_dir / f"{s}.txt", n_classes) for s in SPLITS}
+    if cfg.embedding == "random":
+        if (data_dir / "vocab.pkl").is_file():
+            load_vocab_pickle(data_dir / "vocab.pkl")
+        return None
+    vocab = _vocab(cfg, data_dir, [t for t, _ in splits["train"]])
+    return int(load_embeddings(data_dir / cfg.embedding, len(vocab)).shape[1])
 
 
 def encode_texts(texts: list[str], vocab: dict[str, int], tokenizer_name: str, pad_size: int
