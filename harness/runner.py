@@ -274,17 +274,17 @@ def _wait_while(busy: Any, monitor: Any) -> None:
         time.sleep(1.0)
 
 
-def _remove_empty(out_dir: Path) -> None:
-    """Remove out_dir if it holds nothing but empty folders (what a failed plan may leave)."""
-    for d in sorted((p for p in out_dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the folders this call created (deepest first) while they hold nothing but empty
+    folders (what a failed plan may leave)."""
+    if not created:
+        return
+    inner = sorted((p for p in created[0].rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    for d in [*inner, *created]:
         try:
             d.rmdir()
         except OSError:
             return
-    try:
-        out_dir.rmdir()
-    except OSError:
-        pass
 
 
 def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage: str | None = None,
@@ -298,15 +298,14 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     for d in devices:  # a device that is not there is a usage error, found before any work
         resolve_device(d)
     out_dir = Path(out_dir)
-    created = not out_dir.exists()
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         plan = make_plan(cfg, out_dir)
         check_compatible(plan)
         prepare_data(plan)
     except BaseException:
-        if created:  # a failed check leaves no empty results folder behind
-            _remove_empty(out_dir)
+        _remove_empty(created)  # a failed check leaves no empty results folder behind
         raise
     write_config(plan)
     write_run_settings(out_dir, RunSettings(storage=storage, artifacts=artifacts))

@@ -203,7 +203,7 @@ def test_any_set_override_is_applied_or_refused_cleanly(sets: list[str],
                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
     work = tmp_path_factory.mktemp("set")
     write_cfg(work, base_raw())
-    dry_run_contract(work, [a for s in sets for a in ("--set", s)])
+    dry_run_contract(work, [f"--set={s}" for s in sets])  # = : a value may start with a dash
 
 
 GOOD_LINE = st.builds(lambda t, y: f"{t}\t{y}", st.text(st.characters(blacklist_characters="\t\n\r"), min_size=1,
@@ -513,8 +513,10 @@ def test_a_failed_data_check_leaves_no_results_folder(tmp_path: Path) -> None:
     out = tmp_path / "results" / "x"
     msg = refused(["run", str(path), "--out", str(out), "--quiet", "--set", "run.threads=1"])
     assert "train.txt, line 2" in msg
-    assert not out.exists()
-    assert (tmp_path / "results").exists()  # only the folder this call created is removed
+    assert not (tmp_path / "results").exists()  # nor the parent folder the call created
+    (tmp_path / "results" / "other").mkdir(parents=True)
+    refused(["run", str(path), "--out", str(out), "--quiet", "--set", "run.threads=1"])
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["other"]
 
 
 # ----------------------------------------------------------------------------- issue 13 habits

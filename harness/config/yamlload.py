@@ -93,8 +93,11 @@ def _walk_keys(root: yaml.Node, what: str) -> dict[str, int]:
 
 
 def _yaml_error(what: str, e: yaml.YAMLError) -> ConfigError:
+    if isinstance(e, yaml.reader.ReaderError):
+        return ConfigError(f"{what}: not valid YAML: character #x{e.character:04x} at position {e.position} "
+                           f"({e.reason})")
     mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or str(e)
+    problem = " ".join((getattr(e, "problem", None) or str(e)).split())
     where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return ConfigError(f"{what}{where}: not valid YAML: {problem}")
 
@@ -102,7 +105,10 @@ def _yaml_error(what: str, e: yaml.YAMLError) -> ConfigError:
 def load_yaml(text: str, what: str) -> tuple[Any, dict[str, int]]:
     """(the document as plain data, dotted key -> line). `what` names the source in messages
     ("config file configs/x.yaml", "--set 'k=v'"). Raises ConfigError for invalid or hostile YAML."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as e:
+        raise _yaml_error(what, e) from None
     try:
         root = loader.get_single_node()
         if root is None:
