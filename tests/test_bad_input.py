@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import harness.plan
 from harness.cli import main
 from harness.config import PRUNER_OPTIONS, PRUNERS, SAMPLER_OPTIONS, SAMPLERS, SECTIONS, ConfigError, load_config
-from harness.config.fields import field_info
+from harness.config.fields import base_type, field_info, lookup_field
 from harness.config.yamlload import MAX_ALIAS_NODES
 
 EXAMPLES = int(os.environ.get("HARNESS_HYPOTHESIS_EXAMPLES", "40"))
@@ -151,13 +151,43 @@ def study_sections(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
+def plausible(draw: st.DrawFn) -> tuple[str, Any]:
+    """A key with a value of its own type, mostly in its allowed set or range."""
+    key = draw(st.sampled_from([k for k in LEAF_KEYS if not k.startswith(("data.kind", "data.dir", "run."))]))
+    tp, meta = lookup_field(key)
+    tp = base_type(tp)
+    lo = meta.get("min") if meta.get("min") is not None else 0
+    if meta.get("choices"):
+        value = draw(st.sampled_from(meta["choices"]))
+    elif tp is bool:
+        value = draw(st.booleans())
+    elif tp is int:
+        value = draw(st.integers(int(lo), int(lo) + 4))
+    elif tp is float:
+        value = draw(st.floats(float(lo), float(meta.get("max") if meta.get("max") is not None else lo + 2)))
+    else:
+        value = draw(st.sampled_from(["random", "x"]))
+    if draw(st.booleans()) and key.split(".")[0] in ("model", "train") and key not in ("train.max_steps",):
+        return f"grid.{key}", [value]
+    return key, value
+
+
+VALID_STUDY = st.fixed_dictionaries({
+    "sampler": st.sampled_from(["tpe", "random", "qmc"]), "pruner": st.sampled_from(["none", "median"]),
+    "n_trials": st.integers(1, 3), "params": st.just({"lr": {"type": "float", "low": 1e-4, "high": 1e-2}}),
+    "per": st.just(["cell"])})
+
+
+@st.composite
 def configs(draw: st.DrawFn) -> dict[str, Any]:
-    """The base config with a few keys set to arbitrary values (and maybe a study)."""
+    """The base config with a few keys set to plausible or arbitrary values (and maybe a study)."""
     raw = base_raw()
-    for key, value in draw(st.lists(st.tuples(any_key, values), max_size=3)):
+    pairs = st.one_of(plausible(), plausible(), st.tuples(any_key, values))
+    for key, value in draw(st.lists(pairs, max_size=3)):
         _set(raw, key, value)
-    if draw(st.booleans()):
-        raw["study"] = draw(study_sections())
+    study = draw(st.sampled_from(["none", "none", "valid", "random"]))
+    if study != "none":
+        raw["study"] = draw(VALID_STUDY if study == "valid" else study_sections())
     return raw
 
 
@@ -188,6 +218,8 @@ def test_any_config_is_run_or_refused_cleanly(raw: Any, tmp_path_factory: pytest
 
 
 set_texts = st.one_of(
+    st.builds(lambda kv: f"{kv[0]}={json.dumps(kv[1])}", plausible()),
+    st.builds(lambda kv: f"{kv[0]}={json.dumps(kv[1])}", plausible()),
     st.builds(lambda k, v: f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}",
               any_key, values),
     st.builds(lambda k, t: f"{k}={t}", any_key, st.one_of(st.text(max_size=20), st.sampled_from(SPECIAL_TEXT))),
