@@ -11,36 +11,49 @@ from pathlib import Path
 from harness.config import ConfigError, SynthConfig, apply_overrides, config_from_dict, load_config
 
 
+def _print_dry_run(doc: dict, workers: int) -> None:
+    """The dry run as text: one line per trial (or per search study), then the totals."""
+    for t in doc["trials"]:
+        factors = " ".join(f"{k}={v}" for k, v in t["factors"].items())
+        steps = t["budget"]["max_steps"]
+        print(f"{t['trial_id']}  {'done   ' if t['done'] else 'to run '} {factors}  "
+              f"steps<={steps if steps is not None else '?'}")
+    for st in doc.get("studies", []):
+        fixed = " ".join(f"{k}={v}" for k, v in st["fixed"].items())
+        steps = st["budget"]["max_steps"]
+        print(f"{st['study']} × {st['trials']} sampled trials  to run  {fixed}  "
+              f"steps<={steps if steps is not None else '?'}")
+    tot = doc["totals"]
+    n = sum(st["trials"] for st in doc["studies"]) if "studies" in doc else tot["trials"]
+    reruns = " (then each study's best setting re-run once per seed)" if tot["reruns_after_search"] else ""
+    print(f"{n} trials{reruns}, {tot['done']} already done in {doc['out']}; at most {tot['max_steps']} training "
+          f"steps to run with {workers} worker(s) on {doc['device']}")
+    if "adaptive" in doc:
+        a = doc["adaptive"]
+        print(f"adaptive seeds: between {a['min_trials']} and {a['max_trials']} trials in all ({a['min_seeds']} to "
+              f"{a['max_seeds']} seeds per configuration); listed: the {n} needed so far")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.plan import check_size
+
     cfg = load_config(args.config, args.set)
     out = Path(args.out or Path("results") / cfg.name)
     workers = args.workers or cfg.run.workers
     device = args.device or cfg.run.device
     storage = args.storage or cfg.run.storage
+    check_size(cfg, args.yes)  # before any work: counting needs no expansion
     if args.dry_run:
         from harness.plan import dry_run
 
-        rows = dry_run(cfg, out)
-        n = sum(r.get("trials", 1) for r in rows)
-        done = sum(r["done"] for r in rows)
-        steps = sum((r["max_steps"] or 0) * r.get("trials", 1) for r in rows if not r["done"])
-        for r in rows:
-            factors = " ".join(f"{k}={v}" for k, v in r.items()
-                               if k not in ("trial_id", "max_steps", "done", "trials"))
-            print(f"{r['trial_id']}  {'done   ' if r['done'] else 'to run '} {factors}  "
-                  f"steps<={r['max_steps'] if r['max_steps'] is not None else '?'}")
-        reruns = ""
-        if cfg.study is not None and cfg.study.rerun_best:
-            reruns = " (then each study's best setting re-run once per seed)"
-        print(f"{n} trials{reruns}, {done} already done in {out}; at most {steps} training steps to run "
-              f"with {workers} worker(s) on {device}")
-        if cfg.adaptive is not None:
-            from harness.adaptive import trial_bounds
-
-            lo, hi = trial_bounds(cfg)
-            print(f"adaptive seeds: between {lo} and {hi} trials in all ({cfg.adaptive.min_seeds} to "
-                  f"{cfg.adaptive.max_seeds} seeds per configuration); listed: the {n} needed so far")
+        doc = dry_run(cfg, out, device=device, yes=args.yes)
+        if args.json:
+            print(json.dumps({**doc, "workers": workers}, indent=2, ensure_ascii=False, default=str))
+        else:
+            _print_dry_run(doc, workers)
         return 0
+    if args.json:
+        raise ConfigError("--json goes with --dry-run (for a finished run: harness status DIR --json)")
     from harness import runner  # imports torch: only for a real run
 
     try:
@@ -217,11 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", help="Optuna storage URL (default: DIR/optuna.journal)")
     r.add_argument("--device", help="auto | cpu | cuda | cuda:K | cuda:0,cuda:1 (default: run.device)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set model.hidden_size=64 (repeatable)")
+                   help="override a config key, e.g. --set model.hidden_size=64 or "
+                        "--set 'grid.model.forget_bias=[0,3]'; --set ~KEY removes a key or grid axis (repeatable)")
     r.add_argument("--artifacts", metavar="DIR",
                    help="also store each trial's shards in this Optuna artifact store (a shared path), so "
                         "workers that do not share the results folder still reach the report")
-    r.add_argument("--dry-run", action="store_true", help="list the trials and their cost; run nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="list the trials and their cost, making the run's checks; write nothing")
+    r.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON document "
+                                                       "(trials with ids, factors, done, budget; totals)")
+    r.add_argument("--yes", action="store_true",
+                   help="plan and run more than 100000 trials (otherwise refused before any work)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
 

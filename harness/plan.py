@@ -7,6 +7,7 @@ so `harness status`, `harness report` and `--dry-run` stay light.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,46 @@ def cache_dir(out_dir: Path) -> Path:
     return out_dir / "cache"
 
 
-def make_plan(cfg: ExperimentConfig, out_dir: str | Path) -> Plan:
-    """Locate/synthesise the data, expand the grid. Raises DataError/ConfigError before training."""
+MAX_TRIALS = 100_000  # a run (or dry run) of more trials than this needs --yes
+
+
+def count_trials(cfg: ExperimentConfig) -> int:
+    """Trials the run will have when finished, counted without expanding the grid: the product of
+    the axis lengths, or per study its n_trials plus (with rerun_best) one re-run per seed."""
+    if cfg.study is None:
+        n = math.prod(len(v) for v in cfg.grid.values())
+        return n * cfg.adaptive.max_seeds if cfg.adaptive is not None else n  # adaptive: at most
+    n_studies = math.prod(len(cfg.grid[a]) for a in cfg.study.per)
+    reruns = len(study_mod.seeds(cfg)) if cfg.study.rerun_best else 0
+    return n_studies * (cfg.study.n_trials + reruns)
+
+
+def check_size(cfg: ExperimentConfig, yes: bool = False) -> int:
+    """The trial count; above MAX_TRIALS a ConfigError unless `yes`. Instant for any grid size."""
+    n = count_trials(cfg)
+    if n > MAX_TRIALS and not yes:
+        key = "grid" if cfg.study is None else "study.n_trials"
+        sizes = " × ".join(f"{short_axis_name(k)} {len(v)}" for k, v in cfg.grid.items())
+        raise ConfigError(f"config key '{key}': {n} trials ({sizes or 'one study'}) is more than {MAX_TRIALS}; "
+                          f"shrink it, or pass --yes to plan and run them all")
+    return n
+
+
+def check_devices(device: str) -> None:
+    """Refuse a device that is not there (as the run does), importing torch only for a CUDA name."""
+    if all(d in ("auto", "cpu") for d in device.split(",")):
+        return
+    from harness.train import resolve_device
+
+    for d in device.split(","):
+        resolve_device(d)
+
+
+def make_plan(cfg: ExperimentConfig, out_dir: str | Path, write: bool = True) -> Plan:
+    """Locate/synthesise the data, expand the grid. Raises DataError/ConfigError before training.
+    With write=False nothing is written (the data is identified, not synthesised)."""
     out_dir = Path(out_dir)
-    _, data_id = data_mod.prepare(cfg.data, cache_dir(out_dir))
+    data_id = data_mod.prepare(cfg.data, cache_dir(out_dir))[1] if write else data_mod.identify(cfg.data)
     if cfg.study is None and cfg.adaptive is not None:
         return _adaptive_plan(cfg, out_dir, data_id)
     if cfg.study is None:
@@ -137,16 +174,23 @@ def prepare_data(plan: Plan) -> dict[tuple[int, int | None], data_mod.Dataset]:
     """Encode the data once per (pad_size, lag) (cached on disk for every worker); validate embeddings."""
     cfg = plan.cfg
     pads, lags = _axis_values(cfg, "data.pad_size"), _axis_values(cfg, "data.lag")
-    dims = {s.model.embed_dim for s in plan.specs} or {cfg.model.embed_dim}
     out = {}
     for pad in sorted(pads):
         for lag in sorted(lags, key=lambda v: -1 if v is None else v):
             ds = data_mod.load(cfg.data, cache_dir(plan.out_dir), pad, lag)
-            if ds.embeddings is not None and dims != {ds.embeddings.shape[1]}:
-                raise ConfigError(f"config key 'model.embed_dim': {sorted(dims)} does not match the "
-                                  f"pretrained embeddings' width {ds.embeddings.shape[1]} ({cfg.data.embedding})")
+            if ds.embeddings is not None:
+                check_embed_dim(plan, ds.embeddings.shape[1])
             out[pad, lag] = ds
     return out
+
+
+
+def check_embed_dim(plan: Plan, width: int) -> None:
+    """Every trial's model.embed_dim must be the pretrained embeddings' width."""
+    dims = {s.model.embed_dim for s in plan.specs} or {plan.cfg.model.embed_dim}
+    if dims != {width}:
+        raise ConfigError(f"config key 'model.embed_dim': {sorted(dims)} does not match the "
+                          f"pretrained embeddings' width {width} ({plan.cfg.data.embedding})")
 
 
 # Settings added after results existed whose null default means what their absence meant.
@@ -203,20 +247,46 @@ def load_results_config(out_dir: str | Path) -> ExperimentConfig:
     return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path))
 
 
-def dry_run(cfg: ExperimentConfig, out_dir: str | Path) -> list[dict[str, Any]]:
-    """The trials the config describes, whether each is done, and a rough cost estimate. With
-    adaptive seeds: the trials needed so far (adaptive.trial_bounds gives the range)."""
-    plan = make_plan(cfg, out_dir)
+def _max_steps(cfg: ExperimentConfig, t: Any) -> int | None:
+    """At most how many steps a trial with train settings `t` takes (None: unknown data size)."""
     n_train = cfg.data.synth.n_train if cfg.data.kind == "synthetic" else None
+    if not n_train:
+        return None
+    s = t.epochs * -(-n_train // t.batch_size)
+    return min(s, t.max_steps) if t.max_steps else s
 
-    def steps(t: Any) -> int | None:
-        if not n_train:
-            return None
-        s = t.epochs * -(-n_train // t.batch_size)
-        return min(s, t.max_steps) if t.max_steps else s
 
+def dry_run(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "auto", yes: bool = False
+            ) -> dict[str, Any]:
+    """What a run would do, writing nothing and refusing what the run would refuse (size, device,
+    data, a changed fixed setting): a document with the trials (id, factors, done, budget) and
+    totals. A study lists its search studies; each study's trials are sampled during the run."""
+    check_size(cfg, yes)
+    check_devices(device)
+    plan = make_plan(cfg, out_dir, write=False)
+    check_compatible(plan)
+    width = data_mod.check(cfg.data)
+    if width is not None:
+        check_embed_dim(plan, width)
+    doc: dict[str, Any] = {"name": cfg.name, "out": str(plan.out_dir), "device": device}
     if cfg.study is not None:
-        return [{"trial_id": f"{s.name} × {cfg.study.n_trials} sampled trials", **s.fixed,
-                 "max_steps": steps(cfg.train), "done": False, "trials": cfg.study.n_trials} for s in plan.studies]
-    return [{"trial_id": spec.trial_id, **spec.factors, "max_steps": steps(spec.train),
-             "done": is_done(plan.out_dir, spec.trial_id)} for spec in plan.specs]
+        budget = _max_steps(cfg, cfg.train)
+        doc["studies"] = [{"study": s.name, "fixed": {short_axis_name(k): v for k, v in s.fixed.items()},
+                           "trials": cfg.study.n_trials, "budget": {"max_steps": budget}} for s in plan.studies]
+        doc["trials"] = []
+        to_run = [(st["trials"], budget) for st in doc["studies"]]
+        done = 0
+    else:
+        doc["trials"] = [{"trial_id": spec.trial_id, "factors": spec.factors,
+                          "done": is_done(plan.out_dir, spec.trial_id),
+                          "budget": {"max_steps": _max_steps(cfg, spec.train)}} for spec in plan.specs]
+        to_run = [(1, t["budget"]["max_steps"]) for t in doc["trials"] if not t["done"]]
+        done = sum(t["done"] for t in doc["trials"])
+    if cfg.adaptive is not None:
+        lo, hi = adaptive_mod.trial_bounds(cfg)
+        doc["adaptive"] = {"min_trials": lo, "max_trials": hi, "min_seeds": cfg.adaptive.min_seeds,
+                           "max_seeds": cfg.adaptive.max_seeds}
+    reruns = cfg.study is not None and cfg.study.rerun_best
+    doc["totals"] = {"trials": plan.total, "done": done, "to_run": plan.total - done,
+                     "max_steps": sum(n * (b or 0) for n, b in to_run), "reruns_after_search": reruns}
+    return doc

@@ -365,6 +365,19 @@ def _wait_while(busy: Any, monitor: Any) -> None:
         time.sleep(1.0)
 
 
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the folders this call created (deepest first) while they hold nothing but empty
+    folders (what a failed plan may leave)."""
+    if not created:
+        return
+    inner = sorted((p for p in created[0].rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    for d in [*inner, *created]:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage: str | None = None,
         device: str = "auto", threads: int | None = None, progress: bool = True,
         artifacts: str | None = None) -> dict[str, int]:
@@ -376,10 +389,15 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     for d in devices:  # a device that is not there is a usage error, found before any work
         resolve_device(d)
     out_dir = Path(out_dir)
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = make_plan(cfg, out_dir)
-    check_compatible(plan)
-    prepare_data(plan)
+    try:
+        plan = make_plan(cfg, out_dir)
+        check_compatible(plan)
+        prepare_data(plan)
+    except BaseException:
+        _remove_empty(created)  # a failed check leaves no empty results folder behind
+        raise
     write_config(plan)
     write_run_settings(out_dir, RunSettings(storage=storage, artifacts=artifacts))
     store = open_storage(out_dir, storage)

@@ -10,7 +10,7 @@ class ConfigError(ValueError):
 class Where:
     """Maps dotted keys to ' (file, line N)' for error messages, from the YAML node marks."""
 
-    def __init__(self, source: str | None, lines: dict[str, int] | None = None):
+    def __init__(self, source: str | None, lines: dict[str, int | str] | None = None):
         self.source = source
         self.lines = lines or {}
 
@@ -18,4 +18,19 @@ class Where:
         if self.source is None:
             return ""
         line = self.lines.get(key)
+        parts = key.split(".")
+        for i in range(len(parts) - 1, 0, -1):  # a value inside a section given whole by --set
+            outer = self.lines.get(".".join(parts[:i]))
+            if line is None and isinstance(outer, str):
+                line = outer
+        if isinstance(line, str):  # e.g. "--set": the value came from the command line
+            return f" ({line})"
         return f" ({self.source}, line {line})" if line else f" ({self.source})"
+
+
+def did_you_mean(name: str, allowed: list[str] | tuple[str, ...]) -> str:
+    """'; did you mean 'hidden_size'?' when `name` is close to one allowed name, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -4,11 +4,13 @@ finding the field a dotted key (or a grid axis) names."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+import unicodedata
 from typing import Any
 
-from harness.config.errors import ConfigError, Where
+from harness.config.errors import ConfigError, Where, did_you_mean
 from harness.config.sections import AXIS_ALIASES, GRIDDABLE_SECTIONS, NOT_GRIDDABLE, SECTIONS
 
 
@@ -39,11 +41,47 @@ def _coerce(key: str, value: Any, tp: Any, where: Where) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}{where(key)}")
-        value = float(value)
+        value = check_finite(key, value, where)
     elif tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}': expected a string, got {value!r}{where(key)}")
     return value
+
+
+def check_finite(key: str, value: int | float, where: Where) -> float:
+    """`value` as a float; NaN, ±inf and integers too large for a float are refused."""
+    try:
+        out = float(value)
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
+        raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}{where(key)}")
+    return out
+
+
+NAME_MAX_BYTES = 255  # a file name's limit on common file systems
+
+
+def check_name(name: Any, where: Where) -> str:
+    """The experiment `name`: one safe path component (it names results/<name>/): a non-empty
+    string, not '.' or '..', without '/', '\\', NUL or other control characters, at most 255 bytes
+    in UTF-8, and without leading or trailing spaces."""
+    if not isinstance(name, str) or not name.strip():
+        problem = "expected a non-empty string"
+    elif name in (".", ".."):
+        problem = "'.' and '..' are not names"
+    elif any(c in "/\\" for c in name):
+        problem = "it must be one path component, without '/' or '\\'"
+    elif any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in name):
+        problem = "control characters (NUL, newline, tab, ...) and line separators are not allowed"
+    elif len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        problem = f"it is longer than {NAME_MAX_BYTES} bytes in UTF-8"
+    elif name != name.strip():
+        problem = "leading or trailing spaces are not allowed"
+    else:
+        return name
+    shown = name if not isinstance(name, str) or len(name) <= 80 else name[:80] + "..."
+    raise ConfigError(f"config key 'name': {problem}, got {shown!r}{where('name')}")
 
 
 def _check_allowed(key: str, value: Any, meta: dict, where: Where) -> None:
@@ -101,6 +139,15 @@ def lookup_field(dotted: str) -> tuple[Any, dict]:
     raise KeyError(dotted)
 
 
+def _suggest_axis(name: str) -> str:
+    """A 'did you mean' for a misspelt axis: among the aliases and the dotted keys that can vary."""
+    keys = [*AXIS_ALIASES]
+    for section in GRIDDABLE_SECTIONS:
+        keys += [f"{section}.{f}" for f, (tp, _) in field_info(SECTIONS[section]).items()
+                 if not dataclasses.is_dataclass(tp) and f"{section}.{f}" not in NOT_GRIDDABLE]
+    return did_you_mean(name, keys)
+
+
 def canonical_axis(name: str, where: Where, prefix: str = "grid.") -> str:
     """The dotted key a grid axis (or searched setting) names: a short alias or a dotted
     data/model/train key of a setting that may vary between trials."""
@@ -112,7 +159,7 @@ def canonical_axis(name: str, where: Where, prefix: str = "grid.") -> str:
         raise ConfigError(
             f"unknown {what} '{prefix}{name}'{where(prefix + name)}; allowed: "
             f"{', '.join(AXIS_ALIASES)} or any dotted data/model/train key "
-            f"(e.g. model.readout, train.grad_clip)") from None
+            f"(e.g. model.readout, train.grad_clip){_suggest_axis(name)}") from None
     if key.split(".")[0] not in GRIDDABLE_SECTIONS or key in NOT_GRIDDABLE or dataclasses.is_dataclass(tp):
         raise ConfigError(f"{what} '{prefix}{name}' cannot vary{where(prefix + name)}: "
                           f"data identity and run settings are fixed per experiment")

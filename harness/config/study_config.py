@@ -13,10 +13,23 @@ METRICS = {"best_dev_acc": "maximize", "test_acc": "maximize", "test_macro_f1": 
            "seconds_to_target": "minimize", "train_s": "minimize", "wall_s": "minimize"}
 # Options each sampler/pruner accepts (a subset of the Optuna constructors' keyword arguments).
 SAMPLER_OPTIONS = {
-    "tpe": ("n_startup_trials", "n_ei_candidates", "multivariate", "group", "constant_liar", "gamma"),
+    "tpe": ("n_startup_trials", "n_ei_candidates", "multivariate", "group", "constant_liar"),
     "random": (), "qmc": ("qmc_type", "scramble"), "gp": ("n_startup_trials", "deterministic_objective"),
     "nsga2": ("population_size", "mutation_prob", "crossover_prob", "swapping_prob"), "grid": (),
     "bruteforce": ("avoid_premature_stop",),
+}
+# The type and range of each option (validated before Optuna sees it: its constructors check few).
+# "int|auto" also accepts the string "auto"; `gamma` (a function in Optuna) cannot be written in YAML.
+OPTION_TYPES: dict[str, tuple[str, float | None, float | None]] = {
+    "n_startup_trials": ("int", 0, None), "n_ei_candidates": ("int", 1, None), "multivariate": ("bool", None, None),
+    "group": ("bool", None, None), "constant_liar": ("bool", None, None), "scramble": ("bool", None, None),
+    "qmc_type": ("halton|sobol", None, None), "deterministic_objective": ("bool", None, None),
+    "population_size": ("int", 2, None), "mutation_prob": ("float", 0.0, 1.0), "crossover_prob": ("float", 0.0, 1.0),
+    "swapping_prob": ("float", 0.0, 1.0), "avoid_premature_stop": ("bool", None, None),
+    "n_warmup_steps": ("int", 0, None), "interval_steps": ("int", 1, None), "n_min_trials": ("int", 1, None),
+    "min_resource": ("int|auto", 1, None), "max_resource": ("int|auto", 1, None),
+    "reduction_factor": ("int", 2, None), "min_early_stopping_rate": ("int", 0, None),
+    "p_threshold": ("float", 0.0, 1.0), "n_startup_steps": ("int", 0, None),
 }
 PRUNER_OPTIONS = {
     "none": (), "median": ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),

@@ -8,14 +8,14 @@ import dataclasses
 from typing import Any
 
 from harness.config.adaptive_config import build_adaptive
-from harness.config.errors import ConfigError, Where
+from harness.config.errors import ConfigError, Where, did_you_mean
 from harness.config.experiment import ExperimentConfig
-from harness.config.fields import canonical_axis, check_value, field_info, lookup_field
+from harness.config.fields import canonical_axis, check_name, check_value, field_info, lookup_field
 from harness.config.sections import SECTIONS, short_axis_name
 from harness.config.validate_study import build_study
 
 
-def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int] | None = None
+def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int | str] | None = None
                      ) -> ExperimentConfig:
     """Validate a plain mapping (as read from YAML) into an `ExperimentConfig`. `source` and
     `lines` (dotted key -> line) place errors in the file."""
@@ -26,11 +26,8 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int] 
     for k in raw:
         if k not in allowed:
             raise ConfigError(f"unknown config key '{k}'{where(str(k))}; allowed top-level keys: "
-                              f"{', '.join(allowed)}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"config key 'name': expected a non-empty string without '/', got {name!r}"
-                          f"{where('name')}")
+                              f"{', '.join(allowed)}{did_you_mean(k, allowed)}")
+    name = check_name(raw.get("name"), where)
     sections = {s: build_section(cls, raw.get(s), s + ".", where) for s, cls in SECTIONS.items()}
     grid = build_grid(raw.get("grid"), where)
     study = build_study(raw["study"], grid, where) if raw.get("study") is not None else None
@@ -38,7 +35,16 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int] 
         if raw.get("adaptive") is not None else None
     cfg = ExperimentConfig(name=name, grid=grid, study=study, adaptive=adaptive, source=source, **sections)
     check_consistency(cfg, where)
+    check_embedding_name(cfg.data.embedding, where)
     return cfg
+
+
+def check_embedding_name(name: str, where: Where) -> None:
+    """data.embedding is 'random' or a relative path inside data.dir: not absolute, no '..', no NUL."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\", "~")) or ".." in parts or "\0" in name or not all(parts):
+        raise ConfigError(f"config key 'data.embedding': {name!r} must be random or the name of an .npz "
+                          f"file inside data.dir (a relative path without '..'){where('data.embedding')}")
 
 
 def build_section(cls: type, raw: Any, prefix: str, where: Where) -> Any:
@@ -54,7 +60,7 @@ def build_section(cls: type, raw: Any, prefix: str, where: Where) -> Any:
         key = f"{prefix}{k}"
         if k not in info:
             raise ConfigError(f"unknown config key '{key}'{where(key)}; allowed keys under "
-                              f"'{prefix.rstrip('.')}': {', '.join(info)}")
+                              f"'{prefix.rstrip('.')}': {', '.join(info)}{did_you_mean(k, list(info))}")
         tp, meta = info[k]
         if dataclasses.is_dataclass(tp):
             kwargs[k] = build_section(tp, v, key + ".", where)

@@ -4,13 +4,15 @@ searched distributions (`params`) and the grid axes with one study each (`per`).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
-from harness.config.errors import ConfigError, Where
-from harness.config.fields import base_type, canonical_axis, check_value, lookup_field
+from harness.config.errors import ConfigError, Where, did_you_mean
+from harness.config.fields import base_type, canonical_axis, check_finite, check_value, lookup_field
 from harness.config.sections import AXIS_ALIASES, short_axis_name
 from harness.config.study_config import (
     METRICS,
+    OPTION_TYPES,
     PRUNER_OPTIONS,
     PRUNERS,
     SAMPLER_OPTIONS,
@@ -31,7 +33,7 @@ def build_study(raw: Any, grid: dict[str, list], where: Where) -> StudyConfig:
     for k in raw:
         if k not in allowed:
             raise ConfigError(f"unknown config key 'study.{k}'{where('study.' + str(k))}; allowed keys under "
-                              f"'study': {', '.join(allowed)}")
+                              f"'study': {', '.join(allowed)}{did_you_mean(k, allowed)}")
     st = StudyConfig()
     _set_scalars(st, raw, where)
     for kind, table in (("sampler", SAMPLER_OPTIONS), ("pruner", PRUNER_OPTIONS)):
@@ -44,7 +46,24 @@ def build_study(raw: Any, grid: dict[str, list], where: Where) -> StudyConfig:
     _refuse_test_objectives(st, where)
     st.params = _params(raw, grid, st.sampler, where)
     st.per = _per(raw, grid, where)
+    _build_optuna(st, where)
     return st
+
+
+def _build_optuna(st: StudyConfig, where: Where) -> None:
+    """Build the sampler and the pruner once now, so an option Optuna refuses is a config error
+    here rather than a dead worker later."""
+    from harness.study import make_pruner, make_sampler  # imports Optuna: only for a config with a study
+
+    for kind, make in (("sampler", make_sampler), ("pruner", make_pruner)):
+        try:
+            with warnings.catch_warnings():  # e.g. ExperimentalWarning: said again when the run builds it
+                warnings.simplefilter("ignore")
+                make(st)
+        except Exception as e:  # any refusal by Optuna's constructor names the options key
+            key = f"study.{kind}_options"
+            raise ConfigError(f"config key '{key}': the {getattr(st, kind)} {kind} refuses "
+                              f"{getattr(st, key[6:])!r}: {type(e).__name__}: {e}{where(key)}") from None
 
 
 def _set_scalars(st: StudyConfig, raw: dict, where: Where) -> None:
@@ -65,11 +84,27 @@ def _options(raw: dict, kind: str, name: str, table: dict[str, tuple], where: Wh
     opts = raw.get(f"{kind}_options") or {}
     if not isinstance(opts, dict):
         raise ConfigError(f"config key '{key}': expected a mapping, got {opts!r}{where(key)}")
-    for k in opts:
+    for k, v in opts.items():
         if k not in table[name]:
             raise ConfigError(f"unknown config key '{key}.{k}'{where(key)}: the {name} {kind} accepts "
-                              f"{', '.join(table[name]) or 'no options'}")
+                              f"{', '.join(table[name]) or 'no options'}{did_you_mean(k, table[name])}")
+        _check_option(f"{key}.{k}", v, OPTION_TYPES[k], where)
+    lo, hi = opts.get("min_resource"), opts.get("max_resource")
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        raise ConfigError(f"config key '{key}.min_resource': {lo} is above max_resource {hi}{where(key)}")
     return dict(opts)
+
+
+def _check_option(key: str, value: Any, spec: tuple[str, float | None, float | None], where: Where) -> None:
+    """One sampler or pruner option against its type and range in OPTION_TYPES."""
+    kind, lo, hi = spec
+    if kind == "int|auto" and value == "auto":
+        return
+    if "|" in kind and kind != "int|auto":
+        check_value(key, value, str, {"choices": tuple(kind.split("|"))}, where)
+        return
+    tp = {"int": int, "int|auto": int, "float": float, "bool": bool}[kind]
+    check_value(key, value, tp, {"min": lo, "max": hi}, where)
 
 
 def _objectives(raw: dict, where: Where) -> list[Objective]:
@@ -169,7 +204,7 @@ def build_param(key: str, raw: Any, where: Where) -> ParamSpec:
     for k in raw:
         if k not in _PARAM_KEYS:
             raise ConfigError(f"unknown config key '{skey}.{k}'{where(skey + '.' + str(k))}; allowed: "
-                              f"{', '.join(sorted(_PARAM_KEYS))}")
+                              f"{', '.join(sorted(_PARAM_KEYS))}{did_you_mean(k, sorted(_PARAM_KEYS))}")
     kind = raw.get("type")
     if kind not in ("float", "int", "categorical"):
         raise ConfigError(f"config key '{skey}.type': {kind!r} is not allowed; allowed: float, int, "
@@ -200,6 +235,7 @@ def _numeric_bounds(skey: str, raw: dict, kind: str, tp: Any, meta: dict, where:
         v = raw.get(k)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"config key '{skey}.{k}': expected a number, got {v!r}{where(skey)}")
+        check_finite(f"{skey}.{k}", v, where)
     low, high = raw["low"], raw["high"]
     check_value(f"{skey}.low", low if kind == "float" else int(low), tp, meta, where)
     check_value(f"{skey}.high", high if kind == "float" else int(high), tp, meta, where)
@@ -213,6 +249,11 @@ def _numeric_bounds(skey: str, raw: dict, kind: str, tp: Any, meta: dict, where:
     step = raw.get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
         raise ConfigError(f"config key '{skey}.step': expected a positive number, got {step!r}{where(skey)}")
+    if step is not None:
+        check_finite(f"{skey}.step", step, where)
+        if high > low and step > high - low:
+            raise ConfigError(f"config key '{skey}.step': {step} is larger than the range {low}..{high}; "
+                              f"use a step of at most {high - low}{where(skey)}")
     if log and step is not None:
         raise ConfigError(f"config key '{skey}': step and log cannot be combined (Optuna){where(skey)}")
     return low, high, log, step

@@ -16,6 +16,7 @@ Two layouts of a row (T positions, text tokens `t…`, PAD `_`), both cutting ev
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +39,8 @@ from harness.data.thucnews import (
 from harness.files import atomic_path, staged_dir
 from harness.names import SPLITS
 
-__all__ = ["DataError", "Dataset", "EncodedSplit", "prepare", "prepare_synthetic", "prepare_thucnews", "load",
-           "describe", "encode_texts", "lag_layout"]
+__all__ = ["DataError", "Dataset", "EncodedSplit", "check", "identify", "prepare", "prepare_synthetic",
+           "prepare_thucnews", "load", "describe", "encode_texts", "lag_layout"]
 
 
 @dataclass
@@ -115,6 +116,17 @@ def _prepare_plugin(cfg: DataConfig, cache_dir: Path) -> Path:
     return Path(data_dir)
 
 
+def identify(cfg: DataConfig) -> str:
+    """The data identity, writing nothing into a results folder: a hash of the synthetic settings, or
+    of a folder's files (a plugin's data set is written to a temporary folder to be hashed)."""
+    if cfg.kind == "synthetic":
+        return "synth-" + stable_hash({"synth": dataclasses.asdict(cfg.synth), "version": GENERATOR_VERSION})
+    if cfg.kind == "thucnews":
+        return "dir-" + content_hash(prepare_thucnews(cfg, Path()), cfg.embedding)
+    with tempfile.TemporaryDirectory() as tmp:
+        return f"{cfg.kind}-" + content_hash(_prepare_plugin(cfg, Path(tmp)), cfg.embedding)
+
+
 def prepare(cfg: DataConfig, cache_dir: str | Path) -> tuple[Path, str]:
     """(directory of the text files, data identity). Writes the synthetic set (or a plugin's data
     set) on first use. The identity: a hash of the synthetic settings, or of the folder's files."""
@@ -127,6 +139,22 @@ def prepare(cfg: DataConfig, cache_dir: str | Path) -> tuple[Path, str]:
         return data_dir, "dir-" + content_hash(data_dir, cfg.embedding)
     data_dir = _prepare_plugin(cfg, cache_dir)
     return data_dir, f"{cfg.kind}-" + content_hash(data_dir, cfg.embedding)
+
+
+def check(cfg: DataConfig) -> int | None:
+    """Read and check a data folder as `load` does, writing nothing (for a dry run). Returns the
+    pretrained embeddings' width (None for random embeddings or synthetic data)."""
+    if cfg.kind != "thucnews":  # synthetic: generated; a plugin's: checked when it is written
+        return None
+    data_dir = Path(cfg.dir).expanduser()
+    n_classes = len(read_classes(data_dir))
+    splits = {s: read_split(data_dir / f"{s}.txt", n_classes) for s in SPLITS}
+    if cfg.embedding == "random":
+        if (data_dir / "vocab.pkl").is_file():
+            load_vocab_pickle(data_dir / "vocab.pkl")
+        return None
+    vocab = _vocab(cfg, data_dir, [t for t, _ in splits["train"]])
+    return int(load_embeddings(data_dir / cfg.embedding, len(vocab)).shape[1])
 
 
 def encode_texts(texts: list[str], vocab: dict[str, int], tokenizer_name: str, pad_size: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -58,28 +59,40 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def read_classes(data_dir: Path) -> list[str]:
+    """The class names of class.txt, one a line: at least two, none repeated."""
     path = data_dir / "class.txt"
-    names = [line.strip() for _, line in _read_lines(path)]
+    lines = _read_lines(path)
+    names = [line.strip() for _, line in lines]
     if not names:
         raise DataError(f"{path}: no class names")
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: a class name is repeated")
+    if len(names) == 1:
+        raise DataError(f"{path}, line {lines[0][0]}: only one class ({names[0]!r}); a classifier needs at "
+                        f"least two")
+    first: dict[str, int] = {}
+    for (i, _), name in zip(lines, names):
+        if name in first:
+            raise DataError(f"{path}, line {i}: class name {name!r} is repeated (first on line {first[name]})")
+        first[name] = i
     return names
+
+
+_LABEL = re.compile(r"-?[0-9]+")  # ASCII digits only: int() would also take '１', '+1', ' 1' and '1_0'
 
 
 def read_split(path: Path, n_classes: int) -> list[tuple[str, int]]:
     """[(text, label)] of one split file, checked line by line."""
     rows = []
     for i, line in _read_lines(path):
+        if line.rstrip(" ").endswith("\t"):
+            raise DataError(f"{path}, line {i}: a tab after the label; expected 'text<TAB>label': {line[:60]!r}")
         parts = line.strip().split("\t")
         if len(parts) != 2:
             what = "no tab" if len(parts) == 1 else f"{len(parts) - 1} tabs"
             raise DataError(f"{path}, line {i}: expected 'text<TAB>label', found {what}: {line[:60]!r}")
         text, label_text = parts
-        try:
-            label = int(label_text)
-        except ValueError:
-            raise DataError(f"{path}, line {i}: label {label_text!r} is not an integer") from None
+        if not _LABEL.fullmatch(label_text):
+            raise DataError(f"{path}, line {i}: label {label_text!r} is not an integer (ASCII digits 0-9)")
+        label = int(label_text)
         if not 0 <= label < n_classes:
             raise DataError(f"{path}, line {i}: label {label} is not a valid class index "
                             f"(class.txt has {n_classes} classes: 0..{n_classes - 1})")
@@ -147,7 +160,10 @@ def load_embeddings(path: Path, n_vocab: int) -> np.ndarray:
     if emb.ndim != 2 or emb.shape[0] != n_vocab:
         raise DataError(f"{path}: embeddings have shape {tuple(emb.shape)}, but the vocabulary has "
                         f"{n_vocab} tokens: expected ({n_vocab}, D)")
-    if not np.issubdtype(emb.dtype, np.number) or not np.isfinite(emb).all():
+    if emb.dtype.kind not in "iuf":
+        raise DataError(f"{path}: the 'embeddings' array holds {emb.dtype} values; expected finite numbers "
+                        f"(real: float or integer)")
+    if not np.isfinite(emb).all():
         raise DataError(f"{path}: embeddings must be finite numbers")
     return emb.astype(np.float32)
 
