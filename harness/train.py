@@ -143,12 +143,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     seeds = Seeds.from_base(tc.seed)
     steps_per_epoch, total_steps = _budget(tc, len(data.train.labels))
 
-    torch.manual_seed(seeds.init)  # the weights from the init stream, then dropout from its own
-    model = build_model(mc, data.vocab_size, len(data.class_names), data.pad_index, data.embeddings)
-    model.to(device).train()
-    torch.manual_seed(seeds.dropout)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seeds.dropout)
+    model = _seeded_model(spec, data, device, seeds)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     spans = data.lag is not None  # texts that do not start at position 0: the read-outs need their starts
@@ -210,12 +205,27 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         "steps": step, "epochs": epoch, "stop_reason": stop or ("diverged" if status == "diverged" else "budget"),
         "target_dev_acc": tc.target_dev_acc, **best.target_columns(), **instruments.columns(),
         **clock.columns(samples_seen),
-        "device": device_label(device), "torch_version": torch.__version__, **provenance(device),
-        "started_at": started_at,
-        "dataset": data.name, "data_id": data.data_id,
+        **machine_columns(device), "started_at": started_at, "dataset": data.name, "data_id": data.data_id,
     }
     recorder.set_run(**settings_columns(spec), **row)
     return recorder.rows["runs"][0]
+
+
+def _seeded_model(spec: TrialSpec, data: Dataset, device: torch.device, seeds: Seeds) -> torch.nn.Module:
+    """The trial's model in train mode on `device`: weights drawn from the init stream, then the
+    global generator (dropout) reseeded from the dropout stream, in that order."""
+    torch.manual_seed(seeds.init)
+    model = build_model(spec.model, data.vocab_size, len(data.class_names), data.pad_index, data.embeddings)
+    model.to(device).train()
+    torch.manual_seed(seeds.dropout)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seeds.dropout)
+    return model
+
+
+def machine_columns(device: torch.device) -> dict[str, Any]:
+    """The runs columns that say which machine and software produced a row."""
+    return {"device": device_label(device), "torch_version": torch.__version__, **provenance(device)}
 
 
 def _budget(tc: TrainConfig, n_train: int) -> tuple[int, int]:
