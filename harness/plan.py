@@ -26,7 +26,7 @@ from harness.config import (
     short_axis_name,
 )
 from harness.files import atomic_write_text
-from harness.records import is_done
+from harness.records import verify_trial
 from harness.study import SearchStudy
 
 
@@ -129,9 +129,14 @@ def check_compatible(plan: Plan) -> None:
 
 
 def write_config(plan: Plan) -> None:
-    """Write the resolved config to DIR/config.yaml (atomically: temp file, then rename)."""
-    atomic_write_text(plan.out_dir / "config.yaml",
-                      yaml.safe_dump(plan.cfg.to_dict(), sort_keys=False, allow_unicode=True))
+    """Write the resolved config to DIR/config.yaml (atomically: temp file, then rename); a
+    `run.storage` URL without its password."""
+    from harness.storage import without_password
+
+    raw = plan.cfg.to_dict()
+    if raw.get("run", {}).get("storage"):
+        raw["run"]["storage"] = without_password(raw["run"]["storage"])
+    atomic_write_text(plan.out_dir / "config.yaml", yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 
 
 def load_results_config(out_dir: str | Path) -> ExperimentConfig:
@@ -157,4 +162,4 @@ def dry_run(cfg: ExperimentConfig, out_dir: str | Path) -> list[dict[str, Any]]:
         return [{"trial_id": f"{s.name} × {cfg.study.n_trials} sampled trials", **s.fixed,
                  "max_steps": steps(cfg.train), "done": False, "trials": cfg.study.n_trials} for s in plan.studies]
     return [{"trial_id": spec.trial_id, **spec.factors, "max_steps": steps(spec.train),
-             "done": is_done(plan.out_dir, spec.trial_id)} for spec in plan.specs]
+             "done": verify_trial(plan.out_dir, spec.trial_id) is None} for spec in plan.specs]
