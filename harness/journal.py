@@ -43,8 +43,9 @@ def damage_message(path: Path, line: int | None, what: str) -> str:
 
 
 class CheckedJournalBackend(JournalFileBackend):
-    """Optuna's journal file backend that raises JournalDamaged (naming the line) instead of
-    ValueError / UnicodeDecodeError when a line in the middle of the journal is not a record."""
+    """Optuna's journal file backend that checks the journal's end when opened (`prepare`), raises
+    JournalDamaged (naming the line) instead of ValueError / UnicodeDecodeError when a line in the
+    middle is not a record, and names the journal in the error of a failed append (a full disk)."""
 
     def __init__(self, file_path: str):
         self.path = Path(file_path)
@@ -57,6 +58,14 @@ class CheckedJournalBackend(JournalFileBackend):
         except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError, Optuna's "Invalid log format."
             line = first_bad_line(self.path)
             raise JournalDamaged(damage_message(self.path, line, f"not a journal record: {e}")) from None
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        try:
+            super().append_logs(logs)
+        except OSError as e:  # a full disk: name the journal (Optuna's write names no file)
+            if e.filename is None:
+                e.filename = str(self.path)
+            raise
 
 
 def _is_record(line: bytes) -> bool:
