@@ -125,12 +125,13 @@ def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
     """Enqueue every spec that is not done, not waiting and not running; fail stale RUNNING trials
     (their worker died) so they are enqueued again; retry a failed trial once.
     Done means: a shard folder here that verifies (records.verify_trial), whatever the study says
-    (a deleted or damaged folder is run again), or a trial finished in the study by a worker on
-    another host (its shards are there, or in the artifact store). Returns counts: enqueued, stale, retried."""
+    (a deleted or damaged folder is run again), or a trial finished in the study by a worker that
+    wrote into another results folder (another host or path: its shards are there, or in the
+    artifact store). Returns counts: enqueued, stale, retried."""
     counts = {"enqueued": 0, "stale": 0, "retried": 0}
     with enqueue_lock(plan.out_dir):
         counts["stale"] = fail_stale(study, time.time())
-        seen = _queue_state(study)
+        seen = _queue_state(study, plan.out_dir)
         for spec in plan.specs:
             tid = spec.trial_id
             if tid in seen.active or tid in seen.elsewhere or seen.attempts.get(tid, 0) >= MAX_ATTEMPTS:
@@ -150,8 +151,8 @@ def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
 @dataclass
 class _QueueState:
     active: set[str] = field(default_factory=set)           # waiting or running
-    elsewhere: set[str] = field(default_factory=set)        # finished by a worker on another host
-    finished_here: dict[str, int] = field(default_factory=dict)  # highest number finished on this host
+    elsewhere: set[str] = field(default_factory=set)        # finished into another results folder
+    finished_here: dict[str, int] = field(default_factory=dict)  # highest number finished into this one
     attempts: dict[str, int] = field(default_factory=dict)  # failed attempts
 
 
@@ -159,16 +160,23 @@ def _finished_well(t: FrozenTrial) -> bool:
     return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.user_attrs.get("status") == "diverged"
 
 
-def _queue_state(study: optuna.Study) -> _QueueState:
+def _wrote_here(t: FrozenTrial, out_dir: Path) -> bool:
+    """Whether a trial's worker wrote its shards into this results folder (this host, this path)."""
+    attrs = t.system_attrs
+    return attrs.get("host", socket.gethostname()) == socket.gethostname() and \
+        attrs.get("out_dir", str(out_dir.resolve())) == str(out_dir.resolve())
+
+
+def _queue_state(study: optuna.Study, out_dir: Path) -> _QueueState:
     """What the study says of each trial id (grid trials and re-runs; search slots are not here)."""
-    seen, host = _QueueState(), socket.gethostname()
+    seen = _QueueState()
     for t in study.get_trials(deepcopy=False):
         tid = t.user_attrs.get("trial_id")
         if tid is None:
             continue
         if t.state in (TrialState.WAITING, TrialState.RUNNING):
             seen.active.add(tid)
-        elif _finished_well(t) and t.system_attrs.get("host", host) != host:
+        elif _finished_well(t) and not _wrote_here(t, out_dir):
             seen.elsewhere.add(tid)
         elif _finished_well(t):
             seen.finished_here[tid] = max(t.number, seen.finished_here.get(tid, -1))

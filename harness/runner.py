@@ -129,7 +129,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
             trial.set_user_attr("status", "not in config")
             trial.study.tell(trial, state=TrialState.FAIL)
             continue
-        set_system_attrs(trial.study, trial, {"worker": worker})
+        set_system_attrs(trial.study, trial, {"worker": worker, "out_dir": str(out_dir.resolve())})
         pad = spec.data.pad_size
         if pad not in datasets:
             datasets[pad] = data_mod.load(spec.data, cache_dir(out_dir), pad)

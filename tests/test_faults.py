@@ -229,6 +229,7 @@ def finish_all(plan: Plan, study: optuna.Study) -> None:
     """Claim, 'run' (a made-up shard) and complete every waiting trial, as a worker does."""
     while (claimed := queue.claim(study)) is not None:
         trial, key = claimed
+        queue.set_system_attrs(study, trial, {"out_dir": str(plan.out_dir.resolve())})
         tiny_trial(plan.out_dir, key)
         study.tell(trial, 1.0)
 
@@ -252,11 +253,12 @@ def test_done_means_the_shard_folder_verifies_not_the_study_state(tmp_path):
     assert queue.enqueue_missing(plan, study)["enqueued"] == 0
 
 
-def test_a_trial_finished_on_another_host_counts_as_done_without_its_shards_here(tmp_path):
+@pytest.mark.parametrize("elsewhere", [{"host": "elsewhere-" + socket.gethostname()}, {"out_dir": "/other/results"}])
+def test_a_trial_finished_into_another_results_folder_counts_as_done_without_its_shards_here(tmp_path, elsewhere):
     plan, study = queue_env(tmp_path)
     queue.enqueue_missing(plan, study)
     while (claimed := queue.claim(study)) is not None:  # workers elsewhere, not sharing this folder
-        queue.set_system_attrs(study, claimed[0], {"host": "elsewhere-" + socket.gethostname()})
+        queue.set_system_attrs(study, claimed[0], elsewhere)
         study.tell(claimed[0], 1.0)
     assert queue.enqueue_missing(plan, study)["enqueued"] == 0
 
