@@ -53,8 +53,10 @@ def _open_database(url: str) -> optuna.storages.BaseStorage:
         try:
             return optuna.storages.RDBStorage(url)
         except OperationalError as e:
-            raise StorageUnreachable(f"cannot reach the storage database {redact_url(url)}: "
-                                     f"{redact_text(first_line(e.orig or e))}") from None
+            why = redact_text(first_line(e.orig or e))
+            hint = " (set PGPASSWORD or put the password in ~/.pgpass)" if "password" in why and \
+                not has_password(url) else ""
+            raise StorageUnreachable(f"cannot reach the storage database {redact_url(url)}: {why}{hint}") from None
         except Exception as e:
             if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
                 raise

@@ -384,11 +384,21 @@ def test_read_only_results_folder(copy, tmp_path):
     assert_resumed(config, out, before)
 
 
+def fill(path: Path) -> None:
+    """Append zeros to `path` until its file system is full."""
+    with open(path, "ab", buffering=0) as f:  # unbuffered: nothing left to flush at close
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+        except OSError:
+            pass
+
+
 @pytest.mark.slow
 def test_full_disk(copy, tmp_path):
     """A grown grid run on a small tmpfs with little room left: the disk fills in the middle of the
-    run (a shard, the journal or the tables); one line, exit 1; once space is freed the same
-    command finishes, every trial once and the first four untouched."""
+    run (a shard, the journal or the tables); one line, exit 1; so does `report` on the full disk.
+    Once space is freed the same command finishes, every trial once and the first four untouched."""
     config, src, before = copy
     mnt = tmp_path / "mnt"
     mnt.mkdir()
@@ -400,16 +410,13 @@ def test_full_disk(copy, tmp_path):
         grown = tmp_path / "grown.yaml"
         grown.write_text(yaml.safe_dump(tiny_raw("faults", {**FOUR, "seed": [0, 1, 2, 3]})))
         filler = mnt / "filler"
-        with open(filler, "wb") as f:  # fill the disk, then leave 100 KiB: room for a trial or two
-            try:
-                while True:
-                    f.write(b"\0" * (1 << 16))
-                    f.flush()
-            except OSError:
-                pass
-        os.truncate(filler, max(0, filler.stat().st_size - 100 * 1024))
+        fill(filler)
+        os.truncate(filler, max(0, filler.stat().st_size - 100 * 1024))  # room for a trial or two
         line = one_line_error(harness(*run_cmd(grown, out)))
         assert "No space left on device" in line and str(out) in line and "the disk is full" in line, line
+        fill(filler)
+        line = one_line_error(harness("report", out))
+        assert "No space left on device" in line and str(out) in line, line
         filler.unlink()
         p = harness(*run_cmd(grown, out))
         assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
