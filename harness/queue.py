@@ -33,7 +33,7 @@ from harness import study as study_mod
 from harness.config import TrialSpec
 from harness.plan import Plan
 from harness.records import read_trial, verify_trial
-from harness.storage import worker_alive
+from harness.storage import read_run_settings, worker_alive
 
 HEARTBEAT_S = 10.0      # a running trial's worker writes a heartbeat this often
 MAX_ATTEMPTS = 2        # a trial that raised is retried once (on resume), then left failed
@@ -126,12 +126,13 @@ def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
     (their worker died) so they are enqueued again; retry a failed trial once.
     Done means: a shard folder here that verifies (records.verify_trial), whatever the study says
     (a deleted or damaged folder is run again), or a trial finished in the study by a worker that
-    wrote into another results folder (another host or path: its shards are there, or in the
-    artifact store). Returns counts: enqueued, stale, retried."""
+    wrote into another results folder (another folder id, see storage.RunSettings: a machine that
+    does not share this folder; its shards are there, or in the artifact store).
+    Returns counts: enqueued, stale, retried."""
     counts = {"enqueued": 0, "stale": 0, "retried": 0}
     with enqueue_lock(plan.out_dir):
         counts["stale"] = fail_stale(study, time.time())
-        seen = _queue_state(study, plan.out_dir)
+        seen = _queue_state(study, read_run_settings(plan.out_dir).folder_id)
         for spec in plan.specs:
             tid = spec.trial_id
             if tid in seen.active or tid in seen.elsewhere or seen.attempts.get(tid, 0) >= MAX_ATTEMPTS:
@@ -160,14 +161,7 @@ def _finished_well(t: FrozenTrial) -> bool:
     return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.user_attrs.get("status") == "diverged"
 
 
-def _wrote_here(t: FrozenTrial, out_dir: Path) -> bool:
-    """Whether a trial's worker wrote its shards into this results folder (this host, this path)."""
-    attrs = t.system_attrs
-    return attrs.get("host", socket.gethostname()) == socket.gethostname() and \
-        attrs.get("out_dir", str(out_dir.resolve())) == str(out_dir.resolve())
-
-
-def _queue_state(study: optuna.Study, out_dir: Path) -> _QueueState:
+def _queue_state(study: optuna.Study, folder_id: str | None) -> _QueueState:
     """What the study says of each trial id (grid trials and re-runs; search slots are not here)."""
     seen = _QueueState()
     for t in study.get_trials(deepcopy=False):
@@ -176,7 +170,7 @@ def _queue_state(study: optuna.Study, out_dir: Path) -> _QueueState:
             continue
         if t.state in (TrialState.WAITING, TrialState.RUNNING):
             seen.active.add(tid)
-        elif _finished_well(t) and not _wrote_here(t, out_dir):
+        elif _finished_well(t) and t.system_attrs.get("folder", folder_id) != folder_id:
             seen.elsewhere.add(tid)
         elif _finished_well(t):
             seen.finished_here[tid] = max(t.number, seen.finished_here.get(tid, -1))

@@ -58,6 +58,7 @@ from harness.storage import (
     download_artifacts,
     has_password,
     open_storage,
+    read_run_settings,
     redact_text,
     redact_url,
     upload_shards,
@@ -118,6 +119,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     device = resolve_device(device_name)
     datasets: dict[int, data_mod.Dataset] = {}
     extra = {"git_commit": git_commit(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    folder = read_run_settings(out_dir).folder_id  # which results folder this worker's shards go to
     ran = 0
     while True:
         claimed = next((c for q in queues if (c := claim(q)) is not None), None)
@@ -129,7 +131,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
             trial.set_user_attr("status", "not in config")
             trial.study.tell(trial, state=TrialState.FAIL)
             continue
-        set_system_attrs(trial.study, trial, {"worker": worker, "out_dir": str(out_dir.resolve())})
+        set_system_attrs(trial.study, trial, {"worker": worker, "folder": folder})
         pad = spec.data.pad_size
         if pad not in datasets:
             datasets[pad] = data_mod.load(spec.data, cache_dir(out_dir), pad)

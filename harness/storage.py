@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,15 +105,20 @@ def first_line(e: BaseException) -> str:
 
 @dataclass
 class RunSettings:
-    """Where a run's shared state lives (written to DIR/run.yaml so report/status find it)."""
+    """Where a run's shared state lives (written to DIR/run.yaml so report/status find it), and the
+    results folder's identity: a random id made by its first run, which a copied or moved folder
+    keeps; each trial records the id of the folder its worker wrote its shards into."""
 
     storage: str | None = None
     artifacts: str | None = None
+    folder_id: str | None = None
 
 
 def write_run_settings(out_dir: Path, settings: RunSettings) -> None:
-    """Write DIR/run.yaml (atomically: temp file, then rename), the storage URL without its password."""
-    settings = dataclasses.replace(settings, storage=without_password(settings.storage))
+    """Write DIR/run.yaml (atomically: temp file, then rename), the storage URL without its password,
+    keeping the folder's id (or making one)."""
+    folder = settings.folder_id or read_run_settings(out_dir).folder_id or uuid.uuid4().hex
+    settings = dataclasses.replace(settings, storage=without_password(settings.storage), folder_id=folder)
     atomic_write_text(out_dir / "run.yaml", yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False))
 
 
@@ -122,7 +128,7 @@ def read_run_settings(out_dir: Path) -> RunSettings:
     if not path.is_file():
         return RunSettings()
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return RunSettings(storage=raw.get("storage"), artifacts=raw.get("artifacts"))
+    return RunSettings(storage=raw.get("storage"), artifacts=raw.get("artifacts"), folder_id=raw.get("folder_id"))
 
 
 # ----------------------------------------------------------------------------- artifact store
