@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -293,15 +295,52 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from harness.data import DataError
+    from harness.journal import JournalDamaged
 
     try:
-        return args.func(args)
-    except (ConfigError, DataError) as e:
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except (ConfigError, DataError, JournalDamaged) as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `harness status DIR | head`: the reader has gone; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by a closed pipe
+    except Exception as e:
+        message = environment_error(e)
+        if message is None:
+            raise
+        print(f"harness: error: {message}", file=sys.stderr)
+        return 1
+
+
+_OS_HINTS = {errno.ENOSPC: "the disk is full: free some space, then run the same command again to resume",
+             errno.EDQUOT: "the disk quota is used up: free some space, then run the same command again",
+             errno.EROFS: "the file system is read-only: choose a writable folder (--out) or remount it",
+             errno.EACCES: "no permission to write there: choose another folder or change its permissions",
+             errno.EPERM: "no permission to write there: choose another folder or change its permissions"}
+
+
+def environment_error(e: BaseException) -> str | None:
+    """One line for an error of the machine rather than of the harness (a full disk, a read-only or
+    forbidden folder, an unreachable storage database), naming the path or the URL (without its
+    password); None for anything else."""
+    from harness.storage import StorageUnreachable, first_line, redact_text
+
+    if isinstance(e, StorageUnreachable):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename is not None else ""
+        hint = _OS_HINTS.get(e.errno)
+        return f"{e.strerror or e}{where}" + (f" ({hint})" if hint else "")
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(e, sa_exc.OperationalError):
+        return f"the storage database failed: {redact_text(first_line(e.orig or e))}"
+    return None
 
 
 if __name__ == "__main__":

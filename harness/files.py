@@ -28,8 +28,18 @@ def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, file_mode() if mode is None else mode)
         os.replace(tmp, path)
+    except OSError as e:
+        _name_path(e, path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _name_path(e: OSError, path: Path) -> None:
+    """Give an error of the machine (a full disk, a read-only file system) that names no file, as a
+    failed write through a file object does, the file being written, for its message."""
+    if e.filename is None and e.errno is not None:
+        e.filename = str(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -66,5 +76,8 @@ def staged_dir(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
         except OSError:
             if replace or not path.is_dir():
                 raise
+    except OSError as e:
+        _name_path(e, path)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

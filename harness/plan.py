@@ -31,7 +31,7 @@ from harness.config import (
     short_axis_name,
 )
 from harness.files import atomic_write_text
-from harness.records import is_done, trial_dir
+from harness.records import trial_dir, verify_trial
 from harness.study import SearchStudy
 
 
@@ -234,9 +234,14 @@ def check_compatible(plan: Plan) -> None:
 
 
 def write_config(plan: Plan) -> None:
-    """Write the resolved config to DIR/config.yaml (atomically: temp file, then rename)."""
-    atomic_write_text(plan.out_dir / "config.yaml",
-                      yaml.safe_dump(plan.cfg.to_dict(), sort_keys=False, allow_unicode=True))
+    """Write the resolved config to DIR/config.yaml (atomically: temp file, then rename); a
+    `run.storage` URL without its password."""
+    from harness.storage import without_password
+
+    raw = plan.cfg.to_dict()
+    if raw.get("run", {}).get("storage"):
+        raw["run"]["storage"] = without_password(raw["run"]["storage"])
+    atomic_write_text(plan.out_dir / "config.yaml", yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 
 
 def load_results_config(out_dir: str | Path) -> ExperimentConfig:
@@ -278,7 +283,7 @@ def dry_run(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "auto",
         done = 0
     else:
         doc["trials"] = [{"trial_id": spec.trial_id, "factors": spec.factors,
-                          "done": is_done(plan.out_dir, spec.trial_id),
+                          "done": verify_trial(plan.out_dir, spec.trial_id) is None,
                           "budget": {"max_steps": _max_steps(cfg, spec.train)}} for spec in plan.specs]
         to_run = [(1, t["budget"]["max_steps"]) for t in doc["trials"] if not t["done"]]
         done = sum(t["done"] for t in doc["trials"])

@@ -4,8 +4,9 @@ Each grid point × seed (or each search slot of a study) is enqueued once in an 
 WAITING trial carrying its `trial_id` (or `slot`). A worker claims a waiting trial by moving it to
 RUNNING, which every Optuna storage does atomically (only one caller sees the change succeed), and
 writes a heartbeat while it runs. Enqueueing fails RUNNING trials whose worker is gone (stale) so
-their work is queued again. A trial is *done* when its shard folder exists, so re-running the same
-command enqueues only what is not done.
+their work is queued again. A trial is *done* when its shard folder verifies (not when the study
+says it finished: a deleted or damaged folder is run again), so re-running the same command
+enqueues only what is not done.
 
 Every use of Optuna's private API (the storage behind a study, internal trial and study ids) is in
 this module. No torch import.
@@ -21,6 +22,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,8 @@ from optuna.trial import FrozenTrial, TrialState
 from harness import study as study_mod
 from harness.config import TrialSpec
 from harness.plan import Plan
-from harness.records import is_done, read_trial
-from harness.storage import worker_alive
+from harness.records import read_trial, verify_trial
+from harness.storage import read_run_settings, worker_alive
 
 HEARTBEAT_S = 10.0      # a running trial's worker writes a heartbeat this often
 MAX_ATTEMPTS = 2        # a trial that raised is retried once (on resume), then left failed
@@ -122,36 +124,59 @@ def fail_stale(study: optuna.Study, now: float) -> int:
 def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
     """Enqueue every spec that is not done, not waiting and not running; fail stale RUNNING trials
     (their worker died) so they are enqueued again; retry a failed trial once.
-    Done means: a shard folder here, or a finished trial in the study (another machine ran it).
+    Done means: a shard folder here that verifies (records.verify_trial), whatever the study says
+    (a deleted or damaged folder is run again), or a trial finished in the study by a worker that
+    wrote into another results folder (another folder id, see storage.RunSettings: a machine that
+    does not share this folder; its shards are there, or in the artifact store).
     Returns counts: enqueued, stale, retried."""
     counts = {"enqueued": 0, "stale": 0, "retried": 0}
     with enqueue_lock(plan.out_dir):
         counts["stale"] = fail_stale(study, time.time())
-        active: set[str] = set()
-        finished: set[str] = set()
-        attempts: dict[str, int] = {}
-        for t in study.get_trials(deepcopy=False):
-            tid = t.user_attrs.get("trial_id")
-            if tid is None:
-                continue
-            status = t.user_attrs.get("status")
-            if t.state in (TrialState.WAITING, TrialState.RUNNING):
-                active.add(tid)
-            elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) or status == "diverged":
-                finished.add(tid)
-            elif status == "failed":
-                attempts[tid] = attempts.get(tid, 0) + 1
+        seen = _queue_state(study, read_run_settings(plan.out_dir).folder_id)
         for spec in plan.specs:
             tid = spec.trial_id
-            if tid in active or tid in finished or attempts.get(tid, 0) >= MAX_ATTEMPTS:
+            if tid in seen.active or tid in seen.elsewhere or seen.attempts.get(tid, 0) >= MAX_ATTEMPTS:
                 continue
-            if is_done(plan.out_dir, tid):
+            if verify_trial(plan.out_dir, tid) is None:
                 if not _failed_shard(plan.out_dir, tid):
                     continue
                 counts["retried"] += 1
-            study.enqueue_trial(_param_values(spec), user_attrs={"trial_id": tid}, skip_if_exists=False)
+            attrs: dict[str, Any] = {"trial_id": tid}
+            if tid in seen.finished_here:  # its shards were lost: this one replaces that finished trial
+                attrs["after"] = seen.finished_here[tid]
+            study.enqueue_trial(_param_values(spec), user_attrs=attrs, skip_if_exists=False)
             counts["enqueued"] += 1
     return counts
+
+
+@dataclass
+class _QueueState:
+    active: set[str] = field(default_factory=set)           # waiting or running
+    elsewhere: set[str] = field(default_factory=set)        # finished into another results folder
+    finished_here: dict[str, int] = field(default_factory=dict)  # highest number finished into this one
+    attempts: dict[str, int] = field(default_factory=dict)  # failed attempts
+
+
+def _finished_well(t: FrozenTrial) -> bool:
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.user_attrs.get("status") == "diverged"
+
+
+def _queue_state(study: optuna.Study, folder_id: str | None) -> _QueueState:
+    """What the study says of each trial id (grid trials and re-runs; search slots are not here)."""
+    seen = _QueueState()
+    for t in study.get_trials(deepcopy=False):
+        tid = t.user_attrs.get("trial_id")
+        if tid is None:
+            continue
+        if t.state in (TrialState.WAITING, TrialState.RUNNING):
+            seen.active.add(tid)
+        elif _finished_well(t) and t.system_attrs.get("folder", folder_id) != folder_id:
+            seen.elsewhere.add(tid)
+        elif _finished_well(t):
+            seen.finished_here[tid] = max(t.number, seen.finished_here.get(tid, -1))
+        elif t.user_attrs.get("status") == "failed":
+            seen.attempts[tid] = seen.attempts.get(tid, 0) + 1
+    return seen
 
 
 def _failed_shard(out_dir: Path, trial_id: str) -> bool:
@@ -266,11 +291,12 @@ def claim_matching(study: optuna.Study, wanted: Callable[[str], bool], limit: in
 
 def _held_elsewhere(study: optuna.Study, mine: FrozenTrial, key: str) -> bool:
     """True when another, lower-numbered trial with the same key is waiting, running or finished
-    well: then that one is the real one and mine is a duplicate."""
+    well: then that one is the real one and mine is a duplicate. A finished trial numbered up to
+    mine's `after` attr does not count: mine replaces it (its shards were lost)."""
+    after = mine.user_attrs.get("after", -1)
     for t in study.get_trials(deepcopy=False):
         if t.number < mine.number and trial_key(t) == key and (
-                t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-                or t.user_attrs.get("status") == "diverged"):
+                t.state in (TrialState.WAITING, TrialState.RUNNING) or _finished_well(t) and t.number > after):
             return True
     return False
 

@@ -14,6 +14,9 @@ schema forbids nulls), floats `float64`, strings `str`, booleans `boolean`, time
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from harness.config import ExperimentConfig
 
 __all__ = ["COLUMNS", "TABLES", "Results", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame", "trial_dir",
-           "is_done", "write_trial", "read_trial", "load", "combine"]
+           "is_done", "write_trial", "read_trial", "verify_trial", "quarantine_damaged", "load", "combine"]
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
@@ -123,6 +126,70 @@ def write_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.Dat
     return final
 
 
+def verify_trial(results_dir: str | Path, trial_id: str) -> str | None:
+    """What is wrong with a trial's shard folder, or None when it is sound: the folder and all five
+    shards are there, each shard's Parquet footer reads, and runs has one row, of this trial."""
+    d = trial_dir(results_dir, trial_id)
+    if not d.is_dir():
+        return "no shard folder"
+    missing = [f"{t}.parquet" for t in TABLES if not (d / f"{t}.parquet").is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    for t in TABLES:
+        try:
+            if t != "runs":
+                pq.read_metadata(d / f"{t}.parquet")
+                continue
+            ids = pq.read_table(d / "runs.parquet", columns=["trial_id"]).column("trial_id").to_pylist()
+        except (OSError, ValueError, KeyError, pa.ArrowException) as e:
+            return f"{t}.parquet unreadable ({type(e).__name__}: {e})"
+    if ids != [trial_id]:
+        return f"runs.parquet holds {len(ids)} rows of trials {sorted(set(map(str, ids)))}, not one of {trial_id}"
+    return None
+
+
+def quarantine(results_dir: str | Path, trial_id: str) -> Path:
+    """Move a trial's folder to DIR/quarantine/<trial_id>-<time>/ (so it is run again). Returns
+    where it went."""
+    dest_dir = Path(results_dir) / "quarantine"
+    dest_dir.mkdir(exist_ok=True)
+    dest = dest_dir / f"{trial_id}-{time.strftime('%Y%m%dT%H%M%S')}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = dest_dir / f"{trial_id}-{time.strftime('%Y%m%dT%H%M%S')}-{n}"
+    os.rename(trial_dir(results_dir, trial_id), dest)
+    return dest
+
+
+def quarantine_damaged(results_dir: str | Path, again: str = "it will be run again") -> list[str]:
+    """Verify every trial folder in DIR/trials/ (`verify_trial`) and move each damaged one to
+    DIR/quarantine/ (a folder that cannot be moved is left, and `load` skips what it cannot read).
+    Says so on stderr; returns those messages. `again`: what happens to the trial next."""
+    trials = Path(results_dir) / "trials"
+    said: list[str] = []
+    if not trials.is_dir():
+        return said
+    for d in sorted(trials.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        problem = verify_trial(results_dir, d.name)
+        if problem is None or not d.is_dir():  # sound, or replaced by its writer meanwhile
+            continue
+        try:
+            dest = quarantine(results_dir, d.name)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            said.append(f"harness: trial {d.name} is damaged ({problem}) and could not be moved aside "
+                        f"({e.strerror}): it is left out")
+            continue
+        said.append(f"harness: trial {d.name} is damaged ({problem}): moved to {dest}; {again}")
+    for line in said:
+        print(line, file=sys.stderr)
+    return said
+
+
 def _read(path: Path, table: str) -> pa.Table:
     return conform(table, pq.read_table(path))
 
@@ -208,17 +275,23 @@ def _load_tables(results_dir: Path) -> dict[str, pd.DataFrame]:
         for d in sorted(trials.iterdir()):
             if d.name.startswith(".") or not (d / "runs.parquet").is_file():
                 continue
-            for t in TABLES:
-                path = d / f"{t}.parquet"
-                if path.is_file():
-                    part = _read(path, t)
-                    if len(part):
-                        parts[t].append(part)
+            for t, part in _read_folder(d).items():
+                if len(part):
+                    parts[t].append(part)
     out = {}
     for t in TABLES:
         data = pa.concat_tables(parts[t], promote_options="permissive") if parts[t] else conform(t, pa.table({}))
         out[t] = to_frame(t, data)
     return out
+
+
+def _read_folder(d: Path) -> dict[str, pa.Table]:
+    """The shards of one trial folder; none (said on stderr) when one of them is not Parquet."""
+    try:
+        return {t: _read(d / f"{t}.parquet", t) for t in TABLES if (d / f"{t}.parquet").is_file()}
+    except ValueError as e:  # pa.ArrowInvalid (not Parquet), or a column that cannot hold its type
+        print(f"harness: trial {d.name} is left out: its shards cannot be read ({e})", file=sys.stderr)
+        return {}
 
 
 def combine(results_dir: str | Path) -> dict[str, pd.DataFrame]:

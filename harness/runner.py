@@ -53,14 +53,19 @@ from harness.queue import (
     running_elsewhere,
     searches_finished,
     set_system_attrs,
+    trial_key,
 )
-from harness.records import TrialRecorder, combine, is_done, write_trial
+from harness.records import TrialRecorder, combine, quarantine_damaged, verify_trial, write_trial
 from harness.schema import SUMMARY_COLUMNS
 from harness.storage import (
     RunSettings,
     artifact_store,
     download_artifacts,
+    has_password,
     open_storage,
+    read_run_settings,
+    redact_text,
+    redact_url,
     upload_shards,
     write_run_settings,
 )
@@ -121,6 +126,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     datasets: dict[tuple[int, int | None], data_mod.Dataset] = {}
     extra = {"git_commit": git_commit(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
     fuse = fuse_size(cfg.run.fuse, device)  # trials per fused group; 1: each trial on its own
+    folder = read_run_settings(out_dir).folder_id  # which results folder this worker's shards go to
     ran = 0
     while True:
         claimed = next((c for q in queues if (c := claim(q)) is not None), None)
@@ -134,7 +140,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
             trial.set_user_attr("status", "not in config")
             trial.study.tell(trial, state=TrialState.FAIL)
             continue
-        set_system_attrs(trial.study, trial, {"worker": worker})
+        set_system_attrs(trial.study, trial, {"worker": worker, "folder": folder})
         shape = spec.data.pad_size, spec.data.lag
         if shape not in datasets:
             datasets[shape] = data_mod.load(spec.data, cache_dir(out_dir), *shape)
@@ -187,7 +193,7 @@ def _claim_companions(plan: Plan, searches: dict, trial: Trial, spec: TrialSpec,
     for t, k in claim_matching(trial.study, wanted, limit):
         s, recorder = _trial_spec(plan, searches, t, k)
         assert s is not None and recorder is not None  # wanted() accepts planned trials only
-        set_system_attrs(t.study, t, {"worker": worker})
+        set_system_attrs(t.study, t, {"worker": worker, "folder": read_run_settings(plan.out_dir).folder_id})
         out.append((t, k, s, recorder))
     return out
 
@@ -295,8 +301,42 @@ def _suggest_params(trial: Trial, spec: TrialSpec, grid: dict[str, list]) -> Non
 
 # ----------------------------------------------------------------------------- worker processes
 
-def _worker_main(args: tuple) -> None:
-    worker_loop(*args)
+def _worker_main(args: tuple, parent: int | None = None) -> None:
+    """A worker process: dies with its parent (`parent`: its pid), so a main process killed with
+    kill -9 leaves no worker running; an error outside a trial is one line on stderr and exit 1
+    (the main process then names the worker and the trial it held)."""
+    if parent is not None:
+        _die_with_parent(parent)
+    try:
+        worker_loop(*args)
+    except Exception as e:
+        print(f"harness: worker {args[4]} (pid {os.getpid()}) failed: {type(e).__name__}: {redact_text(str(e))}",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Be killed (SIGKILL) when the parent process ends: prctl(PR_SET_PDEATHSIG) on Linux, else a
+    thread that polls the parent pid every second. Exits at once if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            _watch_parent(parent)
+    else:
+        _watch_parent(parent)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch parent", daemon=True).start()
 
 
 def _start_workers(plan: Plan, workers: int, storage: str | None, devices: list[str], threads: int,
@@ -305,7 +345,8 @@ def _start_workers(plan: Plan, workers: int, storage: str | None, devices: list[
     the main process only and it stops them: no half-written tracebacks from each worker."""
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, name=f"worker {i}",
-                         args=((plan.out_dir, storage, devices[i % len(devices)], threads, i, artifacts),))
+                         args=((plan.out_dir, storage, devices[i % len(devices)], threads, i, artifacts),
+                               os.getpid()))
              for i in range(workers)]
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
@@ -331,23 +372,42 @@ def _stop(procs: list[mp.process.BaseProcess], grace_s: float = 5.0) -> None:
             p.join()
 
 
-def _died(p: mp.process.BaseProcess) -> str:
+def _died(p: mp.process.BaseProcess, held: Any = None) -> str:
+    """What to say of a dead worker: its name, pid, signal or exit code, and the trials it held
+    (`held(pid) -> list of trial ids`, from the study)."""
     code = p.exitcode
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-    return f"{p.name} (pid {p.pid}) died ({how})"
+    trials = held(p.pid) if held is not None else []
+    during = f" while running trial {', '.join(trials)}" if trials else ""
+    return f"{p.name} (pid {p.pid}) died ({how}){during}"
+
+
+def held_trials(studies: list[Any]) -> Any:
+    """A function pid -> the keys of the RUNNING trials that a worker process of this host holds."""
+    host = socket.gethostname()
+
+    def held(pid: int) -> list[str]:
+        try:
+            return [trial_key(t) or f"{study.study_name}#{t.number}" for study in studies
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    if t.system_attrs.get("pid") == pid and t.system_attrs.get("host") == host]
+        except Exception:  # the storage itself may be what failed: name the worker all the same
+            return []
+    return held
 
 
 def _run_workers(plan: Plan, monitor: Any, workers: int, storage: str | None, devices: list[str],
-                 threads: int, artifacts: str | None) -> list[str]:
+                 threads: int, artifacts: str | None, held: Any = None) -> list[str]:
     """Run the workers until each has found nothing left to claim. A worker that dies is named at
-    once (the others go on); returns those messages. Ctrl-C stops every worker, then re-raises."""
+    once, with the trial it held (`held`, see held_trials; the others go on); returns those messages.
+    Ctrl-C stops every worker, then re-raises."""
     procs = _start_workers(plan, workers, storage, devices, threads, artifacts)
     dead: dict[int, str] = {}
     try:
         while True:
             for i, p in enumerate(procs):
                 if p.exitcode and i not in dead:
-                    dead[i] = _died(p)
+                    dead[i] = _died(p, held)
                     rest = "; the other workers go on" if len(procs) > 1 else ""
                     tqdm.write(f"harness: {dead[i]}{rest}", file=sys.stderr)
             monitor.poll()
@@ -400,14 +460,20 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
         raise
     write_config(plan)
     write_run_settings(out_dir, RunSettings(storage=storage, artifacts=artifacts))
+    if has_password(storage):
+        print(f"harness: warning: the storage URL {redact_url(storage)} carries a password: it is used for this "
+              f"run only and written to {out_dir / 'run.yaml'} without it; set PGPASSWORD or put it in ~/.pgpass "
+              f"so that `harness status` and `harness report` can connect", file=sys.stderr)
+    quarantine_damaged(out_dir)
     store = open_storage(out_dir, storage)
     queue = open_queue(plan, store)
     searches = open_searches(plan, store) if cfg.study else {}
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     monitor = Progress(plan, enabled=progress)
     try:
+        held = held_trials([queue, *searches.values()])
         dead = _run_phases(plan, queue, searches, monitor,
-                           lambda: _run_workers(plan, monitor, workers, storage, devices, threads, artifacts),
+                           lambda: _run_workers(plan, monitor, workers, storage, devices, threads, artifacts, held),
                            lambda: _next_round(plan, storage, artifacts))
         download_artifacts(out_dir, storage, artifacts)
         monitor.poll()
@@ -429,7 +495,7 @@ def _next_round(plan: Plan, storage: str | None, artifacts: str | None) -> froze
     download_artifacts(plan.out_dir, storage, artifacts)
     plan.update(make_plan(plan.cfg, plan.out_dir))
     write_adaptive(plan)
-    return frozenset(s.trial_id for s in plan.specs if not is_done(plan.out_dir, s.trial_id))
+    return frozenset(s.trial_id for s in plan.specs if verify_trial(plan.out_dir, s.trial_id) is not None)
 
 
 def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, run_workers: Any,

@@ -17,18 +17,20 @@ from optuna.trial import TrialState
 from harness.names import STATUSES
 from harness.plan import load_results_config, make_plan
 from harness.progress import belongs
-from harness.records import load
+from harness.records import load, quarantine_damaged
 from harness.storage import download_artifacts, open_storage, read_run_settings, worker_alive
 
 
 def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
     """Counts, running, slowest and failed trials of a results directory. First downloads into
-    DIR/trials/ the shards that workers elsewhere put in the artifact store (storage.download_artifacts)."""
+    DIR/trials/ the shards that workers elsewhere put in the artifact store (storage.download_artifacts),
+    and moves damaged trial folders to DIR/quarantine/ (records.quarantine_damaged)."""
     cfg = load_results_config(out_dir)
     plan = make_plan(cfg, out_dir)
     settings = read_run_settings(out_dir)
     storage_url = storage_url or settings.storage
     download_artifacts(out_dir, storage_url, settings.artifacts)
+    quarantine_damaged(out_dir, again="the next `harness run` runs it again")
     runs = load(out_dir)["runs"]
     if len(runs):
         keep = [belongs(plan, tid, row) for tid, row in zip(runs["trial_id"], runs.to_dict("records"))]
@@ -61,7 +63,7 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
                     info["waiting"] += 1
                 elif t.state == TrialState.RUNNING:
                     if not worker_alive(t, now):
-                        info["stale"] += 1
+                        info["stale"] += tid not in done_ids  # else it finished, but was not told so
                         continue
                     claimed = t.system_attrs.get("claimed_at", now)
                     info["running"].append({"trial_id": tid or f"{name}#{t.number}",

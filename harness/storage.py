@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,37 +27,98 @@ STALE_AFTER_S = 60.0    # a RUNNING trial with no heartbeat for this long is tak
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+class StorageUnreachable(Exception):
+    """The storage database cannot be reached (the message names its URL, without the password)."""
+
+
 def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
     """An Optuna storage: a URL (sqlite:///…, postgresql://…) or, by default, a journal file in
-    the results directory (safe for many processes on one file system)."""
+    the results directory (safe for many processes on one file system). A journal's torn last line
+    is repaired and a damaged one refused (harness.journal.JournalDamaged); a database that cannot
+    be reached raises StorageUnreachable."""
     if url and "://" in url:
-        # Two workers starting at once on a fresh database both create Optuna's tables; the loser
-        # sees a duplicate-key error. The tables exist by then: try again.
-        for attempt in range(6):
-            try:
-                return optuna.storages.RDBStorage(url)
-            except Exception as e:
-                if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
-                    raise
-                time.sleep(0.2 + 0.3 * attempt)
+        return _open_database(url)
+    from harness.journal import CheckedJournalBackend
+
     path = Path(url) if url else out_dir / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.JournalStorage(CheckedJournalBackend(str(path)))
+
+
+def _open_database(url: str) -> optuna.storages.BaseStorage:
+    from sqlalchemy.exc import OperationalError
+
+    # Two workers starting at once on a fresh database both create Optuna's tables; the loser
+    # sees a duplicate-key error. The tables exist by then: try again.
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except OperationalError as e:
+            why = redact_text(first_line(e.orig or e))
+            hint = " (set PGPASSWORD or put the password in ~/.pgpass)" if "password" in why and \
+                not has_password(url) else ""
+            raise StorageUnreachable(f"cannot reach the storage database {redact_url(url)}: {why}{hint}") from None
+        except Exception as e:
+            if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
+                raise
+            time.sleep(0.2 + 0.3 * attempt)
+    raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------------------- secrets
+
+_PASSWORD_IN_TEXT = re.compile(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def redact_url(url: str | None) -> str | None:
+    """`url` with its password (if any) shown as ***: postgresql://user:***@host/db. For messages."""
+    if not url or "://" not in url:
+        return url
+    return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
+
+
+def without_password(url: str | None) -> str | None:
+    """`url` with its password left out (postgresql://user@host/db): what is written to files.
+    libpq (psycopg) then takes the password from PGPASSWORD or ~/.pgpass."""
+    if not url or "://" not in url:
+        return url
+    return _PASSWORD_IN_TEXT.sub(lambda m: m.group(1)[:-1] + "@", url)
+
+
+def has_password(url: str | None) -> bool:
+    """Whether `url` carries a password."""
+    return bool(url) and without_password(url) != url
+
+
+def redact_text(text: str) -> str:
+    """`text` with the password of every URL in it shown as ***."""
+    return _PASSWORD_IN_TEXT.sub(r"\1***@", text)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (drivers add hints and SQL on further lines)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 # ----------------------------------------------------------------------------- DIR/run.yaml
 
 @dataclass
 class RunSettings:
-    """Where a run's shared state lives (written to DIR/run.yaml so report/status find it)."""
+    """Where a run's shared state lives (written to DIR/run.yaml so report/status find it), and the
+    results folder's identity: a random id made by its first run, which a copied or moved folder
+    keeps; each trial records the id of the folder its worker wrote its shards into."""
 
     storage: str | None = None
     artifacts: str | None = None
+    folder_id: str | None = None
 
 
 def write_run_settings(out_dir: Path, settings: RunSettings) -> None:
-    """Write DIR/run.yaml (atomically: temp file, then rename)."""
+    """Write DIR/run.yaml (atomically: temp file, then rename), the storage URL without its password,
+    keeping the folder's id (or making one)."""
+    folder = settings.folder_id or read_run_settings(out_dir).folder_id or uuid.uuid4().hex
+    settings = dataclasses.replace(settings, storage=without_password(settings.storage), folder_id=folder)
     atomic_write_text(out_dir / "run.yaml", yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False))
 
 
@@ -65,7 +128,7 @@ def read_run_settings(out_dir: Path) -> RunSettings:
     if not path.is_file():
         return RunSettings()
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return RunSettings(storage=raw.get("storage"), artifacts=raw.get("artifacts"))
+    return RunSettings(storage=raw.get("storage"), artifacts=raw.get("artifacts"), folder_id=raw.get("folder_id"))
 
 
 # ----------------------------------------------------------------------------- artifact store

@@ -86,7 +86,8 @@ def test_kill_9_a_worker_then_resume(tmp_path):
     assert victim is not None, "no running trial to kill"
     _, err = main.communicate(timeout=300)
     assert main.returncode == 1  # one trial never finished: the run says so, naming the worker
-    assert f"(pid {victim.system_attrs['pid']}) died (signal SIGKILL)" in err.decode()
+    assert f"(pid {victim.system_attrs['pid']}) died (signal SIGKILL) while running trial " \
+           f"{victim.user_attrs['trial_id']}" in err.decode()
     before = records.load(out)["runs"].set_index("trial_id")
     killed_id = victim.user_attrs["trial_id"]
     assert killed_id not in before.index and len(before) == 7

@@ -168,7 +168,7 @@ def postgres_url():
 
 
 @pytest.mark.slow
-def test_two_machines_share_a_study_through_postgres(tmp_path, postgres_url):
+def test_two_machines_share_a_study_through_postgres(tmp_path, postgres_url, monkeypatch):
     raw = study_raw("pg", grid={"cell": ["rnn", "lstm"], "seed": [0]}, n_trials=3, per=["cell"])
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(raw))
@@ -195,6 +195,10 @@ def test_two_machines_share_a_study_through_postgres(tmp_path, postgres_url):
               for t in optuna.load_study(study_name=name, storage=storage).get_trials()
               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
     assert len(shards) == 8
+    # DIR/run.yaml keeps the URL without its password: report takes it from PGPASSWORD, as libpq does.
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("PGPASSWORD", make_url(postgres_url).password or "")
     # Each side's report sees every trial, also those the other machine ran (from the artifact store).
     for out in outs:
         write_report(out)

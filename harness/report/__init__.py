@@ -457,6 +457,9 @@ def write_report(results_dir: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     download_remote_shards(results_dir)
+    from harness.records import quarantine_damaged
+
+    quarantine_damaged(results_dir, again="the next `harness run` runs it again")  # to DIR/quarantine/
     data = compute(results_dir)
     fig_dir = data.dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
