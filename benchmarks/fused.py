@@ -12,10 +12,11 @@ fusing is faster).
 `grid`: the driver gpu.sh uses for "fused K": runs a short grid (cells x K seeds, every trial of one
 cell one fused group) through `harness.train_fused.run_fused` in this one process and prints one JSON
 line per finished group and a summary line (trials done, wall seconds from process start, trials/hour).
+`--cuda-graph` sets train.cuda_graph (the fused step captured in a CUDA graph and replayed; drop_last).
 
     python benchmarks/fused.py                                     # CPU: K=8, tiny and seed size, LSTM and RNN
     python benchmarks/fused.py step --ks 8 32 128 --device cuda --precisions fp32 bf16
-    python benchmarks/fused.py grid --k 32 --steps 200 --device cuda
+    python benchmarks/fused.py grid --k 32 --steps 200 --device cuda [--cuda-graph]
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def grid_bench(args: argparse.Namespace) -> None:
         "data": {"kind": "synthetic", "pad_size": args.pad, "synth": {"n_train": args.n_train}},
         "model": {"embed_dim": embed, "hidden_size": hidden, "num_layers": 2, "bidirectional": True, "dropout": 0.3},
         "train": {"batch_size": args.batch, "lr": 1e-3, "epochs": 7, "max_steps": args.steps, "eval_every": 100,
-                  "precision": args.precision},
+                  "precision": args.precision, "cuda_graph": args.cuda_graph},
         "grid": {"cell": args.cells, "seed": list(range(args.k))},
     }
     cfg = config_from_dict(raw)
@@ -193,6 +194,8 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--n-train", type=int, default=18000)
     ap.add_argument("--cache", help="grid: data cache directory (default: a temporary one)")
+    ap.add_argument("--cuda-graph", action="store_true", help="grid: train.cuda_graph (on a CPU: the static "
+                    "step, eagerly)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.mode == "grid":

@@ -11,6 +11,8 @@
 #      (benchmarks/fused.py grid: run_fused directly);
 #   4. unfused: the same grid's trials/hour (max(2, N) trials) with 1, 4, 8 and 16 workers on the one GPU
 #      (`harness run --workers N --device cuda`);
+#   4b. CUDA graphs: step 3's K = 32 again with train.cuda_graph (the fused step captured and replayed;
+#      drop_last), if time is left: trials/hour with vs without;
 #   5. the fused training step vs K separate steps (benchmarks/fused.py step), if time is left;
 #   6. writes $OUT/gpu_table.md (OUT defaults to ./gpu_out) and prints it last.
 # Every step runs under `timeout`, within a total budget (GPU_BUDGET_S, default 470 s); a step that
@@ -36,12 +38,14 @@ if [ "$DRY" = 1 ]; then
   THR_ARGS=(--cells rnn --pads 16 --batches 64 --precisions fp32 bf16 --graph off --steps 4 --repeats 1
             --step-rounds 2 --n-train 2000)
   FSTEP_ARGS=(--sizes tiny --cells rnn --ks 2 --steps 2 --rounds 1)
+  GRAPH_K=4
 else
   DEV=cuda STEPS=200 WORKERS="1 4 8 16" N_TRAIN=18000 WIDTH="embed_dim: 300, hidden_size: 128" FUSE_KS="8 32 128"
   SIZE=seed
   THR_ARGS=(--cells lstm rnn --pads 32 128 --batches 64 --precisions fp32 bf16 --graph off --steps 100
             --repeats 1 --step-rounds 5)
   FSTEP_ARGS=(--sizes seed --cells lstm rnn --ks 8 128 --steps 5 --rounds 2)
+  GRAPH_K=32
 fi
 
 # ---------------------------------------------------------------------------------------- 0. checks
@@ -106,7 +110,10 @@ say "$(cat "$OUT/env.txt")"
 if timeout 30 "$PY" -c "import pytest" >/dev/null 2>&1; then
   say "tests/test_gpu_path.py on the GPU"
   timeout "$(cap 60)" "$PY" -m pytest -q -rs tests/test_gpu_path.py \
-    tests/test_train_fused.py::test_fused_trials_on_cuda_match_separate_runs > "$OUT/test_gpu_path.txt" 2>&1
+    tests/test_train_fused.py::test_fused_trials_on_cuda_match_separate_runs \
+    tests/test_fused_step.py::test_graph_replay_matches_the_eager_step_on_cuda \
+    tests/test_fused_step.py::test_a_graphed_fused_run_records_what_an_eager_one_records \
+    > "$OUT/test_gpu_path.txt" 2>&1
   echo "rc $?" >> "$OUT/test_gpu_path.txt"
   say "tests: $(tail -2 "$OUT/test_gpu_path.txt" | tr '\n' ' ')"
 else
@@ -142,19 +149,25 @@ EOF
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 : > "$OUT/fused.tsv"
-for K in $FUSE_KS; do
+# fused_grid K LABEL [fused.py args]: one fused.py grid run of K seeds per cell, a row LABEL of fused.tsv.
+fused_grid() {
+  local K=$1 LABEL=$2 LIMIT S E RC
+  shift 2
   LIMIT=$(cap $((30 + K / 2)))
   if [ "$LIMIT" -lt 20 ]; then
-    say "fused: K=$K skipped (budget)"; printf '%s\t%s\tskipped\t0\n' "$K" "$((2 * K))" >> "$OUT/fused.tsv"
-    continue
+    say "fused: $LABEL skipped (budget)"; printf '%s\t%s\tskipped\t0\n' "$LABEL" "$((2 * K))" >> "$OUT/fused.tsv"
+    return
   fi
-  say "fused: K=$K, $((2 * K)) trials in 2 fused groups, one process (limit ${LIMIT}s)"
+  say "fused: $LABEL: K=$K, $((2 * K)) trials in 2 fused groups, one process (limit ${LIMIT}s)"
   S=$(date +%s.%N)
   timeout "$LIMIT" "$PY" benchmarks/fused.py grid --k "$K" --steps "$STEPS" --device "$DEV" --size "$SIZE" \
-    --n-train "$N_TRAIN" --threads 4 --cache "$WORK/fcache" > "$OUT/fused-$K.jsonl" 2>> "$OUT/gpu.log"
+    --n-train "$N_TRAIN" --threads 4 --cache "$WORK/fcache" "$@" > "$OUT/fused-$LABEL.jsonl" 2>> "$OUT/gpu.log"
   RC=$?
   E=$(date +%s.%N)
-  printf '%s\t%s\t%s\t%s\n' "$K" "$((2 * K))" "$RC" "$("$PY" -c "print($E - $S)")" >> "$OUT/fused.tsv"
+  printf '%s\t%s\t%s\t%s\n' "$LABEL" "$((2 * K))" "$RC" "$("$PY" -c "print($E - $S)")" >> "$OUT/fused.tsv"
+}
+for K in $FUSE_KS; do
+  fused_grid "$K" "$K"
 done
 
 # ---------------------------------------------------------------------------------------- 4. worker scaling
@@ -191,6 +204,9 @@ import sys, pandas as pd, harness.records as r
 t = r.load(sys.argv[1])['runs']; t.to_csv(sys.argv[2], index=False)" "$DIR" "$OUT/scale-$N-runs.csv" \
     2>> "$OUT/gpu.log" || true
 done
+
+# ---------------------------------------------------------------------------------------- 4b. CUDA graph
+fused_grid "$GRAPH_K" "$GRAPH_K+graph" --cuda-graph  # as step 3's K=$GRAPH_K, the step in a CUDA graph
 
 # ---------------------------------------------------------------------------------------- 5. fused step
 say "fused: training step, fused vs K separate"
@@ -250,6 +266,7 @@ best_unfused = max(unfused_tph, default=0.0)
 lines += ["", f"## Fused trials (run_fused in one process; {steps} steps per trial, the same grid, K seeds per cell)", "",
           "| K | trials done / planned | wall (s, start-up included) | trials/hour | x plain loop | "
           "x best unfused workers | rc |", "| --- | --- | --- | --- | --- | --- | --- |"]
+fused_tph = {}
 for line in open(p("fused.tsv")):
     f = line.rstrip("\n").split("\t")
     k, planned, rc = f[0], f[1], f[2]
@@ -267,6 +284,12 @@ for line in open(p("fused.tsv")):
     xp = f"{tph / plain_tph:.1f}x" if base and done else ""
     xu = f"{tph / best_unfused:.1f}x" if best_unfused and done else ""
     lines.append(f"| {k} | {done} / {planned} | {wall:.0f} | {tph:,.0f} | {xp} | {xu} | {rc} |")
+    fused_tph[k] = tph
+for k, tph in fused_tph.items():
+    base = fused_tph.get(k.removesuffix("+graph"), 0.0)
+    if k.endswith("+graph") and tph and base:
+        lines += ["", f"CUDA graph (train.cuda_graph; drop_last), fused K={k.removesuffix('+graph')}: "
+                  f"{tph:,.0f} trials/hour vs {base:,.0f} eager = **{tph / base:.2f}x**"]
 fs = open(p("fused_step.md")).read().strip() if os.path.exists(p("fused_step.md")) else "(not run)"
 lines += ["", "Fused training step vs K separate steps (benchmarks/fused.py step; samples/s, median of rounds):", "",
           fs, "",

@@ -68,6 +68,7 @@ from harness.config import TrainConfig, config_from_dict, expand_grid
 from harness.names import SPLITS
 from harness.records import TrialRecorder
 from harness.train import ParamGroups, RunningSums, run_trial, train_step
+from harness.train_fused import run_fused
 
 FLUSH = "none"  # --flush-denormal: none | harness (the harness's training steps only, not its probe) | all
 
@@ -223,9 +224,10 @@ def plain_loop(lists: dict, ds: data_mod.Dataset, cell: str, steps: int, batch: 
 
 
 def harness_trial(cfg_raw: dict, cache: str, device: torch.device) -> dict:
-    """One run_trial. Returns {"total", "dev_eval" (all dev evaluations), "n_dev", "test_eval" (the
-    rest outside training, dev evaluations and probes: building and the test evaluation), "probe" (all
-    probe calls and gradient recording), "n_probe"}, seconds, from the trainer's phase timing."""
+    """One run_trial (with train.cuda_graph: run_fused of one trial). Returns {"total", "dev_eval" (all
+    dev evaluations), "n_dev", "test_eval" (the rest outside training, dev evaluations and probes:
+    building and the test evaluation), "probe" (all probe calls and gradient recording), "n_probe"},
+    seconds, from the trainer's phase timing."""
     cfg = config_from_dict(cfg_raw)
     _, data_id = data_mod.prepare(cfg.data, cache)
     spec = expand_grid(cfg, data_id)[0]
@@ -233,7 +235,8 @@ def harness_trial(cfg_raw: dict, cache: str, device: torch.device) -> dict:
     _flush("harness")
     rec = TrialRecorder(spec.trial_id)
     t0 = time.perf_counter()
-    row = run_trial(spec, ds, device, rec)
+    # train.cuda_graph captures the fused step: the runner trains such a trial as a fused group of one.
+    row = run_fused([spec], ds, device, [rec])[0] if spec.train.cuda_graph else run_trial(spec, ds, device, rec)
     total = time.perf_counter() - t0
     n_probe = len({r["step"] for r in rec.rows["grad_time"]})
     return {"total": total, "dev_eval": row["eval_s"], "n_dev": len(rec.rows["curves"]),

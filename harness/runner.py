@@ -70,7 +70,7 @@ from harness.storage import (
     write_run_settings,
 )
 from harness.train import resolve_device, run_trial, settings_columns
-from harness.train_fused import fusable_key, fuse_size, run_fused
+from harness.train_fused import check_cuda_graph, fusable_key, fuse_size, run_fused
 
 SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
 
@@ -144,9 +144,10 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
         shape = spec.data.pad_size, spec.data.lag
         if shape not in datasets:
             datasets[shape] = data_mod.load(spec.data, cache_dir(out_dir), *shape)
-        if fuse > 1 and not key.startswith("slot:") and spec.data.lag is None:  # fused models lack lag spans
-            more = _claim_companions(plan, searches, trial, spec, fuse - 1, worker)
-            if more:
+        graph = spec.train.cuda_graph and device.type == "cuda"  # the graph captures the fused step
+        if (fuse > 1 or graph) and not key.startswith("slot:") and spec.data.lag is None:  # fused: no lag spans
+            more = _claim_companions(plan, searches, trial, spec, fuse - 1, worker) if fuse > 1 else []
+            if more or graph:
                 ran += _run_group([(trial, key, spec, recorder), *more], datasets[shape], device, out_dir,
                                   extra, cfg, store)
                 continue
@@ -446,8 +447,8 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     from harness.progress import Progress
 
     devices = device.split(",")
-    for d in devices:  # a device that is not there is a usage error, found before any work
-        resolve_device(d)
+    # A device that is not there, or CUDA graphs without CUDA, is a usage error, found before any work.
+    check_cuda_graph(cfg, [resolve_device(d) for d in devices])
     out_dir = Path(out_dir)
     created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)

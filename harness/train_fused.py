@@ -11,6 +11,11 @@ float tolerance (tests/test_train_fused.py); on CUDA dropout masks are per-trial
 from an unfused run's.
 
 Trials fuse when `fusable_key` agrees: everything but the per-trial settings in `PER_TRIAL_KEYS`.
+
+`train.cuda_graph` (harness.fused_step): the training step runs on static buffers (every batch full:
+drop_last) and, on CUDA, is captured once in a CUDA graph and replayed; evaluations, the probe and the
+recording stay eager. On a CPU the static step runs eagerly (`harness run` refuses the setting there:
+`check_cuda_graph`).
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import torch
 from torch import Tensor
 
 from harness import metrics
-from harness.config import TrialSpec
+from harness.config import ConfigError, ExperimentConfig, TrialSpec
 from harness.data import Dataset, EncodedSplit
+from harness.fused_step import FusedStep
 from harness.models import build_model, param_groups, read_positions
 from harness.models.fused import (
     FusedAdam,
@@ -40,7 +46,8 @@ from harness.models.fused import (
 from harness.records import TrialRecorder
 from harness.train import Seeds, device_label, provenance, settings_columns
 
-__all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "fuse_size", "fusable_key", "group_specs", "run_fused"]
+__all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "check_cuda_graph", "fuse_size", "fusable_key", "group_specs",
+           "run_fused"]
 
 # `run.fuse: auto` on a CUDA device: trials per fused group (until the H200 table says otherwise).
 AUTO_FUSE_CUDA = 32
@@ -63,6 +70,17 @@ def fuse_size(fuse: str | int, device: torch.device) -> int:
     if isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1:
         return fuse
     raise ValueError(f"run.fuse: expected off, auto or an integer >= 1, got {fuse!r}")
+
+
+def check_cuda_graph(cfg: ExperimentConfig, devices: Sequence[torch.device]) -> None:
+    """Raise ConfigError when `cfg` asks for train.cuda_graph (the key, or a value of its grid axis)
+    and one of the resolved `devices` is not a CUDA device."""
+    wanted = cfg.train.cuda_graph or True in cfg.grid.get("train.cuda_graph", [])
+    other = [str(d) for d in devices if d.type != "cuda"]
+    if wanted and other:
+        raise ConfigError(f"config key 'train.cuda_graph': true needs a CUDA device (it captures the fused "
+                          f"training step in a CUDA graph), but the device is {', '.join(other)}; run on a GPU "
+                          f"(--device cuda) or set train.cuda_graph: false")
 
 
 def fusable_key(spec: TrialSpec) -> tuple:
@@ -188,7 +206,11 @@ class _FusedRun:
         clips = [s.train.grad_clip for s in specs]
         self.clip = (torch.tensor([math.inf if c is None else c for c in clips], device=device)
                      if any(c is not None for c in clips) else None)
-        self.active_t = torch.ones(k, dtype=torch.bool, device=device)
+        self.active_t = torch.ones(k, dtype=torch.bool, device=device)  # updated in place (a graph reads it)
+        graph = self.tc.cuda_graph  # static shapes; captured and replayed on CUDA, eager elsewhere
+        self.step_fn = FusedStep(self.model, self.optimizer, self.active_t, self.norms_and_clip,
+                                 lambda: self.autocast(cache=not graph), static=graph,
+                                 capture=graph and device.type == "cuda")
 
         self.train, self.dev, self.test = (_Split(s, device) for s in (data.train, data.dev, data.test))
         n_probe = min(self.tc.probe_size, self.dev.n)
@@ -203,8 +225,10 @@ class _FusedRun:
         self.eval_s = self.probe_s = 0.0
         self.t_resume = time.perf_counter()
 
-    def autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.precision == "bf16")
+    def autocast(self, cache: bool = True) -> Any:
+        """bf16 autocast when train.precision says so (a CUDA graph needs its weight cache off)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.precision == "bf16",
+                              cache_enabled=cache)
 
     # ------------------------------------------------------------------------- recording
     def probe(self, step: int | None, key: str | None, trials: list[int]) -> None:
@@ -268,25 +292,18 @@ class _FusedRun:
                                       for g in self.order_gens]).to(device)  # (K, N)
                 for b in range(steps_per_epoch):
                     idx = orders[:, b * bs:(b + 1) * bs]  # (K, B)
-                    x, lengths, y = train.tokens[idx], train.lengths[idx], train.labels[idx]
-                    with self.autocast():
-                        logits = self.model(x, lengths)  # (K, B, C)
-                    losses = per_trial_cross_entropy(logits.float(), y)  # (K,)
-                    self.model.zero_grad(set_to_none=True)
-                    losses.sum().backward()
-                    group_sq, total_norm = self.norms_and_clip()
-                    self.optimizer.step(self.active_t)
+                    y = train.labels[idx]
+                    loss_d, logits, group_sq, total_norm = self.step_fn(train.tokens[idx], train.lengths[idx], y)
                     step += 1
                     self.interval_steps += 1
                     samples_seen += idx.shape[1]
                     self.samples_interval += idx.shape[1]
                     with torch.no_grad():
                         step_counter += 1
-                        loss_d = losses.detach()
                         self.nonfinite_at = torch.where((self.nonfinite_at < 0) & ~torch.isfinite(loss_d),
                                                         step_counter, self.nonfinite_at)
                         self.loss_sum += loss_d
-                        self.correct_sum += (logits.detach().argmax(2) == y).sum(1)
+                        self.correct_sum += (logits.argmax(2) == y).sum(1)
                         if tc.instrument and group_sq is not None and total_norm is not None:
                             self.gnorm_sum += total_norm
                             self.group_sum += group_sq.sqrt()
@@ -314,9 +331,9 @@ class _FusedRun:
 
     def budget(self) -> tuple[int, int]:
         """Steps per epoch and the total steps (epochs, capped by max_steps), as run_trial counts them.
-        Raises ValueError when drop_last leaves no batch."""
+        Raises ValueError when drop_last leaves no batch. train.cuda_graph implies drop_last."""
         tc, n, bs = self.tc, self.train.n, self.tc.batch_size
-        steps_per_epoch = n // bs if tc.drop_last else math.ceil(n / bs)
+        steps_per_epoch = n // bs if tc.drop_last or tc.cuda_graph else math.ceil(n / bs)
         if steps_per_epoch == 0:
             raise ValueError(f"train.batch_size {bs} is larger than the training set ({n}) with drop_last")
         total_steps = tc.epochs * steps_per_epoch
@@ -401,7 +418,7 @@ class _FusedRun:
                 t.stop = "early_stop"
             if t.stop:
                 self.end_trial(k, step, epoch_now, samples_seen, self.train_s)
-        self.active_t = torch.tensor([t.active for t in self.trials], device=device)
+        self.active_t.copy_(torch.tensor([t.active for t in self.trials]))  # in place: the step holds it
         zeros = torch.zeros(self.k, device=device)
         self.loss_sum, self.correct_sum, self.gnorm_sum = zeros.clone(), zeros.clone(), zeros.clone()
         self.group_sum = torch.zeros(self.n_groups, self.k, device=device)

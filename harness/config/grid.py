@@ -34,12 +34,16 @@ def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: 
     sections = {s: copy.deepcopy(getattr(cfg, s)) for s in GRIDDABLE_SECTIONS}
     for key, value in values.items():
         _set_dotted(sections, key, value)
+    if sections["train"].cuda_graph:  # a CUDA graph replays static shapes: no partial last batch
+        sections["train"].drop_last = True
     identity: dict[str, Any] = {s: dataclasses.asdict(sections[s]) for s in GRIDDABLE_SECTIONS}
     # Where the data came from and the synthetic settings are captured by data_id.
     for k in ("dir", "synth"):
         identity["data"].pop(k)
     if identity["data"]["lag"] is None:  # added later: trials without a lag keep their ids
         identity["data"].pop("lag")
+    if not identity["train"]["cuda_graph"]:  # added later: trials without CUDA graphs keep their ids
+        identity["train"].pop("cuda_graph")
     identity["data_id"] = data_id
     if tag:
         identity["tag"] = tag

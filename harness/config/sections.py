@@ -122,6 +122,10 @@ class TrainConfig:
     precision: str = field(default="fp32", metadata=_meta(
         "fp32, or bf16 autocast (meant for CUDA; on a CPU autocast leaves nn.GRU in fp32)",
         choices=("fp32", "bf16")))
+    cuda_graph: bool = field(default=False, metadata=_meta(
+        "capture the fused training step (forward, loss, backward, gradient norms, clipping, Adam) in a "
+        "CUDA graph and replay it every step; forces drop_last (static shapes); needs a CUDA device "
+        "(refused at `harness run` start otherwise); evaluation and the probe stay eager"))
 
 
 @dataclass

@@ -216,11 +216,14 @@ class FusedClassifier(nn.Module):
         self.dropout_on = True  # the probe turns dropout off while staying in train mode
         self._templates: list[RecurrentClassifier] = []  # (kept in a list: not a submodule)
         self._cfgs: list[ModelConfig] = [cfg] * k
+        self._pad_row: Tensor | None = None  # [padding_idx] on the device, made once (no copy while capturing)
         if padding_idx is not None:  # nn.Embedding(padding_idx=...): the PAD row gets no gradient
             self.embedding.weight.register_hook(self._zero_pad_grad)
 
     def _zero_pad_grad(self, grad: Tensor) -> Tensor:
-        return grad.index_fill(1, torch.tensor([self.padding_idx], device=grad.device), 0.0)
+        if self._pad_row is None or self._pad_row.device != grad.device:
+            self._pad_row = torch.tensor([self.padding_idx], device=grad.device)
+        return grad.index_fill(1, self._pad_row, 0.0)
 
     # ------------------------------------------------------------------------- unfused <-> fused
     def _slices(self) -> list[tuple[Tensor, int, str, bool]]:
