@@ -218,6 +218,7 @@ def _add_import_parser(dsub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and its arguments. One linear list, so longer than the rest."""
     from harness.shipped import version
 
     p = argparse.ArgumentParser(prog="harness", description=__doc__)

@@ -264,6 +264,8 @@ class _FusedRun:
 
     # ------------------------------------------------------------------------- training
     def run(self) -> list[dict[str, Any]]:
+        """Train the group to the end and return each trial's runs row. One linear story (as
+        train.run_trial), so longer than the rest."""
         tc, device, k = self.tc, self.device, self.k
         train = self.train
         bs = tc.batch_size
