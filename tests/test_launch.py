@@ -93,7 +93,8 @@ def test_slurm_array_script(tmp_path, monkeypatch):
                  "--mem=16GB", "--account=proj", "--job-name=harness-slurmy"):
         assert f"#SBATCH {line}" in script, line
     saved = yaml.safe_load((tmp_path / "r" / "run.yaml").read_text())
-    assert saved == {"storage": spec.storage, "artifacts": spec.artifacts}
+    assert {k: saved[k] for k in ("storage", "artifacts")} == {"storage": spec.storage, "artifacts": spec.artifacts}
+    assert set(saved) == {"storage", "artifacts", "folder_id"} and len(saved["folder_id"]) == 32
     assert (tmp_path / "r" / "config.yaml").is_file()
 
 
