@@ -38,3 +38,19 @@ def smoke_run(tmp_path_factory) -> Path:
                         threads=1, progress=False)
     assert counts["missing"] == 0
     return out
+
+
+def tiny_specs(tmp_path: Path, grid: dict, **train) -> tuple[list, object]:
+    """The TrialSpecs of a tiny_raw grid (train settings overridden) and its encoded data set
+    (encoded at the first spec's pad_size, cached under tmp_path/cache)."""
+    from harness import data as data_mod
+    from harness.config import expand_grid
+
+    raw = tiny_raw(grid=grid)
+    raw["train"].update(train)
+    cfg = config_from_dict(raw)
+    cache = tmp_path / "cache"
+    _, data_id = data_mod.prepare(cfg.data, cache)
+    out = expand_grid(cfg, data_id)
+    return out, data_mod.load(out[0].data, cache)
+

@@ -5,11 +5,10 @@ refuses it without CUDA, and on a GPU the replayed graph matches the eager step.
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import tiny_raw, tiny_specs
 
-from harness import data as data_mod
 from harness import runner
-from harness.config import ConfigError, config_from_dict, expand_grid
+from harness.config import ConfigError, config_from_dict
 from harness.fused_step import WARMUP, FusedStep
 from harness.records import TABLES, TrialRecorder
 from harness.train_fused import _FusedRun, fusable_key, run_fused
@@ -19,13 +18,7 @@ TIMING = ["wall_s", "train_s", "eval_s", "probe_s", "samples_per_s", "seconds_to
 
 
 def specs(tmp_path, grid, **train):
-    raw = tiny_raw(grid={"pad_size": [12], **grid})
-    raw["train"].update(train)
-    cfg = config_from_dict(raw)
-    cache = tmp_path / "cache"
-    _, data_id = data_mod.prepare(cfg.data, cache)
-    out = expand_grid(cfg, data_id)
-    return out, data_mod.load(out[0].data, cache)
+    return tiny_specs(tmp_path, {"pad_size": [12], **grid}, **train)
 
 
 def tables(ss, ds, device=CPU):

@@ -5,12 +5,11 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT, tiny_raw
+from conftest import ROOT, tiny_specs
 
 import harness.train as train_mod
-from harness import data as data_mod
 from harness.cli import main
-from harness.config import ConfigError, config_from_dict, expand_grid
+from harness.config import ConfigError
 from harness.records import TABLES, TrialRecorder
 from harness.train import resolve_device, run_trial
 
@@ -19,13 +18,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def specs(tmp_path, grid, **train):
-    raw = tiny_raw(grid=grid)
-    raw["train"].update(train)
-    cfg = config_from_dict(raw)
-    cache = tmp_path / "cache"
-    _, data_id = data_mod.prepare(cfg.data, cache)
-    out = expand_grid(cfg, data_id)
-    return out, data_mod.load(out[0].data, cache)
+    return tiny_specs(tmp_path, grid, **train)
 
 
 def finite(x) -> bool:

@@ -6,10 +6,8 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import tiny_specs
 
-from harness import data as data_mod
-from harness.config import config_from_dict, expand_grid
 from harness.records import TABLES, TrialRecorder
 from harness.train import run_trial
 from harness.train_fused import fusable_key, group_specs, run_fused
@@ -20,13 +18,7 @@ TIMING = {"wall_s", "train_s", "eval_s", "probe_s", "samples_per_s", "seconds_to
 
 
 def specs(tmp_path, grid, **train):
-    raw = tiny_raw(grid={"pad_size": [12], **grid})
-    raw["train"].update(train)
-    cfg = config_from_dict(raw)
-    cache = tmp_path / "cache"
-    _, data_id = data_mod.prepare(cfg.data, cache)
-    out = expand_grid(cfg, data_id)
-    return out, data_mod.load(out[0].data, cache)
+    return tiny_specs(tmp_path, {"pad_size": [12], **grid}, **train)
 
 
 def close(a, b, key, rtol=1e-4, atol=1e-6):
