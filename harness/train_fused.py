@@ -38,7 +38,7 @@ from harness.models.fused import (
     probe_grads,
 )
 from harness.records import TrialRecorder
-from harness.train import Seeds, device_label, settings_columns
+from harness.train import Seeds, device_label, provenance, settings_columns
 
 __all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "fuse_size", "fusable_key", "group_specs", "run_fused"]
 
@@ -48,7 +48,7 @@ AUTO_FUSE_CUDA = 32
 # Settings fused trials may differ in; every other resolved setting (and the data identity) is shared.
 PER_TRIAL_KEYS = frozenset({
     "train.seed", "train.lr", "model.dropout", "model.forget_bias", "model.init", "train.grad_clip",
-    "train.target_dev_acc", "train.require_improvement",
+    "train.target_dev_acc", "train.require_improvement", "train.stop_at_target",
 })
 
 
@@ -142,6 +142,18 @@ class _Trial:
     last_improve: int = 0
     target_hit: tuple[int, int, float] | None = None
     vanishing: dict[str, float] = field(default_factory=dict)
+
+
+def _stop_reason(t: _Trial, step: int, dev_acc: float) -> str | None:
+    """Why a trial stops at this evaluation point (as run_trial decides it), or None: pruned by its
+    recorder, reached the target with `stop_at_target`, or no dev-loss improvement for too long."""
+    if t.recorder.report_eval(step, dev_acc):
+        return "pruned"
+    if t.spec.train.stop_at_target and t.target_hit is not None:
+        return "target"
+    if step - t.last_improve >= t.spec.train.require_improvement:
+        return "early_stop"
+    return None
 
 
 def run_fused(specs: Sequence[TrialSpec], data: Dataset, device: torch.device,
@@ -395,10 +407,7 @@ class _FusedRun:
             self.keep_best(improved)
         for k in recorded:
             t = self.trials[k]
-            if t.recorder.report_eval(step, dev_acc[k]):
-                t.stop = "pruned"
-            elif step - t.last_improve >= t.spec.train.require_improvement:
-                t.stop = "early_stop"
+            t.stop = _stop_reason(t, step, dev_acc[k])
             if t.stop:
                 self.end_trial(k, step, epoch_now, samples_seen, self.train_s)
         self.active_t = torch.tensor([t.active for t in self.trials], device=device)
@@ -465,7 +474,7 @@ class _FusedRun:
                 "vanishing_ratio_final": t.vanishing.get("final"),
                 "wall_s": wall_s, "train_s": t.train_s, "eval_s": self.eval_s, "probe_s": self.probe_s,
                 "samples_per_s": t.samples_seen / t.train_s if t.train_s > 0 else None,
-                "device": device_label(self.device), "torch_version": torch.__version__,
+                "device": device_label(self.device), "torch_version": torch.__version__, **provenance(self.device),
                 "started_at": self.started_at, "dataset": data.name, "data_id": data.data_id,
             }
             t.recorder.set_run(**settings_columns(t.spec), **row)

@@ -40,6 +40,8 @@ def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: 
         identity["data"].pop(k)
     if identity["data"]["lag"] is None:  # added later: trials without a lag keep their ids
         identity["data"].pop("lag")
+    if not identity["train"]["stop_at_target"]:  # added later: trials without it keep their ids
+        identity["train"].pop("stop_at_target")
     identity["data_id"] = data_id
     if tag:
         identity["tag"] = tag
