@@ -262,3 +262,40 @@ def test_provenance_warns_when_one_configuration_mixes_machines(tmp_path):
     plain = write_results(tmp_path / "old", grid(cells=("lstm",), lns=("none",), pads=(8,), seeds=(0, 1)))
     old = render(compute(plain))
     assert "mixed machines" not in old and "`cpu_model`, `cpu_capability`" in old
+
+
+def test_with_adaptive_seeds_the_trials_planned_are_those_asked_for(tmp_path):
+    d = write_results(tmp_path / "r", grid(cells=("rnn",), lns=("none",), pads=(8,), seeds=(0, 1, 2)))
+    raw = yaml.safe_load((d / "config.yaml").read_text())
+    raw["grid"].pop("seed", None)
+    raw["train"].pop("seed", None)
+    raw["adaptive"] = {"min_seeds": 2, "max_seeds": 8}
+    (d / "config.yaml").write_text(yaml.safe_dump(config_from_dict(raw).to_dict(), sort_keys=False))
+    (d / "adaptive.json").write_text(json.dumps({"min_seeds": 2, "max_seeds": 8,
+                                                 "trials": {"needed": 4, "max": 8, "finished": 3}}))
+    md = render(compute(d))
+    assert "no longer in it" not in md
+    assert "3 trials have results (3 complete) of the 4 the config plans" in md
+    assert "1 of 4 planned trials have no results yet" in md
+
+
+def test_gradient_reach_with_a_lag_and_two_read_outs_draws_last_at_every_lag(tmp_path):
+    d = tmp_path / "r"
+    points = [("rnn", "none", 8, 1e-3, s) for s in (0, 1)]
+    axes = {"cell": ["rnn"], "lag": [0, 4], "model.readout": ["last", "last_valid"], "seed": [0, 1]}
+    write_results(d, points[:0], grid_axes=axes)
+    for lag in (0, 4):
+        for readout in ("last", "last_valid"):
+            for p in points:
+                tables = trial_tables(*p, extra={"lag": lag, "readout": readout})
+                write_trial(d, tables["runs"]["trial_id"].iloc[0], tables)
+    data = compute(d)
+    assert "lag" in data.varying
+    figs = {name: (fig, caption) for name, fig, caption in build_figures(data).figures}
+    fig, caption = figs["gradient_reach"]
+    assert caption.rstrip().endswith("Read-out `last` only (the others read a different position per text).")
+    labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
+    # one line per lag in each panel (both phases), every one from the `last` runs
+    assert sorted({lbl for lbl in labels if not lbl.startswith("_")}) == ["rnn / LN none, lag 0",
+                                                                         "rnn / LN none, lag 4"]
+    plt.close("all")
