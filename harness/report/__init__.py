@@ -222,7 +222,9 @@ def _add_accuracy_figures(out: Figures, data: ReportData, panel_keys: list[str])
                 and (k == "pad_size" or k in data.varying)]
     out.add("heatmap", lambda: figures.heatmaps(summary, row_keys, "lr", data.chance),
             f"Mean test accuracy over {' × '.join(row_keys)} (rows) and learning rate (columns), one panel per "
-            "cell × layernorm; (n✕) counts diverged/failed runs, 'div.' a setting where every run diverged.")
+            "cell × layernorm; (n✕) counts diverged/failed runs, 'div.' a setting where every run diverged.",
+            "lr" in data.varying or "pad_size" in data.varying, "neither pad_size nor the learning rate varies (the "
+            "Summary table gives the same means)")
 
 
 def _add_curve_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, choice_note: str) -> None:
