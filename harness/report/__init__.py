@@ -203,7 +203,7 @@ def _add_outcome_figures(out: Figures, data: ReportData) -> None:
             + (" pad_size mixes the padding distance with truncation." if dist == "pad_size" else ""),
             bool(data.fits), "no run has an outcome yet")
     curves, marks = O.km_curves(data.outcomes, data.keys)
-    panel_keys = [dist] + [k for k in data.varying if k not in ("cell", "layernorm", dist)]
+    panel_keys = [dist] * (dist in data.keys) + [k for k in data.varying if k not in ("cell", "layernorm", dist)]
     out.add("survival", lambda: figures.survival(curves, marks, panel_keys, target=data.target),
             "Kaplan–Meier curves of time to target: the share of a configuration's runs that had reached the "
             "target dev accuracy by each step, each run censored at its own last evaluated step (+); a "

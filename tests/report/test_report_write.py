@@ -300,3 +300,14 @@ def test_gradient_reach_with_a_lag_and_two_read_outs_draws_last_at_every_lag(tmp
     assert sorted({lbl for lbl in labels if not lbl.startswith("_")}) == ["rnn / LN none, lag 0",
                                                                          "rnn / LN none, lag 4"]
     plt.close("all")
+
+
+def test_report_with_one_fixed_lag_names_the_lag_as_the_distance(tmp_path):
+    points = grid(cells=("rnn", "lstm"), lns=("none",), pads=(8,), seeds=(0, 1))
+    d = write_results(tmp_path / "r", points[:0], grid_axes={"cell": ["rnn", "lstm"], "seed": [0, 1]})
+    for p in points:
+        tables = trial_tables(*p, extra={"lag": 4})
+        write_trial(d, tables["runs"]["trial_id"].iloc[0], tables)
+    md = write_report(d).read_text(encoding="utf-8")       # the survival panels used to look for a lag key
+    assert "only one distance was tested (lag 4)" in md
+    assert (d / "figures" / "survival.png").is_file()
