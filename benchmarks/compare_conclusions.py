@@ -15,8 +15,9 @@ Each folder's conclusions are computed with the report's own functions (`harness
   reached the target and [0, D_min] when none did; a group with no D50 (`no_decline`, one
   distance) has none.
 
-An ordinal claim agrees when both folders state the same label. Prints one line per claim (= the
-same, ≠ a difference) and exits 1 when any claim differs, 0 when every one agrees.
+An ordinal claim agrees when both folders state the same label. Prints one line per conclusion (=
+the same; ≠ a claim one folder makes and the other does not, e.g. "reached" against "undecided"; ✗
+contradicting claims, e.g. "reached" against "failed") and exits 1 when any differs, 0 when all agree.
 
     python benchmarks/compare_conclusions.py results/bench_a results/bench_b [--json out.json]
 """
@@ -107,17 +108,31 @@ def _label(kind: str, value: str | None) -> str | None:
     return None if value is None else value.split(" (")[0] if kind == "configurations" else value
 
 
-def compare(a: dict, b: dict) -> tuple[bool, list[str]]:
-    """(all agree, lines): one line per claim of either side."""
-    lines, ok = [], True
+# Labels that state no ordinal claim: a difference against one of them is a claim one folder makes and
+# the other does not; two different claims are a contradiction.
+NO_CLAIM = {"undecided", "not decided", "overlap", "no D50", None}
+
+
+def kind_of_difference(la: str | None, lb: str | None) -> str:
+    """'same', 'one-sided' (only one folder claims something) or 'contradiction' (both claim, differently)."""
+    if la == lb:
+        return "same"
+    return "one-sided" if la in NO_CLAIM or lb in NO_CLAIM else "contradiction"
+
+
+def compare(a: dict, b: dict) -> tuple[bool, list[str], dict[str, int]]:
+    """(all agree, lines, counts of 'same' / 'one-sided' / 'contradiction'): one line per claim of
+    either side; '=' the same, '≠' claimed in one folder only, '✗' contradicting claims."""
+    lines, counts = [], {"same": 0, "one-sided": 0, "contradiction": 0}
+    mark = {"same": "=", "one-sided": "≠", "contradiction": "✗"}
     for kind in ("configurations", "effects", "d50"):
         lines.append(f"## {kind}")
         for name in sorted(set(a[kind]) | set(b[kind])):
             va, vb = a[kind].get(name), b[kind].get(name)
-            same = _label(kind, va) == _label(kind, vb)
-            ok &= same
-            lines.append(f"{'=' if same else '≠'} {name}: {va} | {vb}")
-    return ok, lines
+            k = kind_of_difference(_label(kind, va), _label(kind, vb))
+            counts[k] += 1
+            lines.append(f"{mark[k]} {name}: {va} | {vb}")
+    return counts["one-sided"] + counts["contradiction"] == 0, lines, counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,15 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write both folders' conclusions and the verdict to this file")
     args = ap.parse_args(argv)
     a, b = conclusions(args.first), conclusions(args.second)
-    ok, lines = compare(a, b)
+    ok, lines, counts = compare(a, b)
     print(f"A = {args.first}\nB = {args.second}")
     print("\n".join(lines))
-    n = sum(len(set(a[k]) | set(b[k])) for k in a)
-    differ = sum(line.startswith("≠") for line in lines)
-    print(f"\n{'AGREE' if ok else 'DISAGREE'}: {n - differ} of {n} claims the same, {differ} differ")
+    n = sum(counts.values())
+    print(f"\n{'AGREE' if ok else 'DISAGREE'}: {counts['same']} of {n} conclusions the same; "
+          f"{counts['one-sided']} claimed in one folder only (≠), {counts['contradiction']} contradicting (✗)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"agree": ok, "a": a, "b": b}, indent=1, ensure_ascii=False),
-                                   encoding="utf-8")
+        Path(args.json).write_text(json.dumps({"agree": ok, "counts": counts, "a": a, "b": b}, indent=1,
+                                              ensure_ascii=False), encoding="utf-8")
     return 0 if ok else 1
 
 
