@@ -74,7 +74,7 @@ RUNS = pa.schema([
     _field("grad_clip", _F64, "global gradient-norm clip; null: none"),
     _field("precision", _STR, "fp32 | bf16"),
     _field("data_id", _STR, "identity (content hash) of the data set"),
-    _field("stop_reason", _STR, "budget | early_stop | pruned | diverged"),
+    _field("stop_reason", _STR, "budget | target (train.stop_at_target) | early_stop | pruned | diverged"),
     _field("eval_s", _F64, "seconds spent in dev evaluations"),
     _field("probe_s", _F64, "seconds spent in the gradient-reach probe"),
     _field("traceback", _STR, "the last frames of a failed trial's exception"),

@@ -183,6 +183,8 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
                 sums.reset()
                 if recorder.report_eval(step, dev_acc):
                     stop = "pruned"
+                elif tc.stop_at_target and best.target_hit is not None:
+                    stop = "target"
                 elif step - best.last_improve >= tc.require_improvement:
                     stop = "early_stop"
             if stop:

@@ -55,7 +55,7 @@ AUTO_FUSE_CUDA = 32
 # Settings fused trials may differ in; every other resolved setting (and the data identity) is shared.
 PER_TRIAL_KEYS = frozenset({
     "train.seed", "train.lr", "model.dropout", "model.forget_bias", "model.init", "train.grad_clip",
-    "train.target_dev_acc", "train.require_improvement",
+    "train.target_dev_acc", "train.require_improvement", "train.stop_at_target",
 })
 
 
@@ -160,6 +160,18 @@ class _Trial:
     last_improve: int = 0
     target_hit: tuple[int, int, float] | None = None
     vanishing: dict[str, float] = field(default_factory=dict)
+
+
+def _stop_reason(t: _Trial, step: int, dev_acc: float) -> str | None:
+    """Why a trial stops at this evaluation point (as run_trial decides it), or None: pruned by its
+    recorder, reached the target with `stop_at_target`, or no dev-loss improvement for too long."""
+    if t.recorder.report_eval(step, dev_acc):
+        return "pruned"
+    if t.spec.train.stop_at_target and t.target_hit is not None:
+        return "target"
+    if step - t.last_improve >= t.spec.train.require_improvement:
+        return "early_stop"
+    return None
 
 
 def run_fused(specs: Sequence[TrialSpec], data: Dataset, device: torch.device,
@@ -414,10 +426,7 @@ class _FusedRun:
             self.keep_best(improved)
         for k in recorded:
             t = self.trials[k]
-            if t.recorder.report_eval(step, dev_acc[k]):
-                t.stop = "pruned"
-            elif step - t.last_improve >= t.spec.train.require_improvement:
-                t.stop = "early_stop"
+            t.stop = _stop_reason(t, step, dev_acc[k])
             if t.stop:
                 self.end_trial(k, step, epoch_now, samples_seen, self.train_s)
         self.active_t.copy_(torch.tensor([t.active for t in self.trials]))  # in place: the step holds it

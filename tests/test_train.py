@@ -93,6 +93,27 @@ def test_early_stop_and_max_steps(tmp_path):
     assert row["stop_reason"] == "early_stop" and row["steps"] < 50 * 4
 
 
+def test_stop_at_target_ends_the_trial_at_the_first_evaluation_that_reaches_it(tmp_path):
+    # target 0.0: the first evaluation (step 2) reaches it.
+    spec, ds = one(tmp_path, train={"epochs": 3, "stop_at_target": True})
+    rec = TrialRecorder("x")
+    row = run_trial(spec, ds, torch.device("cpu"), rec)
+    assert row["stop_reason"] == "target" and row["steps"] == 2 and row["steps_to_target"] == 2
+    assert row["status"] == "complete" and row["test_acc"] is not None
+    assert rec.tables()["curves"]["step"].tolist() == [2]
+    # unreachable target: the flag changes nothing, the trial runs its budget.
+    spec, ds = one(tmp_path, train={"epochs": 1, "stop_at_target": True, "target_dev_acc": 1.0})
+    row = run_trial(spec, ds, torch.device("cpu"), TrialRecorder("y"))
+    assert row["stop_reason"] == "budget" and row["steps_to_target"] is None
+
+
+def test_stop_at_target_off_keeps_the_trial_ids(tmp_path):
+    off, _ = one(tmp_path)
+    explicit_off, _ = one(tmp_path, train={"stop_at_target": False})
+    on, _ = one(tmp_path, train={"stop_at_target": True})
+    assert off.trial_id == explicit_off.trial_id != on.trial_id
+
+
 def test_seeds_split_by_purpose():
     s = Seeds.from_base(0)
     assert len({s.data_order, s.init, s.dropout}) == 3

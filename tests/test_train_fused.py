@@ -108,6 +108,16 @@ def test_stopping_one_trial_leaves_the_others_as_separate_runs(tmp_path):
         assert_same_tables(f, p)
 
 
+def test_stop_at_target_stops_only_the_trial_that_reached_it(tmp_path):
+    ss, ds = specs(tmp_path, {"cell": ["lstm"], "seed": [0, 1]}, epochs=3)
+    ss[0].train.stop_at_target, ss[0].train.target_dev_acc = True, 0.0      # reached at the first evaluation
+    rows, fused, plain = run_both(ss, ds)
+    assert [r["stop_reason"] for r in rows] == ["target", "budget"]
+    assert [r["steps"] for r in rows] == [2, 12]
+    for f, p in zip(fused, plain):
+        assert_same_tables(f, p)
+
+
 def test_a_group_of_one_is_a_plain_trial(tmp_path):
     ss, ds = specs(tmp_path, {"cell": ["rnn"], "layernorm": ["output"]})
     _, fused, plain = run_both(ss, ds)

@@ -44,6 +44,8 @@ def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: 
         identity["data"].pop("lag")
     if not identity["train"]["cuda_graph"]:  # added later: trials without CUDA graphs keep their ids
         identity["train"].pop("cuda_graph")
+    if not identity["train"]["stop_at_target"]:  # added later: trials without it keep their ids
+        identity["train"].pop("stop_at_target")
     identity["data_id"] = data_id
     if tag:
         identity["tag"] = tag

@@ -112,6 +112,9 @@ class TrainConfig:
         "clip the global gradient norm to this", min=0.0, exclusive_min=True))
     target_dev_acc: float = field(default=0.8, metadata=_meta(
         "convergence = first step with dev accuracy at least this", min=0.0, max=1.0))
+    stop_at_target: bool = field(default=False, metadata=_meta(
+        "end the trial at the first evaluation that reaches target_dev_acc (stop_reason 'target'): what a "
+        "reach/time-to-target experiment needs, at a fraction of the cost; test accuracy is then the early model's"))
     eval_batch_size: int = field(default=1024, metadata=_meta("batch size for dev/test", min=1))
     probe_size: int = field(default=256, metadata=_meta("examples in the gradient-reach probe", min=1))
     probe_points: int = field(default=4, metadata=_meta(

@@ -101,13 +101,17 @@ def compute(results_dir: str | Path) -> ReportData:
     if target is None and cfg is not None:
         target = cfg.train.target_dev_acc
     planned = int(np.prod([len(v) for v in cfg.grid.values()])) if cfg and cfg.grid else None
+    adaptive = read_adaptive(d)
+    if cfg is not None and cfg.adaptive is not None:
+        # The grid has no seed axis: the trials planned are those adaptive seeding has asked for so far.
+        planned = int(adaptive["trials"]["needed"]) if adaptive and "trials" in adaptive else None
     outcomes = O.run_outcomes(runs, tables["curves"])
     return ReportData(
         dir=d, cfg=cfg, config_text=text, tables=tables, runs=runs, keys=keys, varying=varying,
         summary=stats.summarize(runs, keys), effects=compute_effects(outcomes, keys),
         chance=stats.chance_level(tables["confusion"], n_classes), target=target, planned=planned,
         max_seeds=stats.n_seeds(runs, keys), outcomes=outcomes, success=O.success_table(outcomes, keys),
-        fits=O.frontier_fits(outcomes, varying), mixed=O.mixed_machines(runs, keys), adaptive=read_adaptive(d))
+        fits=O.frontier_fits(outcomes, varying), mixed=O.mixed_machines(runs, keys), adaptive=adaptive)
 
 
 def _load_tables(d: Path, attempts: int = 3) -> dict[str, pd.DataFrame]:
@@ -199,7 +203,7 @@ def _add_outcome_figures(out: Figures, data: ReportData) -> None:
             + (" pad_size mixes the padding distance with truncation." if dist == "pad_size" else ""),
             bool(data.fits), "no run has an outcome yet")
     curves, marks = O.km_curves(data.outcomes, data.keys)
-    panel_keys = [dist] + [k for k in data.varying if k not in ("cell", "layernorm", dist)]
+    panel_keys = [dist] * (dist in data.keys) + [k for k in data.varying if k not in ("cell", "layernorm", dist)]
     out.add("survival", lambda: figures.survival(curves, marks, panel_keys, target=data.target),
             "Kaplan–Meier curves of time to target: the share of a configuration's runs that had reached the "
             "target dev accuracy by each step, each run censored at its own last evaluated step (+); a "
@@ -218,7 +222,9 @@ def _add_accuracy_figures(out: Figures, data: ReportData, panel_keys: list[str])
                 and (k == "pad_size" or k in data.varying)]
     out.add("heatmap", lambda: figures.heatmaps(summary, row_keys, "lr", data.chance),
             f"Mean test accuracy over {' × '.join(row_keys)} (rows) and learning rate (columns), one panel per "
-            "cell × layernorm; (n✕) counts diverged/failed runs, 'div.' a setting where every run diverged.")
+            "cell × layernorm; (n✕) counts diverged/failed runs, 'div.' a setting where every run diverged.",
+            "lr" in data.varying or "pad_size" in data.varying, "neither pad_size nor the learning rate varies (the "
+            "Summary table gives the same means)")
 
 
 def _add_curve_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, choice_note: str) -> None:
@@ -240,7 +246,21 @@ def _add_curve_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, cho
 def _add_gradient_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, choice_note: str) -> None:
     runs, t = data.runs, data.tables
     readout = _single_str(runs, "readout")
-    reach = stats.reach_table(t["grad_time"], chosen)
+    only_last = readout is None and "readout" in runs.columns and bool((runs["readout"] == "last").any())
+    reach_runs, reach_note = chosen, choice_note
+    if only_last or "lag" in data.varying:
+        # Distance from the read-out is defined for `last` alone (the others read a different position
+        # per text), and each lag is a sequence layout of its own: one line per lag, `last` only.
+        sub = runs[runs["readout"] == "last"] if only_last else runs
+        readout = _single_str(sub, "readout")
+        by = ("cell", "layernorm", "pad_size", "lag") if "lag" in data.varying else ("cell", "layernorm", "pad_size")
+        reach_runs = stats.best_settings(sub, data.keys, by=by)
+        others = [k for k in data.varying if k not in (*by, "readout", "model.readout")]
+        reach_note = ("Read-out `last` only (the others read a different position per text). " if only_last
+                      else "") + (f"Each line shows the {' × '.join(others)} setting with the best mean dev "
+                                  "accuracy for its cell, layernorm and layout (chosen on dev data only, never on "
+                                  "test)." if others else "")
+    reach = stats.reach_table(t["grad_time"], reach_runs)
     out.add("gradient_reach", lambda: figures.gradient_reach(
         reach, xlabel="distance from the read-out position (tokens)" if readout == "last"
         else "input position (read-out position varies per text)"),
@@ -248,7 +268,7 @@ def _add_gradient_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, 
         "against distance from the position the classifier reads, at step 0 and at the end of training. "
         "A gradient that underflowed to exactly 0 (below 1e-38) is never clipped to a made-up value: ▼ on the "
         "axis floor where every seed's did, ○ where some seeds' did (the line then shows the others). "
-        + choice_note).strip(), len(reach) > 0, "no gradient probe recorded yet")
+        + reach_note).strip(), len(reach) > 0, "no gradient probe recorded yet")
     longest = runs["pad_size"].max()
     gnorms = stats.group_norm_table(t["grad_norms"], chosen[chosen["pad_size"] == longest])
     out.add("weights_moving", lambda: figures.weights_moving(gnorms, note=f"pad_size={longest}. {choice_note}".strip()),

@@ -321,14 +321,15 @@ def _share_ylim(row_axes: Sequence[plt.Axes]) -> None:
 def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read-out position (tokens)",
                    layer: str = "input", note: str = ""):
     """‖∂L/∂x_t‖ against distance from the read-out, log scale: one column per cell, rows at step 0
-    and at the end of training; a line per layernorm (style) × pad_size (shade: darker = longer).
+    and at the end of training; a line per layernorm (style) × sequence layout
+    (pad_size × lag; shade: darker = longer).
     `reach` is a `stats.reach_table`. A gradient that underflowed to exactly 0 has no place on a log
     axis: where every seed's did, the point is a ▼ on the axis floor (below every real value), and
     where only some seeds' did, a hollow ○ on the line (the geometric mean of the others) — never
     a made-up value."""
     cells = ordered_levels(reach["cell"]) if len(reach) else []
     lns = ordered_levels(reach["layernorm"]) if len(reach) else []
-    pads = sorted(reach["pad_size"].unique()) if len(reach) else []
+    layouts = _reach_layouts(reach)
     phases = [p for p in ("start", "end") if len(reach) and (reach["phase"] == p).any()] or ["start"]
     floor = _reach_floor(reach)
     fig, axes = _grid(len(phases), max(len(cells), 1), panel=(4.6, 3.2), sharex=True, sharey=True)
@@ -337,11 +338,11 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
         for c, cell in enumerate(cells):
             ax = axes[r, c]
             for ln in lns:
-                for i, pad in enumerate(pads):
-                    g = reach[(reach["cell"] == cell) & (reach["layernorm"] == ln) & (reach["pad_size"] == pad)
+                for i, (label, mask) in enumerate(layouts):
+                    g = reach[mask & (reach["cell"] == cell) & (reach["layernorm"] == ln)
                               & (reach["phase"] == phase)].sort_values("distance")
-                    marks |= _reach_line(ax, g, shade(cell_color(cell), i, len(pads)), ln_style(ln), floor,
-                                         f"{line_label(cell, ln)}, pad {pad}")
+                    marks |= _reach_line(ax, g, shade(cell_color(cell), i, len(layouts)), ln_style(ln), floor,
+                                         f"{line_label(cell, ln)}, {label}")
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(NullLocator())  # decades are enough; minor ticks cost draw time
             ax.set_title(f"{cell}: {'at step 0 (init)' if phase == 'start' else 'at the end of training'}",
@@ -353,11 +354,29 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
     if floor is not None and marks:
         for ax in axes.flat:
             ax.set_ylim(bottom=floor)
-    _legend_below(fig, _reach_handles(lns, pads, marks), ncol=5)
+    _legend_below(fig, _reach_handles(lns, [label for label, _ in layouts], marks), ncol=5)
     fig.suptitle("Gradient reach: how much of the loss gradient arrives at each input position\n"
                  "(x = 0 is the position the classifier reads; a steep fall means it vanishes on the way)"
                  + (f"\n{note}" if note else ""))
     return fig, axes
+
+
+def _reach_layouts(reach: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """The sequence layouts of a reach table, shortest first, each as (legend label, row mask): one
+    per pad_size × lag; the label names what varies ('lag 8' when lag does, else 'pad_size 32')."""
+    if reach.empty:
+        return []
+    lag = reach["lag"] if "lag" in reach.columns else pd.Series(np.nan, index=reach.index)
+    pairs = sorted({(int(p), None if pd.isna(g) else int(g)) for p, g in zip(reach["pad_size"], lag)},
+                   key=lambda t: (t[1] if t[1] is not None else -1, t[0]))
+    lags_vary = len({g for _, g in pairs}) > 1
+    pads_vary = len({p for p, _ in pairs}) > 1
+    out = []
+    for pad, g in pairs:
+        mask = (reach["pad_size"] == pad) & (lag.isna() if g is None else lag == g)
+        parts = ([f"pad_size {pad}"] if pads_vary or not lags_vary else []) + ([f"lag {g}"] if lags_vary else [])
+        out.append((", ".join(parts), mask))
+    return out
 
 
 def _reach_floor(reach: pd.DataFrame) -> float | None:
@@ -389,10 +408,10 @@ def _reach_line(ax: plt.Axes, g: pd.DataFrame, color: tuple, style: str, floor: 
     return drawn
 
 
-def _reach_handles(lns: Sequence, pads: Sequence, marks: set[str]) -> list:
+def _reach_handles(lns: Sequence, layouts: Sequence[str], marks: set[str]) -> list:
     handles = [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
-    handles += [Line2D([], [], color=shade("0.35", i, len(pads)), linewidth=3, label=f"pad_size {p}")
-                for i, p in enumerate(pads)]
+    handles += [Line2D([], [], color=shade("0.35", i, len(layouts)), linewidth=3, label=label)
+                for i, label in enumerate(layouts)]
     if "all" in marks:
         handles.append(Line2D([], [], color="0.3", marker="v", linestyle="none",
                               label="▼ on the floor: 0 in every seed (below 1e-38, underflow)"))

@@ -315,8 +315,9 @@ def reach_sentences(runs: pd.DataFrame, distance: str = "pad_size") -> list[str]
     if d.empty or distance not in d.columns:
         return []
     far = d[distance].max()
-    s = ratio_summaries(d[d[distance] == far], ["cell", "layernorm"], RATIOS)
-    parts = [f"{r['cell']}/{r['layernorm']} {ratio_text(r, RATIOS[0])} at init → {ratio_text(r, RATIOS[1])} "
+    by = ["cell", "layernorm"] + (["readout"] if "readout" in d.columns and d["readout"].nunique() > 1 else [])
+    s = ratio_summaries(d[d[distance] == far], by, RATIOS)
+    parts = [f"{'/'.join(str(r[k]) for k in by)} {ratio_text(r, RATIOS[0])} at init → {ratio_text(r, RATIOS[1])} "
              f"after training" for _, r in s.iterrows()]
     return [f"At {distance} {fmt_value(far)}, the gradient reaching the first input position is, relative to the "
             f"gradient at the read-out position (mean log10 over the runs where it did not underflow): "

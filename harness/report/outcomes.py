@@ -106,10 +106,14 @@ def km_curves(outcomes: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame
 # ----------------------------------------------------------------------------- frontier (D50)
 
 def distance_column(runs: pd.DataFrame) -> str:
-    """'lag' when the runs carry a varying lag (a controlled distance), else 'pad_size'."""
-    if "lag" in runs.columns and runs["lag"].nunique(dropna=True) > 1:
+    """'lag' when the runs carry a varying lag (a controlled distance), or a lag while pad_size does
+    not vary (the distance is then the lag, not the length texts are cut to); else 'pad_size'."""
+    if "lag" not in runs.columns or runs["lag"].notna().sum() == 0:
+        return "pad_size"
+    if runs["lag"].nunique(dropna=True) > 1:
         return "lag"
-    return "pad_size"
+    pad_varies = "pad_size" in runs.columns and runs["pad_size"].nunique(dropna=True) > 1
+    return "pad_size" if pad_varies or runs["lag"].isna().any() else "lag"
 
 
 @dataclass(frozen=True)

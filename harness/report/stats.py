@@ -168,15 +168,19 @@ def curve_bands(curves: pd.DataFrame, runs: pd.DataFrame, by: Sequence[str], x: 
 
 def reach_table(grad_time: pd.DataFrame, runs: pd.DataFrame, layer: str = "input") -> pd.DataFrame:
     """Gradient reach ‖∂L/∂x_t‖ for `layer`, against the distance from the read-out position
-    (pad_size - 1 - position for readout 'last'; the position itself for other readouts, which read
-    a different position per text), at step 0 ('start') and at each trial's last probe ('end').
-    Per (cell, layernorm, pad_size, phase, distance): `grad_norm`, the geometric mean over the seeds
-    whose gradient there is not exactly 0 (nan when every seed's is), `n` seeds and `n_zero`, how
-    many underflowed to exactly 0 — counted, never clipped to a made-up floor."""
-    cols = ["cell", "layernorm", "pad_size", "phase", "distance", "grad_norm", "n", "n_zero"]
+    (T - 1 - position for readout 'last', T = pad_size + lag the sequence length, lag 0 when null;
+    the position itself for other readouts, which read a different position per text), at step 0
+    ('start') and at each trial's last probe ('end').
+    Per (cell, layernorm, pad_size, lag, phase, distance): `grad_norm`, the geometric mean over the
+    seeds whose gradient there is not exactly 0 (nan when every seed's is), `n` seeds and `n_zero`,
+    how many underflowed to exactly 0 — counted, never clipped to a made-up floor. `lag` is nan for
+    runs without one (the seed's layout)."""
+    keys = ["cell", "layernorm", "pad_size", "lag", "phase", "distance"]
+    cols = [*keys, "grad_norm", "n", "n_zero"]
     if grad_time.empty or runs.empty:
         return pd.DataFrame(columns=cols)
     meta = runs[["trial_id", "cell", "layernorm", "pad_size"]].copy()
+    meta["lag"] = pd.to_numeric(runs["lag"], errors="coerce") if "lag" in runs.columns else np.nan
     meta["readout"] = runs["readout"] if "readout" in runs.columns else "last"
     d = grad_time[grad_time["layer"] == layer].merge(meta, on="trial_id")
     if d.empty:
@@ -186,11 +190,12 @@ def reach_table(grad_time: pd.DataFrame, runs: pd.DataFrame, layer: str = "input
     end = d[(d["step"] == last) & (last > 0)].assign(phase="end")
     d = pd.concat([start, end], ignore_index=True)
     pos = pd.to_numeric(d["position"])
-    d["distance"] = np.where(d["readout"] == "last", d["pad_size"] - 1 - pos, pos)
+    length = d["pad_size"] + d["lag"].fillna(0)
+    d["distance"] = np.where(d["readout"] == "last", length - 1 - pos, pos).astype("int64")
     g = pd.to_numeric(d["grad_norm"], errors="coerce")
     d["log_g"] = np.log10(g.where(g > 0))
     d["zero"] = (g == 0).astype(int)
-    out = (d.groupby(["cell", "layernorm", "pad_size", "phase", "distance"], dropna=False)
+    out = (d.groupby(keys, dropna=False)
            .agg(log_g=("log_g", "mean"), n=("zero", "size"), n_zero=("zero", "sum")).reset_index())
     out["grad_norm"] = 10 ** out["log_g"]
     return out[cols]

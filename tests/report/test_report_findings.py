@@ -65,3 +65,12 @@ def test_verdicts_follow_the_decision_rule():
     noise = W.verdict(_row([0.01, -0.02, 0.015, -0.01, 0.002, -0.004]))
     assert noise.startswith("the data cannot decide (the interval contains zero)")
     assert W.verdict(_row([0.1])) == "the data cannot decide (only 1 seed: no interval)"
+
+
+def test_reach_sentence_keeps_read_outs_apart_when_they_vary():
+    runs = pd.DataFrame({"cell": "rnn", "layernorm": "none", "lag": [0, 32, 32],
+                         "readout": ["last", "last", "last_valid"],
+                         "vanishing_ratio_init": [-1.0, -9.0, 0.0], "vanishing_ratio_final": [-1.0, -8.0, 0.0]})
+    text = W.reach_sentences(runs, "lag")[0]
+    assert text.startswith("At lag 32")
+    assert "rnn/none/last 10^-9.0 at init" in text and "rnn/none/last_valid 10^0.0 at init" in text

@@ -65,10 +65,12 @@ def test_km_curves_run_to_the_end_of_observation_and_mark_censored_runs():
     assert marks["pad_size"].tolist() == [16, 16] and (marks["time"] == 40).all() and (marks["share"] == 0).all()
 
 
-def test_distance_is_lag_when_it_varies_else_pad_size():
+def test_distance_is_lag_when_it_varies_or_is_the_only_distance_else_pad_size():
     runs = pd.DataFrame({"pad_size": [16, 16], "lag": [0, 8]})
     assert O.distance_column(runs) == "lag"
-    assert O.distance_column(runs.assign(lag=4)) == "pad_size"
+    assert O.distance_column(runs.assign(lag=4)) == "lag"                        # one lag, one pad_size
+    assert O.distance_column(runs.assign(lag=4, pad_size=[8, 16])) == "pad_size"  # one lag, pad_size varies
+    assert O.distance_column(runs.assign(lag=None)) == "pad_size"                 # the seed's layout
     assert O.distance_column(runs.drop(columns="lag")) == "pad_size"
 
 

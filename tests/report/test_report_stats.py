@@ -75,6 +75,32 @@ def test_reach_table_distance_and_phases():
     assert (reach["n_zero"] == 0).all() and (reach["n"] == 2).all()
 
 
+def test_reach_table_with_a_lag_measures_distance_from_the_last_position_and_groups_by_lag():
+    # pad_size 4, lag 0 and 3: the read-out ('last') is position T - 1 = pad_size + lag - 1.
+    runs = pd.DataFrame({"trial_id": ["a", "b", "c"], "cell": "rnn", "layernorm": "none", "pad_size": 4,
+                         "lag": [0, 3, 3], "readout": "last", "seed": [0, 0, 1]})
+    rows = []
+    for tid, lag in (("a", 0), ("b", 3), ("c", 3)):
+        for step in (0, 10):
+            for pos in range(4 + lag):
+                rows.append({"trial_id": tid, "step": step, "layer": "input", "position": pos,
+                             "grad_norm": 10.0 ** -(4 + lag - 1 - pos)})   # 10^-distance
+    reach = stats.reach_table(pd.DataFrame(rows), runs)
+    assert sorted(reach["lag"].unique()) == [0, 3]
+    by_lag = {lag: g.set_index("distance") for lag, g in reach[reach["phase"] == "start"].groupby("lag")}
+    assert sorted(by_lag[0].index) == [0, 1, 2, 3] and sorted(by_lag[3].index) == list(range(7))
+    for g in by_lag.values():            # 10^-distance at every distance: the distance is T - 1 - position
+        assert np.allclose(np.log10(g["grad_norm"]), -g.index.to_numpy())
+    assert (by_lag[3]["n"] == 2).all() and (by_lag[0]["n"] == 1).all()    # the two seeds of lag 3 together
+
+
+def test_reach_table_without_a_lag_column_keeps_pad_size_distances():
+    t = results_tables(grid(cells=("rnn",), lns=("none",), pads=(8,), seeds=(0,)))
+    runs = stats.prepare_runs(t["runs"]).drop(columns=["lag"], errors="ignore")
+    reach = stats.reach_table(t["grad_time"], runs)
+    assert reach["lag"].isna().all() and reach["distance"].max() == 7
+
+
 def test_reach_table_counts_underflow_instead_of_clipping():
     t = results_tables(grid(cells=("rnn",), lns=("none",), pads=(8,), seeds=(0, 1)))
     g = t["grad_time"]

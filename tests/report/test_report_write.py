@@ -18,6 +18,7 @@ from harness.report import FIGURE_NAMES, build_figures, compute, render, write_r
 
 CORE = ["frontier_fit", "survival", "frontier", "heatmap", "curves_step", "gradient_reach", "weights_moving",
         "convergence", "confusion"]
+ONE_PAD_ONE_LR = [f for f in CORE if f != "heatmap"]   # the heatmap needs pad_size or lr to vary
 
 
 def linked_figures(md: str) -> list[str]:
@@ -55,7 +56,7 @@ def test_report_on_a_partial_run(tmp_path):
             "seed": [0, 1, 2]}
     points = [("rnn", "none", 8, 1e-3, 0), ("lstm", "none", 8, 1e-3, 0), ("lstm", "output", 8, 1e-3, 0)]
     d = write_results(tmp_path / "r", points, grid_axes=axes)
-    md = check_report(d, CORE)
+    md = check_report(d, ONE_PAD_ONE_LR)     # one pad_size and one lr so far
     assert "3 trials have results (3 complete) of the 24 the config plans." in md
     assert "21 of 24 planned trials have no results yet" in md
     assert "With at most 1 seed per configuration no paired difference can be claimed" in md
@@ -66,7 +67,7 @@ def test_report_with_failed_and_diverged_trials(tmp_path):
     statuses = {("rnn", "none", 8, 1e-3, 1): "diverged", ("lstm", "output", 8, 1e-3, 0): "failed",
                 ("lstm", "output", 8, 1e-3, 1): "failed"}
     d = write_results(tmp_path / "r", points, statuses)
-    md = check_report(d, CORE)
+    md = check_report(d, ONE_PAD_ONE_LR)
     assert "8 trials have results (5 complete, 1 diverged, 2 failed)" in md
     assert "non-finite training loss at step 5" in md and "RuntimeError: boom" in md
     # the summary rows carry the counts: runs | complete | diverged | failed | pruned
@@ -79,10 +80,10 @@ def test_report_on_a_single_trial(tmp_path):
     d = write_results(tmp_path / "r", [("lstm", "none", 8, 1e-3, 0)])
     data = compute(d)
     built = build_figures(data)
-    assert [name for name, _, _ in built.figures] == CORE
+    assert [name for name, _, _ in built.figures] == ONE_PAD_ONE_LR
     md = render(data, built)
     assert render(data, built) == md  # rendering reads its arguments only: the same text every time
-    assert linked_figures(md) == CORE
+    assert linked_figures(md) == ONE_PAD_ONE_LR
     assert "1 trial has results (1 complete)" in md
     assert "No factor varies in these results" in md
     assert "(one run)" in md
@@ -142,7 +143,7 @@ def test_cli_report_on_a_real_run(tiny_run, capsys):
     assert main(["report", str(tiny_run)]) == 0
     assert "report.md" in capsys.readouterr().out
     md = (tiny_run / "report.md").read_text(encoding="utf-8")
-    assert linked_figures(md) == CORE
+    assert linked_figures(md) == ONE_PAD_ONE_LR
     assert "4 trials have results" in md and "enumerated grid" in md
     assert yaml.safe_load((tiny_run / "config.yaml").read_text())["name"] in md
     assert set(FIGURE_NAMES) >= set(CORE)
@@ -262,3 +263,51 @@ def test_provenance_warns_when_one_configuration_mixes_machines(tmp_path):
     plain = write_results(tmp_path / "old", grid(cells=("lstm",), lns=("none",), pads=(8,), seeds=(0, 1)))
     old = render(compute(plain))
     assert "mixed machines" not in old and "`cpu_model`, `cpu_capability`" in old
+
+
+def test_with_adaptive_seeds_the_trials_planned_are_those_asked_for(tmp_path):
+    d = write_results(tmp_path / "r", grid(cells=("rnn",), lns=("none",), pads=(8,), seeds=(0, 1, 2)))
+    raw = yaml.safe_load((d / "config.yaml").read_text())
+    raw["grid"].pop("seed", None)
+    raw["train"].pop("seed", None)
+    raw["adaptive"] = {"min_seeds": 2, "max_seeds": 8}
+    (d / "config.yaml").write_text(yaml.safe_dump(config_from_dict(raw).to_dict(), sort_keys=False))
+    (d / "adaptive.json").write_text(json.dumps({"min_seeds": 2, "max_seeds": 8,
+                                                 "trials": {"needed": 4, "max": 8, "finished": 3}}))
+    md = render(compute(d))
+    assert "no longer in it" not in md
+    assert "3 trials have results (3 complete) of the 4 the config plans" in md
+    assert "1 of 4 planned trials have no results yet" in md
+
+
+def test_gradient_reach_with_a_lag_and_two_read_outs_draws_last_at_every_lag(tmp_path):
+    d = tmp_path / "r"
+    points = [("rnn", "none", 8, 1e-3, s) for s in (0, 1)]
+    axes = {"cell": ["rnn"], "lag": [0, 4], "model.readout": ["last", "last_valid"], "seed": [0, 1]}
+    write_results(d, points[:0], grid_axes=axes)
+    for lag in (0, 4):
+        for readout in ("last", "last_valid"):
+            for p in points:
+                tables = trial_tables(*p, extra={"lag": lag, "readout": readout})
+                write_trial(d, tables["runs"]["trial_id"].iloc[0], tables)
+    data = compute(d)
+    assert "lag" in data.varying
+    figs = {name: (fig, caption) for name, fig, caption in build_figures(data).figures}
+    fig, caption = figs["gradient_reach"]
+    assert caption.rstrip().endswith("Read-out `last` only (the others read a different position per text).")
+    labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
+    # one line per lag in each panel (both phases), every one from the `last` runs
+    assert sorted({lbl for lbl in labels if not lbl.startswith("_")}) == ["rnn / LN none, lag 0",
+                                                                         "rnn / LN none, lag 4"]
+    plt.close("all")
+
+
+def test_report_with_one_fixed_lag_names_the_lag_as_the_distance(tmp_path):
+    points = grid(cells=("rnn", "lstm"), lns=("none",), pads=(8,), seeds=(0, 1))
+    d = write_results(tmp_path / "r", points[:0], grid_axes={"cell": ["rnn", "lstm"], "seed": [0, 1]})
+    for p in points:
+        tables = trial_tables(*p, extra={"lag": 4})
+        write_trial(d, tables["runs"]["trial_id"].iloc[0], tables)
+    md = write_report(d).read_text(encoding="utf-8")       # the survival panels used to look for a lag key
+    assert "only one distance was tested (lag 4)" in md
+    assert (d / "figures" / "survival.png").is_file()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Does the bench's headline reproduce on another CPU kernel set? Runs configs/bench.yaml twice into
+# two results folders — once with the machine's own kernels, once with torch's ATen kernels and
+# oneDNN limited to another instruction set (AVX2, or the scalar `default` where AVX2 is already the
+# machine's best) — writes both reports, and compares their decided conclusions with
+# benchmarks/compare_conclusions.py (exit 1 if any differs). Takes twice the bench's run time.
+#
+#   benchmarks/reproduce.sh [OUT_ROOT]        # default results/reproduce: OUT_ROOT/native, OUT_ROOT/other
+#   PY=path/to/python benchmarks/reproduce.sh # default .venv/bin/python (make install)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+ROOT=${1:-results/reproduce}
+CONFIG=${CONFIG:-configs/bench.yaml}
+TIMEFORMAT='  %R s wall, %U s user + %S s system CPU'
+
+native=$("$PY" -c "import torch; print(torch.backends.cpu.get_cpu_capability())")
+if [ "$native" = "AVX2" ] || [ "$native" = "DEFAULT" ] || [ "$native" = "default" ]; then
+    other_aten=default other_onednn=SSE41
+else
+    other_aten=avx2 other_onednn=AVX2
+fi
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores;" \
+     "torch $("$PY" -c 'import torch; print(torch.__version__)'); native capability $native"
+
+run() {   # run NAME [ENV=VALUE ...]: the bench and its report into ROOT/NAME
+    local name=$1; shift
+    echo "== $name: ${*:-the native kernels}"
+    time env "$@" "$PY" -m harness run "$CONFIG" --out "$ROOT/$name" --quiet
+    env "$@" "$PY" -m harness report "$ROOT/$name" > /dev/null
+    "$PY" -c "from harness.records import load; r = load('$ROOT/$name').runs; \
+print('  trials:', len(r), '| cpu_capability recorded by the runs:', sorted(r['cpu_capability'].dropna().unique()), \
+'| train_s summed:', round(float(r['train_s'].sum())), 's')"
+}
+
+run native
+run other ATEN_CPU_CAPABILITY=$other_aten ONEDNN_MAX_CPU_ISA=$other_onednn
+"$PY" benchmarks/compare_conclusions.py "$ROOT/native" "$ROOT/other" --json "$ROOT/comparison.json"
