@@ -29,8 +29,8 @@ test-quick: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# configs/bench.yaml: 103 trials (adaptive seeds) in 6.4 min and its report in 11 s, measured on 2 shared
-# CPU cores (9 CPU-minutes); with the install (about 1 min) under 8 min from a fresh clone.
+# configs/bench.yaml: 103 trials (adaptive seeds) in 5.8 min and its report in 7 s, measured on 2 CPU
+# cores (8.7 CPU-minutes; 6.4 min while other work shared them); with the install (about 1 min) about 7 min.
 bench: install
 	$(VENV)/bin/harness run configs/bench.yaml --out $(BENCH_OUT)
 	$(VENV)/bin/harness report $(BENCH_OUT)

@@ -131,9 +131,12 @@ def test_study_errors_name_the_key():
 
 def test_shipped_configs_validate():
     root = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("smoke", "bench", "full"):
+    for name in ("smoke", "bench", "full", "layernorm", "batch_size"):
         c = load_config(root / f"{name}.yaml")
         assert c.name == name and c.grid
+    bench = load_config(root / "bench.yaml")   # the frontier experiment: distance × read-out, adaptive seeds
+    assert bench.adaptive is not None and bench.adaptive.min_seeds >= 5 and bench.train.stop_at_target
+    assert {"data.lag", "model.readout", "model.cell"} <= set(bench.grid)
     full = load_config(root / "full.yaml")
     assert (full.model.embed_dim, full.model.hidden_size, full.model.num_layers) == (300, 128, 2)
     assert full.model.bidirectional and full.model.dropout == 0.3
