@@ -37,13 +37,10 @@ import torch.nn.functional as F  # noqa: E402
 from harness.config import ModelConfig  # noqa: E402
 from harness.models import build_model  # noqa: E402
 from harness.models.fused import FusedAdam, FusedClassifier, per_trial_cross_entropy  # noqa: E402
+from harness.train import sync  # noqa: E402
 
 SIZES = {"tiny": (16, 16, 100), "seed": (300, 128, 3000)}  # embed, hidden, vocab
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -71,7 +68,7 @@ def batches(k: int, n: int, batch: int, pad: int, vocab: int, device: torch.devi
 
 
 def time_separate(models: list, opts: list, data: list, device: torch.device, precision: str) -> float:
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for tokens, lengths, labels in data:
         for k, (m, opt) in enumerate(zip(models, opts)):
@@ -81,13 +78,13 @@ def time_separate(models: list, opts: list, data: list, device: torch.device, pr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 
 def time_fused(fused: FusedClassifier, opt: FusedAdam, active: torch.Tensor, data: list, device: torch.device,
                precision: str) -> float:
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for tokens, lengths, labels in data:
         with _autocast(device, precision):
@@ -96,7 +93,7 @@ def time_fused(fused: FusedClassifier, opt: FusedAdam, active: torch.Tensor, dat
         fused.zero_grad(set_to_none=True)
         loss.backward()
         opt.step(active)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 

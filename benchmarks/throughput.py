@@ -67,7 +67,7 @@ from harness import data as data_mod
 from harness.config import TrainConfig, config_from_dict, expand_grid
 from harness.names import SPLITS
 from harness.records import TrialRecorder
-from harness.train import ParamGroups, RunningSums, run_trial, train_step
+from harness.train import ParamGroups, RunningSums, run_trial, sync, train_step
 from harness.train_fused import run_fused
 
 FLUSH = "none"  # --flush-denormal: none | harness (the harness's training steps only, not its probe) | all
@@ -156,10 +156,6 @@ def seed_evaluate(model, data_iter):
     return acc, float(loss_total) / max(len(data_iter.batches) // data_iter.batch_size, 1)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
@@ -218,7 +214,7 @@ def plain_loop(lists: dict, ds: data_mod.Dataset, cell: str, steps: int, batch: 
     te = time.perf_counter()
     with _autocast(device, precision):
         seed_evaluate(model, test_iter)
-    _sync(device)
+    sync(device)
     t1 = time.perf_counter()
     return {"total": t1 - t0, "dev_eval": dev_s, "n_dev": n_dev, "test_eval": t1 - te}
 
@@ -325,10 +321,10 @@ def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: in
     names = list(fns)
     for r in range(pairs + 2):  # the first two rounds warm up
         for k in names[r % 4:] + names[:r % 4]:
-            _sync(device)
+            sync(device)
             t = time.perf_counter()
             fns[k](r)
-            _sync(device)
+            sync(device)
             if r >= 2:
                 times[k].append(time.perf_counter() - t)
     out = {k: statistics.median(v) for k, v in times.items()}
@@ -339,7 +335,7 @@ def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: in
         t = time.perf_counter()
         with _autocast(device, precision):
             seed_evaluate(seed_model, dev_iter)
-        _sync(device)
+        sync(device)
         evals["plain_eval"].append(time.perf_counter() - t)
         seed_model.train()
         _flush("harness")

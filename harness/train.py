@@ -472,7 +472,7 @@ class PhaseClock:
 
     def switch(self, phase: str) -> str:
         """Enter `phase`; returns the phase left."""
-        _sync(self.device)
+        sync(self.device)
         now = time.perf_counter()
         self.seconds[self.current] += now - self._since
         self._since = now
@@ -495,7 +495,8 @@ class PhaseClock:
                 "samples_per_s": samples / train_s if train_s > 0 else None}
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on a CPU. For timing."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

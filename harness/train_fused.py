@@ -44,7 +44,7 @@ from harness.models.fused import (
     probe_grads,
 )
 from harness.records import TrialRecorder
-from harness.train import Seeds, device_label, provenance, settings_columns
+from harness.train import Seeds, device_label, provenance, settings_columns, sync
 
 __all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "check_cuda_graph", "fuse_size", "fusable_key", "group_specs",
            "run_fused"]
@@ -111,10 +111,6 @@ class _Split:
         self.labels = torch.from_numpy(split.labels).to(device)    # (N,) int64
         self.n = len(split.labels)
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @torch.inference_mode()
@@ -246,7 +242,7 @@ class _FusedRun:
     def probe(self, step: int | None, key: str | None, trials: list[int]) -> None:
         """The gradient-reach probe for all trials at once, recorded for `trials` (at each trial's own
         stopping step when `step` is None). Its seconds go to probe_s, not to training."""
-        _sync(self.device)
+        sync(self.device)
         t0 = time.perf_counter()
         torch.set_flush_denormal(False)  # the probe measures tiny gradients: keep denormals
         try:
@@ -296,7 +292,7 @@ class _FusedRun:
         self.best_params = [p.detach().clone() for p in self.params]
         self.interval_steps, self.samples_interval, samples_seen, self.train_s = 0, 0, 0, 0.0
         step, epoch_float = 0, 0.0
-        _sync(device)
+        sync(device)
         self.t_resume = time.perf_counter()
         self.flush = device.type == "cpu"  # as run_trial: flush float32 denormals while training
         torch.set_flush_denormal(self.flush)
@@ -334,7 +330,7 @@ class _FusedRun:
                         break
                 if not self.active() or step >= total_steps:
                     break
-            _sync(device)
+            sync(device)
         finally:
             self.flush = False
             torch.set_flush_denormal(False)
@@ -387,7 +383,7 @@ class _FusedRun:
         """Read the running sums, evaluate every trial on dev, record the active ones, and stop the
         ones that diverged, were pruned or stopped improving."""
         tc, device = self.tc, self.device
-        _sync(device)
+        sync(device)
         t_eval = time.perf_counter()
         self.train_s += t_eval - self.t_resume
         nonfinite = self.nonfinite_at.tolist()
@@ -411,7 +407,7 @@ class _FusedRun:
         if tc.instrument and recorded:
             t_rec = time.perf_counter()
             self.record_groups(step, n, recorded)
-            _sync(device)
+            sync(device)
             self.probe_s += time.perf_counter() - t_rec
             t_eval += time.perf_counter() - t_rec
         for k in recorded:
@@ -434,7 +430,7 @@ class _FusedRun:
         self.loss_sum, self.correct_sum, self.gnorm_sum = zeros.clone(), zeros.clone(), zeros.clone()
         self.group_sum = torch.zeros(self.n_groups, self.k, device=device)
         self.interval_steps, self.samples_interval = 0, 0
-        _sync(device)
+        sync(device)
         self.t_resume = time.perf_counter()
         self.eval_s += self.t_resume - t_eval
 
