@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config.errors import ConfigError, Where
+from harness.config.errors import ConfigError, Where, reject_unknown_keys
 from harness.config.fields import canonical_axis, check_value
 from harness.config.sections import short_axis_name
 
@@ -41,10 +41,7 @@ def build_adaptive(raw: Any, grid: dict[str, list], has_study: bool, where: Wher
     if not isinstance(raw, dict):
         raise ConfigError(f"config key 'adaptive': expected a mapping {{min_seeds, max_seeds}}, got {raw!r}"
                           f"{where('adaptive')}")
-    for k in raw:
-        if k not in _KEYS:
-            raise ConfigError(f"unknown config key 'adaptive.{k}'{where('adaptive.' + str(k))}; allowed keys "
-                              f"under 'adaptive': {', '.join(_KEYS)}")
+    reject_unknown_keys(raw, list(_KEYS), "adaptive", where)
     if has_study:
         raise ConfigError(f"config keys 'adaptive' and 'study' cannot both be given{where('adaptive')}: "
                           f"adaptive seeds apply to an enumerated grid")

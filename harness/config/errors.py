@@ -34,3 +34,14 @@ def did_you_mean(name: str, allowed: list[str] | tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def reject_unknown_keys(raw: dict, allowed: list[str] | tuple[str, ...], section: str, where: Where) -> None:
+    """ConfigError for the first key of `raw` (the mapping under `section`) not in `allowed`,
+    naming it with its file and line, the allowed keys, and the closest one."""
+    for k in raw:
+        if k not in allowed:
+            key = f"{section}.{k}"
+            raise ConfigError(f"unknown config key '{key}'{where(key)}; allowed keys under '{section}': "
+                              f"{', '.join(map(str, allowed))}{did_you_mean(k, allowed)}")
+

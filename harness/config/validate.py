@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from harness.config.adaptive_config import build_adaptive
-from harness.config.errors import ConfigError, Where, did_you_mean
+from harness.config.errors import ConfigError, Where, did_you_mean, reject_unknown_keys
 from harness.config.experiment import ExperimentConfig
 from harness.config.fields import canonical_axis, check_name, check_value, field_info, lookup_field
 from harness.config.sections import SECTIONS, short_axis_name
@@ -56,11 +56,9 @@ def build_section(cls: type, raw: Any, prefix: str, where: Where) -> Any:
                           f"{raw!r}{where(prefix.rstrip('.'))}")
     info = field_info(cls)
     kwargs = {}
+    reject_unknown_keys(raw, list(info), prefix.rstrip("."), where)
     for k, v in raw.items():
         key = f"{prefix}{k}"
-        if k not in info:
-            raise ConfigError(f"unknown config key '{key}'{where(key)}; allowed keys under "
-                              f"'{prefix.rstrip('.')}': {', '.join(info)}{did_you_mean(k, list(info))}")
         tp, meta = info[k]
         if dataclasses.is_dataclass(tp):
             kwargs[k] = build_section(tp, v, key + ".", where)

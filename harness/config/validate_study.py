@@ -7,7 +7,7 @@ import dataclasses
 import warnings
 from typing import Any
 
-from harness.config.errors import ConfigError, Where, did_you_mean
+from harness.config.errors import ConfigError, Where, did_you_mean, reject_unknown_keys
 from harness.config.fields import base_type, canonical_axis, check_finite, check_value, lookup_field
 from harness.config.sections import AXIS_ALIASES, short_axis_name
 from harness.config.study_config import (
@@ -30,10 +30,7 @@ def build_study(raw: Any, grid: dict[str, list], where: Where) -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"config key 'study': expected a mapping, got {raw!r}{where('study')}")
     allowed = [f.name for f in dataclasses.fields(StudyConfig)]
-    for k in raw:
-        if k not in allowed:
-            raise ConfigError(f"unknown config key 'study.{k}'{where('study.' + str(k))}; allowed keys under "
-                              f"'study': {', '.join(allowed)}{did_you_mean(k, allowed)}")
+    reject_unknown_keys(raw, allowed, "study", where)
     st = StudyConfig()
     _set_scalars(st, raw, where)
     for kind, table in (("sampler", SAMPLER_OPTIONS), ("pruner", PRUNER_OPTIONS)):
@@ -201,10 +198,7 @@ def build_param(key: str, raw: Any, where: Where) -> ParamSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"config key '{skey}': expected a mapping like {{type: float, low: 1e-4, high: 1e-2, "
                           f"log: true}}, got {raw!r}{where(skey)}")
-    for k in raw:
-        if k not in _PARAM_KEYS:
-            raise ConfigError(f"unknown config key '{skey}.{k}'{where(skey + '.' + str(k))}; allowed: "
-                              f"{', '.join(sorted(_PARAM_KEYS))}{did_you_mean(k, sorted(_PARAM_KEYS))}")
+    reject_unknown_keys(raw, sorted(_PARAM_KEYS), skey, where)
     kind = raw.get("type")
     if kind not in ("float", "int", "categorical"):
         raise ConfigError(f"config key '{skey}.type': {kind!r} is not allowed; allowed: float, int, "
