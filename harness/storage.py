@@ -31,6 +31,12 @@ class StorageUnreachable(Exception):
     """The storage database cannot be reached (the message names its URL, without the password)."""
 
 
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLite lets one process write at a time; several workers on one file wait up to 60 s for the
+    lock (SQLite's default is 5 s, which a loaded machine exceeds) instead of failing."""
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+
+
 def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
     """An Optuna storage: a URL (sqlite:///…, postgresql://…) or, by default, a journal file in
     the results directory (safe for many processes on one file system). A journal's torn last line
@@ -52,7 +58,7 @@ def _open_database(url: str) -> optuna.storages.BaseStorage:
     # sees a duplicate-key error. The tables exist by then: try again.
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(url)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
         except OperationalError as e:
             why = redact_text(first_line(e.orig or e))
             hint = " (set PGPASSWORD or put the password in ~/.pgpass)" if "password" in why and \
