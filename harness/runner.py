@@ -48,6 +48,7 @@ from harness.queue import (
     claim_matching,
     enqueue_missing,
     enqueue_slots,
+    fail_stale,
     open_queue,
     open_searches,
     running_elsewhere,
@@ -503,22 +504,28 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
                 next_round: Any = frozenset) -> list[str]:
     """Enqueue and run: a study's search slots first (then its best settings' re-runs), or the grid,
     in rounds while `next_round()` names needed trials not done (and the last round changed them).
-    Waits for trials that another command runs on the same storage. Returns dead-worker messages
-    (and stops at the first phase that has any)."""
-    if plan.cfg.study:
+    Waits for trials that another command runs on the same storage; a trial whose worker died
+    meanwhile without anyone seeing it (stale, see storage.worker_alive) is queued and run again.
+    Returns dead-worker messages (and stops at the first phase that has any)."""
+    studies = [queue, *searches.values()]
+    while plan.cfg.study:  # until every slot finished (a slot whose worker died unseen is filled again)
         enqueue_slots(plan, searches)
         dead = run_workers()
         if dead:
             return dead
-        _wait_while(lambda: not searches_finished(searches), monitor)
-        add_reruns(plan, searches)
+        _wait_while(lambda: running_elsewhere(list(searches.values())), monitor)
+        if searches_finished(searches):
+            add_reruns(plan, searches)
+            break
     last: frozenset[str] | None = None
     while True:  # one round; with adaptive seeds, rounds while needed trials are left and some ran
         enqueue_missing(plan, queue)
         dead = run_workers()
         if dead:
             return dead
-        _wait_while(lambda: running_elsewhere([queue, *searches.values()]), monitor)
+        _wait_while(lambda: running_elsewhere(studies), monitor)
+        if fail_stale(queue, time.time()):  # a worker died unseen (another command's, or one that
+            continue                        # was killed with its main process): run its trial again
         left = next_round()
         if not left or left == last:
             return []

@@ -204,11 +204,23 @@ def worker_alive(trial: optuna.trial.FrozenTrial, now: float) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
+    """Whether a process with this id runs on this host. A zombie (exited, not yet reaped) does not:
+    a worker whose main process was killed is re-parented, and where no process reaps it (an init
+    that does not, as in some containers) it stays a zombie that answers signals."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether /proc says this process is a zombie (False where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()  # the command name, in parentheses, may hold spaces
+    return bool(fields) and fields[0] == "Z"

@@ -2,6 +2,7 @@
 refusal of conflicting configs, `harness status`."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,10 +15,11 @@ import yaml
 from conftest import ROOT, tiny_raw
 
 from harness import records, runner
+from harness import storage as storage_mod
 from harness.config import ConfigError, config_from_dict
 from harness.queue import set_system_attrs
 from harness.status import format_status, status
-from harness.storage import STALE_AFTER_S, open_storage, worker_alive
+from harness.storage import STALE_AFTER_S, open_storage, pid_alive, worker_alive
 
 EIGHT = {"cell": ["rnn", "lstm"], "layernorm": ["none", "output"], "pad_size": [12], "seed": [0, 1]}
 
@@ -165,6 +167,43 @@ def test_a_trial_claimed_a_moment_ago_is_not_stale():
     set_system_attrs(study, t, {"host": __import__("socket").gethostname(), "pid": dead.pid,
                                 "heartbeat": time.time()})
     assert not worker_alive(study.get_trials()[0], time.time())
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="a zombie is told apart through /proc")
+def test_a_zombie_worker_is_not_alive():
+    # A worker whose main process was killed -9 is re-parented; where nothing reaps it, it stays a
+    # zombie that still answers kill(pid, 0). Its trial must count as stale, or a resume skips it.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.time() < deadline, "the child never exited"
+        time.sleep(0.05)
+    os.kill(child.pid, 0)  # the zombie answers a signal...
+    assert not pid_alive(child.pid)  # ...and yet is dead
+    child.wait()
+    assert not pid_alive(child.pid) and pid_alive(os.getpid())
+
+
+@pytest.mark.slow
+def test_a_trial_whose_worker_died_unseen_is_run_again_in_the_same_command(tmp_path, monkeypatch):
+    # A worker moved a trial to RUNNING and died before writing its pid and heartbeat: until its
+    # claim is STALE_AFTER_S old it looks alive, so the first enqueue leaves it alone. The command
+    # waits for it, then must run it itself instead of ending with it missing.
+    monkeypatch.setattr(storage_mod, "STALE_AFTER_S", 3.0)
+    raw = tiny_raw("unseen", {"cell": ["rnn", "lstm"], "pad_size": [12]})
+    cfg = config_from_dict(raw)
+    runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    lost = records.load(tmp_path)["runs"]["trial_id"].iloc[0]
+    shutil.rmtree(records.trial_dir(tmp_path, lost))
+    study = study_of(tmp_path, "unseen")
+    study.enqueue_trial({}, user_attrs={"trial_id": lost, "after": max(t.number for t in study.get_trials())})
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    study._storage.set_trial_state_values(waiting._trial_id, state=optuna.trial.TrialState.RUNNING)
+    counts = runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    assert counts["complete"] == 2 and counts["missing"] == 0
+    states = [t.state for t in study_of(tmp_path, "unseen").get_trials() if t.user_attrs["trial_id"] == lost]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1  # the dead claim, failed as stale
+    assert states[-1] == optuna.trial.TrialState.COMPLETE
 
 
 @pytest.mark.slow
