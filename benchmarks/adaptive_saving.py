@@ -49,6 +49,7 @@ def configs(raw: dict, overrides: list[str], min_seeds: int, max_seeds: int) -> 
     raw["grid"].pop("seed", None)
     raw["grid"].pop("train.seed", None)
     full = json.loads(json.dumps(raw))
+    full.pop("adaptive", None)  # the bench config has its own adaptive section
     full["grid"]["seed"] = list(range(max_seeds))
     raw["adaptive"] = {"min_seeds": min_seeds, "max_seeds": max_seeds}
     return raw, full

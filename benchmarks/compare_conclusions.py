@@ -2,22 +2,27 @@
 twice, on two CPU kernel sets, and asks this.)
 
 Each folder's conclusions are computed with the report's own functions (`harness.report.compute`:
-`outcomes.success_table`, `outcomes.frontier_fits`, `effects.compute_effects`), never re-derived:
+`outcomes.success_table` and `mark_near_frontier`, `outcomes.frontier_fits`, `effects.compute_effects`
+and `effects.mark_near_frontier`), never re-derived:
 
 - per configuration (every varied factor, the distance included): `reached` / `failed` when the
   Wilson 95% interval of "reached the target in k of n runs" lies above / below 0.5, else
-  `undecided`;
+  `undecided`; marked † where the report marks it near the frontier (its runs are mixed, or the
+  next distance tested has another outcome);
 - per paired effect row of the report (factor, baseline → level, scope, measure): `+` / `-` when the
   report claims it (Holm-corrected interval excludes zero, at least 5 seeds), else `not decided`;
+  marked † where the report marks the claim as one a replication may not repeat;
 - per pair of frontier groups (cell × the other varied factors): whether their D50 intervals
   overlap, and when they do not, which group's D50 is larger. A group's interval is the report's
   bootstrap interval, or its bracket where the outcomes separate, or (D_max, inf) when every run
   reached the target and [0, D_min] when none did; a group with no D50 (`no_decline`, one
-  distance) has none.
+  distance) has none. An ordering is marked † when no tested distance lies between the two
+  intervals: one run more or less at the distance between them can join them.
 
-An ordinal claim agrees when both folders state the same label. Prints one line per conclusion (=
-the same; ≠ a claim one folder makes and the other does not, e.g. "reached" against "undecided"; ✗
-contradicting claims, e.g. "reached" against "failed") and exits 1 when any differs, 0 when all agree.
+Each conclusion is compared: `=` both folders state the same label; `≈` only one folder claims it and
+that folder marked the claim †, so the report said in advance that another machine may not repeat it;
+`≠` only one folder claims it, unmarked; `✗` contradicting claims (e.g. "reached" against "failed",
+marked or not). The folders agree (exit 0) when there is no `≠` and no `✗`; otherwise exit 1.
 
     python benchmarks/compare_conclusions.py results/bench_a results/bench_b [--json out.json]
 """
@@ -33,28 +38,31 @@ from pathlib import Path
 
 from harness.report import compute
 from harness.report.fmt import fmt_value
+from harness.report.outcomes import outcome_label
+
+MARK = " †"   # appended to a label the report marks as one another machine may not repeat
 
 
 def config_conclusions(data) -> dict[str, str]:
-    """'cell=rnn, lag=8, model.readout=last' → 'reached' | 'failed' | 'undecided' (Wilson 95%)."""
+    """'cell=rnn, lag=8, model.readout=last' → 'reached (5/5)' | 'failed (0/5) †' | 'undecided (4/8) †' …"""
     s = data.success
     keys = [k for k in data.varying if k in s.columns]
     out = {}
     for _, r in s.iterrows():
         name = ", ".join(f"{k}={fmt_value(r[k])}" for k in keys) or "all"
-        low, high = float(r["low"]), float(r["high"])
-        out[name] = "reached" if low > 0.5 else "failed" if high < 0.5 else "undecided"
-        out[name] += f" ({int(r['k'])}/{int(r['n'])})"
+        out[name] = f"{outcome_label(float(r['low']), float(r['high']))} ({int(r['k'])}/{int(r['n'])})"
+        out[name] += MARK if r.get("near_frontier", False) else ""
     return out
 
 
 def effect_conclusions(data) -> dict[str, str]:
-    """'acc: cell rnn → lstm (all)' → '+' | '-' | 'not decided' (the report's Holm-corrected rule)."""
+    """'acc: cell rnn → lstm (all)' → '+' | '-' | '+ †' | 'not decided' (the report's Holm-corrected rule)."""
     out = {}
     for r in data.effects:
         name = f"{r.measure}: {r.factor} {fmt_value(r.baseline)} → {fmt_value(r.level)} ({r.within})"
         d = r.decision
-        out[name] = ("+" if d.direction > 0 else "-") if d is not None and d.claimed else "not decided"
+        out[name] = (("+" if d.direction > 0 else "-") + (MARK if r.near_frontier else "")
+                     if d is not None and d.claimed else "not decided")
     return out
 
 
@@ -74,24 +82,29 @@ def d50_interval(fit, tested: list[float]) -> tuple[float, float] | None:
 
 def d50_conclusions(data) -> dict[str, str]:
     """'cell=rnn, model.readout=last vs cell=lstm, model.readout=last' → 'overlap' |
-    'A < B' | 'A > B' | 'no D50' (by the groups' D50 intervals)."""
+    'first < second' | 'first > second' (marked † when no tested distance lies between the two
+    intervals) | 'no D50'."""
     groups = []
     for f in data.fits:
         tested = [float(x) for x in f.points[f.distance]]
         name = ", ".join(f"{k}={fmt_value(v)}" for k, v in f.group.items()
                          if k in data.varying or k == "cell")
-        groups.append((name, d50_interval(f.fit, tested) if tested else None))
+        groups.append((name, d50_interval(f.fit, tested) if tested else None, tested))
     out = {}
-    for (a, ia), (b, ib) in itertools.combinations(groups, 2):
+    for (a, ia, ta), (b, ib, tb) in itertools.combinations(groups, 2):
         name = f"D50 {a} vs {b}"
         if ia is None or ib is None:
             out[name] = "no D50"
-        elif ia[1] < ib[0]:
-            out[name] = "first < second"
+            continue
+        if ia[1] < ib[0]:
+            label, gap = "first < second", (ia[1], ib[0])
         elif ib[1] < ia[0]:
-            out[name] = "first > second"
+            label, gap = "first > second", (ib[1], ia[0])
         else:
             out[name] = "overlap"
+            continue
+        between = any(gap[0] < d < gap[1] for d in {*ta, *tb})
+        out[name] = label + ("" if between else MARK)
     return out
 
 
@@ -102,10 +115,14 @@ def conclusions(results_dir: str | Path) -> dict[str, dict[str, str]]:
             "d50": d50_conclusions(data)}
 
 
-def _label(kind: str, value: str | None) -> str | None:
-    """The part of a conclusion that must agree: configurations drop their 'k/n' counts (adaptive
-    seeds may stop one folder's configuration at another number of runs)."""
-    return None if value is None else value.split(" (")[0] if kind == "configurations" else value
+def _label(kind: str, value: str | None) -> tuple[str | None, bool]:
+    """(the part of a conclusion that must agree, whether its folder marked it †). Configurations drop
+    their 'k/n' counts (adaptive seeds may stop one folder's configuration at another number of runs)."""
+    if value is None:
+        return None, False
+    marked = value.endswith(MARK)
+    value = value.removesuffix(MARK)
+    return (value.split(" (")[0] if kind == "configurations" else value), marked
 
 
 # Labels that state no ordinal claim: a difference against one of them is a claim one folder makes and
@@ -113,25 +130,33 @@ def _label(kind: str, value: str | None) -> str | None:
 NO_CLAIM = {"undecided", "not decided", "overlap", "no D50", None}
 
 
-def kind_of_difference(la: str | None, lb: str | None) -> str:
-    """'same', 'one-sided' (only one folder claims something) or 'contradiction' (both claim, differently)."""
+def kind_of_difference(la: str | None, lb: str | None, marked_a: bool = False, marked_b: bool = False) -> str:
+    """'same'; 'contradiction' (both claim, differently); 'marked' (only one folder claims it, and
+    marked it †) or 'one-sided' (only one claims it, unmarked)."""
     if la == lb:
         return "same"
-    return "one-sided" if la in NO_CLAIM or lb in NO_CLAIM else "contradiction"
+    if la not in NO_CLAIM and lb not in NO_CLAIM:
+        return "contradiction"
+    claimed_marked = marked_a if la not in NO_CLAIM else marked_b
+    return "marked" if claimed_marked else "one-sided"
+
+
+MARKS = {"same": "=", "marked": "≈", "one-sided": "≠", "contradiction": "✗"}
 
 
 def compare(a: dict, b: dict) -> tuple[bool, list[str], dict[str, int]]:
-    """(all agree, lines, counts of 'same' / 'one-sided' / 'contradiction'): one line per claim of
-    either side; '=' the same, '≠' claimed in one folder only, '✗' contradicting claims."""
-    lines, counts = [], {"same": 0, "one-sided": 0, "contradiction": 0}
-    mark = {"same": "=", "one-sided": "≠", "contradiction": "✗"}
+    """(the folders agree, lines, counts of 'same' / 'marked' / 'one-sided' / 'contradiction'): one
+    line per conclusion of either side, marked as in the module docstring. They agree when there is
+    no one-sided unmarked claim and no contradiction."""
+    lines, counts = [], dict.fromkeys(MARKS, 0)
     for kind in ("configurations", "effects", "d50"):
         lines.append(f"## {kind}")
         for name in sorted(set(a[kind]) | set(b[kind])):
             va, vb = a[kind].get(name), b[kind].get(name)
-            k = kind_of_difference(_label(kind, va), _label(kind, vb))
+            (la, ma), (lb, mb) = _label(kind, va), _label(kind, vb)
+            k = kind_of_difference(la, lb, ma, mb)
             counts[k] += 1
-            lines.append(f"{mark[k]} {name}: {va} | {vb}")
+            lines.append(f"{MARKS[k]} {name}: {va} | {vb}")
     return counts["one-sided"] + counts["contradiction"] == 0, lines, counts
 
 
@@ -147,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     n = sum(counts.values())
     print(f"\n{'AGREE' if ok else 'DISAGREE'}: {counts['same']} of {n} conclusions the same; "
-          f"{counts['one-sided']} claimed in one folder only (≠), {counts['contradiction']} contradicting (✗)")
+          f"{counts['marked']} claimed in one folder only, which marked them † (≈); "
+          f"{counts['one-sided']} claimed in one folder only, unmarked (≠); "
+          f"{counts['contradiction']} contradicting (✗)")
     if args.json:
         Path(args.json).write_text(json.dumps({"agree": ok, "counts": counts, "a": a, "b": b}, indent=1,
                                               ensure_ascii=False), encoding="utf-8")

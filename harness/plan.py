@@ -193,8 +193,9 @@ def check_embed_dim(plan: Plan, width: int) -> None:
                           f"pretrained embeddings' width {width} ({plan.cfg.data.embedding})")
 
 
-# Settings added after results existed whose null default means what their absence meant.
-_ADDED_LATER = {"data.lag"}
+# Settings added after results existed, with the default that means what their absence meant (their
+# trial ids leave them out at that value too: config.grid.make_spec).
+_ADDED_LATER: dict[str, Any] = {"data.lag": None, "train.cuda_graph": False}
 
 
 def _fixed_settings(raw: dict) -> dict[str, Any]:
@@ -207,7 +208,7 @@ def _fixed_settings(raw: dict) -> dict[str, Any]:
     flat = {}
     for section in GRIDDABLE_SECTIONS:
         for k, v in flatten(raw.get(section, {}), section + ".").items():
-            if k not in axes and not (k in _ADDED_LATER and v is None):
+            if k not in axes and not (k in _ADDED_LATER and v == _ADDED_LATER[k]):
                 flat[k] = v
     return flat
 

@@ -320,3 +320,17 @@ def test_interrupted_while_adding_seeds_the_same_command_finishes_the_same_set(t
     assert 7 <= len(before) < 14 and before < expected_ids(cfg, out)
     subprocess.run(cmd, check=True, capture_output=True, timeout=300, cwd=ROOT)
     check_finished(out, cfg, "resume", interrupted=True)
+
+
+def test_adaptive_saving_builds_the_max_seeds_config_from_an_adaptive_bench_config():
+    # benchmarks/adaptive_saving.py tops a folder up to seeds 0 .. max-1 everywhere: that config must
+    # drop the bench's own `adaptive` section (a grid seed list and adaptive seeds exclude each other).
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("adaptive_saving", ROOT / "benchmarks" / "adaptive_saving.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    raw, full = mod.configs(yaml.safe_load((ROOT / "configs" / "bench.yaml").read_text()), [], 5, 12)
+    assert raw["adaptive"] == {"min_seeds": 5, "max_seeds": 12} and "seed" not in raw["grid"]
+    assert "adaptive" not in full and full["grid"]["seed"] == list(range(12))
+    config_from_dict(raw), config_from_dict(full)  # both valid

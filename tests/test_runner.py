@@ -138,6 +138,23 @@ def test_grid_may_grow_but_fixed_settings_may_not_change(tmp_path):
         runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
 
 
+def test_results_from_before_cuda_graph_existed_resume(tmp_path):
+    # A results folder written before train.cuda_graph existed (the bench folders of an earlier
+    # version): its absence meant False, and the trial ids leave it out at False, so it resumes.
+    from harness.plan import check_compatible, make_plan, write_config
+
+    raw = tiny_raw("cg", {"cell": ["lstm"], "pad_size": [12]})
+    plan = make_plan(config_from_dict(raw), tmp_path)
+    write_config(plan)
+    old = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert old["train"].pop("cuda_graph") is False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    check_compatible(plan)  # no complaint
+    raw["train"] = {**raw.get("train", {}), "cuda_graph": True}
+    with pytest.raises(ConfigError, match=r"other fixed settings \(train.cuda_graph: '<grid axis>' -> True"):
+        check_compatible(make_plan(config_from_dict(raw), tmp_path))
+
+
 def test_a_queued_trial_the_config_no_longer_has_is_skipped(tmp_path):
     raw = tiny_raw("shrunk", {"cell": ["lstm"], "pad_size": [12]})
     cfg = config_from_dict(raw)

@@ -25,6 +25,7 @@ from harness.files import atomic_path, atomic_write_text
 from harness.report import figures, findings, stats
 from harness.report import outcomes as O
 from harness.report.effects import EffectRow, compute_effects, holm_note
+from harness.report.effects import mark_near_frontier as mark_effects_near_frontier
 from harness.report.fmt import fmt_setting
 from harness.report.sections import (
     adaptive_markdown,
@@ -106,11 +107,13 @@ def compute(results_dir: str | Path) -> ReportData:
         # The grid has no seed axis: the trials planned are those adaptive seeding has asked for so far.
         planned = int(adaptive["trials"]["needed"]) if adaptive and "trials" in adaptive else None
     outcomes = O.run_outcomes(runs, tables["curves"])
+    success = O.mark_near_frontier(O.success_table(outcomes, keys), keys, O.distance_column(outcomes))
+    effects = mark_effects_near_frontier(compute_effects(outcomes, keys), outcomes, success, keys)
     return ReportData(
         dir=d, cfg=cfg, config_text=text, tables=tables, runs=runs, keys=keys, varying=varying,
-        summary=stats.summarize(runs, keys), effects=compute_effects(outcomes, keys),
+        summary=stats.summarize(runs, keys), effects=effects,
         chance=stats.chance_level(tables["confusion"], n_classes), target=target, planned=planned,
-        max_seeds=stats.n_seeds(runs, keys), outcomes=outcomes, success=O.success_table(outcomes, keys),
+        max_seeds=stats.n_seeds(runs, keys), outcomes=outcomes, success=success,
         fits=O.frontier_fits(outcomes, varying), mixed=O.mixed_machines(runs, keys), adaptive=adaptive)
 
 
@@ -432,7 +435,11 @@ _SUCCESS_INTRO = (
     "Time to target is survival data: a run that did not reach the target is censored at its own last "
     "evaluated step (a diverged run at the longest one: it never gets there); the median is the "
     "Kaplan–Meier median with its Brookmeyer–Crowley interval ('open' / '> N': beyond what the runs "
-    "observed), and 'not reached by half the runs' where fewer than half got there.\n")
+    "observed), and 'not reached by half the runs' where fewer than half got there. † marks a "
+    "configuration near the frontier: its runs are mixed, or the next distance tested (every other factor "
+    "the same) has another outcome. Whether such a configuration is decided, and every effect that pools it "
+    "(marked the same way), can differ on another machine or CPU kernel set, whose floating-point order "
+    "flips runs at the edge of learning; the unmarked outcomes reproduce (benchmarks/README.md §8).\n")
 _FRONTIER_INTRO = (
     "D50 is the distance at which half the runs still reach the target: a logistic fit of success on "
     "log(1 + D) per cell × layernorm (× any other varied factor), with a stratified bootstrap interval "
@@ -446,7 +453,12 @@ _EFFECTS_INTRO = (
     "the first τ steps (τ: the earliest step at which a run of the comparison that did not reach the target "
     "was censored; negative = the new level gets there sooner). A difference is claimed ('decided') only "
     "when the corrected interval excludes zero and there are at least 5 seeds; otherwise the row says how "
-    "many seeds would decide at the spread seen (a rough guide: about even odds).")
+    "many seeds would decide at the spread seen (a rough guide: about even odds). A decision marked † may "
+    "not reproduce on another machine or with other seeds: a replication would claim it again with "
+    "probability under 80%, because its interval only just clears zero, or because runs of the "
+    "configurations near the frontier that it pools (marked † in the Success table) flip often enough to "
+    "undo it (simulated: each such run drawn anew at its configuration's rate). Unmarked decisions are "
+    "expected to reproduce (benchmarks/README.md §8).")
 _ACC_INTRO = (
     "Test accuracy after the fixed budget, for the runs that finished (diverged and failed runs have none "
     "but are counted). It is bimodal near the frontier (a run learns or stays at chance), so it is shown as "

@@ -51,6 +51,7 @@ class EffectRow:
     tau: float | None = None
     reached: tuple[int, int, int, int] = (0, 0, 0, 0)
     decision: E.EffectDecision | None = None
+    near_frontier: bool = False   # pools a configuration near the frontier (see mark_near_frontier)
 
     @property
     def seeds(self) -> int:
@@ -144,6 +145,93 @@ def correct(rows: Sequence[EffectRow]) -> list[EffectRow]:
 def compute_effects(outcomes: pd.DataFrame, keys: Sequence[str]) -> list[EffectRow]:
     """`effect_rows` then `correct`: every effect row of a report, decided."""
     return correct(effect_rows(outcomes, keys))
+
+
+REPLICATION_FLOOR = 0.8   # a claimed row less likely than this to be claimed again is marked
+FLIP_DRAWS = 200          # simulated replications of the runs near the frontier, per claimed row
+
+
+def mark_near_frontier(rows: Sequence[EffectRow], outcomes: pd.DataFrame, success: pd.DataFrame,
+                       keys: Sequence[str]) -> list[EffectRow]:
+    """The claimed rows with `near_frontier` set where another machine may well not claim them
+    (probability below REPLICATION_FLOOR): by seed noise (`estimators.replication_probability`: the
+    interval only just clears zero), or by runs flipping near the frontier (`flip_probability`)."""
+    out = []
+    for r in rows:
+        if r.decision is None or not r.decision.claimed:
+            out.append(r)
+            continue
+        near = E.replication_probability(r.decision) < REPLICATION_FLOOR
+        if not near and "near_frontier" in success.columns:
+            near = flip_probability(r, outcomes, success, keys) < REPLICATION_FLOOR
+        out.append(replace(r, near_frontier=near))
+    return out
+
+
+def flip_probability(r: EffectRow, outcomes: pd.DataFrame, success: pd.DataFrame, keys: Sequence[str],
+                     draws: int = FLIP_DRAWS, rng: int = 0) -> float:
+    """The share of simulated replications in which the claimed row `r` is claimed again (same sign,
+    at its own corrected level), when each run of a configuration near the frontier (success's
+    `near_frontier`) reaches the target or not anew with that configuration's smoothed rate
+    (k + 0.5) / (n + 1), the other runs kept. A run that flips moves its test accuracy by the gap
+    between the medians of the runs that reached the target and those that did not (all runs), and
+    its time to target to tau (now failing) or to the median time of the runs that reached it.
+
+    Why: near the edge of learning a run's outcome is chaotic (a seed, a CPU kernel set flips it),
+    and at 5 seeds one such outlier undoes a t interval, unless the row averages it over many
+    settings. 1.0 when the row pools no configuration near the frontier."""
+    keys = list(keys)
+    sub = outcomes if r.within == "all" else outcomes[outcomes[r.within.split("=", 1)[0]].astype(str)
+                                                      == r.within.split("=", 1)[1]]
+    match_on = [k for k in keys if k != r.factor] + ["seed"]
+    p = matched(sub, r.factor, r.baseline, r.level, match_on)
+    rates = {}
+    for side, value in (("a", r.baseline), ("b", r.level)):
+        rates[side] = _flip_rates(p, success, keys, r.factor, value)
+    if not any(np.any(v > 0) for v in rates.values()):
+        return 1.0
+    known = outcomes[outcomes["reached"].notna()]
+    hit, miss = known[known["reached"] == 1.0], known[known["reached"] == 0.0]
+    gap = float(hit["test_acc"].median() - miss["test_acc"].median()) if len(hit) and len(miss) else 0.0
+    t_hit = float(hit["time"].median()) if len(hit) else math.nan
+    gen = np.random.default_rng(rng)
+    value = {}
+    for side in ("a", "b"):
+        was = p[f"reached_{side}"].to_numpy(float)[None, :]                      # (1, pairs)
+        prob = rates[side][None, :]
+        drawn = (gen.random((draws, len(p))) < prob).astype(float)               # (draws, pairs)
+        now = np.where((prob > 0) & ~np.isnan(was), drawn, was)
+        flipped = (now != was) & ~np.isnan(was)                                  # a run with no outcome stays so
+        if r.measure == "acc":
+            moved = np.where(flipped, np.where(now == 1.0, gap, -gap), 0.0)
+            value[side] = p[f"acc_{side}"].to_numpy(float)[None, :] + moved
+        else:
+            t = p[f"time_{side}"].to_numpy(float)[None, :]
+            value[side] = np.minimum(np.where(flipped, np.where(now == 1.0, t_hit, r.tau), t), r.tau)
+    diff = value["b"] - value["a"]                                                  # (draws, pairs)
+    seeds = pd.factorize(p["seed"])[0]
+    onehot = np.zeros((len(p), seeds.max() + 1))
+    onehot[np.arange(len(p)), seeds] = 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = (np.nan_to_num(diff) @ onehot) / (~np.isnan(diff) @ onehot)             # (draws, seeds): per-seed means
+    n = (~np.isnan(d)).sum(axis=1)
+    mean = np.nanmean(d, axis=1)
+    sd = np.sqrt(np.nansum((d - mean[:, None]) ** 2, axis=1) / np.maximum(n - 1, 1))
+    c = E.sps.t.ppf(1.0 - (1.0 - r.decision.confidence) / 2.0, np.maximum(n - 1, 1))
+    half = c * sd / np.sqrt(np.maximum(n, 1))
+    again = (n >= E.MIN_PAIRS) & ((mean - half > 0) if r.decision.direction > 0 else (mean + half < 0))
+    return float(again.mean())
+
+
+def _flip_rates(p: pd.DataFrame, success: pd.DataFrame, keys: Sequence[str], factor: str,
+                value: object) -> np.ndarray:
+    """Per matched pair: the smoothed success rate of its run's configuration on this side when that
+    configuration is near the frontier, else 0 (its run is kept as it is)."""
+    cols = [k for k in keys if k != factor]
+    near = success[success["near_frontier"] & (success[factor].astype(str) == str(value))]
+    rate = {tuple(str(v) for v in row[cols]): (row["k"] + 0.5) / (row["n"] + 1) for _, row in near.iterrows()}
+    return np.array([rate.get(tuple(str(v) for v in row), 0.0) for row in p[cols].itertuples(index=False)],
+                    dtype=float)
 
 
 def seeds_to_decide(rows: Sequence[EffectRow]) -> int | None:

@@ -556,6 +556,22 @@ def decide(diffs: ArrayLike, confidence: float, p_value: float = math.nan, p_adj
                           need is not None and need >= cap, reason)
 
 
+def replication_probability(d: EffectDecision) -> float:
+    """For a claimed effect: the chance that an independent replication with as many seeds claims it
+    again, taking this estimate as the best guess of the truth and allowing for its own error. With
+    se = the interval's half-width / c (c: its t critical value), the replication's mean differs
+    from this one by about N(0, 2 se^2) and is claimed when it clears c·se:
+    Phi((|mean| - c·se) / (sqrt(2)·se)). About 0.5 for an interval that just excludes zero; 1.0 for
+    one of zero width. nan when not claimed."""
+    if not d.claimed:
+        return math.nan
+    half = (d.high - d.low) / 2.0
+    if half <= 0:
+        return 1.0
+    c = float(sps.t.ppf(1.0 - (1.0 - d.confidence) / 2.0, max(d.n_pairs - 1, 1)))
+    return float(sps.norm.cdf((abs(d.mean) - half) / (math.sqrt(2.0) * half / c)))
+
+
 def corrected_effects(rows: Sequence[ArrayLike], alpha: float = 1 - CONFIDENCE, method: str = "holm",
                       min_pairs: int = MIN_PAIRS, cap: int = PAIRS_CAP) -> list[EffectDecision]:
     """Decisions for a family of paired effects (one array of differences per effect row of a

@@ -215,9 +215,10 @@ def verdict(r: EffectRow) -> str:
     if d is None:
         return "not corrected"
     if d.claimed:
+        near = "† (another machine may leave it undecided)" if r.near_frontier else ""
         if r.measure == "acc":
-            return f"decided: {lv} is {'higher' if d.direction > 0 else 'lower'}"
-        return f"decided: {lv} reaches the target {'later' if d.direction > 0 else 'sooner'}"
+            return f"decided: {lv} is {'higher' if d.direction > 0 else 'lower'}{near}"
+        return f"decided: {lv} reaches the target {'later' if d.direction > 0 else 'sooner'}{near}"
     n = d.n_pairs
     if n < 2:
         why = f"only {seeds(n)}: no interval"

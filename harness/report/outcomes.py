@@ -82,6 +82,41 @@ def success_table(outcomes: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return sort_configs(s.merge(budgets, on=keys, how="left"), keys)
 
 
+def outcome_label(low: float, high: float) -> str:
+    """'reached' / 'failed' when the success rate's interval lies above / below 0.5, else 'undecided'."""
+    return "reached" if low > 0.5 else "failed" if high < 0.5 else "undecided"
+
+
+def mark_near_frontier(success: pd.DataFrame, keys: Sequence[str], distance: str | None) -> pd.DataFrame:
+    """`success` (see success_table) with a bool column `near_frontier`: a configuration whose runs
+    are mixed (some reached the target, some not), or whose neighbour along the distance (the next
+    shorter or longer distance tested, every other factor the same) has another outcome label.
+
+    Why: the outcome of a run near the edge of learning is chaotic (another seed, or another CPU
+    kernel set's floating-point order, flips it), so whether such a configuration is decided, and
+    every claim that pools it, can differ between two machines even when neither is wrong. Away from
+    the frontier (all runs alike, and the neighbours too) the claims reproduce; benchmarks/README.md §8."""
+    s = success.copy()
+    if s.empty:
+        s["near_frontier"] = pd.Series(dtype=bool)
+        return s
+    label = [outcome_label(lo, hi) for lo, hi in zip(s["low"], s["high"])]
+    near = ((s["k"] > 0) & (s["k"] < s["n"])).to_numpy(copy=True)
+    if distance in s.columns and s[distance].nunique(dropna=True) > 1:
+        others = [k for k in keys if k != distance]
+        s["_label"] = label
+        groups = s.groupby(others, dropna=False, sort=False).groups.values() if others else [s.index]
+        for idx in groups:
+            g = s.loc[idx].sort_values(distance, key=lambda c: c.astype(float))
+            labels = g["_label"].tolist()
+            for i, row in enumerate(g.index):
+                if (i > 0 and labels[i - 1] != labels[i]) or (i + 1 < len(labels) and labels[i + 1] != labels[i]):
+                    near[s.index.get_loc(row)] = True
+        s = s.drop(columns="_label")
+    s["near_frontier"] = near
+    return s
+
+
 def km_curves(outcomes: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(curves, censored): per configuration, the Kaplan-Meier share of runs that have reached the
     target by each step (1 - S, a step function from (0, 0) to the last observed time) with n, and

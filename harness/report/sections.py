@@ -54,7 +54,8 @@ def success_markdown(data: ReportData) -> str:
                      "rate [95% Wilson]": f"{pct(r['rate'], 0)} {interval(r['low'], r['high'], lambda v: pct(v, 0))}"
                      if r["n"] else "—",
                      "median steps to target [95% CI]": _median_text(r),
-                     "last evaluated step": budget, "no outcome (failed)": int(r["missing"])})
+                     "last evaluated step": budget, "no outcome (failed)": int(r["missing"]),
+                     "near the frontier": "†" if r.get("near_frontier", False) else ""})
     return md_table(pd.DataFrame(rows))
 
 

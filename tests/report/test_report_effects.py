@@ -102,3 +102,38 @@ def test_holm_note_names_the_levels():
     rows = F.compute_effects(out, KEYS)
     assert F.holm_note(rows).startswith(f"{len(rows)} rows corrected together (Holm)")
     assert math.isclose(max(r.decision.confidence for r in rows), 1 - 0.05 / len(rows))  # the strictest
+
+
+def _decision(mean: float, low: float, high: float, claimed: bool = True) -> E.EffectDecision:
+    return E.EffectDecision(5, mean, low, high, 0.95, math.nan, math.nan, claimed, 1 if claimed else 0,
+                            None, False, "")
+
+
+def test_replication_probability_is_even_for_an_interval_that_just_clears_zero():
+    assert E.replication_probability(_decision(1.0, 0.001, 1.999)) == pytest.approx(0.5, abs=0.01)
+    assert E.replication_probability(_decision(1.0, 0.9, 1.1)) > 0.999
+    assert E.replication_probability(_decision(1.0, 1.0, 1.0)) == 1.0           # no spread at all
+    assert 0.5 < E.replication_probability(_decision(1.0, 0.3, 1.7)) < 0.99
+    assert math.isnan(E.replication_probability(_decision(1.0, -0.5, 2.5, claimed=False)))
+
+
+def test_a_claim_that_one_flipped_run_near_the_frontier_undoes_is_marked():
+    points = grid(cells=("rnn", "lstm"), lns=("none", "output"), pads=(4, 8, 16), seeds=tuple(range(6)))
+    out = _outcomes(points)
+    success = O.mark_near_frontier(O.success_table(out, KEYS), KEYS, "pad_size")
+    rows = F.mark_near_frontier(F.compute_effects(out, KEYS), out, success, KEYS)
+    # RNN pad 4 -> 16: -24 points in every seed (a zero-width interval, claimed), but the RNN at pad 16
+    # (0 of 6 runs per layernorm setting, next to pad 8 where all reached) is near the frontier: drawn
+    # anew at 0.5/7, none of its 12 runs flips in (1 - 0.5/7)^12 = 41% of the replications, and one
+    # flipped run (an outlier of +50 points in one seed's difference) undoes the claim.
+    rnn = next(r for r in rows if r.factor == "pad_size" and r.level == 16 and r.within == "cell=rnn"
+               and r.measure == "acc")
+    assert rnn.decision.claimed and E.replication_probability(rnn.decision) == 1.0
+    p = F.flip_probability(rnn, out, success, KEYS)
+    assert 0.3 < p < 0.5 and rnn.near_frontier
+    # LayerNorm within the LSTM (+2 points in every seed) pools no configuration near the frontier.
+    lstm = next(r for r in rows if r.factor == "layernorm" and r.within == "cell=lstm" and r.measure == "acc")
+    assert lstm.decision.claimed and F.flip_probability(lstm, out, success, KEYS) == 1.0
+    assert not lstm.near_frontier
+    # Rows that claim nothing are never marked.
+    assert not any(r.near_frontier for r in rows if not r.decision.claimed)

@@ -120,3 +120,23 @@ def test_machine_kinds_and_mixed_configurations():
     # older results without any provenance column: no kinds, no warning, no error
     old = runs[["cell"]]
     assert (O.machine_kinds(old) == "").all() and O.mixed_machines(old, ["cell"]).empty
+
+
+def test_near_frontier_marks_mixed_runs_and_the_distances_on_either_side_of_a_change():
+    points = grid(cells=("rnn", "lstm"), lns=("none",), pads=(4, 8, 16), seeds=tuple(range(5)))
+    t = _tables(points)
+    out = O.run_outcomes(t["runs"], t["curves"])
+    near = O.mark_near_frontier(O.success_table(out, KEYS), KEYS, "pad_size").set_index(["cell", "pad_size"])
+    # report_tables: the RNN reaches the target at pad_size 4 and 8, never at 16; the LSTM everywhere.
+    assert near["near_frontier"].to_dict() == {("rnn", 4): False, ("rnn", 8): True, ("rnn", 16): True,
+                                               ("lstm", 4): False, ("lstm", 8): False, ("lstm", 16): False}
+    # One LSTM run at pad 4 misses the target: 4 of 5 is mixed (and undecided), so pad 4 is near the
+    # frontier, and so is pad 8, whose neighbour now has another outcome; pad 16 is not.
+    miss = (out["cell"] == "lstm") & (out["pad_size"] == 4) & (out["seed"] == 0)
+    out.loc[miss, "reached"] = 0.0
+    near = O.mark_near_frontier(O.success_table(out, KEYS), KEYS, "pad_size").set_index(["cell", "pad_size"])
+    assert near.loc[("lstm", 4), "k"] == 4
+    assert [near.loc[("lstm", p), "near_frontier"] for p in (4, 8, 16)] == [True, True, False]
+    # Without a distance that varies, only mixed runs mark a configuration.
+    one = O.mark_near_frontier(O.success_table(out[out["pad_size"] == 4], KEYS), KEYS, "pad_size")
+    assert one.set_index("cell")["near_frontier"].to_dict() == {"rnn": False, "lstm": True}
