@@ -9,6 +9,14 @@ compares per configuration the conclusion adaptive seeds stopped at (Wilson inte
 also replays the rounds on the full table (`harness.adaptive.decide`) and checks that they ask for
 exactly the trials the adaptive run trained (training is deterministic per trial id).
 
+Replayed (`--replay DIR --max-seeds 8 12 16`): DIR holds CONFIG's trials at seeds 0 .. M-1 everywhere
+(the second stage of a measured run, or `harness run` of CONFIG with `grid.seed: [0, …, M-1]` in place
+of its adaptive section). For each max_seeds it replays the rounds (`harness.adaptive.decide`: training
+is deterministic per trial id on one machine and kernel set, so this is exactly what an adaptive run
+trains), copies those trials into OUT/adaptive_maxN and seeds 0 .. N-1 of every configuration into
+OUT/everywhere_N, and compares the two folders' conclusions with compare_conclusions.py (the report's
+own: per configuration, every effect row, the D50 orderings). No training.
+
 Simulated (`--simulate DIR`): takes each configuration's success rate from a finished results
 folder (k / n; with --smooth (k + 0.5) / (n + 1), which keeps 0 of 2 from meaning "never"), draws max_seeds outcomes per
 configuration, and counts the trials racing would use and how often its conclusions agree with the
@@ -16,6 +24,7 @@ max_seeds ones, over `--reps` replications. A simulation, not a run.
 
     python benchmarks/adaptive_saving.py --out /tmp/adaptive_bench --set data.synth.n_train=3000
     python benchmarks/adaptive_saving.py --simulate /tmp/bench_before --reps 2000
+    python benchmarks/adaptive_saving.py --replay /tmp/full16 --out /tmp/replay --min-seeds 5 --max-seeds 8 12 16
 """
 
 from __future__ import annotations
@@ -100,6 +109,66 @@ def compare(decision: adaptive.Decision, runs: pd.DataFrame, pool: list, max_see
     return f"{same}/{len(rows)} the same, {contradicted} contradicted", rows
 
 
+def replay(args: argparse.Namespace) -> dict:
+    """Adaptive seeds replayed on a folder of max-seeds-everywhere trials, per max_seeds in args.max_seeds."""
+    import shutil
+
+    from compare_conclusions import compare, conclusions
+
+    from harness import records
+    from harness.plan import make_plan
+
+    full = Path(args.replay)
+    runs = records.load(full)["runs"].set_index("trial_id")
+    base = yaml.safe_load(Path(args.config).read_text())
+    out: dict[str, dict] = {}
+    for m in args.max_seeds:
+        raw, full_raw = configs(base, args.set, args.min_seeds, m)
+        folders = {}
+        for name, cfg in (("adaptive", config_from_dict(raw)), ("everywhere", config_from_dict(full_raw))):
+            plan = make_plan(cfg, full)
+            ids = ({s.trial_id for s in adaptive.decide(cfg, adaptive.pool(cfg, plan.data_id),
+                                                         runs.reset_index()).needed}
+                   if name == "adaptive" else {s.trial_id for s in plan.specs})
+            if ids - set(runs.index):
+                raise SystemExit(f"{full} lacks {len(ids - set(runs.index))} trials of max_seeds {m}: "
+                                 f"run it with seeds 0 .. {m - 1} everywhere first")
+            folder = Path(args.out) / (f"adaptive_max{m}" if name == "adaptive" else f"everywhere_{m}")
+            shutil.rmtree(folder, ignore_errors=True)
+            (folder / "trials").mkdir(parents=True)
+            for t in ids:
+                shutil.copytree(full / "trials" / t, folder / "trials" / t)
+            (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            records.combine(folder)
+            folders[name] = (folder, ids)
+        a, b = conclusions(folders["adaptive"][0]), conclusions(folders["everywhere"][0])
+        ok, lines, counts = compare(a, b)
+        a_ids, f_ids = folders["adaptive"][1], folders["everywhere"][1]
+        out[str(m)] = {"trials_adaptive": len(a_ids), "trials_max": len(f_ids),
+                       "fraction": round(len(a_ids) / len(f_ids), 3),
+                       "train_s_adaptive": round(float(runs.loc[sorted(a_ids), "train_s"].sum())),
+                       "train_s_max": round(float(runs.loc[sorted(f_ids), "train_s"].sum())),
+                       "agree": ok, "counts": counts, **_who_claims(a, b),
+                       "differences": [x for x in lines if x[:1] in "≈≠✗"]}
+    return out
+
+
+def _who_claims(a: dict, b: dict) -> dict[str, int]:
+    """Of the conclusions that differ between adaptive (a) and max-seeds-everywhere (b): how many only
+    the adaptive folder claims (it stopped early on a lucky run) and how many only the max-seeds one
+    (the power that the seeds adaptive seeding did not spend would have bought)."""
+    from compare_conclusions import NO_CLAIM, _label
+
+    only_a = only_b = 0
+    for kind in a:
+        for name in set(a[kind]) | set(b[kind]):
+            la, lb = _label(kind, a[kind].get(name))[0], _label(kind, b[kind].get(name))[0]
+            if la != lb:
+                only_a += la not in NO_CLAIM and lb in NO_CLAIM
+                only_b += lb not in NO_CLAIM and la in NO_CLAIM
+    return {"claimed_by_adaptive_only": only_a, "claimed_with_max_seeds_only": only_b}
+
+
 def simulate(args: argparse.Namespace) -> dict:
     """Racing on outcomes drawn from each configuration's observed success rate."""
     runs = pd.read_parquet(Path(args.simulate) / "runs.parquet")
@@ -141,13 +210,20 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/adaptive_bench")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--min-seeds", type=int, default=3)
-    p.add_argument("--max-seeds", type=int, default=8)
+    p.add_argument("--max-seeds", type=int, nargs="+", default=[8], help="one; several with --replay")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--simulate", metavar="DIR", help="simulate from this results folder's success rates")
+    p.add_argument("--replay", metavar="DIR", help="replay on this folder of max-seeds-everywhere trials")
     p.add_argument("--reps", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smooth", action="store_true", help="rates (k + 0.5) / (n + 1) instead of k / n")
     args = p.parse_args()
+    if args.replay:
+        print(json.dumps(replay(args), indent=1, ensure_ascii=False))
+        return
+    if len(args.max_seeds) > 1:
+        p.error("several --max-seeds only with --replay")
+    args.max_seeds = args.max_seeds[0]
     result = simulate(args) if args.simulate else measure(args)
     print(json.dumps(result, indent=1, default=str))
     if not args.simulate and not math.isnan(result["fraction"]):

@@ -3,9 +3,13 @@
 # two results folders — once with the machine's own kernels, once with torch's ATen kernels and
 # oneDNN limited to another instruction set (AVX2, or the scalar `default` where AVX2 is already the
 # machine's best) — writes both reports, and compares their decided conclusions with
-# benchmarks/compare_conclusions.py (exit 1 if any differs). Takes twice the bench's run time.
+# benchmarks/compare_conclusions.py (exit 1 unless they agree: no contradiction, and a conclusion only
+# one report claims only where that report marked it † as near the frontier). Takes twice the bench's
+# run time; THIRD=1 adds a third run with the scalar kernels (ATen `default`, oneDNN SSE4.1) and
+# compares every pair (three times the bench's run time).
 #
 #   benchmarks/reproduce.sh [OUT_ROOT]        # default results/reproduce: OUT_ROOT/native, OUT_ROOT/other
+#   THIRD=1 benchmarks/reproduce.sh           # also OUT_ROOT/scalar
 #   PY=path/to/python benchmarks/reproduce.sh # default .venv/bin/python (make install)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +37,18 @@ print('  trials:', len(r), '| cpu_capability recorded by the runs:', sorted(r['c
 '| train_s summed:', round(float(r['train_s'].sum())), 's')"
 }
 
+compare() {   # compare A B: their decided conclusions; remembers a disagreement
+    echo "== $1 vs $2"
+    "$PY" benchmarks/compare_conclusions.py "$ROOT/$1" "$ROOT/$2" --json "$ROOT/comparison_$1_$2.json" || status=1
+}
+
+status=0
 run native
 run other ATEN_CPU_CAPABILITY=$other_aten ONEDNN_MAX_CPU_ISA=$other_onednn
-"$PY" benchmarks/compare_conclusions.py "$ROOT/native" "$ROOT/other" --json "$ROOT/comparison.json"
+compare native other
+if [ "${THIRD:-0}" = 1 ] && [ "$other_aten" != default ]; then
+    run scalar ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
+    compare native scalar
+    compare other scalar
+fi
+exit $status
