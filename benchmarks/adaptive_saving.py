@@ -42,14 +42,14 @@ import yaml
 from harness import adaptive
 from harness.config import apply_overrides, config_from_dict
 from harness.report.estimators import wilson_interval
+from harness.report.outcomes import outcome_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def conclusion(k: int, n: int, confidence: float = 0.95) -> str:
     """'reached' / 'failed' when the Wilson interval of k/n lies above / below 0.5, else 'undecided'."""
-    low, high = wilson_interval(k, n, confidence)
-    return "reached" if low > 0.5 else "failed" if high < 0.5 else "undecided"
+    return outcome_label(*wilson_interval(k, n, confidence))
 
 
 def configs(raw: dict, overrides: list[str], min_seeds: int, max_seeds: int) -> tuple[dict, dict]:
