@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny experiment and one finished smoke run per test session."""
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,13 @@ from harness.config import config_from_dict, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
+
+
+def sigint_default() -> None:
+    """preexec_fn for a subprocess a test interrupts with SIGINT: a process started in the background
+    by a non-interactive shell (`.ci/run … &`) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so the interrupt would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def tiny_raw(name: str = "tiny", grid: dict | None = None) -> dict:

@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, tiny_raw
+from conftest import ROOT, sigint_default, tiny_raw
 
 from harness import adaptive, records, runner
 from harness.cli import main
@@ -308,7 +308,8 @@ def test_interrupted_while_adding_seeds_the_same_command_finishes_the_same_set(t
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "harness", "run", str(path), "--out", str(out), "--workers", "1", "--device",
            "cpu", "--quiet", "--set", "run.threads=1"]
-    main_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    main_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                                 preexec_fn=sigint_default)
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "trials").glob("[0-9a-f]*"))) < 7:
         time.sleep(0.05)  # 6 trials of the first round, then the first added seed

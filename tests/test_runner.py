@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import ROOT, tiny_raw
+from conftest import ROOT, sigint_default, tiny_raw
 
 from harness import records, runner
 from harness import storage as storage_mod
@@ -231,7 +231,7 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "o"
     cmd = harness_run(path, out, 2)
-    main = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    main = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, preexec_fn=sigint_default)
     deadline = time.time() + 240
     pids: set[int] = set()
     while not pids and time.time() < deadline:  # wait until both workers run a trial
