@@ -14,6 +14,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from harness.config import short_axis_name
 from harness.names import STATUSES
 from harness.plan import load_results_config, make_plan
 from harness.progress import belongs
@@ -36,8 +37,9 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
         keep = [belongs(plan, tid, row) for tid, row in zip(runs["trial_id"], runs.to_dict("records"))]
         runs = runs[keep]
     by_status = runs["status"].value_counts().to_dict() if len(runs) else {}
-    cols = [c for c in ("trial_id", "phase", "cell", "layernorm", "pad_size", "batch_size", "lr", "seed")
-            if c in runs.columns]
+    cols = [c for c in ("trial_id", "phase", *_BASE_FACTORS) if c in runs.columns]
+    axes = [short_axis_name(a) for a in cfg.grid]
+    cols += [a for a in axes if a not in cols and a != "seed" and a in runs.columns]  # lag, model.readout, …
     info: dict[str, Any] = {
         "dir": str(out_dir), "name": cfg.name, "total": plan.total,
         "finished": {k: int(by_status.get(k, 0)) for k in STATUSES},
@@ -77,6 +79,17 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
     return info
 
 
+_BASE_FACTORS = ("cell", "layernorm", "pad_size", "batch_size", "lr", "seed")
+_NOT_FACTORS = {"trial_id", "phase", "wall_s", "status", "error", "cell", "layernorm"}
+
+
+def _factors(r: dict[str, Any]) -> str:
+    """'lstm/none pad 8 batch 64 lr 0.005 seed 3 lag 32 model.readout last' for a slowest/failed row."""
+    words = {"pad_size": "pad", "batch_size": "batch"}
+    rest = " ".join(f"{words.get(k, k)} {v}" for k, v in r.items() if k not in _NOT_FACTORS)
+    return f"{r.get('cell')}/{r.get('layernorm')} {rest}".strip()
+
+
 def format_status(info: dict[str, Any]) -> str:
     f = info["finished"]
     lines = [f"{info['dir']} ({info['name']}): {sum(f.values())}/{info['total']} finished — "
@@ -97,13 +110,11 @@ def format_status(info: dict[str, Any]) -> str:
     if info["slowest"]:
         lines.append("slowest:")
         for r in info["slowest"]:
-            lines.append(f"  {r['trial_id']}  {r['wall_s']:.1f}s  {r['cell']}/{r['layernorm']} pad {r['pad_size']} "
-                         f"batch {r['batch_size']} lr {r['lr']} seed {r['seed']}")
+            lines.append(f"  {r['trial_id']}  {r['wall_s']:.1f}s  {_factors(r)}")
     if info["failures"]:
         lines.append("failed or diverged:")
         for r in info["failures"]:
-            lines.append(f"  {r['trial_id']}  {r['status']}  {r['cell']}/{r['layernorm']} pad {r['pad_size']} "
-                         f"lr {r['lr']} seed {r['seed']}: {r['error']}")
+            lines.append(f"  {r['trial_id']}  {r['status']}  {_factors(r)}: {r['error']}")
     return "\n".join(lines)
 
 

@@ -122,6 +122,9 @@ def test_failed_trial_is_retried_once_then_left_failed(tmp_path):
     assert (runs.loc[runs["status"] == "complete", "train.drop_last"] == False).all()  # noqa: E712
     text = format_status(status(tmp_path))
     assert "failed 1" in text and "batch_size" in text
+    # The failed trial is named with every grid axis, including the dotted ones.
+    failed_line = next(line for line in text.splitlines() if line.strip().startswith(failed["trial_id"].iloc[0]))
+    assert "lstm/none pad 12" in failed_line and "train.drop_last True" in failed_line
 
 
 def test_grid_may_grow_but_fixed_settings_may_not_change(tmp_path):
