@@ -439,8 +439,8 @@ _SUCCESS_INTRO = (
     "configuration near the frontier: its runs are mixed, or the next distance tested (every other factor "
     "the same) has another outcome. Whether such a configuration is decided, and an effect its runs could "
     "undo by flipping (marked in the Effects table), can differ on another machine or CPU kernel set, "
-    "whose floating-point order flips runs at the edge of learning. On the bench, every unmarked outcome was the same on three CPU "
-    "kernel sets (benchmarks/README.md §8); the marks are a model, not a guarantee.\n")
+    "whose floating-point order flips runs at the edge of learning. On the bench, every unmarked outcome "
+    "was the same on three CPU kernel sets (benchmarks/README.md §8); the marks are a model, not a guarantee.\n")
 _FRONTIER_INTRO = (
     "D50 is the distance at which half the runs still reach the target: a logistic fit of success on "
     "log(1 + D) per cell × layernorm (× any other varied factor), with a stratified bootstrap interval "
