@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from harness.models.fused import FusedAdam, FusedClassifier, per_trial_cross_entropy
+from harness.models.precision import upcast
 
 __all__ = ["WARMUP", "FusedStep", "StepOut"]
 
@@ -89,7 +90,7 @@ class FusedStep:
         self.model.zero_grad(set_to_none=True)  # backward allocates (from the graph's pool when capturing)
         with self.autocast():
             logits = self.model(tokens, lengths)  # (K, B, C)
-        losses = per_trial_cross_entropy(logits.float(), labels)  # (K,)
+        losses = per_trial_cross_entropy(upcast(logits), labels)  # (K,)
         losses.sum().backward()
         group_sq, total_norm = self.norms_and_clip()
         self.optimizer.step(self.active)

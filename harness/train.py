@@ -45,6 +45,7 @@ from harness import metrics
 from harness.config import ConfigError, TrainConfig, TrialSpec
 from harness.data import Dataset, EncodedSplit
 from harness.models import build_model, param_groups, read_positions
+from harness.models.precision import upcast
 from harness.records import TrialRecorder
 
 Autocast = Callable[[], contextlib.AbstractContextManager]  # a fresh autocast context per call
@@ -328,7 +329,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     x, lengths, y, *rest = batch
     with autocast():
         logits = _forward(model, x, lengths, rest[0] if rest else None)  # (B, C)
-    loss = F.cross_entropy(logits.float(), y)
+    loss = F.cross_entropy(upcast(logits), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = list(model.parameters())
@@ -360,7 +361,7 @@ def evaluate(model: torch.nn.Module, split: _Split, batch_size: int, autocast: A
         x, lengths, y, *rest = split.batch(sl)
         with autocast():
             logits = _forward(model, x, lengths, rest[0] if rest else None)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        loss_sum += F.cross_entropy(upcast(logits), y, reduction="sum")
         preds.append(logits.argmax(1))
     model.train(was_training)
     pred = torch.cat(preds)
@@ -625,11 +626,11 @@ def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tens
     try:
         with torch.enable_grad(), autocast():
             logits, hidden = _forward(model, tokens, lengths, starts, return_hidden=True)
-            loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+            loss = F.cross_entropy(upcast(logits), labels, reduction="sum")
         grads = torch.autograd.grad(loss, hidden)
     finally:
         model.dropout.p = dropout
-    return [g.float().norm(dim=2).cpu().numpy() for g in grads]  # each (B, T)
+    return [upcast(g).norm(dim=2).cpu().numpy() for g in grads]  # each (B, T)
 
 
 def settings_columns(spec: TrialSpec) -> dict[str, Any]:

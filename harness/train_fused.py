@@ -43,6 +43,7 @@ from harness.models.fused import (
     per_trial_cross_entropy,
     probe_grads,
 )
+from harness.models.precision import upcast
 from harness.records import TrialRecorder
 from harness.train import Seeds, device_label, provenance, settings_columns, sync
 
@@ -127,7 +128,7 @@ def evaluate_fused(model: FusedClassifier, split: _Split, rows: int, autocast: A
         sl = slice(i, i + rows)
         with autocast():
             logits = model(split.tokens[sl].expand(k, -1, -1), split.lengths[sl].expand(k, -1))
-        loss_sum += per_trial_cross_entropy(logits.float(), split.labels[sl].expand(k, -1), "sum")
+        loss_sum += per_trial_cross_entropy(upcast(logits), split.labels[sl].expand(k, -1), "sum")
         preds.append(logits.argmax(2))
     model.train(was_training)
     pred = torch.cat(preds, 1)  # (K, N)

@@ -134,7 +134,8 @@ class RecurrentClassifier(nn.Module):
         self.cfg = cfg
         if embeddings is not None:
             # A copy: from_numpy shares memory, and training would change the data set's array in place.
-            self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(embeddings).clone(), freeze=False)
+            self.embedding = nn.Embedding.from_pretrained(
+                torch.from_numpy(embeddings).to(torch.get_default_dtype(), copy=True), freeze=False)  # model dtype
             embed_dim = embeddings.shape[1]
         else:
             self.embedding = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=pad_index)

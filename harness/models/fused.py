@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from harness.config import ModelConfig
 from harness.models import READOUTS, RecurrentClassifier
+from harness.models.precision import upcast
 
 __all__ = ["FusedAdam", "FusedClassifier", "FusedRecurrentLayer", "SHAPE_FIELDS", "clip_per_trial",
            "group_sq_norms", "per_trial_cross_entropy", "probe_grads"]
@@ -391,11 +392,11 @@ def probe_grads(model: FusedClassifier, tokens: Tensor, lengths: Tensor, labels:
     try:
         with torch.enable_grad(), autocast():
             logits, hidden = model(tokens.expand(k, -1, -1), lengths.expand(k, -1), return_hidden=True)
-            loss = per_trial_cross_entropy(logits.float(), labels.expand(k, -1), "sum").sum()
+            loss = per_trial_cross_entropy(upcast(logits), labels.expand(k, -1), "sum").sum()
         grads = torch.autograd.grad(loss, hidden)
     finally:
         model.dropout_on = True
-    return [g.float().norm(dim=3) for g in grads]
+    return [upcast(g).norm(dim=3) for g in grads]
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -428,8 +429,8 @@ class FusedAdam:
         self.steps += active.to(self.steps.dtype)
         bc1 = 1 - self.beta1 ** self.steps
         bc2 = 1 - self.beta2 ** self.steps
-        step_size = torch.where(active, self.lr / bc1.clamp(min=1e-300), 0.0).float()  # (K,)
-        bc2_sqrt = torch.where(active, bc2.clamp(min=1e-300).sqrt(), 1.0).float()
+        step_size = torch.where(active, self.lr / bc1.clamp(min=1e-300), 0.0).to(self.params[0].dtype)  # (K,)
+        bc2_sqrt = torch.where(active, bc2.clamp(min=1e-300).sqrt(), 1.0).to(self.params[0].dtype)
         params = [p for p in self.params if p.grad is not None]
         if not params:
             return

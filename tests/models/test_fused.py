@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import PARITY_RTOL
 
 from harness.config import ModelConfig
 from harness.models import build_model, param_groups
@@ -17,6 +18,9 @@ from harness.models.fused import (
     per_trial_cross_entropy,
     probe_grads,
 )
+
+# Fused against unfused in float64 (conftest.float64: why, and PARITY_RTOL).
+pytestmark = pytest.mark.usefixtures("float64")
 
 V, C, B, T = 23, 3, 4, 7
 PAD = V - 1
@@ -79,7 +83,7 @@ def test_forward_matches_unfused(cell, layernorm, bidirectional, readout):
     (tokens, lengths, _), = batches(2, 1)
     logits = fused(tokens, lengths)
     for k, m in enumerate(ms):
-        torch.testing.assert_close(logits[k], m(tokens[k], lengths[k]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits[k], m(tokens[k], lengths[k]), atol=1e-12, rtol=PARITY_RTOL)
 
 
 def unfused_run(model, lr, drop_seed, data, k, clip=None, steps=None):
@@ -132,10 +136,10 @@ def test_five_steps_match_separate_runs(cell, layernorm, dropout):
     fl = fused_run(fused, lrs, drop_seeds, data)
     for k, m in enumerate(models(cfgs, seeds)):
         ul = unfused_run(m, lrs[k], drop_seeds[k], data, k)
-        torch.testing.assert_close(fl[:, k], torch.tensor(ul), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fl[:, k], torch.tensor(ul), atol=1e-12, rtol=PARITY_RTOL)
         sd = fused.state_dict_of(k)
         for name, p in m.state_dict().items():
-            torch.testing.assert_close(sd[name], p, atol=1e-5, rtol=1e-4, msg=f"trial {k} {name}")
+            torch.testing.assert_close(sd[name], p, atol=1e-12, rtol=PARITY_RTOL, msg=f"trial {k} {name}")
 
 
 def test_per_trial_clipping_matches_clip_grad_norm():
@@ -146,9 +150,9 @@ def test_per_trial_clipping_matches_clip_grad_norm():
     fl = fused_run(fused, [1e-2] * 3, [0] * 3, data, clips=clips)
     for k, m in enumerate(models(cfgs, [1, 2, 3])):
         ul = unfused_run(m, 1e-2, 0, data, k, clip=None if clips[k] == float("inf") else clips[k])
-        torch.testing.assert_close(fl[:, k], torch.tensor(ul), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fl[:, k], torch.tensor(ul), atol=1e-12, rtol=PARITY_RTOL)
         for name, p in m.state_dict().items():
-            torch.testing.assert_close(fused.state_dict_of(k)[name], p, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(fused.state_dict_of(k)[name], p, atol=1e-12, rtol=PARITY_RTOL)
 
 
 def test_masked_trial_stops_changing_while_others_go_on():
@@ -170,9 +174,9 @@ def test_masked_trial_stops_changing_while_others_go_on():
     unfused_run(m[1], 1e-2, 8, data, 1, steps=3)
     unfused_run(m[2], 1e-2, 9, data, 2)
     for name, p in m[1].state_dict().items():
-        torch.testing.assert_close(after[name], p, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(after[name], p, atol=1e-12, rtol=PARITY_RTOL)
     for name, p in m[2].state_dict().items():
-        torch.testing.assert_close(fused.state_dict_of(2)[name], p, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(fused.state_dict_of(2)[name], p, atol=1e-12, rtol=PARITY_RTOL)
 
 
 def test_a_nan_trial_does_not_touch_the_others():
@@ -204,15 +208,15 @@ def test_group_norms_and_probe_match_unfused():
         assert un == names
         ref = torch.zeros(len(un)).index_add_(0, torch.tensor(ui), torch.stack(
             [p.grad.norm() ** 2 for p in m.parameters()]))
-        torch.testing.assert_close(sq[:, k], ref, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(sq[:, k], ref, atol=1e-12, rtol=PARITY_RTOL)
         pref = torch.zeros(len(un)).index_add_(0, torch.tensor(ui), torch.stack(
             [p.detach().norm() ** 2 for p in m.parameters()]))
-        torch.testing.assert_close(psq[:, k], pref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(psq[:, k], pref, rtol=PARITY_RTOL, atol=1e-12)
         logits, hidden = m(tokens[0], lengths[0], return_hidden=True)
         grads = torch.autograd.grad(F.cross_entropy(logits, labels[0], reduction="sum"), hidden)
         assert len(grads) == len(probe) == 3
         for g, pg in zip(grads, probe):
-            torch.testing.assert_close(pg[k], g.norm(dim=2), atol=1e-6, rtol=1e-4)
+            torch.testing.assert_close(pg[k], g.norm(dim=2), atol=1e-12, rtol=PARITY_RTOL)
 
 
 def _no_autocast():
@@ -240,6 +244,6 @@ def test_pretrained_embedding_row_for_pad_is_trained_without_padding_idx():
     fl = fused_run(fused, [1e-2, 1e-2], [0, 0], data)
     for k, m in enumerate(ms):
         ul = unfused_run(m, 1e-2, 0, data, k)
-        torch.testing.assert_close(fl[:, k], torch.tensor(ul), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fl[:, k], torch.tensor(ul), atol=1e-12, rtol=PARITY_RTOL)
         torch.testing.assert_close(fused.state_dict_of(k)["embedding.weight"], m.embedding.weight.detach(),
-                                   atol=1e-5, rtol=1e-4)
+                                   atol=1e-12, rtol=PARITY_RTOL)
