@@ -20,6 +20,7 @@ from harness import adaptive as adaptive_mod
 from harness import data as data_mod
 from harness import study as study_mod
 from harness.config import (
+    ARM,
     AXIS_ALIASES,
     GRIDDABLE_SECTIONS,
     ConfigError,
@@ -161,9 +162,10 @@ def write_adaptive(plan: Plan) -> None:
 
 
 def _axis_values(cfg: ExperimentConfig, key: str) -> set:
-    """The values a data setting takes in a run: its grid axis, a categorical study parameter's
-    choices, or the fixed value; empty for a sampled range (encoded when a trial first needs it)."""
-    values = set(cfg.grid.get(key, [getattr(cfg.data, key.split(".")[1])]))
+    """The values a data setting takes in a run: its grid axis, the arms' values, a categorical study
+    parameter's choices, or the fixed value; empty for a sampled range (encoded when a trial first
+    needs it)."""
+    values = set(cfg.setting_values(key))
     if cfg.study is not None and key in cfg.study.params:
         p = cfg.study.params[key]
         values = set(p.choices) if p.type == "categorical" else set()
@@ -200,8 +202,12 @@ _ADDED_LATER: dict[str, Any] = {"data.lag": None, "train.cuda_graph": False}
 
 def _fixed_settings(raw: dict) -> dict[str, Any]:
     """The parts of a resolved config that must not change between runs into one directory:
-    everything in data/model/train that is not a grid axis."""
-    axes = {AXIS_ALIASES.get(a, a) for a in raw.get("grid", {})}
+    everything in data/model/train that is not a grid axis, nor set by every arm of grid.arm. (A key
+    only some arms set stays a fixed setting: the other arms' trials run with its fixed value.)"""
+    grid = raw.get("grid") or {}
+    axes = {AXIS_ALIASES.get(a, a) for a in grid if a != ARM}
+    arms = [{AXIS_ALIASES.get(k, k) for k in s} for s in (grid.get(ARM) or {}).values()]
+    axes |= set.intersection(*arms) if arms else set()
     axes |= {AXIS_ALIASES.get(a, a) for a in (raw.get("study") or {}).get("params", {})}
     if raw.get("adaptive"):
         axes.add("train.seed")  # adaptive seeds vary it as a grid axis would

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from harness import data as data_mod
 from harness import study as study_mod
-from harness.config import AXIS_ALIASES, ExperimentConfig, TrialSpec, _lookup_field
+from harness.config import ARM, AXIS_ALIASES, ExperimentConfig, TrialSpec, _lookup_field
 from harness.plan import (
     Plan,
     cache_dir,
@@ -234,7 +234,7 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
         spec = plan.by_id.get(key)
     if spec is None:
         return None, None
-    _suggest_params(trial, spec, cfg.grid)
+    _suggest_params(trial, spec, cfg)
     return spec, TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial))
 
 
@@ -281,19 +281,22 @@ def _reporting_hook(trial: Trial):
     return on_eval
 
 
-def _suggest_params(trial: Trial, spec: TrialSpec, grid: dict[str, list]) -> None:
+def _suggest_params(trial: Trial, spec: TrialSpec, cfg: ExperimentConfig) -> None:
     """Record the trial's settings as Optuna params (so the dashboard can plot them). A text
-    setting's choices: the built-in ones, then the grid's others (a plugin's cell, say), the same
-    for every trial of the study."""
+    setting's choices: the built-in ones, then the grid's (or the arms') others (a plugin's cell,
+    say), the same for every trial of the study; an arm's: the arm names."""
     for axis, value in spec.factors.items():
         if value is None:
+            continue
+        if axis == ARM:
+            trial.suggest_categorical(axis, list(cfg.grid[ARM]))
             continue
         dotted = AXIS_ALIASES.get(axis, axis)
         _, meta = _lookup_field(dotted)
         if isinstance(value, bool):
             trial.suggest_categorical(axis, [False, True])
         elif isinstance(value, str):
-            choices = dict.fromkeys([*(meta.get("choices") or ()), *grid.get(dotted, ()), value])
+            choices = dict.fromkeys([*(meta.get("choices") or ()), *cfg.setting_values(dotted), value])
             trial.suggest_categorical(axis, list(choices))
         elif isinstance(value, int):
             trial.suggest_int(axis, value, value)

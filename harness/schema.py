@@ -3,7 +3,8 @@
 A trial's tables are written as Parquet shards with these Arrow schemas (`harness.records`): a
 column the trial did not fill is a typed null, never a `null`-typed column, so every shard of a
 table has the same types. A table may carry more columns than listed here (the runs table: a grid
-axis given by its dotted name such as `model.forget_bias`, study tags); their types are inferred.
+axis or an arm's setting given by its dotted name such as `model.forget_bias`); their types are
+inferred.
 
 Torch-free: the report and the status command read the tables without importing torch.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# Bumped whenever a column's meaning or type changes (2: typed nulls, started_at a timestamp).
+# Bumped whenever a column's meaning or type changes (2: typed nulls, started_at a timestamp). Adding a
+# column is no change: shards written before it read it as typed nulls (`harness.records.conform`).
 SCHEMA_VERSION = 2
 
 _STR, _F64, _I64, _BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
@@ -65,6 +67,7 @@ RUNS = pa.schema([
     _field("schema_version", _I64, "SCHEMA_VERSION of the writer"),
     # Beyond the list every consumer relies on: settings, provenance and timing details.
     _field("name", _STR, "the experiment's name"),
+    _field("arm", _STR, "the named bundle of settings (grid.arm) the trial ran; null: the grid has no arms"),
     _field("phase", _STR, "grid | search | rerun"),
     _field("study", _STR, "the search study of a sampled or re-run trial"),
     _field("study_trial", _I64, "the Optuna trial number within that study"),

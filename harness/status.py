@@ -14,7 +14,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from harness.config import short_axis_name
+from harness.config import ARM, arm_keys, short_axis_name
 from harness.names import STATUSES
 from harness.plan import load_results_config, make_plan
 from harness.progress import belongs
@@ -37,9 +37,11 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
         keep = [belongs(plan, tid, row) for tid, row in zip(runs["trial_id"], runs.to_dict("records"))]
         runs = runs[keep]
     by_status = runs["status"].value_counts().to_dict() if len(runs) else {}
-    cols = [c for c in ("trial_id", "phase", *_BASE_FACTORS) if c in runs.columns]
+    implied = {short_axis_name(k) for k in arm_keys(cfg.arms)}  # an arm's name stands for its settings
+    cols = [c for c in ("trial_id", "phase", *_BASE_FACTORS) if c in runs.columns
+            and (c not in implied or c == "layernorm")]
     axes = [short_axis_name(a) for a in cfg.grid]
-    cols += [a for a in axes if a not in cols and a != "seed" and a in runs.columns]  # lag, model.readout, …
+    cols += [a for a in axes if a not in cols and a != "seed" and a in runs.columns]  # arm, lag, model.readout, …
     info: dict[str, Any] = {
         "dir": str(out_dir), "name": cfg.name, "total": plan.total,
         "finished": {k: int(by_status.get(k, 0)) for k in STATUSES},
@@ -80,14 +82,19 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
 
 
 _BASE_FACTORS = ("cell", "layernorm", "pad_size", "batch_size", "lr", "seed")
-_NOT_FACTORS = {"trial_id", "phase", "wall_s", "status", "error", "cell", "layernorm"}
+_NOT_FACTORS = {"trial_id", "phase", "wall_s", "status", "error", "cell", "layernorm", ARM}
 
 
 def _factors(r: dict[str, Any]) -> str:
-    """'lstm/none pad 8 batch 64 lr 0.005 seed 3 lag 32 model.readout last' for a slowest/failed row."""
+    """'lstm/none pad 8 batch 64 lr 0.005 seed 3 lag 32 model.readout last' for a slowest/failed row;
+    a trial of an arm (grid.arm) is named by the arm: 'lstm-fb0/none pad 32 batch 64 lr 0.001 seed 0 lag 16'
+    (a cell that is an axis of its own besides the arms follows it: 'fb0/none cell lstm …')."""
     words = {"pad_size": "pad", "batch_size": "batch"}
+    arm = r.get(ARM)
+    named = arm if isinstance(arm, str) else r.get("cell")
+    extra = f"cell {r['cell']} " if isinstance(arm, str) and "cell" in r else ""
     rest = " ".join(f"{words.get(k, k)} {v}" for k, v in r.items() if k not in _NOT_FACTORS)
-    return f"{r.get('cell')}/{r.get('layernorm')} {rest}".strip()
+    return f"{named}/{r.get('layernorm')} {extra}{rest}".strip()
 
 
 def format_status(info: dict[str, Any]) -> str:

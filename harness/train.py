@@ -635,7 +635,8 @@ def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tens
 
 def settings_columns(spec: TrialSpec) -> dict[str, Any]:
     """The runs-table columns that describe a trial's settings: the named factors, the model shape,
-    and every grid axis given by dotted name (as a column of that name)."""
+    the arm (grid.arm; null without), and every grid axis or arm setting given by dotted name (as a
+    column of that name)."""
     m, t = spec.model, spec.train
     cols = {
         "cell": m.cell, "layernorm": m.layernorm, "batch_size": t.batch_size, "pad_size": spec.data.pad_size,
@@ -643,7 +644,7 @@ def settings_columns(spec: TrialSpec) -> dict[str, Any]:
         "lr": t.lr, "seed": t.seed, "readout": m.readout, "bidirectional": m.bidirectional,
         "num_layers": m.num_layers, "hidden_size": m.hidden_size, "embed_dim": m.embed_dim,
         "dropout": m.dropout, "init": m.init, "forget_bias": m.forget_bias, "grad_clip": t.grad_clip,
-        "precision": t.precision, "name": spec.name,
+        "precision": t.precision, "name": spec.name, "arm": spec.factors.get("arm"),
     }
     cols.update({"phase": "grid", **spec.tag})
     settings = spec.settings()

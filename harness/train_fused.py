@@ -74,9 +74,9 @@ def fuse_size(fuse: str | int, device: torch.device) -> int:
 
 
 def check_cuda_graph(cfg: ExperimentConfig, devices: Sequence[torch.device]) -> None:
-    """Raise ConfigError when `cfg` asks for train.cuda_graph (the key, or a value of its grid axis)
+    """Raise ConfigError when `cfg` asks for train.cuda_graph (the key, a value of its grid axis or an arm's)
     and one of the resolved `devices` is not a CUDA device."""
-    wanted = cfg.train.cuda_graph or True in cfg.grid.get("train.cuda_graph", [])
+    wanted = True in cfg.setting_values("train.cuda_graph")
     other = [str(d) for d in devices if d.type != "cuda"]
     if wanted and other:
         raise ConfigError(f"config key 'train.cuda_graph': true needs a CUDA device (it captures the fused "

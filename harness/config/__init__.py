@@ -6,8 +6,9 @@ key, the bad value, what is allowed and (when it came from a file) the file and 
 
 Modules: `sections` (the section dataclasses), `study_config` (the `study:` section),
 `experiment` (`ExperimentConfig`, `TrialSpec`), `fields` (checking one value), `validate` and
-`validate_study` (a whole mapping), `adaptive_config` (the `adaptive:` section),
-`overrides` (files and `--set`), `grid` (trial specs and ids).
+`validate_study` (a whole mapping), `adaptive_config` (the `adaptive:` section), `arms`
+(`grid.arm`: named bundles of settings as one axis), `overrides` (files and `--set`), `grid` (trial
+specs and ids).
 Everything other modules use is importable from `harness.config`.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config.adaptive_config import AdaptiveConfig
+from harness.config.arms import ARM, arm_keys
 from harness.config.errors import ConfigError
 from harness.config.experiment import ExperimentConfig, TrialSpec
 from harness.config.fields import lookup_field
@@ -50,12 +52,12 @@ from harness.names import CELLS, LAYERNORMS, READOUTS
 _lookup_field = lookup_field  # the name the runner imports
 
 __all__ = [
-    "AXIS_ALIASES", "CELLS", "GRIDDABLE_SECTIONS", "LAYERNORMS", "METRICS", "NOT_GRIDDABLE", "PRUNERS",
+    "ARM", "AXIS_ALIASES", "CELLS", "GRIDDABLE_SECTIONS", "LAYERNORMS", "METRICS", "NOT_GRIDDABLE", "PRUNERS",
     "PRUNER_OPTIONS", "READOUTS", "SAMPLERS", "SAMPLER_OPTIONS", "SCHEMA_VERSION", "SECTIONS", "ConfigError",
     "DataConfig", "ExperimentConfig", "ModelConfig", "Objective", "ParamSpec", "RunConfig", "StudyConfig",
     "SynthConfig", "TrainConfig", "TrialSpec", "apply_overrides", "config_from_dict", "expand_grid", "flatten",
     "load_config", "lookup_field", "make_spec", "parse_override", "short_axis_name", "stable_hash",
-    "AdaptiveConfig",
+    "AdaptiveConfig", "arm_keys",
 ]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.config.arms import ARM
 from harness.config.errors import ConfigError, Where, reject_unknown_keys
 from harness.config.fields import canonical_axis, check_value
 from harness.config.sections import short_axis_name
@@ -67,12 +68,13 @@ def build_adaptive(raw: Any, grid: dict[str, list], has_study: bool, where: Wher
 
 
 def _effect(i: int, raw: Any, grid: dict[str, list], where: Where) -> tuple[str, Any, Any]:
-    """One `[axis, baseline, level]` entry: a grid axis other than the seed and two of its values."""
+    """One `[axis, baseline, level]` entry: a grid axis other than the seed (or `arm`, with grid.arm)
+    and two of its values (two arm names)."""
     key = f"adaptive.effects[{i}]"
     if not isinstance(raw, list) or len(raw) != 3:
         raise ConfigError(f"config key '{key}': expected [axis, baseline, level], e.g. [cell, rnn, lstm], got "
                           f"{raw!r}{where('adaptive.effects')}")
-    axis = canonical_axis(str(raw[0]), where, prefix="")
+    axis = ARM if raw[0] == ARM and ARM in grid else canonical_axis(str(raw[0]), where, prefix="")
     if axis not in grid:
         raise ConfigError(f"config key '{key}': {raw[0]!r} is not a grid axis{where('adaptive.effects')}; "
                           f"grid axes: {', '.join(short_axis_name(a) for a in grid) or 'none'}")

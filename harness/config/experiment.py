@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config.adaptive_config import AdaptiveConfig
+from harness.config.arms import ARM
 from harness.config.sections import (
     SECTIONS,
     DataConfig,
@@ -26,7 +27,8 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    grid: dict[str, list] = field(default_factory=dict)  # canonical dotted key -> values
+    grid: dict[str, list] = field(default_factory=dict)  # canonical dotted key (or 'arm': arm names) -> values
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # grid.arm: name -> {dotted key -> value}
     study: StudyConfig | None = None
     adaptive: AdaptiveConfig | None = None  # seeds added where the outcome is undecided (harness.adaptive)
     source: str | None = None  # the file it came from
@@ -37,6 +39,8 @@ class ExperimentConfig:
         for name in SECTIONS:
             out[name] = dataclasses.asdict(getattr(self, name))
         out["grid"] = {short_axis_name(k): list(v) for k, v in self.grid.items()}
+        if ARM in self.grid:  # the arms in their place, each with its settings under short names
+            out["grid"][ARM] = {name: {short_axis_name(k): v for k, v in s.items()} for name, s in self.arms.items()}
         if self.study is not None:
             st = dataclasses.asdict(self.study)
             st["params"] = {short_axis_name(k): {a: b for a, b in v.items() if b is not None and b is not False}
@@ -46,6 +50,20 @@ class ExperimentConfig:
         if self.adaptive is not None:
             out["adaptive"] = self.adaptive.to_dict()
         return out
+
+    def fixed_value(self, key: str) -> Any:
+        """The value the config's sections give a dotted data/model/train key ('model.cell')."""
+        section, name = key.split(".", 1)
+        return getattr(getattr(self, section), name)
+
+    def setting_values(self, key: str) -> list:
+        """Every value a dotted setting takes in the grid: its axis's values; with arms that set it,
+        each arm's value (the fixed one for an arm that does not); else the fixed value alone."""
+        if key in self.grid:
+            return list(self.grid[key])
+        if any(key in s for s in self.arms.values()):
+            return list(dict.fromkeys(s.get(key, self.fixed_value(key)) for s in self.arms.values()))
+        return [self.fixed_value(key)]
 
 
 @dataclass(frozen=True)

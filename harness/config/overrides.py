@@ -8,9 +8,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from harness.config.arms import ARM
 from harness.config.errors import ConfigError, did_you_mean
 from harness.config.experiment import ExperimentConfig
-from harness.config.sections import AXIS_ALIASES, SECTIONS
+from harness.config.sections import AXIS_ALIASES, GRIDDABLE_SECTIONS, SECTIONS
 from harness.config.validate import config_from_dict
 from harness.config.yamlload import load_yaml
 
@@ -40,8 +41,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 def split_key(key: str) -> list[str]:
     """The path of a dotted override key. A grid axis is one name however many dots it has
     ('grid.model.forget_bias' -> ['grid', 'model.forget_bias']); so is a searched setting under
-    study.params ('study.params.model.lr.low' -> ['study', 'params', 'model.lr', 'low'])."""
+    study.params ('study.params.model.lr.low' -> ['study', 'params', 'model.lr', 'low']) and an
+    arm's setting ('grid.arm.lstm.model.forget_bias' -> ['grid', 'arm', 'lstm', 'model.forget_bias'])."""
     parts = key.split(".")
+    if parts[:2] == ["grid", ARM] and len(parts) > 2:
+        return ["grid", ARM, *_arm_path(parts[2:])]
     if parts[0] == "grid" and len(parts) > 2:
         return ["grid", ".".join(parts[1:])]
     if parts[:2] == ["study", "params"] and len(parts) > 3 and parts[2] in SECTIONS:
@@ -49,10 +53,21 @@ def split_key(key: str) -> list[str]:
     return parts
 
 
+def _arm_path(parts: list[str]) -> list[str]:
+    """[arm name] or [arm name, setting] of what follows 'grid.arm.': the setting is the last part when
+    it is a short axis name, the last two when they are a dotted data/model/train key; the rest (dots
+    included) is the arm's name."""
+    if len(parts) > 2 and parts[-2] in GRIDDABLE_SECTIONS:
+        return [".".join(parts[:-2]), ".".join(parts[-2:])]
+    if len(parts) > 1 and parts[-1] in AXIS_ALIASES:
+        return [".".join(parts[:-1]), parts[-1]]
+    return [".".join(parts)]
+
+
 def _slot(node: dict, name: str, path: list[str]) -> str:
-    """The key in `node` that `name` stands for: under grid or study.params an axis written as its
-    alias or its dotted key is the same axis (the file's spelling is kept)."""
-    if path in (["grid"], ["study", "params"]):
+    """The key in `node` that `name` stands for: under grid, study.params or an arm an axis written as
+    its alias or its dotted key is the same axis (the file's spelling is kept)."""
+    if path in (["grid"], ["study", "params"]) or (len(path) == 3 and path[:2] == ["grid", ARM]):
         canon = AXIS_ALIASES.get(name, name)
         return next((k for k in node if AXIS_ALIASES.get(str(k), str(k)) == canon), name)
     return name

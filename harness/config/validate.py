@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 from harness.config.adaptive_config import build_adaptive
+from harness.config.arms import ARM, arm_keys, build_arms, check_arm_axes, check_distinct_arms
 from harness.config.errors import ConfigError, Where, did_you_mean, reject_unknown_keys
 from harness.config.experiment import ExperimentConfig
 from harness.config.fields import canonical_axis, check_name, check_value, field_info, lookup_field
@@ -29,11 +30,14 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int |
                               f"{', '.join(allowed)}{did_you_mean(k, allowed)}")
     name = check_name(raw.get("name"), where)
     sections = {s: build_section(cls, raw.get(s), s + ".", where) for s, cls in SECTIONS.items()}
-    grid = build_grid(raw.get("grid"), where)
+    grid, arms = build_grid(raw.get("grid"), where)
     study = build_study(raw["study"], grid, where) if raw.get("study") is not None else None
     adaptive = build_adaptive(raw["adaptive"], grid, study is not None, where) \
         if raw.get("adaptive") is not None else None
-    cfg = ExperimentConfig(name=name, grid=grid, study=study, adaptive=adaptive, source=source, **sections)
+    cfg = ExperimentConfig(name=name, grid=grid, arms=arms, study=study, adaptive=adaptive, source=source,
+                           **sections)
+    check_distinct_arms(arms, {k: cfg.fixed_value(k) for k in arm_keys(arms)}, where)
+    check_searched_not_in_arms(cfg, where)
     check_consistency(cfg, where)
     check_embedding_name(cfg.data.embedding, where)
     return cfg
@@ -67,16 +71,25 @@ def build_section(cls: type, raw: Any, prefix: str, where: Where) -> Any:
     return cls(**kwargs)
 
 
-def build_grid(raw: Any, where: Where) -> dict[str, list]:
-    """`grid:` as canonical dotted key -> list of checked values (non-empty, no repeats)."""
+def build_grid(raw: Any, where: Where) -> tuple[dict[str, list], dict[str, dict[str, Any]]]:
+    """`grid:` as (canonical dotted key -> list of checked values (non-empty, no repeats), arms). With
+    `grid.arm`, the grid's 'arm' axis lists the arm names and `arms` maps each to its settings
+    (harness.config.arms); without, `arms` is empty."""
     if raw is None:
-        return {}
+        return {}, {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config key 'grid': expected a mapping of axis -> list of values, got "
                           f"{raw!r}{where('grid')}")
     grid: dict[str, list] = {}
+    arms: dict[str, dict[str, Any]] = {}
+    written: dict[str, str] = {}  # canonical key -> the axis as the file writes it
     for name, values in raw.items():
+        if name == ARM:
+            arms = build_arms(values, where)
+            grid[ARM] = list(arms)
+            continue
         key = canonical_axis(str(name), where)
+        written[key] = str(name)
         gkey = f"grid.{name}"
         if not isinstance(values, list):
             raise ConfigError(f"grid axis '{gkey}': expected a list of values, got {values!r}{where(gkey)}")
@@ -90,7 +103,19 @@ def build_grid(raw: Any, where: Where) -> dict[str, list]:
         if len(set(map(repr, checked))) != len(checked):
             raise ConfigError(f"grid axis '{gkey}' repeats a value: {values!r}{where(gkey)}")
         grid[key] = checked
-    return grid
+    check_arm_axes(arms, written, where)
+    return grid, arms
+
+
+def check_searched_not_in_arms(cfg: ExperimentConfig, where: Where) -> None:
+    """A setting is searched (study.params) or set by the arms, not both."""
+    if cfg.study is None:
+        return
+    for key in arm_keys(cfg.arms):
+        if key in cfg.study.params:
+            skey = f"study.params.{short_axis_name(key)}"
+            raise ConfigError(f"config key '{skey}': '{short_axis_name(key)}' is also set by grid.arm; a setting "
+                              f"is either searched or set by the arms{where(skey)}")
 
 
 def check_consistency(cfg: ExperimentConfig, where: Where) -> None:

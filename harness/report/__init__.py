@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.config import ConfigError, ExperimentConfig
+from harness.config import ARM, ConfigError, ExperimentConfig, arm_keys, short_axis_name
 from harness.files import atomic_path, atomic_write_text
 from harness.report import figures, findings, stats
 from harness.report import outcomes as O
@@ -67,6 +67,8 @@ class ReportData:
     fits: list[O.FrontierFit] = field(default_factory=list)        # D50 per cell × layernorm (× other factors)
     mixed: pd.DataFrame = field(default_factory=pd.DataFrame)      # configurations run on several machine kinds
     adaptive: dict | None = None                                   # DIR/adaptive.json, when the runner wrote it
+    group: str = "cell"             # the factor that names a group (colour, legend, sentences): cell, or arm
+    arms: list[str] = field(default_factory=list)                  # grid.arm's names, in the config's order
 
 
 def download_remote_shards(results_dir: str | Path) -> int:
@@ -95,8 +97,9 @@ def compute(results_dir: str | Path) -> ReportData:
         phase = "rerun" if (runs["phase"] == "rerun").any() else "search"
         runs = runs[runs["phase"] == phase]
     grid_axes = list(cfg.to_dict()["grid"]) if cfg else [c for c in runs.columns if "." in c]
-    keys = stats.config_keys(runs, grid_axes)
-    varying = stats.varying(runs, keys)
+    implied = stats.arm_settings(runs, grid_axes, [short_axis_name(k) for k in arm_keys(cfg.arms)] if cfg else None)
+    keys = stats.config_keys(runs, grid_axes, implied)
+    varying = [k for k in stats.varying(runs, keys) if k not in implied]  # an arm implies its settings
     n_classes = cfg.data.synth.n_classes if cfg and cfg.data.kind == "synthetic" else None
     target = _single(runs, "target_dev_acc")
     if target is None and cfg is not None:
@@ -114,7 +117,16 @@ def compute(results_dir: str | Path) -> ReportData:
         summary=stats.summarize(runs, keys), effects=effects,
         chance=stats.chance_level(tables["confusion"], n_classes), target=target, planned=planned,
         max_seeds=stats.n_seeds(runs, keys), outcomes=outcomes, success=success,
-        fits=O.frontier_fits(outcomes, varying), mixed=O.mixed_machines(runs, keys), adaptive=adaptive)
+        fits=O.frontier_fits(outcomes, varying), mixed=O.mixed_machines(runs, keys), adaptive=adaptive,
+        group=stats.group_key(runs), arms=_arm_names(cfg, runs))
+
+
+def _arm_names(cfg: ExperimentConfig | None, runs: pd.DataFrame) -> list[str]:
+    """The arms in the config's order (without a config: as the runs name them, in level order)."""
+    names = list(cfg.grid.get(ARM, [])) if cfg is not None else []
+    if stats.group_key(runs) == ARM:
+        names += [a for a in stats.ordered_levels(runs[ARM]) if a not in names]
+    return names
 
 
 def _load_tables(d: Path, attempts: int = 3) -> dict[str, pd.DataFrame]:
@@ -179,15 +191,16 @@ def build_figures(data: ReportData) -> Figures:
     if data.runs.empty:
         out.notes["all"] = "no trial has finished yet"
         return out
-    panel_keys = [k for k in data.varying if k not in ("cell", "layernorm", "pad_size")]
-    choice_note = _choice_note(panel_keys)
+    panel_keys = [k for k in data.varying if k not in (data.group, "layernorm", "pad_size")]
+    choice_note = _choice_note(panel_keys, data.group)
     chosen = stats.best_settings(data.runs, data.keys)
-    _add_outcome_figures(out, data)
-    _add_accuracy_figures(out, data, panel_keys)
-    _add_curve_figures(out, data, chosen, choice_note)
-    _add_gradient_figures(out, data, chosen, choice_note)
-    _add_convergence_figure(out, data)
-    _add_confusion_figure(out, data)
+    with figures.arm_colors(data.arms):  # each arm its own colour, the same in every figure
+        _add_outcome_figures(out, data)
+        _add_accuracy_figures(out, data, panel_keys)
+        _add_curve_figures(out, data, chosen, choice_note)
+        _add_gradient_figures(out, data, chosen, choice_note)
+        _add_convergence_figure(out, data)
+        _add_confusion_figure(out, data)
     if data.cfg is not None and data.cfg.study is not None:
         _add_search_studies(out, data)
     else:
@@ -199,14 +212,14 @@ def _add_outcome_figures(out: Figures, data: ReportData) -> None:
     """The frontier fit (success against distance) and the Kaplan-Meier curves (time to target)."""
     dist = data.fits[0].distance if data.fits else "pad_size"
     out.add("frontier_fit", lambda: figures.frontier_fit(data.fits, distance=dist, target=data.target),
-            f"Share of runs that reached the target dev accuracy against the distance ({dist}), per cell × "
+            f"Share of runs that reached the target dev accuracy against the distance ({dist}), per {data.group} × "
             "layernorm, with Wilson 95% intervals; the curve is the logistic fit in log(1 + D) and the ◆ on the "
             "0.5 line its D50 with a bootstrap interval (somewhat optimistic at few seeds per distance); a "
             "wide pale bar is a bracket where the outcomes split perfectly (no finite fit)."
             + (" pad_size mixes the padding distance with truncation." if dist == "pad_size" else ""),
             bool(data.fits), "no run has an outcome yet")
     curves, marks = O.km_curves(data.outcomes, data.keys)
-    panel_keys = [dist] * (dist in data.keys) + [k for k in data.varying if k not in ("cell", "layernorm", dist)]
+    panel_keys = [dist] * (dist in data.keys) + [k for k in data.varying if k not in (data.group, "layernorm", dist)]
     out.add("survival", lambda: figures.survival(curves, marks, panel_keys, target=data.target),
             "Kaplan–Meier curves of time to target: the share of a configuration's runs that had reached the "
             "target dev accuracy by each step, each run censored at its own last evaluated step (+); a "
@@ -217,22 +230,22 @@ def _add_outcome_figures(out: Figures, data: ReportData) -> None:
 def _add_accuracy_figures(out: Figures, data: ReportData, panel_keys: list[str]) -> None:
     summary = data.summary
     out.add("frontier", lambda: figures.frontier(summary, panel_keys, data.chance),
-            "Test accuracy against pad_size, one line per cell × layernorm: the mean over seeds with a band "
+            f"Test accuracy against pad_size, one line per {data.group} × layernorm: the mean over seeds with a band "
             "from the lowest to the highest seed (a description of the runs, not a confidence interval: the "
             "accuracies are bimodal, so read success and time to target above); the dashed grey line is chance. "
             "✕ on the axis marks configurations with diverged or failed runs (their count beside it).")
-    row_keys = [k for k in data.keys if k not in ("cell", "layernorm", "lr")
+    row_keys = [k for k in data.keys if k not in (data.group, "layernorm", "lr")
                 and (k == "pad_size" or k in data.varying)]
     out.add("heatmap", lambda: figures.heatmaps(summary, row_keys, "lr", data.chance),
             f"Mean test accuracy over {' × '.join(row_keys)} (rows) and learning rate (columns), one panel per "
-            "cell × layernorm; (n✕) counts diverged/failed runs, 'div.' a setting where every run diverged.",
+            f"{data.group} × layernorm; (n✕) counts diverged/failed runs, 'div.' a setting where every run diverged.",
             "lr" in data.varying or "pad_size" in data.varying, "neither pad_size nor the learning rate varies (the "
             "Summary table gives the same means)")
 
 
 def _add_curve_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, choice_note: str) -> None:
     curves = data.tables["curves"]
-    by = ["cell", "layernorm", "pad_size"]
+    by = [data.group, "layernorm", "pad_size"]
     have_curves = len(curves) > 0 and len(chosen) > 0
     for x, name in (("step", "curves_step"), ("samples_seen", "curves_samples")):
         when = have_curves and (x == "step" or "batch_size" in data.varying)
@@ -256,13 +269,13 @@ def _add_gradient_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, 
         # per text), and each lag is a sequence layout of its own: one line per lag, `last` only.
         sub = runs[runs["readout"] == "last"] if only_last else runs
         readout = _single_str(sub, "readout")
-        by = ("cell", "layernorm", "pad_size", "lag") if "lag" in data.varying else ("cell", "layernorm", "pad_size")
+        by = (data.group, "layernorm", "pad_size") + (("lag",) if "lag" in data.varying else ())
         reach_runs = stats.best_settings(sub, data.keys, by=by)
         others = [k for k in data.varying if k not in (*by, "readout", "model.readout")]
         reach_note = ("Read-out `last` only (the others read a different position per text). " if only_last
                       else "") + (f"Each line shows the {' × '.join(others)} setting with the best mean dev "
-                                  "accuracy for its cell, layernorm and layout (chosen on dev data only, never on "
-                                  "test)." if others else "")
+                                  f"accuracy for its {data.group}, layernorm and layout (chosen on dev data only, "
+                                  "never on test)." if others else "")
     reach = stats.reach_table(t["grad_time"], reach_runs)
     out.add("gradient_reach", lambda: figures.gradient_reach(
         reach, xlabel="distance from the read-out position (tokens)" if readout == "last"
@@ -282,7 +295,7 @@ def _add_gradient_figures(out: Figures, data: ReportData, chosen: pd.DataFrame, 
 def _add_convergence_figure(out: Figures, data: ReportData) -> None:
     conv = stats.convergence_table(data.outcomes, data.keys)
     conv_x = "samples" if "batch_size" in data.varying else "steps"
-    conv_rows = [k for k in data.varying if k != "pad_size"] or ["cell", "layernorm"]
+    conv_rows = [k for k in data.varying if k != "pad_size"] or [data.group, "layernorm"]
     out.add("convergence", lambda: figures.convergence(conv, conv_rows, x=conv_x, target=data.target),
             f"{'Samples' if conv_x == 'samples' else 'Steps'} to the target dev accuracy {data.target:g} per run "
             f"(one panel per pad_size); runs that never reached it sit in the grey zone right of every budget "
@@ -297,21 +310,21 @@ def _add_confusion_figure(out: Figures, data: ReportData) -> None:
     for _, r in stats.best_trials(data.runs).iterrows():
         m = stats.confusion_matrix(data.tables["confusion"], r["trial_id"])
         if len(m):
-            extra = ", ".join(fmt_setting(k, r[k]) for k in data.varying if k not in ("cell", "layernorm"))
-            items.append((f"{r['cell']} / LN {r['layernorm']}: dev acc {r['best_dev_acc']:.3f}, "
+            extra = ", ".join(fmt_setting(k, r[k]) for k in data.varying if k not in (data.group, "layernorm"))
+            items.append((f"{r[data.group]} / LN {r['layernorm']}: dev acc {r['best_dev_acc']:.3f}, "
                           f"test acc {r['test_acc']:.3f}\n"
-                          f"{extra}{', ' if extra else ''}seed {int(r['seed'])}", r["cell"], m))
+                          f"{extra}{', ' if extra else ''}seed {int(r['seed'])}", r[data.group], m))
     out.add("confusion", lambda: figures.confusion_matrices(items),
-            "Confusion matrices (test set) of the trial with the best dev accuracy for each cell × layernorm "
+            f"Confusion matrices (test set) of the trial with the best dev accuracy for each {data.group} × layernorm "
             "(chosen on dev data only, never on test); colour: share of the true class, numbers: counts.",
             len(items) > 0, "no trial has a confusion table yet")
 
 
-def _choice_note(panel_keys: list[str]) -> str:
+def _choice_note(panel_keys: list[str], group: str = "cell") -> str:
     if not panel_keys:
         return ""
     return (f"Each line shows the {' × '.join(panel_keys)} setting with the best mean dev accuracy "
-            f"for its cell, layernorm and pad_size (chosen on dev data only, never on test).")
+            f"for its {group}, layernorm and pad_size (chosen on dev data only, never on test).")
 
 
 def _single_str(runs: pd.DataFrame, col: str) -> str | None:
@@ -404,7 +417,11 @@ def render(data: ReportData, built: Figures | None = None) -> str:
     fs = findings.findings(data.runs, fits=data.fits, effects=data.effects, varying=data.varying,
                            target=data.target, planned=data.planned, max_seeds=data.max_seeds, mixed=data.mixed)
     target = f" {data.target:g}" if data.target is not None else ""
-    parts = [f"# Report: {name}\n", _INTRO, "## Findings\n", "\n".join(f"- {f}" for f in fs) + "\n",
+    from harness.report.contrasts import report_section  # group against group at each distance: leads the findings
+
+    lead = report_section(data)
+    parts = [f"# Report: {name}\n", _INTRO, "## Findings\n", *([lead] if lead else []),
+             "\n".join(f"- {f}" for f in fs) + "\n",
              "## Success: reaching the target\n", _SUCCESS_INTRO.format(target=target), success_markdown(data),
              "## Frontier: where learning stops (D50)\n", _FRONTIER_INTRO, frontier_markdown(data),
              "## Effects\n", _EFFECTS_INTRO + (f" {holm_note(data.effects)}.\n" if data.effects else "\n"),
@@ -453,8 +470,9 @@ _EFFECTS_INTRO = (
     "percentage points. Steps to target: difference of restricted mean steps spent below the target within "
     "the first τ steps (τ: the earliest step at which a run of the comparison that did not reach the target "
     "was censored; negative = the new level gets there sooner). A difference is claimed ('decided') only "
-    "when the corrected interval excludes zero and there are at least 5 seeds; otherwise the row says how "
-    "many seeds would decide at the spread seen (a rough guide: about even odds). A decision marked † may "
+    "when the corrected interval excludes zero and there are at least 5 seeds (where every seed's difference "
+    "is the same there is no t interval, and the exact sign test decides); otherwise the row says how many "
+    "seeds would decide at 80% power if the true difference and spread were those seen. A decision marked † may "
     "not reproduce on another machine or with other seeds: a replication would claim it again with "
     "probability under 80%, because its interval only just clears zero, or because runs of the "
     "configurations near the frontier that it pools (marked † in the Success table) flip often enough to "

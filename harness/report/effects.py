@@ -13,6 +13,11 @@ averaged over the design's other settings). Two measures per effect:
   not reach the target was censored, so min(T, tau) is known exactly for every run and its mean is
   the restricted mean (RMST) of the Kaplan-Meier curve; no run is dropped for not reaching it.
 
+No accuracy row is formed where a run of the comparison stopped at the target (`train.stop_at_target`,
+`stop_reason` 'target'): such a run's test accuracy is that of a model stopped at the first evaluation
+that reached the target, so comparing it across distances or configurations measures when the runs
+stopped, not how well they learned (`STOP_AT_TARGET_NOTE`).
+
 Every row of a report (both measures, every factor and scope) forms one family for Holm's
 correction (`estimators.corrected_effects`), and a difference is claimed only when the corrected
 interval excludes zero and there are at least `estimators.MIN_PAIRS` seeds.
@@ -28,7 +33,17 @@ import numpy as np
 import pandas as pd
 
 from harness.report import estimators as E
-from harness.report.stats import ordered_levels, varying
+from harness.report.stats import group_key, ordered_levels, varying
+
+STOP_AT_TARGET_NOTE = ("Test-accuracy comparisons are left out wherever runs stopped at the target "
+                       "(`train.stop_at_target`): such a run ends at the first evaluation that reaches the target, "
+                       "so its test accuracy is that of a model stopped there, and comparing it measures when runs "
+                       "stopped, not how well they learned.")
+
+
+def stopped_at_target(runs: pd.DataFrame) -> bool:
+    """Whether any run ended because it reached the target (`stop_reason` 'target')."""
+    return "stop_reason" in runs.columns and bool((runs["stop_reason"] == "target").any())
 
 
 @dataclass(frozen=True)
@@ -61,8 +76,9 @@ class EffectRow:
 def matched(outcomes: pd.DataFrame, factor: str, baseline: object, level: object,
             match_on: Sequence[str]) -> pd.DataFrame:
     """Runs at `baseline` joined with runs at `level` on `match_on` (the other factors and the
-    seed); columns acc_a/acc_b, reached_a/reached_b, time_a/time_b (a: baseline). A duplicate run of
-    one setting keeps its latest row."""
+    seed); columns acc_a/acc_b, reached_a/reached_b, time_a/time_b and stop_a/stop_b (the runs'
+    stop_reason; None where not recorded) (a: baseline). A duplicate run of one setting keeps its
+    latest row."""
     match_on = list(match_on)
 
     def side(value: object, tag: str) -> pd.DataFrame:
@@ -70,8 +86,10 @@ def matched(outcomes: pd.DataFrame, factor: str, baseline: object, level: object
         if "started_at" in d.columns:
             d = d.sort_values("started_at", na_position="first", kind="stable")
         d = d.drop_duplicates(match_on, keep="last")
-        return d[[*match_on, "test_acc", "reached", "time"]].rename(
-            columns={"test_acc": f"acc_{tag}", "reached": f"reached_{tag}", "time": f"time_{tag}"})
+        d = d.assign(stop_reason=d["stop_reason"] if "stop_reason" in d.columns else None)
+        return d[[*match_on, "test_acc", "reached", "time", "stop_reason"]].rename(
+            columns={"test_acc": f"acc_{tag}", "reached": f"reached_{tag}", "time": f"time_{tag}",
+                     "stop_reason": f"stop_{tag}"})
 
     return side(baseline, "a").merge(side(level, "b"), on=match_on, how="inner")
 
@@ -96,7 +114,8 @@ def restricted_times(p: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
 
 def effect_pair_rows(outcomes: pd.DataFrame, factor: str, baseline: object, level: object,
                      match_on: Sequence[str], within: str) -> list[EffectRow]:
-    """The accuracy row and (when any run reached the target) the time row of one comparison."""
+    """The accuracy row (unless a run of the comparison stopped at the target) and, when any run
+    reached the target, the time row of one comparison."""
     p = matched(outcomes, factor, baseline, level, match_on)
     if p.empty:
         return []
@@ -104,7 +123,9 @@ def effect_pair_rows(outcomes: pd.DataFrame, factor: str, baseline: object, leve
     strata = int(p[others].drop_duplicates().shape[0]) if others else 1
     acc = p["acc_b"] - p["acc_a"]
     head = dict(factor=factor, baseline=baseline, level=level, within=within, pairs=len(p), strata=strata)
-    rows = [EffectRow(**head, measure="acc", diffs=per_seed(p, acc), left_out=int(acc.isna().sum()))]
+    stopped = bool(((p["stop_a"] == "target") | (p["stop_b"] == "target")).any())
+    rows = [] if stopped else [EffectRow(**head, measure="acc", diffs=per_seed(p, acc),
+                                         left_out=int(acc.isna().sum()))]
     q, tau = restricted_times(p)
     if tau is not None:
         ra, rb = np.minimum(q["time_a"], tau), np.minimum(q["time_b"], tau)
@@ -118,16 +139,18 @@ def effect_pair_rows(outcomes: pd.DataFrame, factor: str, baseline: object, leve
 def effect_rows(outcomes: pd.DataFrame, keys: Sequence[str]) -> list[EffectRow]:
     """For every key that varies: each level against the first (the baseline: 'none' first for
     layernorm, 'rnn' first for cell, numbers ascending), over all runs and, for the factors other
-    than the cell, within each cell. Uncorrected (`decision` None): pass the list to `correct`."""
+    than the cell, within each cell (with arms: the arm in place of the cell). Uncorrected
+    (`decision` None): pass the list to `correct`."""
     out: list[EffectRow] = []
     keys = list(keys)
-    multi_cell = "cell" in outcomes.columns and outcomes["cell"].nunique() > 1
+    g = group_key(outcomes)
+    multi = g in outcomes.columns and outcomes[g].nunique() > 1
     for factor in varying(outcomes, keys):
         levels = ordered_levels(outcomes[factor])
         match_on = [k for k in keys if k != factor] + ["seed"]
         scopes: list[tuple[str, pd.DataFrame]] = [("all", outcomes)]
-        if factor != "cell" and multi_cell:
-            scopes += [(f"cell={c}", outcomes[outcomes["cell"] == c]) for c in ordered_levels(outcomes["cell"])]
+        if factor != g and multi:
+            scopes += [(f"{g}={c}", outcomes[outcomes[g] == c]) for c in ordered_levels(outcomes[g])]
         for within, sub in scopes:
             for level in levels[1:]:
                 out += effect_pair_rows(sub, factor, levels[0], level, match_on, within)
@@ -235,7 +258,8 @@ def _flip_rates(p: pd.DataFrame, success: pd.DataFrame, keys: Sequence[str], fac
 
 
 def seeds_to_decide(rows: Sequence[EffectRow]) -> int | None:
-    """The largest number of seeds any undecided row suggests (None if no row can say)."""
+    """The largest number of seeds any undecided row suggests at 80% power (`estimators.pairs_needed`;
+    None if no row can say)."""
     need = [r.decision.pairs_suggested for r in rows
             if r.decision is not None and not r.decision.claimed and r.decision.pairs_suggested is not None]
     return max(need) if need else None

@@ -41,6 +41,7 @@ from scipy.special import expit
 CONFIDENCE = 0.95
 MIN_PAIRS = 5            # no difference is claimed on fewer matched pairs than this
 PAIRS_CAP = 1000         # pairs_needed never suggests more than this
+POWER = 0.8              # pairs_needed sizes a study to detect the effect seen with this probability
 
 RngLike = np.random.Generator | int | None
 ArrayLike = Sequence[float] | np.ndarray
@@ -382,7 +383,8 @@ def paired_t_interval(diffs: ArrayLike, confidence: float = CONFIDENCE) -> tuple
 
 def paired_t_pvalue(diffs: ArrayLike) -> float:
     """Two-sided p-value of the one-sample t test of mean difference 0 (nan below 2 pairs; 1.0 when
-    every difference is 0; 0.0 when all are equal and non-zero)."""
+    every difference is 0; 0.0 when all are equal and non-zero, where the t statistic is infinite:
+    decisions use `paired_pvalue`, which takes the exact sign test there)."""
     x = _vector(diffs, "diffs")
     x = x[~np.isnan(x)]
     if x.size < 2:
@@ -393,6 +395,34 @@ def paired_t_pvalue(diffs: ArrayLike) -> float:
         return 1.0 if mean == 0.0 else 0.0
     tstat = mean / (sd / math.sqrt(x.size))
     return float(2.0 * sps.t.sf(abs(tstat), x.size - 1))
+
+
+def all_equal(diffs: ArrayLike) -> bool:
+    """True when there are at least 2 differences (nan left out) and every one is the same: no spread,
+    so no t interval exists (a zero-width "interval" would claim certainty that 2 to 16 seeds cannot
+    give)."""
+    x = _vector(diffs, "diffs")
+    x = x[~np.isnan(x)]
+    return bool(x.size >= 2 and float(x.std(ddof=1)) == 0.0)
+
+
+def sign_test_pvalue(diffs: ArrayLike) -> float:
+    """Two-sided exact sign test (binomial, p = 1/2) of "positive and negative differences are equally
+    likely", zeros left out (`scipy.stats.binomtest`). 1.0 when every difference is zero; nan for none.
+    With n identical non-zero differences it is 2 * 0.5**n: 0.0625 at 5 pairs, 0.031 at 6."""
+    x = _vector(diffs, "diffs")
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return math.nan
+    pos, neg = int((x > 0).sum()), int((x < 0).sum())
+    return 1.0 if pos + neg == 0 else float(sps.binomtest(pos, pos + neg, 0.5).pvalue)
+
+
+def paired_pvalue(diffs: ArrayLike) -> float:
+    """The p-value a paired effect is decided on: the t test's (`paired_t_pvalue`), except where every
+    difference is the same (no spread: the t statistic is undefined), where it is the exact sign test's
+    (`sign_test_pvalue`)."""
+    return sign_test_pvalue(diffs) if all_equal(diffs) else paired_t_pvalue(diffs)
 
 
 def bca_interval(values: ArrayLike, n_boot: int = 2000, rng: RngLike = 0,
@@ -490,17 +520,33 @@ def bonferroni_levels(m: int, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
     return np.full(int(m), 1.0 - alpha / max(int(m), 1))
 
 
+def sign_pairs_needed(confidence: float = CONFIDENCE, cap: int = PAIRS_CAP, min_pairs: int = MIN_PAIRS) -> int:
+    """The smallest n (at least `min_pairs`) at which n differences of one sign make the exact sign
+    test reject at level 1 - confidence (2 * 0.5**n < 1 - confidence): 6 at 95%. `cap` at most."""
+    n = max(min_pairs, 1)
+    while n < cap and 2.0 * 0.5 ** n >= 1.0 - confidence:
+        n += 1
+    return int(n)
+
+
 def pairs_needed(mean: float, sd: float, confidence: float = CONFIDENCE, cap: int = PAIRS_CAP,
-                 min_pairs: int = MIN_PAIRS) -> int | None:
-    """The smallest number of pairs n (at least `min_pairs`) with t_{n-1} * sd / sqrt(n) < |mean|:
-    the size at which the observed effect, if it held, would just exclude zero (about 50% power).
-    `cap` when even that many would not do; None when mean is 0 or not finite."""
+                 min_pairs: int = MIN_PAIRS, power: float = POWER) -> int | None:
+    """The smallest number of pairs n (at least `min_pairs`) at which the two-sided paired t test at
+    level 1 - confidence rejects with probability at least `power` (80% by default) if the true mean
+    difference and spread are `mean` and `sd`: the noncentral t distribution with noncentrality
+    |mean| / sd * sqrt(n) on n - 1 degrees of freedom (exact for normal differences). `cap` when even
+    that many would not do; None when mean is 0 or not finite. With sd == 0 (every difference the
+    same), the n at which that many same-signed differences decide by the exact sign test
+    (`sign_pairs_needed`)."""
     if not math.isfinite(mean) or mean == 0.0 or not math.isfinite(sd):
         return None
     if sd == 0.0:
-        return max(min_pairs, 2)
+        return sign_pairs_needed(confidence, cap, min_pairs)
     n = np.arange(max(min_pairs, 2), cap + 1)
-    ok = sps.t.ppf(0.5 + confidence / 2.0, n - 1) * sd / np.sqrt(n) < abs(mean)
+    crit = sps.t.ppf(0.5 + confidence / 2.0, n - 1)
+    nc = abs(mean) / sd * np.sqrt(n)
+    reach = sps.nct.sf(crit, n - 1, nc) + sps.nct.cdf(-crit, n - 1, nc)
+    ok = reach >= power
     return int(n[np.argmax(ok)]) if ok.any() else int(cap)
 
 
@@ -533,11 +579,18 @@ class EffectDecision:
 def decide(diffs: ArrayLike, confidence: float, p_value: float = math.nan, p_adjusted: float = math.nan,
            min_pairs: int = MIN_PAIRS, cap: int = PAIRS_CAP) -> EffectDecision:
     """The decision rule: a difference is claimed only when the t interval at `confidence` (already
-    corrected for multiplicity) excludes zero AND there are at least `min_pairs` pairs."""
+    corrected for multiplicity) excludes zero AND there are at least `min_pairs` pairs.
+
+    Where every difference is the same (no spread), there is no t interval (low, high are nan): the
+    difference is claimed only when the exact sign test's p-value is below 1 - confidence (what
+    Holm's levels make "rejected") on at least `min_pairs` pairs, and `pairs_suggested` is the n at
+    which that many same-signed differences would decide (`sign_pairs_needed`)."""
     x = _vector(diffs, "diffs")
     x = x[~np.isnan(x)]
-    mean, low, high, _ = paired_t_interval(x, confidence)
     n = int(x.size)
+    if all_equal(x):
+        return _decide_without_spread(x, confidence, p_value, p_adjusted, min_pairs, cap)
+    mean, low, high, _ = paired_t_interval(x, confidence)
     excludes = bool(n >= 2 and (low > 0 or high < 0))
     claimed = excludes and n >= min_pairs
     if claimed:
@@ -556,15 +609,37 @@ def decide(diffs: ArrayLike, confidence: float, p_value: float = math.nan, p_adj
                           need is not None and need >= cap, reason)
 
 
+def _decide_without_spread(x: np.ndarray, confidence: float, p_value: float, p_adjusted: float,
+                           min_pairs: int, cap: int) -> EffectDecision:
+    """`decide` for n >= 2 identical differences: the exact sign test, no interval."""
+    n, mean = int(x.size), float(x[0])
+    p_sign = sign_test_pvalue(x)
+    p_value = p_sign if math.isnan(p_value) else p_value
+    rejects = mean != 0.0 and p_sign < 1.0 - confidence
+    if rejects and n >= min_pairs:
+        return EffectDecision(n, mean, math.nan, math.nan, confidence, p_value, p_adjusted, True,
+                              1 if mean > 0 else -1, None, False,
+                              f"every difference is {mean:+g}: exact sign test p = {p_sign:.2g}")
+    need = None if mean == 0.0 else sign_pairs_needed(confidence, cap, min_pairs)
+    why = ("every difference is 0" if mean == 0.0 else
+           f"every difference is {mean:+g}, but the exact sign test needs {need} pairs at this level; "
+           f"p = {p_sign:.2g}")
+    return EffectDecision(n, mean, math.nan, math.nan, confidence, p_value, p_adjusted, False, 0, need,
+                          need is not None and need >= cap, why)
+
+
 def replication_probability(d: EffectDecision) -> float:
     """For a claimed effect: the chance that an independent replication with as many seeds claims it
     again, taking this estimate as the best guess of the truth and allowing for its own error. With
     se = the interval's half-width / c (c: its t critical value), the replication's mean differs
     from this one by about N(0, 2 se^2) and is claimed when it clears c·se:
     Phi((|mean| - c·se) / (sqrt(2)·se)). About 0.5 for an interval that just excludes zero; 1.0 for
-    one of zero width. nan when not claimed."""
+    a claim without an interval (every difference the same, decided by the sign test). nan when not
+    claimed."""
     if not d.claimed:
         return math.nan
+    if math.isnan(d.low) or math.isnan(d.high):
+        return 1.0   # claimed by the sign test: every difference the same, so a replication's would be too
     half = (d.high - d.low) / 2.0
     if half <= 0:
         return 1.0
@@ -576,9 +651,11 @@ def corrected_effects(rows: Sequence[ArrayLike], alpha: float = 1 - CONFIDENCE, 
                       min_pairs: int = MIN_PAIRS, cap: int = PAIRS_CAP) -> list[EffectDecision]:
     """Decisions for a family of paired effects (one array of differences per effect row of a
     report), corrected together: per-row levels from `holm_levels` ('holm', the default) or
-    `bonferroni_levels` ('bonferroni'), t intervals at those levels, then `decide`."""
+    `bonferroni_levels` ('bonferroni'), t intervals at those levels, then `decide`. The p-values are
+    the t test's, or the exact sign test's for a row whose differences are all the same
+    (`paired_pvalue`)."""
     xs = [_vector(r, "diffs") for r in rows]
-    p = np.array([paired_t_pvalue(x) for x in xs])
+    p = np.array([paired_pvalue(x) for x in xs])
     if method == "holm":
         levels = holm_levels(p, alpha)
     elif method == "bonferroni":
@@ -692,10 +769,34 @@ def _grouped(distances: ArrayLike, reached: ArrayLike) -> tuple[np.ndarray, np.n
     return u, np.bincount(inv, weights=r, minlength=u.size), np.bincount(inv, minlength=u.size).astype(float)
 
 
+def _wilson_arrays(k: np.ndarray, n: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """`wilson_interval` elementwise over arrays of counts (n > 0)."""
+    z = _z(confidence)
+    z2 = z * z
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    centre = (k + z2 / 2.0) / (n + z2)
+    half = z / (n + z2) * np.sqrt(k * (n - k) / n + z2 / 4.0)
+    low = np.where(k == 0, 0.0, np.maximum(0.0, centre - half))
+    high = np.where(k == n, 1.0, np.minimum(1.0, centre + half))
+    return low, high
+
+
+def decided_rates(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(learned, stopped) per distance: every run reached the target or the rate's Wilson 95% interval
+    lies above 0.5; no run reached it or the interval lies below 0.5 (e.g. 2 of 11, [5%, 48%]). A
+    frontier's bracket is drawn between decided distances, not only between 0 of n and n of n."""
+    low, high = _wilson_arrays(k, n)
+    return (k == n) | (low > 0.5), (k == 0) | (high < 0.5)
+
+
 def _classify(x: np.ndarray, k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For grouped outcomes k (B, J) of n (J,) runs at x (J,): (status code, point x50 for
     separated rows, nan otherwise). Codes: 0 fit, 1 separated, 2 all reached, 3 none reached,
-    4 no decline. Also returns whether a separated row is quasi-complete."""
+    4 no decline. Also returns whether a separated row is quasi-complete.
+
+    A quasi-complete row has one mixed distance between the all-reached and the none-reached ones;
+    x50 is that distance, unless its rate is decided (`decided_rates`): below half, x50 lies between
+    it and the distance before; above half, between it and the distance after (midpoints on x)."""
     has_s = k > 0
     has_f = k < n
     big = np.inf
@@ -710,6 +811,13 @@ def _classify(x: np.ndarray, k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, 
     code[~has_s.any(axis=1)] = 3
     quasi = (code == 1) & (max_s == min_f)
     x50 = np.where(code == 1, np.where(quasi, max_s, (max_s + min_f) / 2.0), np.nan)
+    if quasi.any():
+        rows = np.flatnonzero(quasi)
+        j = np.searchsorted(x, max_s[rows])                       # the mixed distance's index
+        learned, stopped = decided_rates(k[rows, j], n[j])
+        before = np.where(j > 0, (x[np.maximum(j - 1, 0)] + x[j]) / 2.0, x[j])
+        after = np.where(j + 1 < x.size, (x[j] + x[np.minimum(j + 1, x.size - 1)]) / 2.0, x[j])
+        x50[rows] = np.where(stopped, before, np.where(learned, after, x[j]))
     return code, x50, quasi
 
 
@@ -785,10 +893,12 @@ def fit_d50(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: R
     per-distance rate (or an isotonic curve, see `isotonic_d50`) cannot interpolate.
 
     Complete separation (every run succeeds up to some distance and fails beyond) has no finite
-    maximum: the result is then status 'separated' with the bracket low = last all-succeed
-    distance, high = first all-fail distance and d50 their midpoint on the log(1 + D) scale (for a
-    quasi-complete split, the one mixed distance). The bracket is not a confidence interval: at
-    few runs per distance the true D50 may lie outside it."""
+    maximum: the result is then status 'separated' with the bracket low = the last distance whose
+    rate is decided above half, high = the first decided below half (`decided_rates`: n of n or a
+    Wilson interval above 0.5; 0 of n or one below 0.5, so 5 of 5 at 32 and 2 of 11 at 64 bracket
+    [32, 64]) and d50 their midpoint on the log(1 + D) scale (for a quasi-complete split whose one
+    mixed distance is undecided, that distance). The bracket is not a confidence interval: at few
+    runs per distance the true D50 may lie outside it."""
     u, k, n = _grouped(distances, reached)
     total = int(n.sum())
     if total == 0:
@@ -805,12 +915,8 @@ def fit_d50(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: R
     if status in ("all_reached", "none_reached", "no_decline"):
         return D50Fit(None, None, None, False, total, None, status)
     if status == "separated":
-        succeed_all = u[(k == n)]
-        fail_all = u[(k == 0)]
-        mixed = u[(k > 0) & (k < n)]
-        edge = mixed[0] if mixed.size else None
-        below = succeed_all[succeed_all < (edge if edge is not None else fail_all.min())]
-        above = fail_all[fail_all > (edge if edge is not None else succeed_all.max())]
+        learned, stopped = decided_rates(k, n)
+        below, above = u[learned], u[stopped]
         return D50Fit(to_d(float(x50[0])), float(below.max()) if below.size else None,
                       float(above.min()) if above.size else None, True, total, None, "separated")
     # Stratified bootstrap: resampling a distance's runs with replacement draws its success count
@@ -827,6 +933,29 @@ def fit_d50(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: R
     high = to_d(float(high_x)) if high_x <= x[-1] else None      # beyond the longest
     return D50Fit(d50, low, high, False, total, (float(b0[0]), float(b1[0])),
                   "fit", int(undefined.sum()), bool(d50 is not None and not u.min() <= d50 <= u.max()))
+
+
+def d50_draws(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: RngLike = 0
+              ) -> tuple[float, np.ndarray]:
+    """(point, draws): the D50 of the data and of `n_boot` stratified bootstrap resamples (runs resampled
+    within each distance, as `fit_d50` does), in units of distance, from the same logistic fit, bracket
+    midpoint or split distance as `fit_d50`'s point. +inf where it lies beyond the longest distance
+    tested (every run reached the target, or the fitted crossing is beyond), -inf where it lies below
+    the shortest (no run reached it, or the crossing is before), nan where it does not exist (success
+    does not fall with distance, or one distance only). For intervals of functions of D50s (the ratio
+    of two groups' D50s: `harness.report.contrasts.d50_ratio`)."""
+    u, k, n = _grouped(distances, reached)
+    if int(n.sum()) == 0:
+        raise ValueError("d50_draws of no runs")
+    if u.size < 2:
+        return math.nan, np.full(int(n_boot), np.nan)
+    x = np.log1p(u)
+    gen = _rng(rng)
+    kb = gen.binomial(n.astype(np.int64)[None, :], (k / n)[None, :], size=(int(n_boot), u.size)).astype(float)
+    _, x50, _, _ = _x50(x, np.vstack([k[None, :], kb]), n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.where(x50 > x[-1], np.inf, np.where(x50 < x[0], -np.inf, np.expm1(x50)))
+    return float(d[0]), d[1:]
 
 
 def isotonic_d50(distances: ArrayLike, reached: ArrayLike) -> float | None:

@@ -5,12 +5,16 @@ One visual language across every figure: a colour per cell (rnn red, lstm blue, 
 style and a marker per layernorm (none solid/circle, output dashed/square, recurrent dotted/
 triangle), and — where pad sizes share a panel — darker shades of the cell's colour for longer
 sequences. Legends sit outside the panels, below the figure.
+
+With named arms (grid.arm: an `arm` column in the tables) the arm takes the cell's place: a colour,
+a panel column and a legend entry per arm (`stats.group_key`); `arm_colors` gives each arm its colour.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import matplotlib
 
@@ -27,13 +31,17 @@ from matplotlib.ticker import NullLocator
 from harness.names import CELLS, LAYERNORMS, level_rank
 from harness.report.estimators import km_median
 from harness.report.fmt import fmt_setting, fmt_value
-from harness.report.stats import ordered_levels
+from harness.report.outcomes import fits_group_key
+from harness.report.stats import ARM, group_key, ordered_levels
 
 # One colour per cell and one line style and marker per layernorm, in the names' registry order.
 CELL_COLORS = dict(zip(CELLS, ("#d62728", "#1f77b4", "#2ca02c"), strict=True))
 LN_STYLES = dict(zip(LAYERNORMS, ("-", "--", ":"), strict=True))
 LN_MARKERS = dict(zip(LAYERNORMS, ("o", "s", "^"), strict=True))
 GROUP_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+# Arms not named after a cell take these (tab10 without the cells' three), in the config's order.
+ARM_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+_arm_color: dict[str, str] = {}  # set by `arm_colors` for the figures of one report
 CHANCE_COLOR = "0.45"
 FAIL_MARKER = "X"
 
@@ -47,7 +55,24 @@ plt.rcParams.update({
 # ----------------------------------------------------------------------------- style helpers
 
 def cell_color(cell: object) -> str:
-    return CELL_COLORS.get(str(cell), "0.3")
+    """The colour of a cell, or of an arm inside `arm_colors`; grey for anything else."""
+    return CELL_COLORS.get(str(cell)) or _arm_color.get(str(cell), "0.3")
+
+
+@contextmanager
+def arm_colors(names: Sequence[str]) -> Iterator[None]:
+    """Within the block, `cell_color` gives each arm of `names` (grid.arm, in the config's order) a
+    colour of its own, the same in every figure: an arm named after a cell keeps the cell's colour,
+    every other arm takes the next of ARM_COLORS."""
+    others = [n for n in dict.fromkeys(map(str, names)) if n not in CELL_COLORS]
+    saved = dict(_arm_color)
+    _arm_color.clear()
+    _arm_color.update({n: ARM_COLORS[i % len(ARM_COLORS)] for i, n in enumerate(others)})
+    try:
+        yield
+    finally:
+        _arm_color.clear()
+        _arm_color.update(saved)
 
 
 def ln_style(ln: object) -> str:
@@ -69,6 +94,7 @@ def shade(color: str, i: int, n: int) -> tuple:
 
 
 def line_label(cell: object, ln: object) -> str:
+    """'lstm / LN none' — or, for an arm, 'lstm-fb0 / LN none'."""
     return f"{cell} / LN {ln}"
 
 
@@ -135,12 +161,13 @@ def frontier(summary: pd.DataFrame, panel_keys: Sequence[str] = (), chance: floa
     ncols = min(ncols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = _grid(nrows, ncols, panel=(4.6, 3.4), sharey=True)
-    cells = ordered_levels(summary["cell"]) if len(summary) else []
+    gk = group_key(summary)
+    cells = ordered_levels(summary[gk]) if len(summary) else []
     lns = ordered_levels(summary["layernorm"]) if len(summary) else []
     any_fail = False
     for ax, (title, d) in zip(axes.flat, panels):
         for k, (cell, ln) in enumerate((c, ln) for c in cells for ln in lns):
-            g = d[(d["cell"] == cell) & (d["layernorm"] == ln)].sort_values("pad_size")
+            g = d[(d[gk] == cell) & (d["layernorm"] == ln)].sort_values("pad_size")
             if g.empty:
                 continue
             ok = g[g["acc_n"] > 0]
@@ -193,8 +220,9 @@ def heatmaps(summary: pd.DataFrame, row_keys: Sequence[str] = ("pad_size",), col
     blank."""
     d = summary.copy()
     row_keys = [k for k in row_keys if k in d.columns] or ["pad_size"]
-    pairs = [(c, ln) for c in ordered_levels(d["cell"]) for ln in ordered_levels(d["layernorm"])
-             if ((d["cell"] == c) & (d["layernorm"] == ln)).any()] if len(d) else []
+    gk = group_key(d)
+    pairs = [(c, ln) for c in ordered_levels(d[gk]) for ln in ordered_levels(d["layernorm"])
+             if ((d[gk] == c) & (d["layernorm"] == ln)).any()] if len(d) else []
     n = max(len(pairs), 1)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
@@ -206,7 +234,7 @@ def heatmaps(summary: pd.DataFrame, row_keys: Sequence[str] = ("pad_size",), col
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.92")
     image = None
     for ax, (cell, ln) in zip(axes.flat, pairs):
-        g = d[(d["cell"] == cell) & (d["layernorm"] == ln)]
+        g = d[(d[gk] == cell) & (d["layernorm"] == ln)]
         m = np.full((len(rows), len(cols)), np.nan)
         text = [["" for _ in cols] for _ in rows]
         for _, r in g.iterrows():
@@ -253,7 +281,8 @@ def training_curves(loss: pd.DataFrame, acc: pd.DataFrame, x: str = "step", *, t
     pad_size)."""
     both = pd.concat([loss, acc]) if len(loss) or len(acc) else loss
     pads = sorted(both["pad_size"].unique()) if len(both) else [None]
-    cells = ordered_levels(both["cell"]) if len(both) else []
+    gk = group_key(both)
+    cells = ordered_levels(both[gk]) if len(both) else []
     lns = ordered_levels(both["layernorm"]) if len(both) else []
     ncols = 2 * max(len(cells), 1)
     fig, axes = _grid(len(pads), ncols, panel=(3.4, 2.6), sharex=True, sharey=False, max_w=16)
@@ -262,7 +291,7 @@ def training_curves(loss: pd.DataFrame, acc: pd.DataFrame, x: str = "step", *, t
         for m, (_, table, ylabel) in enumerate(metrics):
             for c, cell in enumerate(cells):
                 ax = axes[r, m * len(cells) + c]
-                t = table[(table["pad_size"] == pad) & (table["cell"] == cell)] if len(table) else table
+                t = table[(table["pad_size"] == pad) & (table[gk] == cell)] if len(table) else table
                 _curve_lines(ax, t, cell, lns, x)
                 if m == 1:
                     _reference_lines(ax, target, chance)
@@ -327,7 +356,8 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
     axis: where every seed's did, the point is a ▼ on the axis floor (below every real value), and
     where only some seeds' did, a hollow ○ on the line (the geometric mean of the others) — never
     a made-up value."""
-    cells = ordered_levels(reach["cell"]) if len(reach) else []
+    gk = group_key(reach)
+    cells = ordered_levels(reach[gk]) if len(reach) else []
     lns = ordered_levels(reach["layernorm"]) if len(reach) else []
     layouts = _reach_layouts(reach)
     phases = [p for p in ("start", "end") if len(reach) and (reach["phase"] == p).any()] or ["start"]
@@ -339,7 +369,7 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
             ax = axes[r, c]
             for ln in lns:
                 for i, (label, mask) in enumerate(layouts):
-                    g = reach[mask & (reach["cell"] == cell) & (reach["layernorm"] == ln)
+                    g = reach[mask & (reach[gk] == cell) & (reach["layernorm"] == ln)
                               & (reach["phase"] == phase)].sort_values("distance")
                     marks |= _reach_line(ax, g, shade(cell_color(cell), i, len(layouts)), ln_style(ln), floor,
                                          f"{line_label(cell, ln)}, {label}")
@@ -427,7 +457,8 @@ def weights_moving(table: pd.DataFrame, *, note: str = ""):
     """Per parameter group: gradient norm (top row) and update ratio ‖Δθ‖/‖θ‖ (bottom row) against
     step, log scale, one column per cell; groups by shade and marker, layernorm by line style.
     `table` is a `stats.group_norm_table`."""
-    cells = ordered_levels(table["cell"]) if len(table) else []
+    gk = group_key(table)
+    cells = ordered_levels(table[gk]) if len(table) else []
     lns = ordered_levels(table["layernorm"]) if len(table) else []
     groups = _group_order(table["group"].unique()) if len(table) else []
     fig, axes = _grid(2, max(len(cells), 1), panel=(4.6, 3.0), sharex=True, sharey="row")
@@ -438,7 +469,7 @@ def weights_moving(table: pd.DataFrame, *, note: str = ""):
             ax = axes[r, c]
             for gi, group in enumerate(groups):
                 for ln in lns:
-                    g = table[(table["cell"] == cell) & (table["group"] == group) & (table["layernorm"] == ln)]
+                    g = table[(table[gk] == cell) & (table["group"] == group) & (table["layernorm"] == ln)]
                     g = g[g[col].notna() & (g[col] > 0)].sort_values("step")
                     if g.empty:
                         continue
@@ -507,7 +538,7 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
             g = d[mask]
             if g.empty:
                 continue
-            cell = dict(zip(row_keys, key)).get("cell", g["cell"].iloc[0])
+            cell = dict(zip(row_keys, key)).get(group_key(g), g[group_key(g)].iloc[0])
             ln = dict(zip(row_keys, key)).get("layernorm", g["layernorm"].iloc[0])
             failed, diverged = _convergence_row(ax, g, i, cell, ln, col, zone, rng)
             any_failed |= failed
@@ -575,14 +606,15 @@ def _convergence_handles(table: pd.DataFrame, any_diverged: bool, any_failed: bo
                           label="failed (error; not in the median)")] if any_failed else []),
                 Line2D([], [], color="black", linewidth=2,
                        label="Kaplan–Meier median (each run censored at its budget)")]
-    handles += [Patch(color=cell_color(c), label=c) for c in (ordered_levels(table["cell"]) if len(table) else [])]
+    handles += [Patch(color=cell_color(c), label=c) for c in (ordered_levels(table[group_key(table)]) if len(table)
+                                                               else [])]
     return handles
 
 
 def _row_label(keys: Sequence[str], row: tuple) -> str:
-    """'rnn/none lr=0.01' for a configuration row."""
+    """'rnn/none lr=0.01' (with arms: 'lstm-fb0/none lr=0.01') for a configuration row."""
     named = dict(zip(keys, row))
-    head = "/".join(str(named.pop(k)) for k in ("cell", "layernorm") if k in named)
+    head = "/".join(str(named.pop(k)) for k in (ARM, "cell", "layernorm") if k in named)
     return " ".join([head] * bool(head) + [fmt_setting(k, v) for k, v in named.items()])
 
 
@@ -639,13 +671,14 @@ def survival(curves: pd.DataFrame, censored: pd.DataFrame, panel_keys: Sequence[
     panels = _panels(curves, panel_keys)
     ncols = min(ncols, len(panels))
     fig, axes = _grid(math.ceil(len(panels) / ncols), ncols, panel=(4.4, 3.2), sharex=True, sharey=True)
-    cells = ordered_levels(curves["cell"]) if len(curves) else []
+    gk = group_key(curves)
+    cells = ordered_levels(curves[gk]) if len(curves) else []
     lns = ordered_levels(curves["layernorm"]) if len(curves) else []
     for ax, (title, d) in zip(axes.flat, panels):
         never = []
         for cell in cells:
             for ln in lns:
-                g = d[(d["cell"] == cell) & (d["layernorm"] == ln)]
+                g = d[(d[gk] == cell) & (d["layernorm"] == ln)]
                 if g.empty:
                     continue
                 style = dict(color=cell_color(cell), linestyle=ln_style(ln))
@@ -654,7 +687,7 @@ def survival(curves: pd.DataFrame, censored: pd.DataFrame, panel_keys: Sequence[
                     ax.plot(g["time"], g["share"], linewidth=1.0, alpha=0.5, label="_never", **style)
                 else:
                     ax.step(g["time"], g["share"], where="post", linewidth=1.7, label=line_label(cell, ln), **style)
-                c = _rows_like(censored, g.iloc[0], [*panel_keys, "cell", "layernorm"])
+                c = _rows_like(censored, g.iloc[0], [*panel_keys, gk, "layernorm"])
                 ax.plot(c["time"], c["share"], linestyle="none", marker="+", markersize=9, mew=1.5,
                         color=style["color"], label="_censored")
         if never:
@@ -716,7 +749,7 @@ def frontier_fit(fits: Sequence, *, distance: str = "pad_size", target: float | 
         ax.set_ylabel("share of runs that reached the target")
         ax.label_outer()
     _hide_unused(axes, len(titles))
-    cells = ordered_levels(pd.Series([f.group.get("cell") for f in fits])) if fits else []
+    cells = ordered_levels(pd.Series([f.group.get(fits_group_key(fits)) for f in fits])) if fits else []
     lns = ordered_levels(pd.Series([f.group.get("layernorm") for f in fits])) if fits else []
     handles = _style_handles(cells, lns) + [
         Line2D([], [], color="0.3", marker="D", linestyle="none", label="D50 with its bootstrap interval"),
@@ -733,14 +766,14 @@ def _log1p_safe(x: np.ndarray) -> np.ndarray:
 
 
 def _panel_title(fit) -> str:
-    return ", ".join(fmt_setting(k, v) for k, v in fit.group.items() if k not in ("cell", "layernorm"))
+    return ", ".join(fmt_setting(k, v) for k, v in fit.group.items() if k not in (fits_group_key([fit]), "layernorm"))
 
 
 def _frontier_group(ax: plt.Axes, f, distance: str, *, shift: float, lane: float,
                     xlim: tuple[float, float]) -> None:
     """One group of the frontier figure: rates with Wilson bars (shifted by `shift` on the log(1 + D)
     scale so groups do not hide each other), the fit, and D50 (its bar `lane` above 0.5)."""
-    cell, ln = f.group.get("cell"), f.group.get("layernorm")
+    cell, ln = f.group.get(fits_group_key([f])), f.group.get("layernorm")
     color, pts = cell_color(cell), f.points
     x = np.expm1(np.log1p(pts[distance].to_numpy(float)) + shift)
     y = pts["rate"].to_numpy(float)

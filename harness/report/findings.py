@@ -12,23 +12,35 @@ from collections.abc import Sequence
 import pandas as pd
 
 from harness.names import STATUSES
-from harness.report.effects import EffectRow
+from harness.report.effects import STOP_AT_TARGET_NOTE, EffectRow, stopped_at_target
 from harness.report.estimators import MIN_PAIRS, PAIRS_CAP, D50Fit
 from harness.report.fmt import fmt_value, interval, pct, points
-from harness.report.outcomes import FrontierFit, cell_name, ordered_groups, ratio_summaries, ratio_text
+from harness.report.outcomes import (
+    FrontierFit,
+    fits_group_key,
+    group_name,
+    ordered_groups,
+    ratio_summaries,
+    ratio_text,
+)
+from harness.report.stats import group_key
 
 D50_COVERAGE_NOTE = ("D50 intervals come from a stratified bootstrap of the logistic fit and are somewhat "
                      "optimistic at few seeds per distance (in simulation they cover about 91% at 5 runs per "
                      "distance, 94% at 20)")
 
 
+_HEAD = ("arm", "cell", "layernorm")  # named first, without 'key=': 'lstm-fb0/none', 'rnn/output'
+
+
 def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
-    """'rnn/none pad_size=8 lr=0.01' for a configuration (only the keys given)."""
+    """'rnn/none pad_size=8 lr=0.01' for a configuration (only the keys given; an arm by its name,
+    'lstm-fb0/none lag=16')."""
     parts = []
-    head = [str(row[k]) for k in ("cell", "layernorm") if k in keys]
+    head = [str(row[k]) for k in _HEAD if k in keys]
     if head:
         parts.append("/".join(head))
-    parts += [f"{k}={fmt_value(row[k])}" for k in keys if k not in ("cell", "layernorm")]
+    parts += [f"{k}={fmt_value(row[k])}" for k in keys if k not in _HEAD]
     return " ".join(parts)
 
 
@@ -113,8 +125,9 @@ def d50_text(fit: D50Fit | None, tested: Sequence[float]) -> str:
         else:
             where = f"below D = {_d(fit.high)}" if fit.low is None else f"beyond D = {_d(fit.low)}"
         split = f", the runs split at D = {_d(fit.d50)}" if fit.d50 is not None and fit.d50 in set(tested) else ""
-        return (f"{where} (every run learned at the shorter distances and none at the longer ones{split}: "
-                f"a bracket read off the data, not a confidence interval)")
+        return (f"{where} (the runs learned at the shorter distances and not at the longer ones{split}; a "
+                f"distance counts when every run, none, or a share whose 95% interval lies above or below half "
+                f"reached the target: a bracket read off the data, not a confidence interval)")
     return {
         "all_reached": f"beyond D = {_d(dmax)}, the longest distance tested (every run reached the target)",
         "none_reached": f"below D = {_d(dmin)}, the shortest distance tested (no run reached the target)",
@@ -137,18 +150,18 @@ def d50_short(fit: D50Fit | None, tested: Sequence[float]) -> str:
     return d50_text(fit, tested)
 
 
-def _cell_clause(cell: object, group: Sequence[FrontierFit]) -> str:
+def _cell_clause(cell: object, group: Sequence[FrontierFit], key: str = "cell") -> str:
     """'the RNN stops learning below D = 16 (…) with layernorm none and output' — groups with the
-    same statement merged."""
+    same statement merged. `key`: what names the group, 'cell' or 'arm' ('arm lstm-fb0 stops …')."""
     texts: dict[str, list[str]] = {}
     for f in group:
-        label = ", ".join(f"{k} {fmt_value(v)}" for k, v in f.group.items() if k != "cell")
+        label = ", ".join(f"{k} {fmt_value(v)}" for k, v in f.group.items() if k != key)
         texts.setdefault(d50_short(f.fit, [float(x) for x in f.points[f.distance]]), []).append(label)
     parts = []
     for text, labels in texts.items():
         labels = [x for x in labels if x]
         parts.append(text + (f" with {' and '.join(labels)}" if labels and len(group) > 1 else ""))
-    return f"{cell_name(cell)} stops learning " + "; ".join(parts)
+    return f"{group_name(key, cell)} stops learning " + "; ".join(parts)
 
 
 def frontier_lead(fits: Sequence[FrontierFit], target: float | None) -> list[str]:
@@ -161,10 +174,10 @@ def frontier_lead(fits: Sequence[FrontierFit], target: float | None) -> list[str
         tested = fmt_value(fits[0].points[dist].iloc[0])
         return [f"**Frontier**: only one distance was tested ({dist} {tested}), so where learning stops cannot be "
                 f"estimated; vary `{dist}` (grid axis) to place it."]
-    clauses = [_cell_clause(cell, group) for cell, group in ordered_groups(fits)]
+    clauses = [_cell_clause(cell, group, fits_group_key(fits)) for cell, group in ordered_groups(fits)]
     crit = f"reaching dev accuracy {target:g}" if target is not None else "reaching the target"
     lead = f"**Frontier** (criterion: {crit}; D = {dist}): " + "; ".join(clauses) + "."
-    lead = lead.replace("): the ", "): The ", 1)
+    lead = lead.replace("): the ", "): The ", 1).replace("): arm ", "): Arm ", 1)
     if dist == "pad_size":
         note = ("Distance here is pad_size, which mixes the padding distance between a text's end and the "
                 "read-out position with truncation (at small pad_size more texts are cut) and with sequence "
@@ -173,7 +186,8 @@ def frontier_lead(fits: Sequence[FrontierFit], target: float | None) -> list[str
         note = "Distance is `data.lag`: exactly D padding steps between every text's end and the read-out position."
     notes = [note, D50_COVERAGE_NOTE + "."]
     if any(f.fit is not None and f.fit.status == "separated" for f in fits):
-        notes.append("A bracket is where every run learned at the shorter distance and none at the longer one: "
+        notes.append("A bracket is where the runs learned at the shorter distance (all of them, or a share "
+                     "decidedly above half) and not at the longer one (none, or a share decidedly below half): "
                      "it is read off the data, not a confidence interval (the true D50 may lie outside it).")
     return [lead, " ".join(notes)]
 
@@ -222,6 +236,8 @@ def verdict(r: EffectRow) -> str:
     n = d.n_pairs
     if n < 2:
         why = f"only {seeds(n)}: no interval"
+    elif math.isnan(d.low):
+        why = f"no t interval: {d.reason}"
     elif d.low > 0 or d.high < 0:
         why = f"the interval excludes zero but rests on {seeds(n)}, fewer than the {MIN_PAIRS} a claim needs"
     else:
@@ -237,7 +253,9 @@ def need_text(r: EffectRow) -> str:
         return "; no difference was seen, so more seeds cannot be sized from these data"
     if d.capped:
         return f"; even {PAIRS_CAP} seeds would not decide at this spread"
-    return f"; at this spread about {seeds(d.pairs_suggested)} would decide"
+    if math.isnan(d.low):
+        return ""   # the reason already says how many same-signed seeds the sign test needs
+    return f"; at this spread about {seeds(d.pairs_suggested)} would decide at 80% power"
 
 
 def measure_clause(r: EffectRow) -> str:
@@ -268,7 +286,7 @@ def effect_sentences(rows: Sequence[EffectRow], keys: Sequence[str]) -> list[str
     for group in comparisons.values():
         r = group[0]
         scope = "" if r.within == "all" else f" within {r.within.replace('=', ' ')}"
-        others = [k for k in keys if k != r.factor and not (r.within.startswith("cell=") and k == "cell")]
+        others = [k for k in keys if k != r.factor and not r.within.startswith(f"{k}=")]
         over = f", each averaged over {r.strata} settings of {', '.join(others)}" if r.strata > 1 else ""
         head = (f"**{r.factor} {fmt_value(r.level)} vs {fmt_value(r.baseline)}**{scope} "
                 f"({seeds(r.seeds)}{over})")
@@ -290,7 +308,8 @@ def decision_summary(rows: Sequence[EffectRow], max_seeds: int) -> list[str]:
         scope = "" if clearest.within == "all" else f" within {clearest.within}"
         hint = (f" At the spreads seen, the clearest undecided effect ({clearest.factor} "
                 f"{fmt_value(clearest.level)} vs {fmt_value(clearest.baseline)}{scope}, {what}) would need about "
-                f"{seeds(clearest.decision.pairs_suggested)}; the Effects table gives each row's number.")
+                f"{seeds(clearest.decision.pairs_suggested)} at 80% power; the Effects table gives each row's "
+                f"number.")
     if max_seeds < MIN_PAIRS:
         return [f"{seeds(max_seeds).capitalize()} per configuration cannot decide: none of the {len(rows)} effect "
                 f"rows may be claimed (a claim needs at least {MIN_PAIRS} seeds and a Holm-corrected interval "
@@ -305,25 +324,44 @@ def decision_summary(rows: Sequence[EffectRow], max_seeds: int) -> list[str]:
 RATIOS = ("vanishing_ratio_init", "vanishing_ratio_final")
 
 
+def _readout(runs: pd.DataFrame) -> pd.Series:
+    """Each run's read-out ('readout', else the grid axis 'model.readout'; '' when neither is there)."""
+    for col in ("readout", "model.readout"):
+        if col in runs.columns:
+            return runs[col].astype(object).where(runs[col].notna(), "").astype(str)
+    return pd.Series("", index=runs.index, dtype=object)
+
+
+LAST_VALID_NOTE = ("With read-out last_valid the classifier reads each text's last token, so the distance the "
+                   "gradient must cross is 0 by construction; its vanishing ratio is not shown.")
+
+
 def reach_sentences(runs: pd.DataFrame, distance: str = "pad_size") -> list[str]:
-    """The vanishing ratio log10(‖∂L/∂x_0‖ / ‖∂L/∂x_read‖) per cell × layernorm at the longest
+    """The vanishing ratio log10(‖∂L/∂x_0‖ / ‖∂L/∂x_read‖) per cell (or arm) × layernorm at the longest
     distance, at initialisation and after training: the mean over the finite values, and the runs
-    whose gradient underflowed to 0 counted as 'below 1e-38 (underflow) in k of n runs'."""
+    whose gradient underflowed to 0 counted as 'below 1e-38 (underflow) in k of n runs'. Runs with
+    read-out last_valid are left out (their distance is 0 by construction, so a ratio near 10^0 is
+    no evidence), said once."""
     cols = [c for c in RATIOS if c in runs.columns]
     if not cols:
         return []
     d = runs[runs[cols].notna().any(axis=1)]
     if d.empty or distance not in d.columns:
         return []
+    readout = _readout(d)
+    note = [LAST_VALID_NOTE] if (readout == "last_valid").any() else []
+    d = d[readout != "last_valid"].assign(readout=readout[readout != "last_valid"])
+    if d.empty:
+        return note
     far = d[distance].max()
-    by = ["cell", "layernorm"] + (["readout"] if "readout" in d.columns and d["readout"].nunique() > 1 else [])
+    by = [group_key(d), "layernorm"] + (["readout"] if d["readout"].nunique() > 1 else [])
     s = ratio_summaries(d[d[distance] == far], by, RATIOS)
     parts = [f"{'/'.join(str(r[k]) for k in by)} {ratio_text(r, RATIOS[0])} at init → {ratio_text(r, RATIOS[1])} "
              f"after training" for _, r in s.iterrows()]
     return [f"At {distance} {fmt_value(far)}, the gradient reaching the first input position is, relative to the "
             f"gradient at the read-out position (mean log10 over the runs where it did not underflow): "
             + "; ".join(parts) + ". Around 10^0 the whole sequence gets gradient; far below, it vanishes before "
-            "reaching the text."]
+            "reaching the text." + (f" {note[0]}" if note else "")]
 
 
 # ----------------------------------------------------------------------------- machines
@@ -353,6 +391,8 @@ def findings(runs: pd.DataFrame, *, fits: Sequence[FrontierFit], effects: Sequen
     out += seeds_caveat(max_seeds)
     out += success_sentences(fits, target)
     out += decision_summary(effects, max_seeds)
+    if stopped_at_target(runs):
+        out.append(STOP_AT_TARGET_NOTE)
     out += effect_sentences(effects, varying)
     if not varying:
         out.append("No factor varies in these results, so there is nothing to compare.")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.names import level_rank
 from harness.report import estimators as E
-from harness.report.stats import ordered_levels, sort_configs
+from harness.report.stats import ARM, group_key, ordered_levels, sort_configs
 
 # Per-run columns that say which machine and kernel set produced a run (absent in older results).
 PROVENANCE_COLUMNS = ("device", "cpu_model", "cpu_capability", "onednn_version", "cudnn_version", "gpu_name",
@@ -163,12 +163,12 @@ class FrontierFit:
 
 
 def frontier_fits(outcomes: pd.DataFrame, varying: Sequence[str], *, n_boot: int = 1000) -> list[FrontierFit]:
-    """Per cell × layernorm × every other varied factor: the success rate at each distance and
-    `fit_d50` of reaching the target against distance (distance: `distance_column`)."""
+    """Per cell (or arm, with arms) × layernorm × every other varied factor: the success rate at each
+    distance and `fit_d50` of reaching the target against distance (distance: `distance_column`)."""
     dist = distance_column(outcomes)
     if dist not in outcomes.columns:
         return []
-    by = [k for k in ("cell", "layernorm") if k in outcomes.columns]
+    by = [k for k in (group_key(outcomes), "layernorm") if k in outcomes.columns]
     by += [k for k in varying if k not in (*by, dist)]
     known = outcomes[outcomes["reached"].notna() & outcomes[dist].notna()]
     out = []
@@ -254,10 +254,21 @@ def cell_name(cell: object) -> str:
     return f"the {str(cell).upper()}" if str(cell) in ("rnn", "lstm", "gru") else str(cell)
 
 
+def group_name(key: str, value: object) -> str:
+    """How a sentence names a group: a cell as 'the LSTM', an arm (grid.arm) as 'arm lstm-fb0'."""
+    return f"arm {value}" if key == ARM else cell_name(value)
+
+
+def fits_group_key(fits: Sequence[FrontierFit]) -> str:
+    """The key that names the fits' groups: 'arm' when they were fitted per arm, else 'cell'."""
+    return ARM if any(ARM in f.group for f in fits) else "cell"
+
+
 def ordered_groups(fits: Sequence[FrontierFit]) -> list[tuple[object, list[FrontierFit]]]:
-    """The fits grouped by cell, cells in registry order."""
-    cells = ordered_levels(pd.Series([f.group.get("cell") for f in fits]))
-    return [(c, [f for f in fits if f.group.get("cell") == c]) for c in cells]
+    """The fits grouped by cell (or by arm, with arms), in registry order."""
+    key = fits_group_key(fits)
+    names = ordered_levels(pd.Series([f.group.get(key) for f in fits]))
+    return [(c, [f for f in fits if f.group.get(key) == c]) for c in names]
 
 
 def finite_or_nan(x: float | None) -> float:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness.report import outcomes as O
+from harness.report.effects import STOP_AT_TARGET_NOTE, stopped_at_target
 from harness.report.findings import d50_text, describe, verdict
 from harness.report.fmt import fmt_setting, fmt_value, interval, pct, points
 
@@ -31,7 +32,7 @@ def md_table(df: pd.DataFrame) -> str:
 
 
 def _shown(data: ReportData, table: pd.DataFrame) -> list[str]:
-    return data.varying or [k for k in ("cell", "layernorm") if k in table.columns]
+    return data.varying or [k for k in (data.group, "layernorm") if k in table.columns]
 
 
 def _steps(x: float) -> str:
@@ -40,12 +41,40 @@ def _steps(x: float) -> str:
 
 # ----------------------------------------------------------------------------- success
 
+def adaptive_seeds(data: ReportData) -> tuple[int, int] | None:
+    """(min_seeds, max_seeds) when adaptive seeding chose the seed counts (config or adaptive.json)."""
+    a = getattr(data.cfg, "adaptive", None) if data.cfg is not None else None
+    if a is not None:
+        return int(a.min_seeds), int(a.max_seeds)
+    info = data.adaptive if isinstance(data.adaptive, dict) else {}
+    lo, hi = info.get("min_seeds"), info.get("max_seeds")
+    return (int(lo), int(hi)) if isinstance(lo, int) and isinstance(hi, int) else None
+
+
+def exploratory_note(data: ReportData) -> str:
+    """Under adaptive seeding: why every row's interval is exploratory, with the coverage it has."""
+    seeds = adaptive_seeds(data)
+    if seeds is None:
+        return ""
+    from harness.adaptive import stopping_coverage
+
+    lo, hi = seeds
+    cover = stopping_coverage(0.5, lo, hi)
+    return (f"**Exploratory.** Adaptive seeding chose each configuration's number of seeds ({lo} to {hi}) from "
+            f"its outcomes, adding seeds while the Wilson interval held 0.5, so these intervals do not cover at "
+            f"95%: at a true rate of 0.5 the interval a configuration stops with covers it {cover:.0%} of the time "
+            f"(`harness.adaptive.stopping_coverage`). The contrasts that lead the findings use only seeds 0–{lo - 1}, "
+            f"which every configuration ran whatever its outcomes.\n\n")
+
+
 def success_markdown(data: ReportData) -> str:
     """Per configuration: k of n runs reached the target, the rate with its Wilson interval, the
-    Kaplan-Meier median steps to target with its interval, and the runs' budgets."""
+    Kaplan-Meier median steps to target with its interval, and the runs' budgets. Under adaptive
+    seeding each row says it is exploratory (`exploratory_note`)."""
     s = data.success
     if s.empty:
         return "_(no trial has results yet)_\n"
+    note = exploratory_note(data)
     rows = []
     for _, r in s.iterrows():
         budget = (_steps(r["last_min"]) if r["last_min"] == r["last_max"]
@@ -55,8 +84,9 @@ def success_markdown(data: ReportData) -> str:
                      if r["n"] else "—",
                      "median steps to target [95% CI]": _median_text(r),
                      "last evaluated step": budget, "no outcome (failed)": int(r["missing"]),
-                     "near the frontier": "†" if r.get("near_frontier", False) else ""})
-    return md_table(pd.DataFrame(rows))
+                     "near the frontier": "†" if r.get("near_frontier", False) else "",
+                     **({"seeds": "chosen adaptively: exploratory"} if note else {})})
+    return note + md_table(pd.DataFrame(rows))
 
 
 def _median_text(r: pd.Series) -> str:
@@ -87,6 +117,8 @@ def frontier_markdown(data: ReportData) -> str:
         kind = _KIND.get(f.fit.status, f.fit.status) if f.fit else "—"
         if f.fit is not None and f.fit.n_boot_undefined:
             kind += f"; {f.fit.n_boot_undefined} resamples without a D50 widen it"
+        if adaptive_seeds(data) is not None:
+            kind += "; exploratory (seeds chosen adaptively)"
         rows.append({**{k: fmt_value(v) for k, v in f.group.items()}, f"reached per {dist}": per,
                      "D50 (stops learning)": d50_text(f.fit, [float(x) for x in f.points[dist]]).split(" (")[0],
                      "kind": kind})
@@ -96,10 +128,12 @@ def frontier_markdown(data: ReportData) -> str:
 # ----------------------------------------------------------------------------- effects
 
 def effects_markdown(data: ReportData) -> str:
-    """Every effect row with its corrected interval, level, adjusted p-value and decision."""
+    """Every effect row with its corrected interval, level, adjusted p-value and decision; first, when
+    runs stopped at the target, why there are no test-accuracy rows (`effects.STOP_AT_TARGET_NOTE`)."""
+    stop = f"{STOP_AT_TARGET_NOTE}\n\n" if stopped_at_target(data.runs) else ""
     if not data.effects:
-        return ("_No factor varies with matched pairs in these results, so there are no paired effects._\n"
-                if len(data.runs) else "_(no trial has results yet)_\n")
+        return stop + ("_No factor varies with matched pairs in these results, so there are no paired effects._\n"
+                       if len(data.runs) else "_(no trial has results yet)_\n")
     rows = []
     for e in data.effects:
         d = e.decision
@@ -112,7 +146,7 @@ def effects_markdown(data: ReportData) -> str:
                      "level": f"{100 * d.confidence:.2f}%",
                      "p (Holm)": "n/a" if math.isnan(d.p_adjusted) else f"{d.p_adjusted:.3g}",
                      "decision": verdict(e)})
-    return md_table(pd.DataFrame(rows))
+    return stop + md_table(pd.DataFrame(rows))
 
 
 # ----------------------------------------------------------------------------- accuracy (secondary)
@@ -145,6 +179,9 @@ def summary_markdown(data: ReportData) -> str:
     if fixed:
         head = "Fixed in these results: " + ", ".join(
             fmt_setting(k, data.runs[k].dropna().iloc[0]) for k in fixed) + ".\n\n"
+    if stopped_at_target(data.runs):
+        head += ("Runs stopped at the first evaluation that reached the target (`train.stop_at_target`): these "
+                 "are the test accuracies of models stopped there, not of trained ones; do not compare them.\n\n")
     return head + md_table(pd.DataFrame(rows))
 
 

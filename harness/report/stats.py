@@ -25,6 +25,7 @@ SELECT_BY = "best_dev_acc"  # the column every selection uses (dev data only)
 
 # Grid axes every results table carries, in the order the report shows them.
 CORE_FACTORS = ("cell", "layernorm", "pad_size", "batch_size", "lr")
+ARM = "arm"  # the runs column naming a trial's bundle of settings (grid.arm)
 
 # ----------------------------------------------------------------------------- tables
 
@@ -39,18 +40,43 @@ def prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
     for col in ("pad_size", "batch_size", "seed"):
         if col in df.columns and df[col].notna().all() and len(df):
             df[col] = df[col].astype("int64")
+    if group_key(df) == ARM and "cell" in df.columns:  # a run without an arm (an older grid) is named by its cell
+        df[ARM] = df[ARM].astype(object).where(df[ARM].notna(), df["cell"])
     if "status" not in df.columns:
         df["status"] = "failed"
     df["status"] = df["status"].where(df["status"].isin(STATUSES), "failed").astype(object)
     return df.reset_index(drop=True)
 
 
-def config_keys(runs: pd.DataFrame, grid_axes: Sequence[str] = ()) -> list[str]:
+def group_key(runs: pd.DataFrame) -> str:
+    """The factor whose value names a group of runs (its colour, legend entry and sentences): 'arm'
+    when the runs ran named arms (grid.arm: a non-null `arm` column), else 'cell'."""
+    return ARM if ARM in runs.columns and runs[ARM].notna().any() else "cell"
+
+
+def config_keys(runs: pd.DataFrame, grid_axes: Sequence[str] = (), implied: Sequence[str] = ()) -> list[str]:
     """The columns that identify a configuration (every grid axis but the seed): the core factors,
-    then any other grid axis (dotted names such as 'model.readout') present in runs."""
-    keys = [k for k in CORE_FACTORS if k in runs.columns]
-    keys += [a for a in grid_axes if a not in keys and a != "seed" and a in runs.columns]
+    then any other grid axis (dotted names such as 'model.readout') present in runs. With arms, 'arm'
+    comes first, in place of the `implied` keys (those the arms set, see `arm_settings`), except
+    layernorm, which stays as the figures' line style (the arm decides it; it is never listed as
+    varying)."""
+    keys = [ARM] if group_key(runs) == ARM else []
+    keys += [k for k in CORE_FACTORS if k in runs.columns and (k not in implied or k == "layernorm")]
+    keys += [a for a in grid_axes if a not in keys and a not in implied and a != "seed" and a in runs.columns]
     return keys
+
+
+def arm_settings(runs: pd.DataFrame, grid_axes: Sequence[str] = (), given: Sequence[str] | None = None
+                 ) -> list[str]:
+    """The runs columns the arms set (none without arms): `given` (the config's, short names), else
+    inferred from the runs, as the factors that vary but never within one arm."""
+    if group_key(runs) != ARM:
+        return []
+    if given is not None:
+        return list(given)
+    candidates = [k for k in (*CORE_FACTORS, *grid_axes) if k in runs.columns and k not in (ARM, "seed")]
+    return [k for k in dict.fromkeys(candidates) if runs[k].nunique() > 1
+            and runs.groupby(ARM)[k].nunique(dropna=False).max() <= 1]
 
 
 def varying(runs: pd.DataFrame, keys: Sequence[str]) -> list[str]:
@@ -126,14 +152,14 @@ def ordered_levels(values: pd.Series) -> list:
 
 # ----------------------------------------------------------------------------- figure tables
 
-def best_settings(runs: pd.DataFrame, keys: Sequence[str], by: Sequence[str] = ("cell", "layernorm", "pad_size")
-                  ) -> pd.DataFrame:
+def best_settings(runs: pd.DataFrame, keys: Sequence[str], by: Sequence[str] | None = None) -> pd.DataFrame:
     """For each combination of `by`, the trials of the configuration (setting of the other keys)
     with the best mean dev accuracy (`best_dev_acc`; never the test accuracy) — what the curves,
     gradient and weight figures show when more factors vary than a panel can hold. Configurations
     with no dev accuracy at all (every seed diverged) are chosen only when nothing else exists.
-    Returns the runs rows of the chosen trials."""
-    by = [b for b in by if b in runs.columns]
+    `by` defaults to the group key (`group_key`: cell, or arm), layernorm and pad_size. Returns the
+    runs rows of the chosen trials."""
+    by = [b for b in (by or (group_key(runs), "layernorm", "pad_size")) if b in runs.columns]
     others = [k for k in keys if k not in by]
     if runs.empty:
         return runs
@@ -171,15 +197,15 @@ def reach_table(grad_time: pd.DataFrame, runs: pd.DataFrame, layer: str = "input
     (T - 1 - position for readout 'last', T = pad_size + lag the sequence length, lag 0 when null;
     the position itself for other readouts, which read a different position per text), at step 0
     ('start') and at each trial's last probe ('end').
-    Per (cell, layernorm, pad_size, lag, phase, distance): `grad_norm`, the geometric mean over the
-    seeds whose gradient there is not exactly 0 (nan when every seed's is), `n` seeds and `n_zero`,
-    how many underflowed to exactly 0 — counted, never clipped to a made-up floor. `lag` is nan for
-    runs without one (the seed's layout)."""
-    keys = ["cell", "layernorm", "pad_size", "lag", "phase", "distance"]
+    Per (cell, layernorm, pad_size, lag, phase, distance) — the arm in place of the cell, with arms:
+    `grad_norm`, the geometric mean over the seeds whose gradient there is not exactly 0 (nan when
+    every seed's is), `n` seeds and `n_zero`, how many underflowed to exactly 0 — counted, never
+    clipped to a made-up floor. `lag` is nan for runs without one (the seed's layout)."""
+    keys = [group_key(runs), "layernorm", "pad_size", "lag", "phase", "distance"]
     cols = [*keys, "grad_norm", "n", "n_zero"]
     if grad_time.empty or runs.empty:
         return pd.DataFrame(columns=cols)
-    meta = runs[["trial_id", "cell", "layernorm", "pad_size"]].copy()
+    meta = runs[["trial_id", keys[0], "layernorm", "pad_size"]].copy()
     meta["lag"] = pd.to_numeric(runs["lag"], errors="coerce") if "lag" in runs.columns else np.nan
     meta["readout"] = runs["readout"] if "readout" in runs.columns else "last"
     d = grad_time[grad_time["layer"] == layer].merge(meta, on="trial_id")
@@ -202,18 +228,20 @@ def reach_table(grad_time: pd.DataFrame, runs: pd.DataFrame, layer: str = "input
 
 
 def group_norm_table(grad_norms: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, layernorm, group, step): the geometric mean over the given trials of the group's
-    gradient norm and update ratio (both spread over decades, hence the log mean)."""
-    cols = ["cell", "layernorm", "group", "step", "grad_norm", "update_ratio"]
+    """Per (cell, layernorm, group, step) — the arm in place of the cell, with arms: the geometric
+    mean over the given trials of the group's gradient norm and update ratio (both spread over
+    decades, hence the log mean)."""
+    g = group_key(runs)
+    cols = [g, "layernorm", "group", "step", "grad_norm", "update_ratio"]
     if grad_norms.empty or runs.empty:
         return pd.DataFrame(columns=cols)
-    d = grad_norms.merge(runs[["trial_id", "cell", "layernorm"]], on="trial_id")
+    d = grad_norms.merge(runs[["trial_id", g, "layernorm"]], on="trial_id")
     if d.empty:
         return pd.DataFrame(columns=cols)
     for c in ("grad_norm", "update_ratio"):
         v = pd.to_numeric(d[c], errors="coerce")
         d[c] = np.log10(v.where(v > 0))
-    out = d.groupby(["cell", "layernorm", "group", "step"], dropna=False)[["grad_norm", "update_ratio"]].mean()
+    out = d.groupby([g, "layernorm", "group", "step"], dropna=False)[["grad_norm", "update_ratio"]].mean()
     return (10 ** out).reset_index()[cols]
 
 
@@ -233,12 +261,13 @@ def convergence_table(outcomes: pd.DataFrame, keys: Sequence[str]) -> pd.DataFra
     return d[[c for c in cols if c in d.columns]].reset_index(drop=True)
 
 
-def best_trials(runs: pd.DataFrame, by: Sequence[str] = ("cell", "layernorm")) -> pd.DataFrame:
+def best_trials(runs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     """The runs row with the highest dev accuracy (`best_dev_acc`; never the test accuracy) for each
-    combination of `by` (ties: first)."""
+    combination of `by` (default: the group key, cell or arm, and layernorm; ties: first)."""
     ok = runs[runs[SELECT_BY].notna()] if SELECT_BY in runs.columns else runs.iloc[0:0]
     if ok.empty:
         return ok
+    by = list(by or (group_key(runs), "layernorm"))
     idx = ok.groupby(list(by), dropna=False)[SELECT_BY].idxmax()
     return sort_configs(ok.loc[idx.to_numpy()], by)
 

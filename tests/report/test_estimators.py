@@ -186,12 +186,38 @@ def test_holm_intervals_agree_with_holm_decisions():
         assert [d.claimed for d in decisions] == (adj < 0.05).tolist()
 
 
-def test_pairs_needed_exact():
-    # mean 1, sd 1: t_{5}/sqrt(6) = 1.0495 > 1, t_{6}/sqrt(7) = 0.9249 < 1.
-    assert E.pairs_needed(1.0, 1.0) == 7
+def test_pairs_needed_at_80_percent_power():
+    # Effect size 1 (mean 1, sd 1), paired t at 5% two-sided: the textbook answer (G*Power, Cohen) is
+    # n = 10 for 80% power (power 0.803 at 10, 0.762 at 9, from the noncentral t).
+    assert E.pairs_needed(1.0, 1.0) == 10
+    crit = stats.t.ppf(0.975, [8, 9])
+    power = stats.nct.sf(crit, [8, 9], np.sqrt([9, 10])) + stats.nct.cdf(-crit, [8, 9], np.sqrt([9, 10]))
+    assert power[0] < 0.8 <= power[1]
+    # The old rule (the n at which the observed effect would just exclude zero: about 50% power) gave 7.
+    assert E.pairs_needed(1.0, 1.0, power=0.5) in (6, 7)
     assert E.pairs_needed(0.0, 1.0) is None
     assert E.pairs_needed(1e-6, 1.0, cap=50) == 50
-    assert E.pairs_needed(0.3, 0.0) == 5
+    # No spread: the n at which that many same-signed differences decide by the sign test (2 / 2**6 < 0.05).
+    assert E.pairs_needed(0.3, 0.0) == 6
+    assert E.pairs_needed(0.3, 0.0, confidence=0.99) == 8
+
+
+def test_identical_differences_are_decided_by_the_sign_test_not_a_zero_width_interval():
+    # "time +1475 [+1475, +1475], p = 0" was a t interval of zero width: now no interval, and the exact
+    # sign test, whose p-value for n identical non-zero differences is 2 * 0.5**n.
+    assert E.sign_test_pvalue([1475] * 5) == pytest.approx(0.0625)
+    assert E.paired_pvalue([1475] * 6) == pytest.approx(0.03125)
+    assert E.paired_pvalue([1.0, 2.0, 3.0]) == pytest.approx(E.paired_t_pvalue([1.0, 2.0, 3.0]))
+    five = E.decide([1475.0] * 5, 0.95)
+    assert not five.claimed and math.isnan(five.low) and math.isnan(five.high)
+    assert five.pairs_suggested == 6 and "sign test" in five.reason
+    six = E.decide([1475.0] * 6, 0.95)
+    assert six.claimed and six.direction == 1 and math.isnan(six.low) and E.replication_probability(six) == 1.0
+    assert not E.decide([0.0] * 6, 0.95).claimed
+    # In a family the sign test's p-value enters Holm: 6 identical differences and one noisy null row.
+    fam = E.corrected_effects([np.full(6, -40.0), np.array([0.1, -0.2, 0.05, 0.0, 0.1, -0.1])])
+    assert fam[0].p_value == pytest.approx(0.03125) and fam[0].p_adjusted == pytest.approx(0.0625)
+    assert not fam[0].claimed          # Holm at 2 rows: 0.03125 is not below 0.025
 
 
 def test_decision_rule_needs_interval_and_five_pairs():
@@ -278,6 +304,29 @@ def test_d50_complete_and_quasi_separation_give_a_bracket():
     assert f.d50 == pytest.approx(math.sqrt(5 * 17) - 1)          # midpoint on log(1 + D)
     q = E.fit_d50([0, 0, 4, 4, 16, 16, 64, 64], [1, 1, 1, 1, 1, 0, 0, 0])
     assert q.separated and (q.d50, q.low, q.high) == (16.0, 4.0, 64.0)
+
+
+def test_a_bracket_uses_decided_rates_not_only_none_of_n():
+    # 5 of 5 at 32 and 2 of 11 at 64 (Wilson [5%, 48%]: decided below half): between 32 and 64, not
+    # "beyond 32" because 64 was not 0 of n.
+    assert E.wilson_interval(2, 11)[1] < 0.5
+    d = [16] * 5 + [32] * 5 + [64] * 11
+    r = [1] * 5 + [1] * 5 + [1, 1] + [0] * 9
+    f = E.fit_d50(d, r)
+    assert f.status == "separated" and (f.low, f.high) == (32.0, 64.0)
+    assert f.d50 == pytest.approx(math.expm1((math.log(33) + math.log(65)) / 2))
+    # Symmetric: 9 of 11 at 32 (decided above half) then 0 of 5 at 64.
+    g = E.fit_d50([16] * 5 + [32] * 11 + [64] * 5, [1] * 5 + [1] * 9 + [0, 0] + [0] * 5)
+    assert (g.low, g.high) == (32.0, 64.0)
+    # An undecided mixed distance (2 of 5) stays the split point, the bracket around it.
+    h = E.fit_d50([16] * 5 + [32] * 5 + [64] * 5, [1] * 5 + [1, 1, 0, 0, 0] + [0] * 5)
+    assert (h.d50, h.low, h.high) == (32.0, 16.0, 64.0)
+    # The bootstrap draws use the same point.
+    point, draws = E.d50_draws(d, r, n_boot=50)
+    assert point == pytest.approx(f.d50) and draws.shape == (50,)
+    assert E.d50_draws([0, 8, 8], [1, 1, 1], n_boot=5)[0] == math.inf
+    assert E.d50_draws([0, 8], [0, 0], n_boot=5)[0] == -math.inf
+    assert math.isnan(E.d50_draws([0, 0, 8, 8], [0, 0, 1, 1], n_boot=5)[0])
 
 
 def test_d50_outside_the_range_is_none_with_a_reason():

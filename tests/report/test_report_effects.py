@@ -65,9 +65,15 @@ def test_holm_family_covers_every_row_of_both_measures():
     out = _outcomes(grid(pads=(8, 16), seeds=(0, 1, 2, 3, 4, 5)), acc_noise=0.01)
     rows = F.compute_effects(out, KEYS)
     assert {r.measure for r in rows} == {"acc", "time"}
-    p = np.array([E.paired_t_pvalue(r.diffs) for r in rows])
+    # The time rows are the same in every seed (report_tables' steps have no noise): the sign test's
+    # p-value enters Holm for them, the t test's for the others.
+    assert any(E.all_equal(r.diffs) for r in rows) and not all(E.all_equal(r.diffs) for r in rows)
+    p = np.array([E.paired_pvalue(r.diffs) for r in rows])
     assert [r.decision.confidence for r in rows] == pytest.approx(list(E.holm_levels(p)))
     for r in rows:                                               # the printed interval is the corrected t interval
+        if E.all_equal(r.diffs):                                 # none where there is no spread
+            assert math.isnan(r.decision.low) and math.isnan(r.decision.high)
+            continue
         _, lo, hi, _ = E.paired_t_interval(r.diffs, r.decision.confidence)
         assert (r.decision.low, r.decision.high) == pytest.approx((lo, hi))
 
@@ -119,16 +125,18 @@ def test_replication_probability_is_even_for_an_interval_that_just_clears_zero()
 
 def test_a_claim_that_one_flipped_run_near_the_frontier_undoes_is_marked():
     points = grid(cells=("rnn", "lstm"), lns=("none", "output"), pads=(4, 8, 16), seeds=tuple(range(6)))
-    out = _outcomes(points)
+    # A little accuracy noise: identical differences in every seed have no t interval (and 6 seeds of
+    # one sign do not survive Holm's correction over this family by the sign test).
+    out = _outcomes(points, acc_noise=0.002)
     success = O.mark_near_frontier(O.success_table(out, KEYS), KEYS, "pad_size")
     rows = F.mark_near_frontier(F.compute_effects(out, KEYS), out, success, KEYS)
-    # RNN pad 4 -> 16: -24 points in every seed (a zero-width interval, claimed), but the RNN at pad 16
+    # RNN pad 4 -> 16: -24 points in every seed (a very narrow interval, claimed), but the RNN at pad 16
     # (0 of 6 runs per layernorm setting, next to pad 8 where all reached) is near the frontier: drawn
     # anew at 0.5/7, none of its 12 runs flips in (1 - 0.5/7)^12 = 41% of the replications, and one
     # flipped run (an outlier of +50 points in one seed's difference) undoes the claim.
     rnn = next(r for r in rows if r.factor == "pad_size" and r.level == 16 and r.within == "cell=rnn"
                and r.measure == "acc")
-    assert rnn.decision.claimed and E.replication_probability(rnn.decision) == 1.0
+    assert rnn.decision.claimed and E.replication_probability(rnn.decision) > 0.99
     p = F.flip_probability(rnn, out, success, KEYS)
     assert 0.3 < p < 0.5 and rnn.near_frontier
     # LayerNorm within the LSTM (+2 points in every seed) pools no configuration near the frontier.

@@ -59,9 +59,14 @@ def test_verdicts_follow_the_decision_rule():
     assert W.verdict(_row([-30, -32, -31, -29, -33], "time")) == "decided: lstm reaches the target sooner"
     two = W.verdict(_row([0.30, 0.32]))
     assert two.startswith("the data cannot decide (the interval") and "seeds would decide" in two
+    # Every difference the same: no (zero-width) t interval; the exact sign test needs 6 same-signed seeds.
     same = W.verdict(_row([0.3, 0.3]))
-    assert "excludes zero but rests on 2 seeds, fewer than the 5 a claim needs" in same
-    assert "about 5 seeds would decide" in same
+    assert same == ("the data cannot decide (no t interval: every difference is +0.3, but the exact sign test "
+                    "needs 6 pairs at this level; p = 0.5)")
+    assert W.verdict(_row([0.3] * 6)) == "decided: lstm is higher"
+    assert "no interval" in W.measure_clause(_row([0.3] * 6))
+    need = E.pairs_needed(0.2, float(np.std([0.1, 0.3], ddof=1)), E.holm_levels([0.2])[0])
+    assert need > 5 and f"about {need} seeds would decide at 80% power" in W.verdict(_row([0.1, 0.3]))
     noise = W.verdict(_row([0.01, -0.02, 0.015, -0.01, 0.002, -0.004]))
     assert noise.startswith("the data cannot decide (the interval contains zero)")
     assert W.verdict(_row([0.1])) == "the data cannot decide (only 1 seed: no interval)"
@@ -73,4 +78,11 @@ def test_reach_sentence_keeps_read_outs_apart_when_they_vary():
                          "vanishing_ratio_init": [-1.0, -9.0, 0.0], "vanishing_ratio_final": [-1.0, -8.0, 0.0]})
     text = W.reach_sentences(runs, "lag")[0]
     assert text.startswith("At lag 32")
-    assert "rnn/none/last 10^-9.0 at init" in text and "rnn/none/last_valid 10^0.0 at init" in text
+    # last_valid reads each text's last token: its distance is 0 by construction, so "10^0.0 at init" is
+    # no evidence; it is left out and said once.
+    assert "rnn/none 10^-9.0 at init" in text and "last_valid 10^0.0" not in text
+    assert text.count("0 by construction") == 1
+    only = runs[runs["readout"] == "last_valid"]
+    assert W.reach_sentences(only, "lag") == [W.LAST_VALID_NOTE]
+    two = pd.concat([runs, runs.assign(readout="mean", vanishing_ratio_init=-2.0)], ignore_index=True)
+    assert "rnn/none/last 10^-9.0" in W.reach_sentences(two, "lag")[0]
