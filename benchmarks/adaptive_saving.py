@@ -14,8 +14,10 @@ Replayed (`--replay DIR --max-seeds 8 12 16`): DIR holds CONFIG's trials at seed
 of its adaptive section). For each max_seeds it replays the rounds (`harness.adaptive.decide`: training
 is deterministic per trial id on one machine and kernel set, so this is exactly what an adaptive run
 trains), copies those trials into OUT/adaptive_maxN and seeds 0 .. N-1 of every configuration into
-OUT/everywhere_N, and compares the two folders' conclusions with compare_conclusions.py (the report's
-own: per configuration, every effect row, the D50 orderings). No training.
+OUT/everywhere_N, and compares the two folders with compare_conclusions.py (an exact test of each
+configuration's counts, Holm across them, then the config's pre-registered headline, if any). The two
+folders share their first seeds, so the tests read as a description of how far apart they are, not as
+a test of two independent samples. No training.
 
 Simulated (`--simulate DIR`): takes each configuration's success rate from a finished results
 folder (k / n; with --smooth (k + 0.5) / (n + 1), which keeps 0 of 2 from meaning "never"), draws max_seeds outcomes per
@@ -113,7 +115,7 @@ def replay(args: argparse.Namespace) -> dict:
     """Adaptive seeds replayed on a folder of max-seeds-everywhere trials, per max_seeds in args.max_seeds."""
     import shutil
 
-    from compare_conclusions import compare, conclusions
+    from compare_conclusions import compare, load
 
     from harness import records
     from harness.plan import make_plan
@@ -141,32 +143,17 @@ def replay(args: argparse.Namespace) -> dict:
             (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             records.combine(folder)
             folders[name] = (folder, ids)
-        a, b = conclusions(folders["adaptive"][0]), conclusions(folders["everywhere"][0])
-        ok, lines, counts = compare(a, b)
+        (a, keys, headline), (b, _, _) = load(folders["adaptive"][0]), load(folders["everywhere"][0])
+        c = compare(a, b, headline, keys=keys)
         a_ids, f_ids = folders["adaptive"][1], folders["everywhere"][1]
         out[str(m)] = {"trials_adaptive": len(a_ids), "trials_max": len(f_ids),
                        "fraction": round(len(a_ids) / len(f_ids), 3),
                        "train_s_adaptive": round(float(runs.loc[sorted(a_ids), "train_s"].sum())),
                        "train_s_max": round(float(runs.loc[sorted(f_ids), "train_s"].sum())),
-                       "agree": ok, "counts": counts, **_who_claims(a, b),
-                       "differences": [x for x in lines if x[:1] in "≈≠✗"]}
+                       "verdict": c.verdict, "reason": c.reason,
+                       "counts_differ": [f"{t.name}: {t.k_a}/{t.n_a} | {t.k_b}/{t.n_b} (Holm p {t.p_holm:.3g})"
+                                         for t in c.configurations if t.differs]}
     return out
-
-
-def _who_claims(a: dict, b: dict) -> dict[str, int]:
-    """Of the conclusions that differ between adaptive (a) and max-seeds-everywhere (b): how many only
-    the adaptive folder claims (it stopped early on a lucky run) and how many only the max-seeds one
-    (the power that the seeds adaptive seeding did not spend would have bought)."""
-    from compare_conclusions import NO_CLAIM, _label
-
-    only_a = only_b = 0
-    for kind in a:
-        for name in set(a[kind]) | set(b[kind]):
-            la, lb = _label(kind, a[kind].get(name))[0], _label(kind, b[kind].get(name))[0]
-            if la != lb:
-                only_a += la not in NO_CLAIM and lb in NO_CLAIM
-                only_b += lb not in NO_CLAIM and la in NO_CLAIM
-    return {"claimed_by_adaptive_only": only_a, "claimed_with_max_seeds_only": only_b}
 
 
 def simulate(args: argparse.Namespace) -> dict:

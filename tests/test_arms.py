@@ -131,6 +131,29 @@ def test_adaptive_effects_may_compare_two_arms():
         arm_cfg({"arm": ARMS}, adaptive={"min_seeds": 2, "max_seeds": 3, "effects": [["arm", "rnn", "gru"]]})
 
 
+def test_adaptive_seeds_pair_two_arms_in_an_effect():
+    import pandas as pd
+
+    from harness import adaptive
+
+    raw = tiny_raw("ad", {"arm": {"rnn": {"cell": "rnn"}, "lstm": {"cell": "lstm", "model.forget_bias": 1}},
+                          "pad_size": [12]})
+    raw["adaptive"] = {"min_seeds": 3, "max_seeds": 8, "effects": [["arm", "rnn", "lstm"]]}
+    cfg = config_from_dict(raw)
+    pool = adaptive.pool(cfg, "d" * 12)
+    assert len(pool) == 2 * 8
+    def dev(arm: str, seed: int) -> float:  # every run reached the target; lstm's dev accuracy is higher
+        return 0.45 + 0.01 * seed ** 2 + (0.25 + 0.02 * seed if arm == "lstm" else 0.0)
+
+    runs = pd.DataFrame([{"trial_id": s.trial_id, "status": "complete", "steps_to_target": 100,
+                          "best_dev_acc": dev(s.factors["arm"], s.factors["seed"])}
+                         for s in pool if s.factors["seed"] < 5])
+    decision = adaptive.decide(cfg, pool, runs)
+    effect = decision.effects[0]
+    assert (effect.factor, effect.pairs) == ("arm", 5)  # the arms pair although their settings differ
+    assert effect.state == "decided" and effect.low > 0.2
+
+
 def test_the_shipped_thucnews_config_runs_each_rnn_trial_once():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "thucnews.yaml",
                       ["data.dir=/nowhere"])
@@ -182,6 +205,21 @@ def test_a_run_with_arms_resumes_with_nothing_run_again(arm_run):
     doc = dry_run(cfg, arm_run, device="cpu")
     assert all(t["done"] for t in doc["trials"])
     assert sorted({t["factors"]["arm"] for t in doc["trials"]}) == ["gru-wide", "rnn"]
+
+
+def test_the_fused_trainer_fills_the_arm_column_too(tmp_path):
+    from harness import records, runner
+
+    raw = tiny_raw("fused-arms", {"arm": {"fb0": {"cell": "lstm", "model.forget_bias": 0},
+                                          "fb1": {"cell": "lstm", "model.forget_bias": 1}},
+                                  "pad_size": [12], "seed": [0, 1]})
+    raw["run"] = {"fuse": 4}
+    counts = runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
+    assert counts["complete"] == 4
+    runs = records.load(tmp_path)["runs"].sort_values(["arm", "seed"])
+    assert runs["fused_group"].nunique() == 1  # trained as one fused group
+    assert runs["arm"].tolist() == ["fb0", "fb0", "fb1", "fb1"]
+    assert runs["forget_bias"].tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
 def test_fixed_settings_of_arms(tmp_path):

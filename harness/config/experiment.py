@@ -74,7 +74,7 @@ class TrialSpec:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
-    factors: dict[str, Any]  # short axis name -> value, for every grid axis
+    factors: dict[str, Any]  # short axis name -> value, for every grid axis (an arm: 'arm' and its settings)
     data_id: str              # identity of the data set (content hash)
     trial_id: str             # stable hash of the resolved settings and the data identity
     tag: dict[str, Any] = field(default_factory=dict)  # phase, study and study_trial of a study trial

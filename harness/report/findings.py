@@ -308,8 +308,9 @@ def decision_summary(rows: Sequence[EffectRow], max_seeds: int) -> list[str]:
         scope = "" if clearest.within == "all" else f" within {clearest.within}"
         hint = (f" At the spreads seen, the clearest undecided effect ({clearest.factor} "
                 f"{fmt_value(clearest.level)} vs {fmt_value(clearest.baseline)}{scope}, {what}) would need about "
-                f"{seeds(clearest.decision.pairs_suggested)} at 80% power; the Effects table gives each row's "
-                f"number.")
+                f"{seeds(clearest.decision.pairs_suggested)} "
+                f"{'of one sign (exact sign test)' if math.isnan(clearest.decision.low) else 'at 80% power'}; the "
+                f"Effects table gives each row's number.")
     if max_seeds < MIN_PAIRS:
         return [f"{seeds(max_seeds).capitalize()} per configuration cannot decide: none of the {len(rows)} effect "
                 f"rows may be claimed (a claim needs at least {MIN_PAIRS} seeds and a Holm-corrected interval "

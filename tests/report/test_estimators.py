@@ -214,6 +214,10 @@ def test_identical_differences_are_decided_by_the_sign_test_not_a_zero_width_int
     six = E.decide([1475.0] * 6, 0.95)
     assert six.claimed and six.direction == 1 and math.isnan(six.low) and E.replication_probability(six) == 1.0
     assert not E.decide([0.0] * 6, 0.95).claimed
+    # Equal up to rounding (sums taken in another order) counts as equal: no zero-width t interval.
+    noisy = np.array([0.1 + 0.2, 0.3, 0.3 + 1e-17, 0.15 + 0.15, 0.3, 0.3]) - 0.0
+    assert E.all_equal(noisy) and math.isnan(E.decide(noisy, 0.95).low)
+    assert not E.all_equal([0.3, 0.3001])
     # In a family the sign test's p-value enters Holm: 6 identical differences and one noisy null row.
     fam = E.corrected_effects([np.full(6, -40.0), np.array([0.1, -0.2, 0.05, 0.0, 0.1, -0.1])])
     assert fam[0].p_value == pytest.approx(0.03125) and fam[0].p_adjusted == pytest.approx(0.0625)

@@ -145,3 +145,20 @@ def test_a_claim_that_one_flipped_run_near_the_frontier_undoes_is_marked():
     assert not lstm.near_frontier
     # Rows that claim nothing are never marked.
     assert not any(r.near_frontier for r in rows if not r.decision.claimed)
+
+
+def test_no_accuracy_comparison_where_runs_stopped_at_the_target():
+    # train.stop_at_target: a run that reached the target ended there (stop_reason 'target'), so its test
+    # accuracy is that of a model stopped at the target: no accuracy row compares it; the time rows stay.
+    out = _outcomes(grid(pads=(8, 16), seeds=(0, 1, 2, 3, 4)), acc_noise=0.01)
+    out["stop_reason"] = np.where(out["reached"] == 1.0, "target", "budget")
+    rows = F.compute_effects(out, KEYS)
+    assert rows and {r.measure for r in rows} == {"time"}
+    assert F.stopped_at_target(out) and not F.stopped_at_target(out.assign(stop_reason="budget"))
+    # Where neither side of a comparison stopped at the target, its accuracy row is kept.
+    lstm_free = out.assign(stop_reason=np.where(out["cell"] == "rnn", out["stop_reason"], "budget"))
+    kept = [r for r in F.compute_effects(lstm_free, KEYS) if r.measure == "acc"]
+    assert {(r.factor, r.within) for r in kept} == {("layernorm", "cell=lstm"), ("pad_size", "cell=lstm")}
+    from harness.report.findings import findings
+    text = findings(out, fits=[], effects=rows, varying=KEYS, target=0.5, planned=None, max_seeds=5)
+    assert text.count(F.STOP_AT_TARGET_NOTE) == 1

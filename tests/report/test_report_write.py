@@ -12,6 +12,7 @@ import yaml
 from conftest import tiny_raw
 from report_tables import grid, trial_tables, write_results
 
+from harness import adaptive
 from harness.config import ConfigError, config_from_dict
 from harness.records import write_trial
 from harness.report import FIGURE_NAMES, build_figures, compute, render, write_report
@@ -119,9 +120,10 @@ def test_dotted_grid_axis_counts_as_a_factor(tmp_path):
     assert "model.readout" in data.varying
     md = render(data)
     assert "**model.readout mean vs last**" in md
-    # 2 seeds that agree exactly: the interval excludes zero, yet 2 seeds are too few for a claim
-    assert "| model.readout | mean − last | all | test acc (points) | 2 (2) | +10.0 [+10.0, +10.0] |" in md
-    assert "the interval excludes zero but rests on 2 seeds, fewer than the 5 a claim needs" in md
+    # 2 seeds that agree exactly: no spread, so no t interval (never a zero-width one), and the exact sign
+    # test needs 7 seeds of one sign at this row's Holm level (97.5%: 2 / 2**7 < 0.025)
+    assert "| model.readout | mean − last | all | test acc (points) | 2 (2) | +10.0 no interval |" in md
+    assert "no t interval: every difference is +0.1, but the exact sign test needs 7 pairs at this level" in md
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +190,9 @@ def test_two_seed_report_claims_nothing_and_says_how_many_seeds_would_decide(tmp
 def test_report_leads_with_the_frontier(tmp_path):
     d = _write_noisy(tmp_path / "r", grid(pads=(4, 8, 16), seeds=(0, 1)))
     md = render(compute(d))
-    first = findings_of(md).strip().splitlines()[0]
+    # The contrast the question asks leads (cell against cell at each distance), then the frontier.
+    assert findings_of(md).strip().startswith("### Cell against cell at each pad_size\n\n")
+    first = next(line for line in findings_of(md).splitlines() if line.startswith("- "))
     assert first.startswith("- **Frontier** (criterion: reaching dev accuracy 0.5; D = pad_size): The RNN stops "
                             "learning between D = 8 and 16 (a bracket)")
     assert "the LSTM stops learning beyond D = 16 (every run reached the target)" in first
@@ -248,6 +252,13 @@ def test_adaptive_seeds_table_when_the_runner_wrote_it(tmp_path):
     assert "20 trials were needed of the 64 that 8 seeds everywhere would take" in md
     assert "| cell=rnn pad_size=8 | 2 | 0 | decided | success rate interval excludes 0.5 |" in md
     assert "| cell lstm vs rnn | 2 | undecided |" in md
+    # Seeds chosen adaptively: the Success rows say they are exploratory, with the coverage of the rule.
+    success = md.split("## Success")[1].split("## Frontier")[0]
+    assert "**Exploratory.** Adaptive seeding chose each configuration's number of seeds (2 to 8)" in success
+    assert f"covers it {adaptive.stopping_coverage(0.5, 2, 8):.0%} of the time" in success
+    rows = [line for line in success.splitlines() if line.startswith("| rnn") or line.startswith("| lstm")]
+    assert rows and all(line.endswith("| chosen adaptively: exploratory |") for line in rows)
+    assert "exploratory (seeds chosen adaptively)" in md.split("## Frontier")[1].split("## Effects")[0]
 
 
 def test_provenance_warns_when_one_configuration_mixes_machines(tmp_path):
