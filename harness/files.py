@@ -81,3 +81,33 @@ def staged_dir(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_yaml_mapping(path: str | Path, recover: str) -> dict:
+    """The mapping a YAML file the harness wrote holds (DIR/config.yaml, DIR/run.yaml), read
+    defensively: a file that is not UTF-8, not YAML (or hostile YAML: alias bombs, deep nesting,
+    repeated keys; see harness.config.yamlload) or not a mapping raises one ConfigError naming the
+    file, what is wrong and `recover` (how to get going again). An unreadable file raises OSError."""
+    from harness.config.errors import ConfigError
+    from harness.config.yamlload import load_yaml
+
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}): {recover}") from None
+    try:
+        raw, _ = load_yaml(text, str(path))
+    except ConfigError as e:
+        raise ConfigError(f"{one_line(str(e))}: {recover}") from None
+    if not isinstance(raw, dict):
+        what = "is empty" if raw is None else f"holds a {type(raw).__name__}, not a mapping of settings"
+        raise ConfigError(f"{path} {what}: {recover}")
+    return raw
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """`text` on one line (runs of whitespace as one space), cut to `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

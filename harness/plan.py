@@ -31,7 +31,7 @@ from harness.config import (
     flatten,
     short_axis_name,
 )
-from harness.files import atomic_write_text
+from harness.files import atomic_write_text, one_line
 from harness.records import trial_dir, verify_trial
 from harness.study import SearchStudy
 
@@ -203,41 +203,84 @@ _ADDED_LATER: dict[str, Any] = {"data.lag": None, "train.cuda_graph": False}
 def _fixed_settings(raw: dict) -> dict[str, Any]:
     """The parts of a resolved config that must not change between runs into one directory:
     everything in data/model/train that is not a grid axis, nor set by every arm of grid.arm. (A key
-    only some arms set stays a fixed setting: the other arms' trials run with its fixed value.)"""
-    grid = raw.get("grid") or {}
+    only some arms set stays a fixed setting: the other arms' trials run with its fixed value.)
+    ConfigError when a part of `raw` that should be a mapping is not (a damaged config.yaml)."""
+    grid = _mapping(raw, "grid")
     axes = {AXIS_ALIASES.get(a, a) for a in grid if a != ARM}
-    arms = [{AXIS_ALIASES.get(k, k) for k in s} for s in (grid.get(ARM) or {}).values()]
+    arms = [{AXIS_ALIASES.get(k, k) for k in _mapping(_mapping(grid, ARM), a)} for a in _mapping(grid, ARM)]
     axes |= set.intersection(*arms) if arms else set()
-    axes |= {AXIS_ALIASES.get(a, a) for a in (raw.get("study") or {}).get("params", {})}
+    axes |= {AXIS_ALIASES.get(a, a) for a in _mapping(_mapping(raw, "study"), "params")}
     if raw.get("adaptive"):
         axes.add("train.seed")  # adaptive seeds vary it as a grid axis would
     flat = {}
     for section in GRIDDABLE_SECTIONS:
-        for k, v in flatten(raw.get(section, {}), section + ".").items():
+        for k, v in flatten(_mapping(raw, section), section + ".").items():
             if k not in axes and not (k in _ADDED_LATER and v == _ADDED_LATER[k]):
                 flat[k] = v
     return flat
 
 
-def check_compatible(plan: Plan) -> None:
-    """Refuse to mix results of different fixed settings in one directory."""
-    path = plan.out_dir / "config.yaml"
+def _mapping(raw: dict, key: str) -> dict:
+    """raw[key] when it is a mapping, {} when it is absent or null; else a ConfigError."""
+    v = raw.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ConfigError(f"'{key}' holds a {type(v).__name__}, not a mapping")
+    return v
+
+
+def config_recovery(out_dir: str | Path) -> str:
+    """How to get going again when DIR/config.yaml cannot be read."""
+    return (f"restore it from your experiment's YAML (delete it, then `harness run CONFIG --out {out_dir}` "
+            f"writes it again and keeps the finished trials) or delete {out_dir} to start over")
+
+
+def results_config_raw(out_dir: str | Path) -> dict | None:
+    """DIR/config.yaml as a mapping, unvalidated (None when there is none); a file that is not
+    UTF-8, not YAML or not a mapping is a ConfigError naming it and how to recover."""
+    path = Path(out_dir) / "config.yaml"
     if not path.is_file():
+        return None
+    from harness.files import read_yaml_mapping
+
+    return read_yaml_mapping(path, config_recovery(out_dir))
+
+
+def check_existing(cfg: ExperimentConfig, out_dir: str | Path) -> None:
+    """Refuse an existing results directory this run cannot go on with: a DIR/config.yaml or
+    DIR/run.yaml that cannot be read (naming the file and how to recover), or results of another
+    experiment or of other fixed settings (mixing them would make the tables meaningless)."""
+    out_dir = Path(out_dir)
+    if (out_dir / "run.yaml").exists():
+        from harness.storage import read_run_settings  # imports optuna: only where there is one
+
+        read_run_settings(out_dir)
+    old = results_config_raw(out_dir)
+    if old is None:
         return
-    old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    new = plan.cfg.to_dict()
+    new = cfg.to_dict()
     if old.get("name") != new["name"]:
-        raise ConfigError(f"{plan.out_dir} holds results of experiment {old.get('name')!r}, not "
+        raise ConfigError(f"{out_dir} holds results of experiment {old.get('name')!r}, not "
                           f"{new['name']!r}; choose another --out")
-    a, b = _fixed_settings(old), _fixed_settings(new)
+    try:
+        a = _fixed_settings(old)
+    except ConfigError as e:
+        raise ConfigError(f"{out_dir / 'config.yaml'} is not a config: {e}; {config_recovery(out_dir)}") from None
+    b = _fixed_settings(new)
     # A key that became a grid axis (or stopped being one) changes what the old trials mean.
     changed = [k for k in sorted(set(a) | set(b)) if a.get(k, "<grid axis>") != b.get(k, "<grid axis>")]
     if changed:
         detail = "; ".join(f"{k}: {a.get(k, '<grid axis>')!r} -> {b.get(k, '<grid axis>')!r}"
                            for k in changed[:6])
         raise ConfigError(
-            f"{plan.out_dir} holds results run with other fixed settings ({detail}). Only grid axes "
+            f"{out_dir} holds results run with other fixed settings ({detail}). Only grid axes "
             f"may grow when resuming into the same directory; use another --out for a new experiment")
+
+
+def check_compatible(plan: Plan) -> None:
+    """Refuse to mix results of different fixed settings in one directory (check_existing)."""
+    check_existing(plan.cfg, plan.out_dir)
 
 
 def write_config(plan: Plan) -> None:
@@ -252,11 +295,16 @@ def write_config(plan: Plan) -> None:
 
 
 def load_results_config(out_dir: str | Path) -> ExperimentConfig:
-    """The resolved config a results directory was run with."""
-    path = Path(out_dir) / "config.yaml"
-    if not path.is_file():
+    """The resolved config a results directory was run with. ConfigError (naming the file and how to
+    recover) when there is none, or it is not UTF-8, not YAML or not a valid config."""
+    raw = results_config_raw(out_dir)
+    if raw is None:
         raise ConfigError(f"{out_dir} is not a results directory (no config.yaml)")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path))
+    path = Path(out_dir) / "config.yaml"
+    try:
+        return config_from_dict(raw, source=str(path))
+    except ConfigError as e:
+        raise ConfigError(f"{path} is not a valid config: {one_line(str(e))}; {config_recovery(out_dir)}") from None
 
 
 def _max_steps(cfg: ExperimentConfig, t: Any) -> int | None:

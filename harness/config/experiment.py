@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.config.adaptive_config import AdaptiveConfig
 from harness.config.arms import ARM
+from harness.config.headline import Headline, headline_to_dict
 from harness.config.sections import (
     SECTIONS,
     DataConfig,
@@ -31,6 +32,7 @@ class ExperimentConfig:
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # grid.arm: name -> {dotted key -> value}
     study: StudyConfig | None = None
     adaptive: AdaptiveConfig | None = None  # seeds added where the outcome is undecided (harness.adaptive)
+    headline: Headline | None = None  # the pre-registered headline estimands (harness.config.headline)
     source: str | None = None  # the file it came from
 
     def to_dict(self) -> dict:
@@ -49,6 +51,8 @@ class ExperimentConfig:
             out["study"] = st
         if self.adaptive is not None:
             out["adaptive"] = self.adaptive.to_dict()
+        if self.headline is not None:
+            out["headline"] = headline_to_dict(self.headline)
         return out
 
     def fixed_value(self, key: str) -> Any:

@@ -12,6 +12,7 @@ from harness.config.arms import ARM, arm_keys, build_arms, check_arm_axes, check
 from harness.config.errors import ConfigError, Where, did_you_mean, reject_unknown_keys
 from harness.config.experiment import ExperimentConfig
 from harness.config.fields import canonical_axis, check_name, check_value, field_info, lookup_field
+from harness.config.headline import parse_headline
 from harness.config.sections import SECTIONS, short_axis_name
 from harness.config.validate_study import build_study
 
@@ -23,7 +24,7 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int |
     where = Where(source, lines)
     if not isinstance(raw, dict):
         raise ConfigError(f"config{where('')}: expected a mapping at the top level, got {type(raw).__name__}")
-    allowed = ["name", *SECTIONS, "grid", "study", "adaptive"]
+    allowed = ["name", *SECTIONS, "grid", "study", "adaptive", "headline"]
     for k in raw:
         if k not in allowed:
             raise ConfigError(f"unknown config key '{k}'{where(str(k))}; allowed top-level keys: "
@@ -34,13 +35,35 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int |
     study = build_study(raw["study"], grid, where) if raw.get("study") is not None else None
     adaptive = build_adaptive(raw["adaptive"], grid, study is not None, where) \
         if raw.get("adaptive") is not None else None
-    cfg = ExperimentConfig(name=name, grid=grid, arms=arms, study=study, adaptive=adaptive, source=source,
-                           **sections)
+    headline = parse_headline(raw.get("headline"))
+    cfg = ExperimentConfig(name=name, grid=grid, arms=arms, study=study, adaptive=adaptive, headline=headline,
+                           source=source, **sections)
     check_distinct_arms(arms, {k: cfg.fixed_value(k) for k in arm_keys(arms)}, where)
     check_searched_not_in_arms(cfg, where)
     check_consistency(cfg, where)
     check_embedding_name(cfg.data.embedding, where)
+    check_headline(cfg, where)
     return cfg
+
+
+def check_headline(cfg: ExperimentConfig, where: Where) -> None:
+    """The headline names groups the grid has, and its `seeds` are all in the grid (confirmatory:
+    a fixed seed list, not adaptive seeds)."""
+    h = cfg.headline
+    if h is None:
+        return
+    group = h.group or ("arm" if "arm" in cfg.grid else "cell")
+    levels = (list(cfg.grid["arm"]) if group == "arm" and "arm" in cfg.grid
+              else [str(v) for v in cfg.setting_values("model.cell")] if group == "cell" else None)
+    named = [x for pair in (*h.contrasts, *h.d50_ratios) for x in pair] + list(h.d50)
+    unknown = sorted({x for x in named if levels is not None and x not in levels})
+    if unknown:
+        raise ConfigError(f"config key 'headline': {', '.join(unknown)} is not a level of {group}; the grid has "
+                          f"{', '.join(levels or [])}{where('headline')}")
+    seeds = cfg.grid.get("train.seed", [cfg.train.seed])
+    if h.seeds is not None and cfg.adaptive is None and sorted(seeds)[:h.seeds] != list(range(h.seeds)):
+        raise ConfigError(f"config key 'headline.seeds': {h.seeds} seeds (0 .. {h.seeds - 1}) pre-registered, but "
+                          f"grid.seed is {seeds}{where('headline.seeds')}")
 
 
 def check_embedding_name(name: str, where: Where) -> None:

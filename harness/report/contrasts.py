@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.config.headline import Headline, HeadlineError, read_headline
 from harness.report import estimators as E
 from harness.report.exact import RateDifference, rate_difference, seeds_for_power
 from harness.report.fmt import fmt_value
@@ -238,79 +239,6 @@ def d50_ratio(distances_a: Sequence[float], reached_a: Sequence[float], distance
 
 
 # ============================================================================ the headline section
-
-class HeadlineError(ValueError):
-    """A `headline:` section that cannot be read (its message names the key)."""
-
-
-@dataclass(frozen=True)
-class Headline:
-    """The pre-registered headline estimands (config.yaml's `headline:` section, fixed before the
-    bench runs):
-
-        headline:
-          seeds: 12                     # every configuration runs exactly this many seeds (power calculation)
-          group: arm                    # optional: the column naming the groups (default: arm if any, else cell)
-          where: {model.readout: last}  # optional: the other factors' levels every estimand is taken at
-          contrasts: [[lstm, rnn], [lstm, lstm-fb0]]   # rate a − rate b at each distance
-          d50: [rnn, lstm-fb0, lstm]    # per group D50
-          d50_ratios: [[lstm, rnn]]     # optional: D50 ratios to report (default: the contrasts' pairs)
-          d50_ratio_margin: 1.5         # reproduction: each group's D50 in two folders within [1/1.5, 1.5]x
-    """
-
-    seeds: int | None = None
-    group: str | None = None
-    where: dict = field(default_factory=dict)
-    contrasts: list[tuple[str, str]] = field(default_factory=list)
-    d50: list[str] = field(default_factory=list)
-    d50_ratios: list[tuple[str, str]] = field(default_factory=list)
-    d50_ratio_margin: float | None = None
-
-
-HEADLINE_KEYS = ("seeds", "group", "where", "contrasts", "d50", "d50_ratios", "d50_ratio_margin")
-
-
-def _pairs(raw: Any, key: str) -> list[tuple[str, str]]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(p, list) and len(p) == 2 for p in raw):
-        raise HeadlineError(f"headline.{key}: expected a list of [a, b] pairs, got {raw!r}")
-    return [(str(a), str(b)) for a, b in raw]
-
-
-def read_headline(config: str | Mapping | None) -> Headline | None:
-    """The `headline:` section of a config (YAML text, or the loaded mapping); None when there is none.
-    Raises HeadlineError naming the key when the section is malformed."""
-    import yaml
-
-    if config is None:
-        return None
-    raw = yaml.safe_load(config) if isinstance(config, str) else config
-    h = raw.get("headline") if isinstance(raw, Mapping) else None
-    if h is None:
-        return None
-    if not isinstance(h, Mapping):
-        raise HeadlineError(f"headline: expected a mapping with keys {', '.join(HEADLINE_KEYS)}, got {h!r}")
-    unknown = sorted(set(h) - set(HEADLINE_KEYS))
-    if unknown:
-        raise HeadlineError(f"headline: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
-                            f"{', '.join(HEADLINE_KEYS)}")
-    seeds, margin = h.get("seeds"), h.get("d50_ratio_margin")
-    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
-        raise HeadlineError(f"headline.seeds: expected a positive integer, got {seeds!r}")
-    if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool) or margin <= 1):
-        raise HeadlineError(f"headline.d50_ratio_margin: expected a number above 1 (e.g. 1.5), got {margin!r}")
-    where = h.get("where") or {}
-    if not isinstance(where, Mapping):
-        raise HeadlineError(f"headline.where: expected a mapping of factor: level, got {where!r}")
-    d50 = h.get("d50") or []
-    if not isinstance(d50, list):
-        raise HeadlineError(f"headline.d50: expected a list of group names, got {d50!r}")
-    contrasts = _pairs(h.get("contrasts"), "contrasts")
-    ratios = _pairs(h.get("d50_ratios"), "d50_ratios") if "d50_ratios" in h else list(contrasts)
-    return Headline(seeds, None if h.get("group") is None else str(h["group"]), dict(where), contrasts,
-                    [str(x) for x in d50], ratios, None if margin is None else float(margin))
-
 
 def where_column(outcomes: pd.DataFrame, key: str) -> str | None:
     """The column a `headline.where` key names: itself, its last dotted part ('model.readout' ->
