@@ -18,7 +18,14 @@ Halves hold half the seeds the real comparison has, so both numbers describe the
 the real check's power at full size is higher. Only step 1 of the check (counts against counts) can
 say DISAGREE, so the headline equivalence step is not run here.
 
+With `--full-size` both folders are instead drawn anew at the folder's own size, each configuration's
+runs Bernoulli at the rate the folder observed (a parametric bootstrap; the shifted configuration at
+rate ± shift in the second): the check at the size a real comparison of two bench folders has. A rate
+observed as 0 of 10 is drawn as exactly 0, which makes that configuration's test unable to fire: the
+false-alarm rate there is, if anything, optimistic.
+
     python benchmarks/check_power.py results/bench [--draws 400] [--shift 0.6] [--test fisher] [--json out.json]
+    python benchmarks/check_power.py results/bench --full-size
 """
 
 from __future__ import annotations
@@ -133,6 +140,37 @@ def measure(outcomes: pd.DataFrame, keys: Sequence[str], draws: int = 200, shift
     return Rate(false_alarms, draws), Rate(hits, draws if candidates else 0), len(candidates)
 
 
+def parametric_pair(outcomes: pd.DataFrame, keys: Sequence[str], rng: np.random.Generator,
+                    shifted: tuple[np.ndarray, float] | None = None, shift: float = 0.0
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two folders of the folder's own size: each configuration's runs drawn anew, in both, as
+    Bernoulli(rate) at the rate the folder observed (a parametric bootstrap); where `shifted` names a
+    configuration, the second folder draws it at rate + shift (or rate - shift where that exceeds 1)."""
+    a, b = outcomes.copy(), outcomes.copy()
+    for idx in _groups(outcomes, keys):
+        rate = float(outcomes.loc[idx, "reached"].mean())
+        rate_b = rate
+        if shifted is not None and np.array_equal(idx, shifted[0]):
+            rate_b = rate + shift if rate + shift <= 1.0 else rate - shift
+        a.loc[idx, "reached"] = (rng.random(idx.size) < rate).astype(float)
+        b.loc[idx, "reached"] = (rng.random(idx.size) < rate_b).astype(float)
+    return a, b
+
+
+def measure_full_size(outcomes: pd.DataFrame, keys: Sequence[str], draws: int = 200, shift: float = 0.6,
+                      test: str = "boschloo", alpha: float = 0.05, seed: int = 0) -> tuple[Rate, Rate, int]:
+    """As `measure`, at the folder's own number of runs per configuration (the size a real comparison of
+    two bench folders has): both folders drawn from the observed rates (`parametric_pair`)."""
+    gen = np.random.default_rng(seed)
+    false_alarms = sum(_disagree(*parametric_pair(outcomes, keys, gen), keys, test, alpha) for _ in range(draws))
+    candidates = eligible(outcomes, keys, shift)
+    hits = 0
+    for _ in range(draws if candidates else 0):
+        pick = candidates[int(gen.integers(len(candidates)))]
+        hits += _disagree(*parametric_pair(outcomes, keys, gen, pick, shift), keys, test, alpha)
+    return Rate(false_alarms, draws), Rate(hits, draws if candidates else 0), len(candidates)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = cc._Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", help="a results folder (e.g. results/bench)")
@@ -142,17 +180,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the numbers to this file")
+    ap.add_argument("--full-size", action="store_true",
+                    help="draw both folders at the folder's own size from its observed rates (parametric) "
+                         "instead of splitting its runs in halves")
     args = ap.parse_args(argv)
     try:
         outcomes, keys, _ = cc.load(args.folder)
     except cc.BadInput as e:
         print(f"check_power: {e}", file=sys.stderr)
         return cc.BAD_INPUT
-    false_alarm, power, n_eligible = measure(outcomes, keys, args.draws, args.shift, args.test, args.alpha,
-                                             args.seed)
+    how = measure_full_size if args.full_size else measure
+    false_alarm, power, n_eligible = how(outcomes, keys, args.draws, args.shift, args.test, args.alpha, args.seed)
     n_configs = len(_groups(outcomes, keys))
+    sizing = "both folders drawn at full size from the observed rates" if args.full_size else "split in halves"
     print(f"{args.folder}: {n_configs} configurations, {int(outcomes['reached'].notna().sum())} runs with an "
-          f"outcome, split in halves; exact {args.test} test per configuration, Holm over them, alpha {args.alpha:g}")
+          f"outcome, {sizing}; exact {args.test} test per configuration, Holm over them, alpha {args.alpha:g}")
     print(f"false-alarm rate (DISAGREE between two halves of one folder): {false_alarm.text()}")
     if n_eligible:
         print(f"power (DISAGREE when one configuration's rate is shifted by {args.shift:g}; drawn among "

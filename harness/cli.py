@@ -69,8 +69,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.plan import results_config_raw
     from harness.report import write_report
+    from harness.storage import read_run_settings
 
+    results_config_raw(args.dir)  # a config.yaml or run.yaml that cannot be read: one line, before any work
+    read_run_settings(Path(args.dir))
     path = write_report(Path(args.dir))
     print(f"wrote {path}")
     return 0
@@ -303,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except (ConfigError, DataError, JournalDamaged) as e:
-        print(f"harness: error: {e}", file=sys.stderr)
+        print(f"harness: error: {_said(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted; run the same command again to resume", file=sys.stderr)
@@ -315,8 +319,20 @@ def main(argv: list[str] | None = None) -> int:
         message = environment_error(e)
         if message is None:
             raise
-        print(f"harness: error: {message}", file=sys.stderr)
+        print(f"harness: error: {_said(message)}", file=sys.stderr)
         return 1
+
+
+def _said(e: BaseException | str) -> str:
+    """An error message as printed: on one line, the password of every URL in it shown as ***."""
+    from harness.files import one_line
+
+    text = one_line(str(e), limit=2000)
+    if "://" not in text:
+        return text
+    from harness.storage import redact_text  # imports optuna: only for a message that holds a URL
+
+    return redact_text(text)
 
 
 _OS_HINTS = {errno.ENOSPC: "the disk is full: free some space, then run the same command again to resume",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from harness.config import (
     flatten,
     short_axis_name,
 )
+from harness.config.sections import MAX_STEPS
 from harness.files import atomic_write_text, one_line
 from harness.records import trial_dir, verify_trial
 from harness.study import SearchStudy
@@ -116,14 +118,87 @@ def check_size(cfg: ExperimentConfig, yes: bool = False) -> int:
     return n
 
 
-def check_devices(device: str) -> None:
-    """Refuse a device that is not there (as the run does), importing torch only for a CUDA name."""
-    if all(d in ("auto", "cpu") for d in device.split(",")):
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _extremes(cfg: ExperimentConfig, key: str) -> list:
+    """Every value a setting takes in the run (grid, arms, fixed), plus a searched range's bounds."""
+    values = list(cfg.setting_values(key))
+    if cfg.study is not None and key in cfg.study.params:
+        p = cfg.study.params[key]
+        values = list(p.choices) if p.type == "categorical" else [int(p.low), int(p.high)]
+    return values
+
+
+def check_bounds(cfg: ExperimentConfig, memory: int | None | str = "machine") -> None:
+    """Refuse sizes beyond reason before anything is written: the encoded data (rows × (pad_size +
+    lag) int64 tokens per split, for every pad_size × lag of the run, held at once by a worker) above
+    half of `memory` ("machine": this machine's; None: not checked), and a trial of more than
+    MAX_STEPS training steps. Both as config errors naming the key. Data sizes come from the config
+    (synthetic) or the folder's line counts; a plugin's data set is checked only for its settings."""
+    rows = data_mod.split_rows(cfg.data)
+    if rows is None:
+        return
+    _check_steps(cfg, rows["train"])
+    limit = machine_memory() if memory == "machine" else memory
+    if limit:
+        _check_memory(cfg, rows, int(limit))
+
+
+def _check_steps(cfg: ExperimentConfig, n_train: int) -> None:
+    epochs, batch = max(_extremes(cfg, "train.epochs")), min(_extremes(cfg, "train.batch_size"))
+    caps = _extremes(cfg, "train.max_steps")
+    per_epoch = -(-n_train // batch)
+    steps = epochs * per_epoch if None in caps else min(epochs * per_epoch, max(caps))
+    if steps > MAX_STEPS:
+        raise ConfigError(f"config key 'train.epochs': {epochs} epochs × {per_epoch} steps per epoch ({n_train} "
+                          f"training texts, batch_size {batch}) is {steps} steps, more than {MAX_STEPS}; lower "
+                          f"train.epochs or set train.max_steps")
+
+
+def encoded_bytes(rows: int, pad_size: int, lag: int | None) -> int:
+    """Bytes of one split encoded at pad_size and lag: int64 tokens, rows × (pad_size + lag), plus
+    the lengths, labels and starts."""
+    return rows * (pad_size + (lag or 0) + 3) * 8
+
+
+def _check_memory(cfg: ExperimentConfig, rows: dict[str, int], memory: int) -> None:
+    pads = [int(v) for v in _extremes(cfg, "data.pad_size")]
+    lags = [None if v is None else int(v) for v in _extremes(cfg, "data.lag")]
+    sizes = {(p, g): sum(encoded_bytes(n, p, g) for n in rows.values()) for p in pads for g in lags}
+    need = sum(sizes.values())
+    if need <= memory // 2:
+        return
+    pad, lag = max(sizes, key=sizes.__getitem__)
+    key = "data.lag" if (lag or 0) > pad else "data.pad_size"
+    every = ", for every pad_size × lag of the run" if len(sizes) > 1 else ""
+    raise ConfigError(f"config key '{key}': the encoded data would need {_gib(need)} of memory "
+                      f"({sum(rows.values())} texts × (pad_size {pad} + lag {lag or 0}) positions × 8 bytes{every}), "
+                      f"more than half of this machine's {_gib(memory)}; lower {key}")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**40:.2f} TiB" if n >= 2**40 else f"{n / 2**30:.2f} GiB"
+
+
+def check_devices(device: str, cfg: ExperimentConfig | None = None) -> None:
+    """Refuse a device that is not there, and `cfg`'s train.cuda_graph on a device that is not CUDA,
+    as the run does (importing torch only for a CUDA name or a CUDA graph)."""
+    graph = cfg is not None and True in cfg.setting_values("train.cuda_graph")
+    if all(d in ("auto", "cpu") for d in device.split(",")) and not graph:
         return
     from harness.train import resolve_device
 
-    for d in device.split(","):
-        resolve_device(d)
+    devices = [resolve_device(d) for d in device.split(",")]
+    if graph:
+        from harness.train_fused import check_cuda_graph
+
+        check_cuda_graph(cfg, devices)
 
 
 def make_plan(cfg: ExperimentConfig, out_dir: str | Path, write: bool = True) -> Plan:
@@ -261,7 +336,7 @@ def check_existing(cfg: ExperimentConfig, out_dir: str | Path) -> None:
         return
     new = cfg.to_dict()
     if old.get("name") != new["name"]:
-        raise ConfigError(f"{out_dir} holds results of experiment {old.get('name')!r}, not "
+        raise ConfigError(f"{out_dir} holds results of experiment {one_line(repr(old.get('name')), 80)}, not "
                           f"{new['name']!r}; choose another --out")
     try:
         a = _fixed_settings(old)
@@ -322,7 +397,8 @@ def dry_run(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "auto",
     data, a changed fixed setting): a document with the trials (id, factors, done, budget) and
     totals. A study lists its search studies; each study's trials are sampled during the run."""
     check_size(cfg, yes)
-    check_devices(device)
+    check_devices(device, cfg)
+    check_bounds(cfg)
     plan = make_plan(cfg, out_dir, write=False)
     check_compatible(plan)
     width = data_mod.check(cfg.data)

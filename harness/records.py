@@ -246,16 +246,14 @@ class Results(Mapping[str, pd.DataFrame]):
 
 def _read_config(results_dir: Path) -> tuple[ExperimentConfig | None, str | None]:
     """DIR/config.yaml validated, or (None, why) when it cannot be read; (None, None) when absent."""
-    path = results_dir / "config.yaml"
-    if not path.is_file():
+    if not (results_dir / "config.yaml").is_file():
         return None, None
-    import yaml
-
-    from harness.config import ConfigError, config_from_dict
+    from harness.config import ConfigError
+    from harness.plan import load_results_config
 
     try:
-        return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path)), None
-    except (ConfigError, yaml.YAMLError, OSError) as e:
+        return load_results_config(results_dir), None
+    except (ConfigError, OSError) as e:
         return None, str(e)
 
 

@@ -33,7 +33,8 @@ from harness.config import ARM, AXIS_ALIASES, ExperimentConfig, TrialSpec, _look
 from harness.plan import (
     Plan,
     cache_dir,
-    check_compatible,
+    check_bounds,
+    check_existing,
     load_results_config,
     make_plan,
     prepare_data,
@@ -453,12 +454,13 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     devices = device.split(",")
     # A device that is not there, or CUDA graphs without CUDA, is a usage error, found before any work.
     check_cuda_graph(cfg, [resolve_device(d) for d in devices])
+    check_bounds(cfg)  # sizes that would not fit this machine, step counts beyond reason
     out_dir = Path(out_dir)
+    check_existing(cfg, out_dir)  # an existing folder's config.yaml and run.yaml, before anything is written
     created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         plan = make_plan(cfg, out_dir)
-        check_compatible(plan)
         prepare_data(plan)
     except BaseException:
         _remove_empty(created)  # a failed check leaves no empty results folder behind

@@ -129,12 +129,23 @@ def write_run_settings(out_dir: Path, settings: RunSettings) -> None:
 
 
 def read_run_settings(out_dir: Path) -> RunSettings:
-    """DIR/run.yaml, or the defaults (journal in DIR, no artifact store) when there is none."""
+    """DIR/run.yaml, or the defaults (journal in DIR, no artifact store) when there is none. A file
+    that is not UTF-8, not YAML or not a mapping of these settings (each a string or null) is a
+    ConfigError naming it and how to recover."""
     path = Path(out_dir) / "run.yaml"
     if not path.is_file():
         return RunSettings()
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return RunSettings(storage=raw.get("storage"), artifacts=raw.get("artifacts"), folder_id=raw.get("folder_id"))
+    from harness.config import ConfigError
+    from harness.files import read_yaml_mapping
+
+    recover = (f"delete it (the next `harness run` writes it again; give --storage and --artifacts again if the "
+               f"run used them) or delete {out_dir} to start over")
+    raw = read_yaml_mapping(path, recover)
+    names = [f.name for f in dataclasses.fields(RunSettings)]
+    wrong = next((k for k in names if raw.get(k) is not None and not isinstance(raw[k], str)), None)
+    if wrong is not None:
+        raise ConfigError(f"{path}: '{wrong}' holds a {type(raw[wrong]).__name__}, not a string: {recover}")
+    return RunSettings(**{k: raw.get(k) for k in names})
 
 
 # ----------------------------------------------------------------------------- artifact store

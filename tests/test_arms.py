@@ -266,3 +266,36 @@ def test_each_arm_keeps_one_colour():
         assert colours[0] == figures.CELL_COLORS["rnn"] and colours[2] == figures.CELL_COLORS["lstm"]
         assert len(set(colours)) == 4
     assert figures.cell_color("lstm-fb0") == "0.3"  # outside a report's figures: no arm colours
+
+
+# ---------------------------------------------------------------------------- headline: (pre-registered)
+
+def headline_raw(**headline):
+    raw = tiny_raw("hl", {"arm": {"rnn": {"cell": "rnn"}, "lstm": {"cell": "lstm"}}, "lag": [0, 4], "seed": [0, 1]})
+    raw["headline"] = {"seeds": 2, "contrasts": [["lstm", "rnn"]], "d50": ["rnn", "lstm"], "d50_ratio_margin": 1.5,
+                       **headline}
+    return raw
+
+
+def test_a_headline_is_read_checked_and_written_back():
+    cfg = config_from_dict(headline_raw())
+    h = cfg.headline
+    assert (h.seeds, h.contrasts, h.d50, h.d50_ratios, h.d50_ratio_margin) == (
+        2, [("lstm", "rnn")], ["rnn", "lstm"], [("lstm", "rnn")], 1.5)
+    assert cfg.to_dict()["headline"] == {"seeds": 2, "contrasts": [["lstm", "rnn"]], "d50": ["rnn", "lstm"],
+                                         "d50_ratios": [["lstm", "rnn"]], "d50_ratio_margin": 1.5}
+    assert config_from_dict(cfg.to_dict()).headline == h  # config.yaml round-trips
+
+
+@pytest.mark.parametrize("bad,words", [
+    ({"d50": ["gru"]}, ["'headline'", "gru is not a level of arm", "rnn, lstm"]),
+    ({"contrasts": [["lstm", "tcn"]]}, ["tcn is not a level of arm"]),
+    ({"seeds": 3}, ["'headline.seeds'", "3 seeds", "[0, 1]"]),
+    ({"seeds": 0}, ["headline.seeds", "positive integer"]),
+    ({"d50_ratio_margin": 1.0}, ["headline.d50_ratio_margin", "above 1"]),
+    ({"bogus": 1}, ["unknown key(s) bogus"]),
+])
+def test_a_bad_headline_is_a_config_error_naming_the_key(bad, words):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(headline_raw(**bad))
+    assert all(w in str(e.value) for w in words), str(e.value)

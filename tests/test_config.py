@@ -134,9 +134,11 @@ def test_shipped_configs_validate():
     for name in ("smoke", "bench", "full", "layernorm", "batch_size"):
         c = load_config(root / f"{name}.yaml")
         assert c.name == name and c.grid
-    bench = load_config(root / "bench.yaml")   # the frontier experiment: distance × read-out, adaptive seeds
-    assert bench.adaptive is not None and bench.adaptive.min_seeds >= 5 and bench.train.stop_at_target
-    assert {"data.lag", "model.readout", "model.cell"} <= set(bench.grid)
+    bench = load_config(root / "bench.yaml")   # the frontier experiment: arm × distance, pre-registered seeds
+    assert bench.adaptive is None and bench.train.stop_at_target and set(bench.grid) == {"data.lag", "arm", "train.seed"}
+    assert bench.arms == {"rnn": {"model.cell": "rnn"}, "lstm-fb0": {"model.cell": "lstm", "model.forget_bias": 0.0},
+                          "lstm": {"model.cell": "lstm", "model.forget_bias": 1.0}}
+    assert bench.headline.seeds == len(bench.grid["train.seed"]) == 10 and bench.headline.d50 == list(bench.arms)
     full = load_config(root / "full.yaml")
     assert (full.model.embed_dim, full.model.hidden_size, full.model.num_layers) == (300, 128, 2)
     assert full.model.bidirectional and full.model.dropout == 0.3

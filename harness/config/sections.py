@@ -10,6 +10,9 @@ from harness.config.errors import ConfigError, Where
 from harness.names import CELLS, DATA_KINDS, LAYERNORMS, READOUTS
 from harness.plugins import CELL_GROUP, DATASET_GROUP, READOUT_GROUP
 
+MAX_STEPS = 10**9  # training steps one trial may take: the bound of train.epochs and train.max_steps (and
+#                    of epochs × steps per epoch, checked against the data size by harness.plan.check_bounds)
+
 
 def _meta(doc: str = "", *, min: float | None = None, max: float | None = None,
           exclusive_min: bool = False, choices: tuple = (), plugins: str | None = None, parse: Any = None) -> dict:
@@ -101,8 +104,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_meta("base seed; data order, init and dropout derive from it"))
     batch_size: int = field(default=64, metadata=_meta("training batch size", min=1))
     lr: float = field(default=1e-3, metadata=_meta("Adam learning rate", min=0.0, exclusive_min=True))
-    epochs: int = field(default=7, metadata=_meta("passes over the training set", min=1))
-    max_steps: int | None = field(default=None, metadata=_meta("stop after this many steps", min=1))
+    epochs: int = field(default=7, metadata=_meta("passes over the training set", min=1, max=MAX_STEPS))
+    max_steps: int | None = field(default=None, metadata=_meta("stop after this many steps", min=1, max=MAX_STEPS))
     eval_every: int = field(default=100, metadata=_meta("steps between dev evaluations", min=1))
     require_improvement: int = field(default=1000, metadata=_meta(
         "early stop after this many steps without dev-loss improvement", min=1))

@@ -40,7 +40,7 @@ from harness.files import atomic_path, staged_dir
 from harness.names import SPLITS
 
 __all__ = ["DataError", "Dataset", "EncodedSplit", "check", "identify", "prepare", "prepare_synthetic",
-           "prepare_thucnews", "load", "describe", "encode_texts", "lag_layout"]
+           "prepare_thucnews", "load", "describe", "encode_texts", "lag_layout", "split_rows"]
 
 
 @dataclass
@@ -155,6 +155,25 @@ def check(cfg: DataConfig) -> int | None:
         return None
     vocab = _vocab(cfg, data_dir, [t for t, _ in splits["train"]])
     return int(load_embeddings(data_dir / cfg.embedding, len(vocab)).shape[1])
+
+
+def split_rows(cfg: DataConfig) -> dict[str, int] | None:
+    """At most how many texts each split holds, known without writing anything: the synthetic
+    sizes, or a data folder's line counts (an upper bound: blank lines count); None for a plugin's
+    data set or a folder whose split files are not all there (`check` says what is wrong)."""
+    if cfg.kind == "synthetic":
+        return {"train": cfg.synth.n_train, "dev": cfg.synth.n_dev, "test": cfg.synth.n_test}
+    if cfg.kind != "thucnews" or not cfg.dir:
+        return None
+    data_dir = Path(cfg.dir).expanduser()
+    out = {}
+    for s in SPLITS:
+        try:
+            with open(data_dir / f"{s}.txt", "rb") as f:
+                out[s] = 1 + sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        except OSError:
+            return None
+    return out
 
 
 def encode_texts(texts: list[str], vocab: dict[str, int], tokenizer_name: str, pad_size: int
