@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +47,11 @@ from harness.config import apply_overrides, config_from_dict
 from harness.report.estimators import wilson_interval
 from harness.report.outcomes import outcome_label
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import existing_file, finished_runs
+
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).name
 
 
 def conclusion(k: int, n: int, confidence: float = 0.95) -> str:
@@ -121,7 +126,7 @@ def replay(args: argparse.Namespace) -> dict:
     from harness.plan import make_plan
 
     full = Path(args.replay)
-    runs = records.load(full)["runs"].set_index("trial_id")
+    runs = records.load(full)["runs"].set_index("trial_id")  # checked in main: a folder with finished trials
     base = yaml.safe_load(Path(args.config).read_text())
     out: dict[str, dict] = {}
     for m in args.max_seeds:
@@ -158,10 +163,10 @@ def replay(args: argparse.Namespace) -> dict:
 
 def simulate(args: argparse.Namespace) -> dict:
     """Racing on outcomes drawn from each configuration's observed success rate."""
-    runs = pd.read_parquet(Path(args.simulate) / "runs.parquet")
+    runs = finished_runs(SCRIPT, "--simulate", args.simulate)
     keys = [k for k in ("cell", "layernorm", "pad_size", "batch_size", "lr") if runs[k].nunique() > 1]
     runs["reached"] = (runs["status"] == "complete") & runs["steps_to_target"].notna()
-    rates = runs.groupby(keys)["reached"].agg(["sum", "count"])
+    rates = runs.groupby(keys or (lambda _: "all"))["reached"].agg(["sum", "count"])  # no keys: one configuration
     k, m = rates["sum"].to_numpy(), rates["count"].to_numpy()
     p = (k + 0.5) / (m + 1) if args.smooth else k / m
     gen = np.random.default_rng(args.seed)
@@ -205,7 +210,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smooth", action="store_true", help="rates (k + 0.5) / (n + 1) instead of k / n")
     args = p.parse_args()
+    existing_file(SCRIPT, "--config", args.config)
     if args.replay:
+        finished_runs(SCRIPT, "--replay", args.replay)
         print(json.dumps(replay(args), indent=1, ensure_ascii=False))
         return
     if len(args.max_seeds) > 1:

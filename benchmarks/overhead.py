@@ -33,9 +33,11 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _args import existing_file, finished_runs
 from _proc import run_monitored
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).name
 
 
 def harness_cmd() -> list[str]:
@@ -100,6 +102,10 @@ def main() -> None:
                                                 "the first trial's start)")
     ap.add_argument("--startup-repeats", type=int, default=3)
     args = ap.parse_args()
+    if args.existing:
+        finished_runs(SCRIPT, "--existing", args.existing)
+    else:
+        existing_file(SCRIPT, "--config", args.config)
 
     print(f"Start-up, fresh processes (median of {args.startup_repeats}):\n")
     print("| command | seconds |")

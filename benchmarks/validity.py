@@ -11,7 +11,7 @@ accuracy over the seeds beside the real numbers, then each real-title direction 
 here. The training set is 10,000 titles as in the real rows; dev and test are 1,000 each (smaller than
 the real 5,000 to keep the run short: a test accuracy's standard error is about 1.5 points).
 
-    python benchmarks/validity.py                       # 2 seeds, results/validity (about 6 min on 2 cores)
+    python benchmarks/validity.py                       # 2 seeds, results/validity (18 CPU-minutes, measured)
     python benchmarks/validity.py --seeds 3 --workers 2 --out /tmp/validity
     python benchmarks/validity.py --report-only DIR     # the table from a finished folder, no training
 

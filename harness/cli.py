@@ -62,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         counts = runner.run(cfg, out, workers=workers, storage=storage, device=device,
                             threads=cfg.run.threads, progress=not args.quiet, artifacts=args.artifacts)
     except runner.WorkerDied as e:
-        print(f"harness: error: {e}", file=sys.stderr)
+        print(f"harness: error: {_said(e)}", file=sys.stderr)
         return 1
     print(f"{out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0 if counts.get("missing", 0) == 0 else 1
@@ -272,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "e.g. pip install 'rnn-ablation-harness[tensorboard]'")
     ex.add_argument("out", nargs="?",
                     help="where to write: a folder for tensorboard and wandb; for mlflow a tracking URI "
-                         "(sqlite:///..., http://...) or a folder (becomes OUT/mlflow.db). Default: DIR/<tracker>. "
-                         "Exporting again adds only the trials not there yet")
+                         "(sqlite:///..., http://...) or a folder (becomes OUT/mlflow.db). Default: DIR/<tracker> "
+                         "(elsewhere inside DIR is refused). Exporting again adds only the trials not there yet")
     ex.set_defaults(func=_cmd_export)
 
     from harness.launch import add_launch_parser

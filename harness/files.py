@@ -102,7 +102,7 @@ def read_yaml_mapping(path: str | Path, recover: str) -> dict:
     except ConfigError as e:
         raise ConfigError(f"{one_line(str(e))}: {recover}") from None
     if not isinstance(raw, dict):
-        what = "is empty" if raw is None else f"holds a {type(raw).__name__}, not a mapping of settings"
+        what = "is empty" if raw is None else f"holds {kind(raw)}, not a mapping of settings"
         raise ConfigError(f"{path} {what}: {recover}")
     return raw
 
@@ -111,3 +111,10 @@ def one_line(text: str, limit: int = 300) -> str:
     """`text` on one line (runs of whitespace as one space), cut to `limit` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def kind(value: object) -> str:
+    """What a YAML value is, for messages: 'a list', 'an integer', 'true or false', ..."""
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a mapping"}
+    return next((n for t, n in names.items() if isinstance(value, t)), f"a {type(value).__name__}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,20 +120,43 @@ def prepare_results_dir(cfg: ExperimentConfig, spec: LaunchSpec) -> None:
     """Write this machine's results folder (config.yaml, run.yaml naming the storage and artifacts)
     and open the storage once: a bad URL or a config that clashes with DIR fails here, before any
     job is queued, and the jobs do not race to create the storage's tables."""
-    from harness.plan import check_compatible, make_plan, write_config
+    from harness.plan import check_existing, make_plan, write_config
     from harness.queue import open_queue
-    from harness.storage import RunSettings, open_storage, write_run_settings
+    from harness.storage import RunSettings, open_storage, redact_text, redact_url, write_run_settings
 
+    check_existing(cfg, spec.out)
     spec.out.mkdir(parents=True, exist_ok=True)
     plan = make_plan(cfg, spec.out)
-    check_compatible(plan)
     write_config(plan)
     write_run_settings(spec.out, RunSettings(storage=spec.storage, artifacts=spec.artifacts))
     try:
         open_queue(plan, open_storage(spec.out, spec.storage))
     except Exception as e:  # sqlalchemy/psycopg errors: a usage error to the user
-        raise ConfigError(f"--storage {spec.storage!r}: cannot open it from this machine ({type(e).__name__}: "
-                          f"{e}); every job must reach it too") from e
+        raise ConfigError(f"--storage {redact_url(spec.storage)!r}: cannot open it from this machine "
+                          f"({type(e).__name__}: {redact_text(str(e))}); every job must reach it too") from e
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_resources(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool = False) -> None:
+    """Before anything is written: local jobs fit this machine's cores (each job is a process with
+    its workers; unless `oversubscribe`), and the config's sizes fit a worker (plan.check_bounds:
+    this machine's memory for local jobs; a Slurm node checks its own when its job starts)."""
+    from harness.plan import check_bounds
+
+    processes = spec.jobs * spec.workers_per_job
+    if spec.engine == "local" and not oversubscribe and processes > cores():
+        fit = max(1, cores() // spec.workers_per_job)
+        raise ConfigError(f"--jobs {spec.jobs}: {spec.jobs} local job(s) × {spec.workers_per_job} worker(s) is more "
+                          f"processes than this machine's {cores()} cores; use --jobs {fit} or fewer "
+                          f"(--allow-oversubscribe starts them all anyway)")
+    check_bounds(cfg, "machine" if spec.engine == "local" else None)
 
 
 def make_executor(spec: LaunchSpec, name: str) -> Any:
@@ -157,13 +181,15 @@ def make_executor(spec: LaunchSpec, name: str) -> Any:
     return executor
 
 
-def launch(cfg: ExperimentConfig, spec: LaunchSpec) -> list[Any]:
+def launch(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool = False) -> list[Any]:
     """Prepare the results folder and submit `spec.jobs` worker jobs (one Slurm array). Returns the
-    submitit jobs (`job.job_id`, `job.result()` -> the runner's status counts)."""
+    submitit jobs (`job.job_id`, `job.result()` -> the runner's status counts). Local jobs beyond
+    the cores are refused unless `oversubscribe`."""
     if spec.engine not in ENGINES:
         raise ConfigError(f"harness launch {spec.engine!r}: choose one of {', '.join(ENGINES)}")
     if spec.jobs < 1:
         raise ConfigError(f"--jobs {spec.jobs}: at least one job")
+    check_resources(cfg, spec, oversubscribe)
     prepare_results_dir(cfg, spec)
     executor = make_executor(spec, f"harness-{cfg.name}")
     args = (cfg.to_dict(), str(spec.job_root), spec.storage, spec.artifacts, spec.device,
@@ -200,7 +226,7 @@ def spec_from_args(args: argparse.Namespace, cfg: ExperimentConfig) -> LaunchSpe
 def launch_from_args(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     spec = spec_from_args(args, cfg)
-    jobs = launch(cfg, spec)
+    jobs = launch(cfg, spec, oversubscribe=args.allow_oversubscribe)
     try:
         return _announce(cfg, spec, jobs, args.wait)
     finally:
@@ -211,6 +237,8 @@ def launch_from_args(args: argparse.Namespace) -> int:
 
 def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bool) -> int:
     """Print the job ids and how to watch and report; with `wait`, each job's counts. Exit code."""
+    from harness.storage import redact_text
+
     ids = [str(j.job_id) for j in jobs]
     print(f"submitted {len(ids)} {spec.engine} job(s) of experiment {cfg.name!r}: {' '.join(ids)}")
     print(f"  each: {spec.workers_per_job} worker(s) on {spec.device}, {spec.threads} torch thread(s) per worker, "
@@ -224,7 +252,7 @@ def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bo
         try:
             counts = job.result()
         except Exception as e:
-            print(f"job {job.job_id} failed: {e}")
+            print(f"job {job.job_id} failed: {redact_text(str(e))}")
             missing += 1
             continue
         missing = max(missing, counts.get("missing", 0))
@@ -266,4 +294,7 @@ def add_launch_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
     la.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set model.hidden_size=64 (repeatable)")
     la.add_argument("--wait", action="store_true", help="wait for every job and print its counts")
+    la.add_argument("--allow-oversubscribe", action="store_true",
+                    help="local: start more job processes (jobs × workers per job) than this machine has cores "
+                         "(refused otherwise)")
     la.set_defaults(func=func)

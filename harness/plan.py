@@ -33,7 +33,7 @@ from harness.config import (
     short_axis_name,
 )
 from harness.config.sections import MAX_STEPS
-from harness.files import atomic_write_text, one_line
+from harness.files import atomic_write_text, kind, one_line
 from harness.records import trial_dir, verify_trial
 from harness.study import SearchStudy
 
@@ -301,7 +301,7 @@ def _mapping(raw: dict, key: str) -> dict:
     if v is None:
         return {}
     if not isinstance(v, dict):
-        raise ConfigError(f"'{key}' holds a {type(v).__name__}, not a mapping")
+        raise ConfigError(f"'{key}' holds {kind(v)}, not a mapping")
     return v
 
 
@@ -335,13 +335,15 @@ def check_existing(cfg: ExperimentConfig, out_dir: str | Path) -> None:
     if old is None:
         return
     new = cfg.to_dict()
-    if old.get("name") != new["name"]:
-        raise ConfigError(f"{out_dir} holds results of experiment {one_line(repr(old.get('name')), 80)}, not "
-                          f"{new['name']!r}; choose another --out")
     try:
+        if not isinstance(old.get("name"), str):
+            raise ConfigError(f"'name' holds {kind(old.get('name'))}, not a string")
         a = _fixed_settings(old)
     except ConfigError as e:
         raise ConfigError(f"{out_dir / 'config.yaml'} is not a config: {e}; {config_recovery(out_dir)}") from None
+    if old["name"] != new["name"]:
+        raise ConfigError(f"{out_dir} holds results of experiment {one_line(repr(old['name']), 80)}, not "
+                          f"{new['name']!r}; choose another --out")
     b = _fixed_settings(new)
     # A key that became a grid axis (or stopped being one) changes what the old trials mean.
     changed = [k for k in sorted(set(a) | set(b)) if a.get(k, "<grid axis>") != b.get(k, "<grid axis>")]

@@ -52,7 +52,9 @@ def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
 
 
 def _open_database(url: str) -> optuna.storages.BaseStorage:
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from harness.config import ConfigError
 
     # Two workers starting at once on a fresh database both create Optuna's tables; the loser
     # sees a duplicate-key error. The tables exist by then: try again.
@@ -64,6 +66,8 @@ def _open_database(url: str) -> optuna.storages.BaseStorage:
             hint = " (set PGPASSWORD or put the password in ~/.pgpass)" if "password" in why and \
                 not has_password(url) else ""
             raise StorageUnreachable(f"cannot reach the storage database {redact_url(url)}: {why}{hint}") from None
+        except (ArgumentError, ImportError) as e:  # not a URL SQLAlchemy reads, or its driver is not installed
+            raise ConfigError(f"storage URL {redact_url(url)}: {redact_text(first_line(e))}") from None
         except Exception as e:
             if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
                 raise
@@ -136,7 +140,7 @@ def read_run_settings(out_dir: Path) -> RunSettings:
     if not path.is_file():
         return RunSettings()
     from harness.config import ConfigError
-    from harness.files import read_yaml_mapping
+    from harness.files import kind, read_yaml_mapping
 
     recover = (f"delete it (the next `harness run` writes it again; give --storage and --artifacts again if the "
                f"run used them) or delete {out_dir} to start over")
@@ -144,7 +148,7 @@ def read_run_settings(out_dir: Path) -> RunSettings:
     names = [f.name for f in dataclasses.fields(RunSettings)]
     wrong = next((k for k in names if raw.get(k) is not None and not isinstance(raw[k], str)), None)
     if wrong is not None:
-        raise ConfigError(f"{path}: '{wrong}' holds a {type(raw[wrong]).__name__}, not a string: {recover}")
+        raise ConfigError(f"{path}: '{wrong}' holds {kind(raw[wrong])}, not a string: {recover}")
     return RunSettings(**{k: raw.get(k) for k in names})
 
 

@@ -457,6 +457,61 @@ def test_a_huge_study_is_refused_too(tmp_path: Path) -> None:
     assert "'study.n_trials'" in msg
 
 
+# ----------------------------------------------------------------------------- sizes and step counts
+
+@pytest.mark.parametrize("sets, key", [(["data.lag=1000000000"], "data.lag"),
+                                       (["data.pad_size=1000000000"], "data.pad_size"),
+                                       (["grid.lag=[0,8,1000000000]"], "data.lag"),
+                                       (["data.synth.n_train=100000000", "data.pad_size=10000"], "data.pad_size")])
+def test_data_that_would_not_fit_in_memory_is_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch, sets: list[str], key: str) -> None:
+    monkeypatch.setattr(harness.plan, "machine_memory", lambda: 64 * 2**30)  # the same answer on any machine
+    path = write_cfg(tmp_path, base_raw())
+    before = tree(tmp_path)
+    argv = ["run", str(path), "--out", str(tmp_path / "o")] + [a for s in sets for a in ("--set", s)]
+    for tail in (["--dry-run"], ["--quiet"]):
+        msg = refused(argv + tail, bound=FAST_S + 1)
+        assert f"config key '{key}'" in msg and "of memory" in msg and "64.00 GiB" in msg, msg
+    assert tree(tmp_path) == before
+
+
+def test_the_memory_bound_is_rows_times_positions_times_8_bytes() -> None:
+    from harness.config import config_from_dict
+    from harness.plan import check_bounds, encoded_bytes
+
+    raw = base_raw()
+    raw["data"]["lag"] = 100
+    cfg = config_from_dict(raw)  # 64 + 16 + 16 texts, pad_size 32 + lag 100
+    need = encoded_bytes(96, 32, 100)
+    assert need == 96 * (32 + 100 + 3) * 8  # tokens, and lengths, labels, starts
+    check_bounds(cfg, memory=2 * need)  # half the memory: fits
+    with pytest.raises(ConfigError, match="config key 'data.lag'"):
+        check_bounds(cfg, memory=2 * need - 1)
+    check_bounds(cfg, memory=None)  # not checked (a Slurm node checks its own)
+
+
+@pytest.mark.parametrize("sets, key", [(["train.epochs=1000000000000000000000000000000"], "train.epochs"),
+                                       (["train.max_steps=1000000001"], "train.max_steps"),
+                                       (["train.epochs=1000000000", "train.batch_size=1"], "train.epochs"),
+                                       (["grid.train.epochs=[1,100000000]", "grid.batch_size=[1,64]"], "train.epochs")])
+def test_step_counts_beyond_reason_are_config_errors(tmp_path: Path, sets: list[str], key: str) -> None:
+    path = write_cfg(tmp_path, base_raw())
+    before = tree(tmp_path)
+    argv = ["run", str(path), "--out", str(tmp_path / "o")] + [a for s in sets for a in ("--set", s)]
+    for tail in (["--dry-run"], ["--quiet"]):
+        msg = refused(argv + tail, bound=FAST_S + 1)
+        assert f"config key '{key}'" in msg and "1000000000" in msg, msg
+    assert tree(tmp_path) == before
+
+
+def test_max_steps_bounds_a_long_trial(tmp_path: Path) -> None:
+    path = write_cfg(tmp_path, base_raw())
+    rc, out, err, _ = _cli(["run", str(path), "--dry-run", "--json", "--out", str(tmp_path / "o"), "--set",
+                            "train.epochs=1000000000", "--set", "train.batch_size=1", "--set", "train.max_steps=50"])
+    assert rc == 0, err
+    assert json.loads(out)["totals"]["max_steps"] == 2 * 50
+
+
 # ----------------------------------------------------------------------------- dry run
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
@@ -473,6 +528,15 @@ def test_dry_run_refuses_a_missing_cuda_device(tmp_path: Path) -> None:
     path = write_cfg(tmp_path, base_raw())
     assert "--device cuda" in refused(["run", str(path), "--dry-run", "--device", "cuda",
                                                     "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("sets", [["train.cuda_graph=true"], ["grid.train.cuda_graph=[false,true]"]])
+def test_dry_run_refuses_cuda_graph_on_a_cpu_as_the_run_does(tmp_path: Path, sets: list[str]) -> None:
+    path = write_cfg(tmp_path, base_raw())
+    argv = ["run", str(path), "--device", "cpu", "--out", str(tmp_path / "o")] + [a for s in sets for a in ("--set", s)]
+    for tail in (["--dry-run"], ["--quiet"]):
+        assert "config key 'train.cuda_graph'" in refused(argv + tail)
     assert not (tmp_path / "o").exists()
 
 

@@ -286,3 +286,25 @@ def test_mlflow_one_parent_per_study(tmp_path):
         study = parents.loc[parent_id, "tags.harness.parent"]
         assert len(kids) == 2 and set(kids["params.study"]) == {study}
         assert set(kids["params.cell"]) == {study.split("=")[1]} and set(kids["tags.harness.phase"]) == {"search"}
+
+
+def test_export_refuses_an_out_inside_the_results_folder(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from harness.export import check_out
+
+    results = tmp_path / "res"
+    (results / "trials").mkdir(parents=True)
+    (results / "config.yaml").write_text(yaml.safe_dump(config_from_dict(tiny_raw("inside")).to_dict()))
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    for to, out in [("tensorboard", str(results / "trials" / "tb")), ("tensorboard", str(results)),
+                    ("tensorboard", "res/trials/../trials/x"), ("wandb", str(results / "tensorboard")),
+                    ("mlflow", f"sqlite:///{results}/x.db"), ("mlflow", "sqlite:///res/quarantine/m.db")]:
+        assert main(["export", "res", "--to", to, out]) == 2, out
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "inside the results folder res" in err and f"res/{to}" in err, err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing taken for a damaged trial
+    for to, out in [("tensorboard", results / "tensorboard" / "run2"), ("mlflow", results / "mlflow"),
+                    ("wandb", tmp_path / "elsewhere"), ("mlflow", "http://tracking:5000")]:
+        check_out(results, to, out)  # the default folder (or below it), outside, or a server: fine

@@ -2,6 +2,7 @@
 the sbatch script is checked with a stand-in `sbatch`, and the whole recipe runs with submitit's
 local executor (two jobs, one SQLite storage, one artifact folder)."""
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -115,7 +116,8 @@ def test_two_local_jobs_share_one_storage_and_the_report_sees_every_trial(tmp_pa
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     out = tmp_path / "results"
     code = main(["launch", "local", str(tmp_path / "c.yaml"), "--jobs", "2", "--storage", storage,
-                 "--artifacts", str(tmp_path / "artifacts"), "--out", str(out), "--time", "10", "--wait"])
+                 "--artifacts", str(tmp_path / "artifacts"), "--out", str(out), "--time", "10", "--wait",
+                 "--allow-oversubscribe"])  # two job processes, also on a machine of one core
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "submitted 2 local job(s)" in printed and f"harness status {out}" in printed
@@ -132,3 +134,53 @@ def test_two_local_jobs_share_one_storage_and_the_report_sees_every_trial(tmp_pa
     assert sorted(done) == sorted(planned)
     assert main(["status", str(out)]) == 0
     assert "4/4 finished" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- bad input (one line, exit 2)
+
+def _launch_argv(tmp_path: Path, *extra: str, storage: str | None = None) -> list[str]:
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_raw("refused", GRID)))
+    return ["launch", "local", str(tmp_path / "c.yaml"), "--storage", storage or f"sqlite:///{tmp_path / 'o.db'}",
+            "--artifacts", str(tmp_path / "a"), "--out", str(tmp_path / "r"), *extra]
+
+
+def test_local_jobs_beyond_the_cores_are_refused_unless_asked(tmp_path, monkeypatch, capsys):
+    import harness.launch
+
+    monkeypatch.setattr(harness.launch, "cores", lambda: 2)
+    assert main(_launch_argv(tmp_path, "--jobs", "1000")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--jobs 1000" in err and "2 cores" in err and "--jobs 2 or fewer" in err and "--allow-oversubscribe" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # nothing written, nothing started
+    # Workers per job are processes too; the flag lifts the cap; Slurm jobs use the cluster's cores.
+    from harness.launch import check_resources
+
+    cfg = config_from_dict(tiny_raw("refused", GRID))
+    spec = LaunchSpec(engine="local", jobs=2, storage="sqlite:///x.db", artifacts=str(tmp_path / "a"),
+                      out=tmp_path / "r", logs=tmp_path / "l", job_root=tmp_path / "j", workers_per_job=2)
+    with pytest.raises(ConfigError, match=r"--jobs 2: 2 local job\(s\) × 2 worker\(s\).*--jobs 1 or fewer"):
+        check_resources(cfg, spec)
+    check_resources(cfg, spec, oversubscribe=True)
+    check_resources(cfg, dataclasses.replace(spec, engine="slurm", jobs=1000))
+    assert build_parser().parse_args(_launch_argv(tmp_path, "--jobs", "9", "--allow-oversubscribe")).allow_oversubscribe
+
+
+def test_a_storage_password_is_not_printed(tmp_path, capsys):
+    url = "postgresql://u:s3cr3t@127.0.0.1:1/db"  # nothing listens on port 1: refused at once
+    code = main(_launch_argv(tmp_path, "--jobs", "1", storage=url))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "s3cr3t" not in err and "postgresql://u:***@127.0.0.1:1/db" in err
+
+
+def test_every_error_line_is_redacted(capsys, monkeypatch):
+    import harness.cli
+
+    def fail(args):
+        raise ConfigError("cannot open sqlite:///a.db nor mysql+pymysql://me:pa55@h/db\n(second line)")
+
+    monkeypatch.setattr(harness.cli, "_cmd_status", fail)
+    assert main(["status", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err == "harness: error: cannot open sqlite:///a.db nor mysql+pymysql://me:***@h/db (second line)\n"

@@ -34,6 +34,32 @@ def default_out(results_dir: Path, target: str) -> Path:
     return Path(results_dir) / target
 
 
+def _local_path(out: str | Path) -> Path | None:
+    """The file-system path OUT writes to: itself, or a sqlite:/// or file: URI's path; None for a
+    server (http://...)."""
+    text = str(out)
+    if "://" not in text:
+        return Path(text)
+    for prefix in ("sqlite:///", "file://"):  # sqlite:///rel.db, sqlite:////abs.db, file:///abs
+        if text.startswith(prefix):
+            return Path(text[len(prefix):])
+    return None
+
+
+def check_out(results_dir: Path, to: str, out: str | Path) -> None:
+    """Refuse an OUT inside the results folder other than (below) its default DIR/<tracker>: what
+    it writes would mix with the run's own files (in DIR/trials, the next `harness status` or `harness
+    run` takes it for a damaged trial)."""
+    path = _local_path(out)
+    if path is None:
+        return
+    path, home = path.expanduser().resolve(), Path(results_dir).resolve()
+    if path.is_relative_to(home) and not path.is_relative_to(default_out(home, to)):
+        raise ConfigError(f"harness export: OUT {out} is inside the results folder {results_dir}, where it would "
+                          f"mix with the run's files; write it outside {results_dir}, or leave OUT out for the "
+                          f"default {default_out(results_dir, to)}")
+
+
 def _view_command(target: str, out: str) -> str:
     if target == "tensorboard":
         return f"tensorboard --logdir {out}"
@@ -51,8 +77,9 @@ def export(results_dir: str | Path, to: str, out: str | Path | None = None) -> E
     results_dir = Path(results_dir)
     if not (results_dir / "trials").is_dir() and not (results_dir / "config.yaml").is_file():
         raise ConfigError(f"{results_dir} is not a results directory (no config.yaml and no trials/)")
-    exp = load_experiment(results_dir)
     target_out = default_out(results_dir, to) if out is None else out if to == "mlflow" else Path(out)
+    check_out(results_dir, to, target_out)
+    exp = load_experiment(results_dir)
     writer = importlib.import_module(f"harness.export.{to}")
     written, skipped = writer.write(exp, target_out)
     shown = writer.tracking_uri(target_out) if to == "mlflow" else str(target_out)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from harness import records
 
@@ -107,10 +106,17 @@ def fmt(value: Any) -> str:
 
 
 def _raw_config(results_dir: Path) -> dict[str, Any]:
-    path = results_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    """DIR/config.yaml as a mapping ({} without one); one that is not UTF-8, YAML or a mapping is a
+    ConfigError naming it and how to recover (plan.results_config_raw)."""
+    from harness.plan import results_config_raw
+
+    return results_config_raw(results_dir) or {}
+
+
+def _keys(raw: Any, key: str) -> list[str]:
+    """The keys of raw[key] when that is a mapping (a damaged config's other shapes: none)."""
+    v = raw.get(key) if isinstance(raw, dict) else None
+    return [str(k) for k in v] if isinstance(v, dict) else []
 
 
 def group_keys(runs: pd.DataFrame, raw: dict[str, Any]) -> list[str]:
@@ -119,8 +125,7 @@ def group_keys(runs: pd.DataFrame, raw: dict[str, Any]) -> list[str]:
     whose value varies between trials are kept (the others say nothing about the group)."""
     from harness.report.stats import config_keys
 
-    axes = list(raw.get("grid") or {})
-    axes += list(((raw.get("study") or {}).get("params")) or {})
+    axes = _keys(raw, "grid") + _keys(raw.get("study"), "params")
     keys = config_keys(runs, axes) + [a for a in axes if a != "seed" and a in runs.columns]
     keys += [c for c in ("study", "phase") if c in runs.columns]
     keys = list(dict.fromkeys(keys))
@@ -160,11 +165,12 @@ def _scalars(trial_id: str, curves: pd.DataFrame, grad_norms: pd.DataFrame) -> l
 def load_experiment(results_dir: str | Path) -> Experiment:
     """Every finished trial of a results directory as a `TrialView` (read via `records.load`)."""
     results_dir = Path(results_dir)
+    raw = _raw_config(results_dir)  # a damaged config.yaml: refused before the shards are read
     tables = records.load(results_dir)
     runs = tables["runs"]
-    raw = _raw_config(results_dir)
-    name = str(raw.get("name") or (plain(runs["name"].iloc[0]) if "name" in runs.columns and len(runs)
-                                   else results_dir.name))
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        name = str(plain(runs["name"].iloc[0]) if "name" in runs.columns and len(runs) else results_dir.name)
     keys = group_keys(runs, raw) if len(runs) else []
     curves = {tid: g for tid, g in tables["curves"].groupby("trial_id", sort=False)}
     norms = {tid: g for tid, g in tables["grad_norms"].groupby("trial_id", sort=False)}
