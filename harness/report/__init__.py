@@ -458,8 +458,9 @@ _SUCCESS_INTRO = (
     "configuration near the frontier: its runs are mixed, or the next distance tested (every other factor "
     "the same) has another outcome. Whether such a configuration is decided, and an effect its runs could "
     "undo by flipping (marked in the Effects table), can differ on another machine or CPU kernel set, "
-    "whose floating-point order flips runs at the edge of learning. On the bench, every unmarked outcome "
-    "was the same on three CPU kernel sets (benchmarks/README.md §8); the marks are a model, not a guarantee.\n")
+    "whose floating-point order flips runs at the edge of learning. The marks are a caution, not a test: "
+    "whether two results folders agree is tested by benchmarks/compare_conclusions.py (exact tests of the "
+    "counts; benchmarks/README.md §8).\n")
 _FRONTIER_INTRO = (
     "D50 is the distance at which half the runs still reach the target: a logistic fit of success on "
     "log(1 + D) per cell × layernorm (× any other varied factor), with a stratified bootstrap interval "
@@ -478,8 +479,8 @@ _EFFECTS_INTRO = (
     "not reproduce on another machine or with other seeds: a replication would claim it again with "
     "probability under 80%, because its interval only just clears zero, or because runs of the "
     "configurations near the frontier that it pools (marked † in the Success table) flip often enough to "
-    "undo it (simulated: each such run drawn anew at its configuration's rate). Unmarked decisions are "
-    "expected to reproduce (benchmarks/README.md §8).")
+    "undo it (simulated: each such run drawn anew at its configuration's rate). An unmarked decision can "
+    "still fail to reproduce; benchmarks/compare_conclusions.py tests two folders against each other.")
 _ACC_INTRO = (
     "Test accuracy after the fixed budget, for the runs that finished (diverged and failed runs have none "
     "but are counted). It is bimodal near the frontier (a run learns or stays at chance), so it is shown as "

@@ -194,6 +194,7 @@ class D50Ratio:
     n_boot: int
     confidence: float
     censored: bool = False
+    bracketed: tuple[str, ...] = ()   # which of 'a', 'b' had outcomes that split perfectly (see d50_ratio)
 
 
 def _ratio_values(a: np.ndarray, b: np.ndarray, censor: tuple[float, float] | None) -> np.ndarray:
@@ -235,7 +236,46 @@ def d50_ratio(distances_a: Sequence[float], reached_a: Sequence[float], distance
     if censor:
         d = np.concatenate([np.asarray(distances_a, float), np.asarray(distances_b, float)])
         span = (float(d.min()), float(d.max()))
-    return ratio_from_draws(pa, da, pb, db, confidence, span)
+    r = ratio_from_draws(pa, da, pb, db, confidence, span)
+    ba, bb = split_bracket(distances_a, reached_a), split_bracket(distances_b, reached_b)
+    if censor or (ba is None and bb is None) or not math.isfinite(r.ratio) or r.ratio == 0.0:
+        return r
+    # A group whose runs split perfectly (all reached up to one distance, none from the next on) has its
+    # D50 anywhere inside that bracket, and resampling its runs never moves it: the bootstrap would
+    # treat the bracket's midpoint as known. Give bounds instead: each D50 over its bracket, or over its
+    # bootstrap interval where it was fitted.
+    tail = (1.0 - confidence) / 2.0
+
+    def span_of(bracket: tuple[float, float] | None, draws: np.ndarray) -> tuple[float, float]:
+        if bracket is not None:
+            return bracket
+        finite = np.where(np.isnan(draws), np.inf, draws)
+        return (float(np.quantile(np.where(np.isnan(draws), 0.0, draws), tail, method="inverted_cdf")),
+                float(np.quantile(finite, 1.0 - tail, method="inverted_cdf")))
+
+    (a_lo, a_hi), (b_lo, b_hi) = span_of(ba, da), span_of(bb, db)
+    with np.errstate(divide="ignore"):
+        low = a_lo / b_hi if b_hi > 0 else math.inf
+        high = a_hi / b_lo if b_lo > 0 else math.inf
+    which = tuple(x for x, br in (("a", ba), ("b", bb)) if br is not None)
+    return D50Ratio(math.nan, float(low), float(high), r.undefined, r.n_boot, confidence, False, which)
+
+
+def split_bracket(distances: Sequence[float], reached: Sequence[float]) -> tuple[float, float] | None:
+    """(last distance where every run reached the target, first where none did) when the runs split
+    perfectly between two adjacent distances tested, with at least one distance on each side; else None."""
+    d = np.asarray(distances, dtype=float)
+    y = np.asarray(reached, dtype=float)
+    ok = ~np.isnan(y)
+    d, y = d[ok], y[ok]
+    levels = np.unique(d)
+    rates = np.array([y[d == u].mean() for u in levels])
+    if levels.size < 2 or not np.all(np.isin(rates, (0.0, 1.0))):
+        return None
+    cut = int(np.argmin(rates))   # first distance with rate 0
+    if cut == 0 or rates[cut - 1] != 1.0 or np.any(rates[:cut] != 1.0) or np.any(rates[cut:] != 0.0):
+        return None
+    return float(levels[cut - 1]), float(levels[cut])
 
 
 # ============================================================================ the headline section
@@ -333,6 +373,12 @@ def d50_value_text(fit: E.D50Fit, tested: Sequence[float], distance: str) -> str
 def ratio_text(r: D50Ratio, a: str, b: str) -> str:
     """'ratio lstm/rnn 2.3 [1.6, 3.4]', with the ends beyond the range said in words."""
     conf = f"{100 * r.confidence:g}%"
+    if r.bracketed:
+        names = " and ".join(f"{x}'s" for x, k in ((a, "a"), (b, "b")) if k in r.bracketed)
+        span = f"at least {r.low:.2g}, no upper bound" if math.isinf(r.high) else \
+            f"between {r.low:.2g} and {r.high:.2g}"
+        return (f"ratio {a}/{b} {span} (bounds, not an interval: {names} D50 is only known to lie inside "
+                f"its bracket)")
     if math.isnan(r.ratio):
         return (f"ratio {a}/{b}: not defined (neither D50 lies inside the distances tested, or one does not "
                 f"exist)")

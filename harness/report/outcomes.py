@@ -94,9 +94,9 @@ def mark_near_frontier(success: pd.DataFrame, keys: Sequence[str], distance: str
 
     Why: the outcome of a run near the edge of learning is chaotic (another seed, or another CPU
     kernel set's floating-point order, flips it), so whether such a configuration is decided, and
-    every claim that pools it, can differ between two machines even when neither is wrong. Away from
-    the frontier (all runs alike, and the neighbours too) they were the same on three CPU kernel sets in
-    benchmarks/README.md §8."""
+    every claim that pools it, can differ between two machines even when neither is wrong. The mark is a
+    caution for the reader, not a licence: the reproduction check (benchmarks/compare_conclusions.py)
+    tests counts against counts whatever the marks say."""
     s = success.copy()
     if s.empty:
         s["near_frontier"] = pd.Series(dtype=bool)

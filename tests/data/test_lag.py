@@ -248,5 +248,6 @@ def test_thucnews_config_is_the_seed_model_and_needs_a_dir(tmp_path, capsys):
                                                                                             0.3, "xavier")
     assert (t.batch_size, t.lr, t.epochs, t.eval_every, t.require_improvement, cfg.data.pad_size) == (
         64, 1e-3, 7, 100, 10000, 32)
-    assert cfg.grid["data.lag"] == [0, 8, 32, 64] and cfg.grid["model.forget_bias"] == [0.0, 1.0, 3.0]
-    assert len(make_plan(cfg, tmp_path / "o").specs) == 144  # the count its comment gives
+    assert cfg.grid["data.lag"] == [0, 8, 32, 64] and cfg.grid["arm"] == ["rnn", "lstm-fb0", "lstm", "lstm-fb3"]
+    assert [cfg.arms[a].get("model.forget_bias") for a in cfg.grid["arm"]] == [None, 0.0, 1.0, 3.0]
+    assert len(make_plan(cfg, tmp_path / "o").specs) == 96  # the count its comment gives

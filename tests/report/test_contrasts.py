@@ -161,9 +161,11 @@ def test_d50_ratio_from_brackets_and_beyond_the_range():
     a = _runs({("a", d): float(d <= 16) for d in (0, 4, 8, 16, 32, 64)})
     b = _runs({("b", d): float(d <= 4) for d in (0, 4, 8, 16, 32, 64)})
     mid = {g: math.expm1((math.log1p(lo) + math.log1p(hi)) / 2) for g, lo, hi in (("a", 16, 32), ("b", 4, 8))}
+    # Both split perfectly: each D50 is only known to lie in its bracket, so the ratio gets the bounds
+    # the brackets allow, [16 / 8, 32 / 4], and no point (the midpoints are not estimates).
     r = C.d50_ratio(a["lag"], a["reached"], b["lag"], b["reached"], n_boot=200)
-    assert r.ratio == pytest.approx(mid["a"] / mid["b"]) and r.low <= r.ratio <= r.high and r.undefined == 0
-    assert C.ratio_text(r, "a", "b").startswith(f"ratio a/b {r.ratio:.2g} [")
+    assert math.isnan(r.ratio) and (r.low, r.high) == (2.0, 8.0) and r.bracketed == ("a", "b")
+    assert C.ratio_text(r, "a", "b").startswith("ratio a/b between 2 and 8 (bounds, not an interval: a's and b's")
     # A group that never declines in the range: its D50 lies beyond the largest distance tested.
     never = _runs({("c", d): 1.0 for d in (0, 4, 8, 16, 32, 64)})
     r = C.d50_ratio(never["lag"], never["reached"], b["lag"], b["reached"], n_boot=200)
@@ -238,3 +240,20 @@ def test_report_section_uses_only_the_seeds_adaptive_seeding_did_not_choose():
     data.outcomes = out[out["lag"] == 0]
     data.config_text = None
     assert C.report_section(data) == ""                          # one distance: nothing to contrast
+
+
+def test_a_ratio_with_a_bracketed_d50_gives_bounds_not_a_point():
+    """The RNN's runs split perfectly between lag 0 and 8: its D50 is anywhere in (0, 8), and resampling
+    its runs never moves it, so the ratio gets bounds over the bracket (here no upper one), no point."""
+    d = [0] * 10 + [8] * 10 + [16] * 10 + [32] * 10 + [64] * 10
+    rnn = [1] * 10 + [0] * 40
+    lstm = [1] * 30 + [1] * 3 + [0] * 7 + [0] * 10
+    assert C.split_bracket(d, rnn) == (0.0, 8.0) and C.split_bracket(d, lstm) is None
+    assert C.split_bracket(d, [1] * 10 + [0] * 10 + [1] * 10 + [0] * 20) is None   # not monotone
+    r = C.d50_ratio(d, lstm, d, rnn, n_boot=200)
+    assert math.isnan(r.ratio) and r.bracketed == ("b",) and math.isinf(r.high)
+    fit = C.d50_ratio(d, lstm, d, lstm, n_boot=200)   # the lstm's own bootstrap interval, lower end
+    assert 16 / 8 <= r.low <= 64 / 8 and fit.bracketed == ()
+    assert "at least" in C.ratio_text(r, "lstm", "rnn") and "no upper bound" in C.ratio_text(r, "lstm", "rnn")
+    r2 = C.d50_ratio(d, rnn, d, lstm, n_boot=200)   # the other way round: from 0 up to 8 / lstm's lower end
+    assert r2.low == 0.0 and 0 < r2.high <= 8 / 16 + 1e-9
