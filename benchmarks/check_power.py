@@ -3,7 +3,7 @@ Measured on one results folder, by resampling its own runs (no training).
 
 - False-alarm rate: within each configuration, the runs are split at random into two halves (sizes
   differing by at most one), the halves are compared as two folders (`compare_conclusions.compare`:
-  exact two-sample test per configuration, Holm across them), and DISAGREE is counted. Both halves come
+  exact two-sample test per configuration, minP-adjusted across them), and DISAGREE is counted. Both halves come
   from the same machine and code, so every DISAGREE is a false alarm; by construction of the tests it
   should stay at or below alpha (0.05).
 - Power: the same split, but in the second half one configuration (drawn at random among those whose
@@ -140,6 +140,21 @@ def measure(outcomes: pd.DataFrame, keys: Sequence[str], draws: int = 200, shift
     return Rate(false_alarms, draws), Rate(hits, draws if candidates else 0), len(candidates)
 
 
+def resized(outcomes: pd.DataFrame, keys: Sequence[str], size: int | None) -> pd.DataFrame:
+    """`outcomes` with every configuration's runs replaced by `size` copies of its first run, its
+    `reached` set to the configuration's observed rate (a template for `parametric_pair` at that size);
+    the folder itself where `size` is None."""
+    if size is None:
+        return outcomes
+    rows = []
+    for idx in _groups(outcomes, keys):
+        first = outcomes.loc[[idx[0]] * size].copy()
+        first["reached"] = float(outcomes.loc[idx, "reached"].mean())
+        first["seed"] = range(size)
+        rows.append(first)
+    return pd.concat(rows, ignore_index=True)
+
+
 def parametric_pair(outcomes: pd.DataFrame, keys: Sequence[str], rng: np.random.Generator,
                     shifted: tuple[np.ndarray, float] | None = None, shift: float = 0.0
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -180,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the numbers to this file")
+    ap.add_argument("--size", type=int, help="with --full-size: draw this many runs per configuration "
+                                             "(default: the folder's own)")
     ap.add_argument("--full-size", action="store_true",
                     help="draw both folders at the folder's own size from its observed rates (parametric) "
                          "instead of splitting its runs in halves")
@@ -190,12 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_power: {e}", file=sys.stderr)
         return cc.BAD_INPUT
     how = measure_full_size if args.full_size else measure
+    if args.size is not None and (not args.full_size or args.size < 2):
+        print("check_power: --size needs --full-size and at least 2", file=sys.stderr)
+        return cc.BAD_INPUT
+    if args.full_size:
+        outcomes = resized(outcomes, keys, args.size)
     false_alarm, power, n_eligible = how(outcomes, keys, args.draws, args.shift, args.test, args.alpha, args.seed)
     n_configs = len(_groups(outcomes, keys))
     sizing = "both folders drawn at full size from the observed rates" if args.full_size else "split in halves"
     print(f"{args.folder}: {n_configs} configurations, {int(outcomes['reached'].notna().sum())} runs with an "
-          f"outcome, {sizing}; exact {args.test} test per configuration, Holm over them, alpha {args.alpha:g}")
-    print(f"false-alarm rate (DISAGREE between two halves of one folder): {false_alarm.text()}")
+          f"outcome, {sizing}; exact {args.test} test per configuration, minP-adjusted, alpha {args.alpha:g}")
+    pair = "two folders drawn at the same rates" if args.full_size else "two halves of one folder"
+    print(f"false-alarm rate (DISAGREE between {pair}): {false_alarm.text()}")
     if n_eligible:
         print(f"power (DISAGREE when one configuration's rate is shifted by {args.shift:g}; drawn among "
               f"{n_eligible}): {power.text()}")

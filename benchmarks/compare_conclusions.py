@@ -6,8 +6,11 @@ advance:
 
 1. Counts against counts. For each configuration present in both folders (every config key, the
    distance included), "reached the target in k of n runs" in A against B by an exact two-sample test
-   (Boschloo's, `scipy.stats.boschloo_exact`; `--test fisher` for Fisher's), Holm's correction across
-   the configurations. Any Holm-adjusted p-value below alpha (0.05): DISAGREE (exit 1).
+   (Boschloo's, `scipy.stats.boschloo_exact`; `--test fisher` for Fisher's), adjusted across the
+   configurations by the exact conditional minP method (`harness.report.exact.conditional_minp_adjust`:
+   family-wise error at most alpha, and a configuration that cannot give a small p-value — all runs
+   alike in both folders — costs nothing, where Holm's correction would charge every configuration).
+   Any adjusted p-value below alpha (0.05): DISAGREE (exit 1).
 2. Equivalence of the pre-registered headline. The results folder's config.yaml may carry a `headline:`
    section (read as raw YAML, `harness.report.contrasts.read_headline`), fixed before the bench ran:
 
@@ -47,8 +50,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report import contrasts as C
-from harness.report import estimators as E
-from harness.report.exact import two_sample_pvalue
+from harness.report.exact import conditional_minp_adjust, two_sample_pvalue
 from harness.report.fmt import fmt_value
 
 ALPHA = 0.05
@@ -63,7 +65,7 @@ class BadInput(Exception):
 
 @dataclass(frozen=True)
 class CountTest:
-    """One configuration: k of n in each folder, the exact test's p-value and its Holm adjustment."""
+    """One configuration: k of n in each folder, the exact test's p-value and its minP adjustment."""
 
     name: str
     k_a: int
@@ -71,7 +73,7 @@ class CountTest:
     k_b: int
     n_b: int
     p: float
-    p_holm: float
+    p_adjusted: float
     differs: bool
 
 
@@ -120,14 +122,15 @@ def _counts(outcomes: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 def count_tests(outcomes_a: pd.DataFrame, outcomes_b: pd.DataFrame, keys: Sequence[str] | None = None,
                 test: str = "boschloo", alpha: float = ALPHA) -> list[CountTest]:
     """Per configuration in both folders (with at least one outcome in each): the exact two-sample test
-    of its success counts, Holm-adjusted across the configurations; `differs` when the adjusted p-value
+    of its success counts, minP-adjusted across the configurations; `differs` when the adjusted p-value
     is below alpha."""
     keys = list(keys) if keys is not None else default_keys(outcomes_a)
     both = _counts(outcomes_a, keys).merge(_counts(outcomes_b, keys), on="config", suffixes=("_a", "_b"))
     if both.empty:
         return []
     p = np.array([two_sample_pvalue(int(r.k_a), int(r.n_a), int(r.k_b), int(r.n_b), test) for r in both.itertuples()])
-    adj = E.holm_adjust(p)
+    adj = conditional_minp_adjust([(int(r.k_a), int(r.n_a), int(r.k_b), int(r.n_b)) for r in both.itertuples()],
+                                  test)
     return [CountTest(r.config, int(r.k_a), int(r.n_a), int(r.k_b), int(r.n_b), float(pi), float(pa), bool(pa < alpha))
             for r, pi, pa in zip(both.itertuples(), p, adj)]
 
@@ -173,7 +176,7 @@ def compare(outcomes_a: pd.DataFrame, outcomes_b: pd.DataFrame, headline: C.Head
             keys: Sequence[str] | None = None, test: str = "boschloo", alpha: float = ALPHA, n_boot: int = N_BOOT,
             rng: int = 0) -> Comparison:
     """The verdict on two folders' outcomes tables (`outcomes.run_outcomes`): DISAGREE when a count
-    test rejects after Holm; else AGREE when every headline estimand is equivalent; else INCONCLUSIVE.
+    test rejects after the minP adjustment; else AGREE when every headline estimand is equivalent; else INCONCLUSIVE.
     With `headline.seeds`, only seeds below it count (the pre-registered fixed design)."""
     if headline is not None and headline.seeds is not None:
         outcomes_a, outcomes_b = C.fixed_seeds(outcomes_a, headline.seeds), C.fixed_seeds(outcomes_b, headline.seeds)
@@ -183,9 +186,10 @@ def compare(outcomes_a: pd.DataFrame, outcomes_b: pd.DataFrame, headline: C.Head
     differ = [t for t in tests if t.differs]
     if differ:
         return Comparison("DISAGREE", f"{len(differ)} of {len(tests)} configurations reached the target at "
-                                      f"different rates (exact {test} test, Holm p < {alpha:g})", tests)
+                                      f"different rates (exact {test} test, minP-adjusted p < {alpha:g})", tests)
     if headline is None:
-        return Comparison("INCONCLUSIVE", f"no count differs after Holm ({len(tests)} configurations), but there "
+        return Comparison("INCONCLUSIVE", f"no count differs after the minP adjustment ({len(tests)} configurations), "
+                                          "but there "
                                           "is no pre-registered headline (`headline:` in config.yaml) to show "
                                           "equivalent: not disagreeing is not agreeing", tests)
     est = equivalence(outcomes_a, outcomes_b, headline, alpha, n_boot, rng)
@@ -231,10 +235,10 @@ def _r(x: float) -> str:
 
 
 def lines(c: Comparison, test: str) -> list[str]:
-    out = [f"## configurations: k/n in A | in B, exact {test} test, Holm over {len(c.configurations)}"]
+    out = [f"## configurations: k/n in A | in B, exact {test} test, minP-adjusted over {len(c.configurations)}"]
     for t in c.configurations:
         out.append(f"{'≠' if t.differs else '='} {t.name}: {t.k_a}/{t.n_a} | {t.k_b}/{t.n_b}  "
-                   f"p = {t.p:.3g}, Holm {t.p_holm:.3g}")
+                   f"p = {t.p:.3g}, adjusted {t.p_adjusted:.3g}")
     if c.estimands:
         m = c.estimands[0].margin
         out.append(f"## headline (pre-registered): D50(A) / D50(B), censored at the distances tested, 90% "

@@ -139,7 +139,7 @@ def test_shipped_configs_validate():
     assert set(bench.grid) == {"data.lag", "arm", "train.seed"}
     assert bench.arms == {"rnn": {"model.cell": "rnn"}, "lstm-fb0": {"model.cell": "lstm", "model.forget_bias": 0.0},
                           "lstm": {"model.cell": "lstm", "model.forget_bias": 1.0}}
-    assert bench.headline.seeds == len(bench.grid["train.seed"]) == 10 and bench.headline.d50 == list(bench.arms)
+    assert bench.headline.seeds == len(bench.grid["train.seed"]) == 12 and bench.headline.d50 == list(bench.arms)
     full = load_config(root / "full.yaml")
     assert (full.model.embed_dim, full.model.hidden_size, full.model.num_layers) == (300, 128, 2)
     assert full.model.bidirectional and full.model.dropout == 0.3

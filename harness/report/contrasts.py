@@ -237,28 +237,32 @@ def d50_ratio(distances_a: Sequence[float], reached_a: Sequence[float], distance
         d = np.concatenate([np.asarray(distances_a, float), np.asarray(distances_b, float)])
         span = (float(d.min()), float(d.max()))
     r = ratio_from_draws(pa, da, pb, db, confidence, span)
-    ba, bb = split_bracket(distances_a, reached_a), split_bracket(distances_b, reached_b)
-    if censor or (ba is None and bb is None) or not math.isfinite(r.ratio) or r.ratio == 0.0:
+    if censor:
         return r
-    # A group whose runs split perfectly (all reached up to one distance, none from the next on) has its
-    # D50 anywhere inside that bracket, and resampling its runs never moves it: the bootstrap would
-    # treat the bracket's midpoint as known. Give bounds instead: each D50 over its bracket, or over its
-    # bootstrap interval where it was fitted.
-    tail = (1.0 - confidence) / 2.0
+    return bracket_bounds(r, split_bracket(distances_a, reached_a), da, split_bracket(distances_b, reached_b), db)
+
+
+def bracket_bounds(r: D50Ratio, bracket_a: tuple[float, float] | None, draws_a: np.ndarray,
+                   bracket_b: tuple[float, float] | None, draws_b: np.ndarray) -> D50Ratio:
+    """`r` unchanged unless a group's runs split perfectly (all reached up to one distance, none from the
+    next on): its D50 is then anywhere inside that bracket, and resampling its runs never moves it, so a
+    bootstrap would treat the bracket's midpoint as known. Bounds instead: each D50 over its bracket, or
+    over its bootstrap interval where it was fitted; no point."""
+    if (bracket_a is None and bracket_b is None) or not math.isfinite(r.ratio) or r.ratio == 0.0:
+        return r
+    tail = (1.0 - r.confidence) / 2.0
 
     def span_of(bracket: tuple[float, float] | None, draws: np.ndarray) -> tuple[float, float]:
         if bracket is not None:
             return bracket
-        finite = np.where(np.isnan(draws), np.inf, draws)
         return (float(np.quantile(np.where(np.isnan(draws), 0.0, draws), tail, method="inverted_cdf")),
-                float(np.quantile(finite, 1.0 - tail, method="inverted_cdf")))
+                float(np.quantile(np.where(np.isnan(draws), np.inf, draws), 1.0 - tail, method="inverted_cdf")))
 
-    (a_lo, a_hi), (b_lo, b_hi) = span_of(ba, da), span_of(bb, db)
-    with np.errstate(divide="ignore"):
-        low = a_lo / b_hi if b_hi > 0 else math.inf
-        high = a_hi / b_lo if b_lo > 0 else math.inf
-    which = tuple(x for x, br in (("a", ba), ("b", bb)) if br is not None)
-    return D50Ratio(math.nan, float(low), float(high), r.undefined, r.n_boot, confidence, False, which)
+    (a_lo, a_hi), (b_lo, b_hi) = span_of(bracket_a, draws_a), span_of(bracket_b, draws_b)
+    low = a_lo / b_hi if b_hi > 0 else math.inf
+    high = a_hi / b_lo if b_lo > 0 else math.inf
+    which = tuple(x for x, br in (("a", bracket_a), ("b", bracket_b)) if br is not None)
+    return D50Ratio(math.nan, float(low), float(high), r.undefined, r.n_boot, r.confidence, False, which)
 
 
 def split_bracket(distances: Sequence[float], reached: Sequence[float]) -> tuple[float, float] | None:
@@ -405,6 +409,13 @@ def _table(rows: pd.DataFrame, group: str, distance: str, by: Sequence[str]) -> 
     return md_table(pd.DataFrame(out))
 
 
+def _separated(g: GroupD50) -> tuple[float, float] | None:
+    """The bracket of a group whose runs split perfectly by distance, else None."""
+    f = g.fit
+    ok = f.status == "separated" and f.low is not None and f.high is not None
+    return (float(f.low), float(f.high)) if ok else None
+
+
 def d50_lines(d50s: Sequence[GroupD50], ratio_pairs: Sequence[tuple[object, object]], distance: str,
               confidence: float = CONFIDENCE) -> list[str]:
     """One line per level of the other factors: 'D50: rnn 18 [12, 25], lstm 41 [33, 52]; ratio lstm/rnn
@@ -422,6 +433,7 @@ def d50_lines(d50s: Sequence[GroupD50], ratio_pairs: Sequence[tuple[object, obje
             ga, gb = here.get(str(a)), here.get(str(b))
             if ga is not None and gb is not None:
                 r = ratio_from_draws(ga.point, ga.draws, gb.point, gb.draws, confidence)
+                r = bracket_bounds(r, _separated(ga), ga.draws, _separated(gb), gb.draws)
                 ratios.append(ratio_text(r, str(a), str(b)))
         scope = f" ({_where_text(where)})" if where else ""
         lines.append(f"D50{scope}: " + ", ".join(parts) + ("; " + "; ".join(ratios) if ratios else "") + ".")

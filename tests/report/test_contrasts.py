@@ -257,3 +257,34 @@ def test_a_ratio_with_a_bracketed_d50_gives_bounds_not_a_point():
     assert "at least" in C.ratio_text(r, "lstm", "rnn") and "no upper bound" in C.ratio_text(r, "lstm", "rnn")
     r2 = C.d50_ratio(d, rnn, d, lstm, n_boot=200)   # the other way round: from 0 up to 8 / lstm's lower end
     assert r2.low == 0.0 and 0 < r2.high <= 8 / 16 + 1e-9
+
+
+def test_conditional_minp_is_fishers_test_for_one_table_and_ignores_tables_without_information():
+    from scipy.stats import fisher_exact
+
+    from harness.report.exact import conditional_minp_adjust
+
+    for k1, n1, k2, n2 in [(0, 10, 6, 10), (2, 10, 7, 10), (1, 5, 4, 5)]:
+        fisher = fisher_exact([[k1, k2], [n1 - k1, n2 - k2]]).pvalue
+        assert conditional_minp_adjust([(k1, n1, k2, n2)], "fisher")[0] == pytest.approx(fisher, rel=1e-9)
+    alone = conditional_minp_adjust([(0, 10, 6, 10)])[0]
+    # All-or-nothing configurations (and one with a single success) cannot give a small p-value: no cost.
+    with_more = conditional_minp_adjust([(0, 10, 6, 10), (0, 10, 0, 10), (10, 10, 10, 10), (0, 10, 1, 10)])
+    assert with_more[0] == pytest.approx(alone) and list(with_more[1:3]) == [1.0, 1.0]
+    # A configuration that could give a small p-value does cost: the adjusted value grows, below Bonferroni.
+    two = conditional_minp_adjust([(0, 10, 6, 10), (5, 10, 5, 10)])
+    assert alone < two[0] < 2 * alone
+
+
+def test_conditional_minp_holds_the_family_wise_error_rate():
+    """Simulated: 15 configurations with the bench's kind of rates, both folders drawn at the same rates;
+    the share of draws in which any adjusted p-value is below 0.05 stays below 0.05 (3 standard errors)."""
+    from harness.report.exact import conditional_minp_adjust
+
+    rng = np.random.default_rng(0)
+    rates = [1.0] * 6 + [0.0] * 6 + [0.3, 0.5, 0.8]
+    n, draws, hits = 10, 300, 0
+    for _ in range(draws):
+        tables = [(int(rng.binomial(n, r)), n, int(rng.binomial(n, r)), n) for r in rates]
+        hits += bool((conditional_minp_adjust(tables) < 0.05).any())
+    assert hits / draws < 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws)
