@@ -3,7 +3,7 @@
 # two results folders — once with the machine's own kernels, once with torch's ATen kernels and
 # oneDNN limited to another instruction set (AVX2, or the scalar `default` where AVX2 is already the
 # machine's best) — writes both reports, and compares them with benchmarks/compare_conclusions.py:
-# an exact test of each configuration's success counts (Holm across configurations), then equivalence
+# an exact test of each configuration's success counts (minP-adjusted across configurations), then equivalence
 # of the pre-registered headline (config.yaml's `headline:`). Exit 0 only when every pair AGREEs; 1
 # when a pair DISAGREEs (counts that differ), else 3 when one is INCONCLUSIVE (no headline, or one not
 # shown equivalent), 2 on bad input. Takes twice the bench's run time; THIRD=1 adds a third run with
