@@ -285,6 +285,9 @@ def test_a_headline_is_read_checked_and_written_back():
     assert cfg.to_dict()["headline"] == {"seeds": 2, "contrasts": [["lstm", "rnn"]], "d50": ["rnn", "lstm"],
                                          "d50_ratios": [["lstm", "rnn"]], "d50_ratio_margin": 1.5}
     assert config_from_dict(cfg.to_dict()).headline == h  # config.yaml round-trips
+    d = config_from_dict(headline_raw(directions=[{"better": "lstm", "worse": "rnn", "fact": "real: 70 vs 40"}]))
+    assert d.headline.directions == [("lstm", "rnn", "real: 70 vs 40")]
+    assert config_from_dict(d.to_dict()).headline == d.headline
 
 
 @pytest.mark.parametrize("bad,words", [
@@ -294,6 +297,8 @@ def test_a_headline_is_read_checked_and_written_back():
     ({"seeds": 0}, ["headline.seeds", "positive integer"]),
     ({"d50_ratio_margin": 1.0}, ["headline.d50_ratio_margin", "above 1"]),
     ({"bogus": 1}, ["unknown key(s) bogus"]),
+    ({"directions": [{"better": "lstm", "worse": "gru"}]}, ["gru is not a level of arm"]),
+    ({"directions": [{"better": "lstm"}]}, ["headline.directions", "better: A, worse: B"]),
 ])
 def test_a_bad_headline_is_a_config_error_naming_the_key(bad, words):
     with pytest.raises(ConfigError) as e:

@@ -8,6 +8,8 @@
       d50: [rnn, lstm-fb0, lstm]    # per group D50
       d50_ratios: [[lstm, rnn]]     # optional: D50 ratios to report (default: the contrasts' pairs)
       d50_ratio_margin: 1.5         # reproduction: each group's D50 in two folders within [1/1.5, 1.5]x
+      directions:                   # optional: facts the task must show, each "better reaches the target
+        - {better: lstm, worse: rnn, fact: "real titles: LSTM 70%, RNN 40%"}   # more often at some distance"
 
 The report (`harness.report.contrasts`) leads with these; `benchmarks/compare_conclusions.py` tests
 them for equivalence between two results folders.
@@ -48,9 +50,10 @@ class Headline:
     d50: list[str] = field(default_factory=list)
     d50_ratios: list[tuple[str, str]] = field(default_factory=list)
     d50_ratio_margin: float | None = None
+    directions: list[tuple[str, str, str]] = field(default_factory=list)   # (better, worse, fact)
 
 
-HEADLINE_KEYS = ("seeds", "group", "where", "contrasts", "d50", "d50_ratios", "d50_ratio_margin")
+HEADLINE_KEYS = ("seeds", "group", "where", "contrasts", "d50", "d50_ratios", "d50_ratio_margin", "directions")
 
 
 def _pairs(raw: Any, key: str) -> list[tuple[str, str]]:
@@ -96,7 +99,20 @@ def parse_headline(h: Any) -> Headline | None:
     contrasts = _pairs(h.get("contrasts"), "contrasts")
     ratios = _pairs(h.get("d50_ratios"), "d50_ratios") if "d50_ratios" in h else list(contrasts)
     return Headline(seeds, None if h.get("group") is None else str(h["group"]), dict(where), contrasts,
-                    [str(x) for x in d50], ratios, None if margin is None else float(margin))
+                    [str(x) for x in d50], ratios, None if margin is None else float(margin),
+                    _directions(h.get("directions")))
+
+
+def _directions(raw: Any) -> list[tuple[str, str, str]]:
+    """headline.directions: a list of {better: A, worse: B, fact: text} (fact optional)."""
+    if raw is None:
+        return []
+    ok = isinstance(raw, list) and all(isinstance(d, Mapping) and {"better", "worse"} <= set(d)
+                                       and set(d) <= {"better", "worse", "fact"} for d in raw)
+    if not ok:
+        raise HeadlineError(f"headline.directions: expected a list of {{better: A, worse: B, fact: text}}, "
+                            f"got {raw!r}")
+    return [(str(d["better"]), str(d["worse"]), str(d.get("fact", ""))) for d in raw]
 
 
 def headline_to_dict(h: Headline) -> dict[str, Any]:
@@ -115,4 +131,6 @@ def headline_to_dict(h: Headline) -> dict[str, Any]:
         out["d50"] = list(h.d50)
     if h.d50_ratio_margin is not None:
         out["d50_ratio_margin"] = h.d50_ratio_margin
+    if h.directions:
+        out["directions"] = [{"better": a, "worse": b, **({"fact": f} if f else {})} for a, b, f in h.directions]
     return out

@@ -55,7 +55,8 @@ def check_headline(cfg: ExperimentConfig, where: Where) -> None:
     group = h.group or ("arm" if "arm" in cfg.grid else "cell")
     levels = (list(cfg.grid["arm"]) if group == "arm" and "arm" in cfg.grid
               else [str(v) for v in cfg.setting_values("model.cell")] if group == "cell" else None)
-    named = [x for pair in (*h.contrasts, *h.d50_ratios) for x in pair] + list(h.d50)
+    named = [x for pair in (*h.contrasts, *h.d50_ratios) for x in pair] + list(h.d50) + \
+        [x for a, b, _ in h.directions for x in (a, b)]
     unknown = sorted({x for x in named if levels is not None and x not in levels})
     if unknown:
         raise ConfigError(f"config key 'headline': {', '.join(unknown)} is not a level of {group}; the grid has "

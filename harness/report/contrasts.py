@@ -440,10 +440,50 @@ def d50_lines(d50s: Sequence[GroupD50], ratio_pairs: Sequence[tuple[object, obje
     return lines
 
 
+def direction_verdict(rows: pd.DataFrame, better: str, worse: str, distance: str) -> tuple[str, str]:
+    """('holds' | 'contradicted' | 'not shown' | 'not tested', the evidence): whether some decided row of
+    `rows` (arm_contrasts) has `better` reaching the target more often than `worse`, and none the reverse."""
+    a, b = rows["a"].astype(str), rows["b"].astype(str)
+    same = rows[(a == better) & (b == worse)].assign(sign=1.0)
+    flipped = rows[(a == worse) & (b == better)].assign(sign=-1.0)
+    both = pd.concat([same, flipped])
+    if both.empty:
+        return "not tested", f"{better} − {worse} is not among the contrasts (headline.contrasts)"
+    decided = both[both["decided"]]
+    up, down = decided[decided["diff"] * decided["sign"] > 0], decided[decided["diff"] * decided["sign"] < 0]
+
+    def where(r: pd.Series) -> str:
+        kb, nb, kw, nw = ((r["k_a"], r["n_a"], r["k_b"], r["n_b"]) if r["sign"] > 0
+                          else (r["k_b"], r["n_b"], r["k_a"], r["n_a"]))
+        return f"{distance} {fmt_value(r[distance])}: {kb}/{nb} against {kw}/{nw}"
+
+    if len(down):
+        return "contradicted", "decided the other way at " + "; ".join(where(r) for _, r in down.iterrows())
+    if len(up):
+        return "holds", "decided at " + "; ".join(where(r) for _, r in up.iterrows())
+    return "not shown", "no decided difference at any " + distance
+
+
+def direction_lines(rows: pd.DataFrame, directions: Sequence[tuple[str, str, str]], group: str,
+                    distance: str) -> list[str]:
+    """One bullet per pre-registered direction (headline.directions): '<fact>: <better> reaches the target
+    more often than <worse> at some distance: holds (decided at lag 8: 12/12 against 0/12).'"""
+    if not directions:
+        return []
+    out = ["Pre-registered directions (`headline.directions`: facts the task must show, each as 'this "
+           f"{group} reaches the target more often than that one at some {distance}, decided'):"]
+    for better, worse, fact in directions:
+        verdict, evidence = direction_verdict(rows, better, worse, distance)
+        lead = f"{fact}: " if fact else ""
+        out.append(f"- {lead}{better} more often than {worse}: **{verdict}** ({evidence}).")
+    return ["\n".join(out)]
+
+
 def contrasts_markdown(outcomes: pd.DataFrame, group: str, distance: str, by: Sequence[str] = (), *,
                        pairs: Sequence[tuple[object, object]] | None = None,
                        d50_groups: Sequence[object] | None = None,
                        ratio_pairs: Sequence[tuple[object, object]] | None = None,
+                       directions: Sequence[tuple[str, str, str]] = (),
                        note: str = "", n_boot: int = N_BOOT, rng: int = 0) -> str:
     """The section the report leads with: one sentence per decided contrast (and one line for how many
     are not decided: a sentence is never written for a difference the data do not decide), the D50 of
@@ -464,6 +504,7 @@ def contrasts_markdown(outcomes: pd.DataFrame, group: str, distance: str, by: Se
                    "(the exact interval includes 0, or the Holm-adjusted p-value is 0.05 or more; table below).")
     d50s = group_d50s(outcomes, group, distance, by, d50_groups, n_boot=n_boot, rng=rng)
     out += d50_lines(d50s, ratio_pairs if ratio_pairs is not None else pairs_used, distance)
+    out += direction_lines(rows, directions, group, distance)
     method = (f"Each row compares the share of runs that reached the target between two {group}s at one "
               f"{distance}: the difference with its exact 95% interval (Chan–Zhang: inverts two one-sided exact "
               "unconditional score tests, coverage at least 95% for any true rates), Boschloo's exact p-value, "
@@ -528,5 +569,5 @@ def report_section(data: Any) -> str:
     by = by_keys(used, list(getattr(data, "varying", [])), group, distance)
     h = headline or Headline()
     md = contrasts_markdown(used, group, distance, by, pairs=h.contrasts or None, d50_groups=h.d50 or None,
-                            ratio_pairs=h.d50_ratios or None, note=note)
+                            ratio_pairs=h.d50_ratios or None, directions=h.directions, note=note)
     return md and f"### {group.capitalize()} against {group} at each {distance}\n\n{md}\n"

@@ -288,3 +288,18 @@ def test_conditional_minp_holds_the_family_wise_error_rate():
         tables = [(int(rng.binomial(n, r)), n, int(rng.binomial(n, r)), n) for r in rates]
         hits += bool((conditional_minp_adjust(tables) < 0.05).any())
     assert hits / draws < 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws)
+
+
+def test_a_pre_registered_direction_holds_only_where_a_contrast_is_decided():
+    rows = pd.DataFrame([
+        {"lag": 8, "a": "lstm", "b": "rnn", "k_a": 12, "n_a": 12, "k_b": 0, "n_b": 12, "diff": 1.0, "decided": True},
+        {"lag": 16, "a": "lstm", "b": "rnn", "k_a": 7, "n_a": 12, "k_b": 3, "n_b": 12, "diff": 1 / 3, "decided": False},
+        {"lag": 8, "a": "gru", "b": "rnn", "k_a": 0, "n_a": 12, "k_b": 12, "n_b": 12, "diff": -1.0, "decided": True},
+    ])
+    assert C.direction_verdict(rows, "lstm", "rnn", "lag") == ("holds", "decided at lag 8: 12/12 against 0/12")
+    assert C.direction_verdict(rows, "rnn", "lstm", "lag")[0] == "contradicted"   # the pair read the other way
+    assert C.direction_verdict(rows, "rnn", "gru", "lag") == ("holds", "decided at lag 8: 12/12 against 0/12")
+    assert C.direction_verdict(rows.iloc[1:2], "lstm", "rnn", "lag")[0] == "not shown"
+    assert C.direction_verdict(rows, "lstm", "gru", "lag")[0] == "not tested"
+    text = C.direction_lines(rows, [("lstm", "rnn", "real: 70 vs 40")], "arm", "lag")[0]
+    assert "- real: 70 vs 40: lstm more often than rnn: **holds** (decided at lag 8" in text
