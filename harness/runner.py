@@ -476,6 +476,9 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     queue = open_queue(plan, store)
     searches = open_searches(plan, store) if cfg.study else {}
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    # After every check (bad input stays one error line), before the workers' start-up (seconds).
+    _say(progress, f"harness: {len(plan.specs)} trials planned, data ready in {out_dir / 'cache'}; starting "
+                   f"{workers} worker(s) on {','.join(devices)} ({threads} thread(s) each)")
     monitor = Progress(plan, enabled=progress)
     try:
         held = held_trials([queue, *searches.values()])
@@ -492,6 +495,12 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
         raise WorkerDied("; ".join(dead) + ". Its trial did not finish; the others are kept: run the same "
                          "command again to resume")
     return monitor.counts()
+
+
+def _say(enabled: bool, message: str) -> None:
+    """One line on stderr about what the run is doing before its progress bar has anything to show."""
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _next_round(plan: Plan, storage: str | None, artifacts: str | None) -> frozenset[str]:

@@ -26,9 +26,12 @@ def test_not_a_terminal_one_line_per_trial_no_carriage_return(tmp_path, capsys):
     err = capsys.readouterr().err  # pytest's capture is not a terminal
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 2, err
-    assert re.match(r"\[1/2\] \[complete\] cell=(rnn|lstm) pad_size=8 seed=0  test_acc=0\.\d{3}", lines[0])
-    assert lines[1].startswith("[2/2] [complete] cell=")
+    assert len(lines) == 3, err
+    # Before the first trial, once the checks passed: what the run is doing (the workers starting).
+    assert lines[0].startswith("harness: 2 trials planned, data ready in ")
+    assert lines[0].endswith("; starting 1 worker(s) on cpu (1 thread(s) each)")
+    assert re.match(r"\[1/2\] \[complete\] cell=(rnn|lstm) pad_size=8 seed=0  test_acc=0\.\d{3}", lines[1])
+    assert lines[2].startswith("[2/2] [complete] cell=")
 
 
 def test_a_terminal_gets_the_bar(tmp_path, monkeypatch):
