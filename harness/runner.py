@@ -431,6 +431,21 @@ def _wait_while(busy: Any, monitor: Any) -> None:
         time.sleep(1.0)
 
 
+def _files(folder: Path) -> set[Path]:
+    """Every file below `folder` (empty when it does not exist)."""
+    return {p for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+
+
+def _remove_new_files(folder: Path, before: set[Path]) -> None:
+    """Remove the files below `folder` that were not there before (what a refused run wrote), then the
+    folders they leave empty; the results of earlier runs are untouched."""
+    for f in _files(folder) - before:
+        f.unlink(missing_ok=True)
+    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()) and not any(b.is_relative_to(d) for b in before):
+            d.rmdir()
+
+
 def _remove_empty(created: list[Path]) -> None:
     """Remove the folders this call created (deepest first) while they hold nothing but empty
     folders (what a failed plan may leave)."""
@@ -458,11 +473,13 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     out_dir = Path(out_dir)
     check_existing(cfg, out_dir)  # an existing folder's config.yaml and run.yaml, before anything is written
     created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
+    before = _files(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         plan = make_plan(cfg, out_dir)
         prepare_data(plan)
     except BaseException:
+        _remove_new_files(out_dir, before)  # e.g. a data set encoded before its embedding file was refused
         _remove_empty(created)  # a failed check leaves no empty results folder behind
         raise
     write_config(plan)

@@ -675,3 +675,19 @@ def refused(argv: list[str], cwd: Path | None = None, bound: float = TIME_BOUND_
     """Run `harness ARGV` and check the bad-input contract; returns the message."""
     rc, _, err, seconds = invoke(argv, cwd)
     return assert_refused(rc, err, seconds, bound)
+
+
+def test_a_run_refused_for_its_embedding_file_removes_what_it_wrote(tmp_path: Path) -> None:
+    """The data set is encoded (DIR/cache/encoded-*.npz) before the embedding file is read; when that
+    file is refused, the encoded cache goes too, and an existing folder keeps exactly what it had."""
+    d = _data(tmp_path)
+    np.savez(d / "emb.npz", embeddings=np.ones((6, 4), dtype=np.complex64))
+    raw = base_raw() | {"data": {"kind": "thucnews", "dir": str(d), "embedding": "emb.npz"}}
+    path = write_cfg(tmp_path, raw)
+    out = tmp_path / "o"
+    refused(["run", str(path), "--out", str(out), "--quiet", "--set", "run.threads=1"])
+    assert not out.exists()
+    (out / "keep").mkdir(parents=True)
+    (out / "keep" / "note.txt").write_text("mine")
+    refused(["run", str(path), "--out", str(out), "--quiet", "--set", "run.threads=1"])
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["keep", "keep/note.txt"]
