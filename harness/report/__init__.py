@@ -149,8 +149,9 @@ def _load_config(d: Path) -> tuple[ExperimentConfig | None, str | None]:
     path = d / "config.yaml"
     if not path.is_file():
         return None, None
-    from harness.plan import load_results_config
+    from harness.plan import load_results_config, results_config_raw
 
+    results_config_raw(d)  # not UTF-8, not YAML, not a mapping: a ConfigError naming the file and the way out
     text = path.read_text(encoding="utf-8")
     try:
         return load_results_config(d), text

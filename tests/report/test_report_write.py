@@ -322,3 +322,17 @@ def test_report_with_one_fixed_lag_names_the_lag_as_the_distance(tmp_path):
     md = write_report(d).read_text(encoding="utf-8")       # the survival panels used to look for a lag key
     assert "only one distance was tested (lag 4)" in md
     assert (d / "figures" / "survival.png").is_file()
+
+
+def test_write_report_on_a_damaged_config_yaml_is_a_config_error_naming_it(smoke_run, tmp_path):
+    """Called directly (not through the CLI), a config.yaml that is not UTF-8 is a ConfigError that names
+    the file and how to recover, not a UnicodeDecodeError."""
+    import shutil
+
+    from harness.config import ConfigError
+
+    d = tmp_path / "copy"
+    shutil.copytree(smoke_run, d)
+    (d / "config.yaml").write_bytes(b"\xff\xfe name: x\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml is not UTF-8"):
+        write_report(d)
