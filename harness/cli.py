@@ -172,7 +172,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         source = im.read_delimited(args.source, args.text, args.label, split_col=args.split_column,
                                    delimiter="\t" if args.format == "tsv" else ",")
     result = im.write_import(source, args.out_dir, label_type=args.label_type, classes_file=args.classes,
-                             split_map=split_map, fractions=fractions, seed=args.seed, force=args.force)
+                             split_map=split_map, fractions=fractions, seed=args.seed, force=args.force,
+                             dedupe=args.dedupe, warn=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"wrote {result.out_dir} (train.txt dev.txt test.txt class.txt import.json); checked as by "
           f"`harness data check`")
     for line in result.summary():
@@ -217,7 +218,12 @@ def _add_import_parser(dsub: argparse._SubParsersAction) -> None:
                             "integer, else name")
         f.add_argument("--classes", metavar="FILE",
                        help="class names, one per line: the names of index labels, or the order of name labels")
-        f.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+        f.add_argument("--force", action="store_true",
+                       help="replace the import's files in a folder that is not empty (its other files are kept; "
+                            "never the source's own folder)")
+        f.add_argument("--dedupe", action="store_true",
+                       help="drop rows whose text is already in train (from dev and test), in dev (from test) or "
+                            "earlier in the same split")
         f.set_defaults(func=_cmd_import)
 
 

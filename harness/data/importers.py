@@ -9,9 +9,12 @@ from. `write_import(source, out_dir, ...)` then
   name is an integer) unless `--classes` gives the order;
 - maps the source splits to train/dev/test (`DEFAULT_SPLIT_MAP` plus `--split-map`), and carves a
   missing dev or test split out of train with a fixed, seeded, label-stratified split (`carve`);
+- notes labels merged (spellings differing only by surrounding whitespace) or normalised (a tab or
+  line break inside), and texts in more than one split (`--dedupe` drops them from dev/test);
 - writes `train.txt`, `dev.txt`, `test.txt` (`text<TAB>label_index` lines), `class.txt` and
-  `import.json` (where the data came from and every rule applied), and validates the folder with the
-  checks of `harness data check`.
+  `import.json` (where the data came from, every rule applied, every warning) into a temporary
+  folder beside OUT_DIR, validates it with the checks of `harness data check`, and only then renames
+  it into place; it never writes into the source's own folder.
 
 Texts are cleaned so that one text is one line: tabs and line breaks become one space each and
 leading/trailing whitespace is removed (the loader strips lines anyway). Bad input raises `DataError`
@@ -25,7 +28,13 @@ import datetime
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
+import stat
+import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -65,6 +74,7 @@ class ImportResult:
     out_dir: Path
     provenance: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # printed to stderr by the CLI, and in import.json
 
     def summary(self) -> list[str]:
         """Lines for the user: the label and split rules, counts per split, notes."""
@@ -74,6 +84,8 @@ class ImportResult:
         for s in SPLITS:
             c = p["counts"][s]
             lines.append(f"  {s:5s} {c['rows']:7d} rows")
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning(s), printed on stderr and kept in import.json")
         return lines + self.notes
 
 
@@ -408,67 +420,267 @@ def assign_splits(source: Source, ys: list[int], split_map: dict[str, str] | Non
     return out, info
 
 
+# ----------------------------------------------------------------------------- labels and duplicates noted
+
+IMPORT_FILES = (*(f"{s}.txt" for s in SPLITS), "class.txt", "import.json")
+
+
+def label_changes(rows: list[Row]) -> dict[str, Any]:
+    """What cleaning the labels did: {"merged": {label: [source spellings, ...]} for string labels
+    that differ only by surrounding whitespace, "normalised": {source label: label} for labels with
+    a tab or line break inside (turned into a space)}."""
+    spellings: dict[str, set[str]] = {}
+    normalised: dict[str, str] = {}
+    for r in rows:
+        if not isinstance(r.label, str):
+            continue
+        spellings.setdefault(r.label.strip(), set()).add(r.label)
+        if _BREAKS.search(r.label.strip()):
+            normalised[r.label] = _BREAKS.sub(" ", r.label).strip()
+    merged = {_BREAKS.sub(" ", k): sorted(v) for k, v in sorted(spellings.items()) if len(v) > 1}
+    return {"merged": merged, "normalised": normalised}
+
+
+def _label_warnings(changes: dict[str, Any]) -> list[str]:
+    out = []
+    if changes["merged"]:
+        items = [f"{' + '.join(map(repr, v))} -> {k!r}" for k, v in list(changes["merged"].items())[:10]]
+        out.append(f"warning: {len(changes['merged'])} label(s) merged because their spellings differ only by "
+                   f"surrounding whitespace: {'; '.join(items)}")
+    if changes["normalised"]:
+        items = [f"{k!r} -> {v!r}" for k, v in list(changes["normalised"].items())[:10]]
+        out.append(f"warning: {len(changes['normalised'])} label(s) normalised (a tab or line break inside "
+                   f"became a space): {'; '.join(items)}")
+    return out
+
+
+def find_duplicates(texts: list[str], positions: dict[str, list[int]], dedupe: bool = False
+                    ) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """(positions per split, with duplicates dropped when `dedupe`; what was found).
+
+    Found: texts in more than one split (count, and how many per combination of splits, e.g.
+    "train+test"), and per split the rows repeating an earlier row's text in that split. With
+    `dedupe` a row is dropped when its text is already in an earlier split (train, then dev, then
+    test) or earlier in its own split, so dev and test share no text with train (nor test with dev)."""
+    where: dict[str, list[str]] = {}
+    for s in SPLITS:
+        for i in positions[s]:
+            seen = where.setdefault(texts[i], [])
+            if s not in seen:
+                seen.append(s)
+    combos: dict[str, int] = {}
+    for splits in where.values():
+        if len(splits) > 1:
+            combos["+".join(splits)] = combos.get("+".join(splits), 0) + 1
+    kept: dict[str, list[int]] = {s: [] for s in SPLITS}
+    within = dict.fromkeys(SPLITS, 0)
+    dropped = dict.fromkeys(SPLITS, 0)
+    taken: set[str] = set()
+    for s in SPLITS:
+        here: set[str] = set()
+        for i in positions[s]:
+            t = texts[i]
+            within[s] += t in here
+            if dedupe and (t in here or t in taken):
+                dropped[s] += 1
+            else:
+                kept[s].append(i)
+            here.add(t)
+        taken |= here
+    info = {"across_splits": {"texts": sum(combos.values()), "splits": combos},
+            "within_split": within, "dedupe": dedupe, "dropped": dropped if dedupe else None}
+    return (kept if dedupe else positions), info
+
+
+def _duplicate_lines(info: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(warnings, notes) about duplicate texts."""
+    warnings, notes = [], []
+    across = info["across_splits"]
+    if across["texts"]:
+        combos = ", ".join(f"{k}: {v}" for k, v in across["splits"].items())
+        warnings.append(f"warning: {across['texts']} text(s) appear in more than one split ({combos})"
+                        + (": dropped from the later split (--dedupe)" if info["dedupe"]
+                           else "; --dedupe drops them from dev/test"))
+    within = {s: n for s, n in info["within_split"].items() if n}
+    if within:
+        notes.append("note: duplicate rows within a split: " + ", ".join(f"{s} {n}" for s, n in within.items()))
+    if info["dedupe"]:
+        d = info["dropped"]
+        notes.append(f"note: --dedupe dropped {sum(d.values())} row(s): "
+                     + ", ".join(f"{s} {n}" for s, n in d.items()))
+    return warnings, notes
+
+
 # ----------------------------------------------------------------------------- writing
 
 
 def write_import(source: Source, out_dir: str | Path, *, label_type: str = "auto",
                  classes_file: str | Path | None = None, split_map: dict[str, str] | None = None,
-                 fractions: dict[str, Fraction] | None = None, seed: int = 0, force: bool = False
-                 ) -> ImportResult:
-    """Write `source` as a THUCNews-format folder (plus import.json) and validate it."""
-    from harness import __version__
-    from harness.data import describe
+                 fractions: dict[str, Fraction] | None = None, seed: int = 0, force: bool = False,
+                 dedupe: bool = False, warn: Callable[[str], None] | None = None) -> ImportResult:
+    """Write `source` as a THUCNews-format folder (plus import.json) and validate it.
 
+    Everything is written into a temporary folder beside `out_dir` (with, under `force`, the other
+    files of an existing `out_dir` linked in, so a stale vocab.pkl is checked too), validated, and
+    only then renamed into place; a refused import leaves `out_dir` as it was and nothing beside it.
+    Each warning is passed to `warn` as soon as it is known (the CLI prints it to stderr) and kept in
+    the result."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise DataError(f"{out_dir}: the folder is not empty (--force overwrites the files an import writes)")
+    real = _check_target(source, out_dir, force)
     rows = [r for part in source.splits.values() for r in part]
     if not rows:
         raise DataError(f"{source.info.get('path') or source.info.get('name_or_path')}: no rows")
+    result = ImportResult(out_dir, {})
+
+    def say(line: str) -> None:
+        result.warnings.append(line)
+        if warn is not None:
+            warn(line)
+
     classes = read_class_file(classes_file) if classes_file is not None else None
     names, ys, label_rule = resolve_labels(rows, label_type, classes, source.class_names)
+    changes = label_changes(rows)
+    for line in _label_warnings(changes):
+        say(line)
     texts, changed = [], 0
     for r in rows:
         text, was_changed = clean_text(r.text, r.where)
         texts.append(text)
         changed += was_changed
     positions, split_info = assign_splits(source, ys, split_map, fractions, seed)
-
+    positions, dup_info = find_duplicates(texts, positions, dedupe)
+    dup_warnings, dup_notes = _duplicate_lines(dup_info)
+    for line in dup_warnings:
+        say(line)
     counts = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
     for s in SPLITS:
-        _write_text(out_dir / f"{s}.txt", "".join(f"{texts[i]}\t{ys[i]}\n" for i in positions[s]))
         per_class = np.bincount([ys[i] for i in positions[s]], minlength=len(names))
         counts[s] = {"rows": len(positions[s]), "per_class": {n: int(c) for n, c in zip(names, per_class)}}
-    _write_text(out_dir / "class.txt", "".join(f"{n}\n" for n in names))
-
-    notes = []
     if changed:
-        notes.append(f"note: {changed} texts had tabs or line breaks, each replaced by a space")
-    unused = [n for i, n in enumerate(names) if not any(counts[s]["per_class"][n] for s in SPLITS)]
+        result.notes.append(f"note: {changed} texts had tabs or line breaks, each replaced by a space")
+    unused = [n for n in names if not any(counts[s]["per_class"][n] for s in SPLITS)]
     if unused:
-        notes.append(f"note: {len(unused)} class(es) have no rows: {', '.join(unused[:10])}"
-                     + (" (labels are not 0-based indices? --label-type name treats them as names)"
-                        if label_rule.startswith("integer") else ""))
-    stale = [p.name for p in (out_dir / "vocab.pkl", *out_dir.glob("*.npz")) if p.is_file()]
-    if stale:
-        notes.append(f"warning: {', '.join(stale)} in {out_dir} predate this import and may not match it")
-    provenance = {
+        result.notes.append(f"note: {len(unused)} class(es) have no rows: {', '.join(unused[:10])}"
+                            + (" (labels are not 0-based indices? --label-type name treats them as names)"
+                               if label_rule.startswith("integer") else ""))
+    result.notes.extend(dup_notes)
+    result.provenance = {
         "source": source.info,
         "labels": {"rule": label_rule, "label_type": label_type, "classes_file": str(classes_file)
-                   if classes_file is not None else None, "classes": names},
+                   if classes_file is not None else None, "classes": names, **changes},
         "split": split_info,
         "texts": {"rule": "tabs and line breaks replaced by a space; leading/trailing whitespace removed",
                   "changed": changed},
+        "duplicates": dup_info,
         "counts": counts,
-        "harness_version": __version__,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "warnings": result.warnings,  # the same list: the stale-file warning below lands here too
     }
-    _write_text(out_dir / "import.json", json.dumps(provenance, indent=2, ensure_ascii=False) + "\n")
-    describe(out_dir)  # the checks of `harness data check`: a folder it refuses is never left unflagged
-    return ImportResult(out_dir, provenance, notes)
+    files = {f"{s}.txt": "".join(f"{texts[i]}\t{ys[i]}\n" for i in positions[s]) for s in SPLITS}
+    files["class.txt"] = "".join(f"{n}\n" for n in names)
+    _stage(real, out_dir, files, result.provenance, say)
+    return result
+
+
+def _check_target(source: Source, out_dir: Path, force: bool) -> Path:
+    """`out_dir` resolved, after refusing a target that is a file, a non-empty folder without
+    `force`, or the source's own folder (or a folder holding it)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder")
+    real = out_dir.resolve()
+    info = source.info
+    if "path" in info:
+        src_file, src_dir = Path(info["path"]).resolve(), Path(info["path"]).resolve().parent
+    elif info.get("loaded_with") == "load_from_disk":
+        src_file = src_dir = Path(info["name_or_path"]).expanduser().resolve()
+    else:
+        src_file = src_dir = None
+    if src_dir is not None and (real == src_dir or real in src_dir.parents):
+        raise DataError(f"{out_dir}: is the source's folder or holds it ({src_file}); the import would write "
+                        f"over the source: choose another OUT_DIR")
+    if real.is_dir() and any(real.iterdir()) and not force:
+        raise DataError(f"{out_dir}: the folder is not empty (--force overwrites the files an import writes)")
+    return real
+
+
+def _stage(real: Path, out_dir: Path, files: dict[str, str], provenance: dict[str, Any],
+           say: Callable[[str], None]) -> None:
+    """Write `files` and import.json into a new folder beside `real` with the other files of the
+    folder already there, validate it, and rename it to `real`. On any error nothing is left."""
+    from harness import __version__
+    from harness.data import describe
+    from harness.fsmode import dir_mode
+
+    made = _missing_ancestor(real.parent)
+    real.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{real.name}-", dir=real.parent))
+    try:
+        os.chmod(tmp, stat.S_IMODE(real.stat().st_mode) if real.is_dir() else dir_mode())
+        stale = _carry_over(real, tmp)
+        if stale:
+            say(f"warning: {', '.join(stale)} in {out_dir} predate this import and may not match it")
+        for name, text in files.items():
+            _write_text(tmp / name, text)
+        provenance["harness_version"] = __version__
+        provenance["created_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        _write_text(tmp / "import.json", json.dumps(provenance, indent=2, ensure_ascii=False) + "\n")
+        try:
+            describe(tmp)  # the checks of `harness data check`: a folder it refuses is never left
+        except DataError as e:
+            raise DataError(str(e).replace(str(tmp), str(out_dir))) from None
+        _swap_in(tmp, real)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The topmost folder of `path` (itself included) that does not exist yet, or None."""
+    top = None
+    while not path.exists() and path != path.parent:
+        top, path = path, path.parent
+    return top
+
+
+def _carry_over(real: Path, tmp: Path) -> list[str]:
+    """Link (or copy) into `tmp` what `real` holds besides the files an import writes; the names of
+    those that describe the data (vocab.pkl, *.npz) and so may not match the new import."""
+    if not real.is_dir():
+        return []
+    for p in sorted(real.iterdir()):
+        if p.name in IMPORT_FILES:
+            continue
+        if p.is_symlink():
+            os.symlink(os.readlink(p), tmp / p.name)
+        elif p.is_dir():
+            shutil.copytree(p, tmp / p.name, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(p, tmp / p.name)
+    return [p.name for p in (real / "vocab.pkl", *sorted(real.glob("*.npz"))) if p.is_file()]
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _swap_in(tmp: Path, real: Path) -> None:
+    """Rename `tmp` to `real`; an existing `real` is moved aside first, put back if the rename fails,
+    and deleted once it succeeded."""
+    if not real.exists():
+        os.rename(tmp, real)
+        return
+    old = real.with_name(f".old-{real.name}-{uuid.uuid4().hex[:8]}")
+    os.rename(real, old)
+    try:
+        os.rename(tmp, real)
+    except BaseException:
+        os.rename(old, real)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -247,3 +247,126 @@ def test_hf_without_the_library_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
     with pytest.raises(DataError, match=r"optional extra 'hf'.*rnn-ablation-harness\[hf\]"):
         read_hf(str(tmp_path), "text", "label")
+
+
+# ----------------------------------------------------------------------------- never lose or leak data
+
+
+def _import(src: Path, out: Path, *extra: str) -> int:
+    return main(["data", "import", "csv", str(src), str(out), "--text", "sentence", "--label", "label", *extra])
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in root.rglob("*")}
+
+
+def test_import_never_writes_over_its_source(tmp_path, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    src = _csv(folder / "train.txt", _balanced(20))  # a CSV that happens to be named train.txt
+    (tmp_path / "link").symlink_to(folder)
+    before = _tree(tmp_path)
+    # the source's folder itself (also spelled with .. or through a symlink), or a folder holding it
+    for out in (folder, tmp_path / "x" / ".." / "d", tmp_path / "link", tmp_path):
+        assert _import(src, out, "--force") == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "would write over the source" in err
+    assert _tree(tmp_path) == before  # nothing written, nothing created
+    assert _import(src, folder / "sub") == 0  # a new folder inside the source's folder is fine
+    assert src.read_bytes() == before["d/train.txt"]
+
+
+def test_refused_import_leaves_nothing_behind(tmp_path, capsys):
+    one_class = _csv(tmp_path / "one.csv", _balanced(20, labels=("a",)))
+    out = tmp_path / "new" / "deeper" / "out"
+    assert _import(one_class, out) == 2
+    err = capsys.readouterr().err
+    assert "class" in err and ".tmp-" not in err  # the message names OUT_DIR, not the temporary folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.csv"]  # no OUT_DIR, no parents, no temp folder
+
+    # --force over an existing folder: a refused import leaves it exactly as it was
+    src = _csv(tmp_path / "a.csv", _balanced(20))
+    out = tmp_path / "out"
+    assert _import(src, out) == 0
+    (out / "vocab.pkl").write_bytes(b"not a pickle")  # stale and unreadable
+    (out / "embedding.npz").write_bytes(b"kept")
+    before = _tree(out)
+    assert _import(one_class, out, "--force") == 2
+    assert _tree(out) == before
+    assert _import(src, out, "--force") == 2  # the stale vocab.pkl is checked, and refused
+    err = capsys.readouterr().err
+    assert "warning: vocab.pkl, embedding.npz in" in err and "predate this import" in err  # on stderr
+    assert f"{out}/vocab.pkl: not a readable pickle" in err
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "one.csv", "out"]
+
+    # a stale but valid vocab.pkl: the import goes through, keeps the other files, warns on stderr
+    import pickle
+
+    (out / "vocab.pkl").write_bytes(pickle.dumps({"<UNK>": 0, "<PAD>": 1}))
+    (out / "dev.txt").write_text("old\t0\n")
+    assert _import(src, out, "--force", "--seed", "1") == 0
+    captured = capsys.readouterr()
+    assert "predate this import" in captured.err and "predate" not in captured.out
+    assert (out / "embedding.npz").read_bytes() == b"kept" and (out / "vocab.pkl").is_file()
+    assert "old" not in (out / "dev.txt").read_text()
+    prov = json.loads((out / "import.json").read_text())
+    assert any("predate this import" in w for w in prov["warnings"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "one.csv", "out"]
+
+
+def _leaky(path: Path) -> Path:
+    rows = []
+    for i in range(12):
+        rows.append({"t": f"train {i}", "y": ["pos", " pos ", "neg", "very\tgood"][i % 4], "s": "train"})
+    rows.append({"t": "train 0", "y": "pos", "s": "train"})  # repeated within train
+    for s in ("dev", "test"):
+        rows += [{"t": f"{s} {i}", "y": ["pos", "neg", "very good"][i % 3], "s": s} for i in range(6)]
+    rows += [{"t": "train 1", "y": "pos", "s": "dev"}, {"t": "train 2", "y": "neg", "s": "test"},
+             {"t": "train 3", "y": "neg", "s": "test"}, {"t": "dev 0", "y": "pos", "s": "test"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_merged_and_normalised_labels_and_duplicates_are_warned_and_recorded(tmp_path, capsys):
+    src = _leaky(tmp_path / "a.jsonl")
+    args = ["data", "import", "jsonl", str(src), str(tmp_path / "out"), "--text", "t", "--label", "y",
+            "--split-column", "s"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert len(err) == 3 and all(line.startswith("warning: ") for line in err)
+    assert "1 label(s) merged" in err[0] and "' pos ' + 'pos' -> 'pos'" in err[0]
+    assert "1 label(s) normalised" in err[1] and "'very\\tgood' -> 'very good'" in err[1]
+    assert "4 text(s) appear in more than one split (train+dev: 1, train+test: 2, dev+test: 1)" in err[2]
+    assert "3 warning(s)" in captured.out and "duplicate rows within a split: train 1" in captured.out
+    prov = json.loads((tmp_path / "out" / "import.json").read_text())
+    assert prov["labels"]["merged"] == {"pos": [" pos ", "pos"]}
+    assert prov["labels"]["normalised"] == {"very\tgood": "very good"}
+    assert prov["duplicates"]["across_splits"] == {"texts": 4, "splits": {"train+dev": 1, "train+test": 2,
+                                                                         "dev+test": 1}}
+    assert prov["duplicates"]["within_split"] == {"train": 1, "dev": 0, "test": 0}
+    assert prov["warnings"] == err and prov["duplicates"]["dropped"] is None
+    assert read_classes(tmp_path / "out") == ["neg", "pos", "very good"]
+    assert [prov["counts"][s]["rows"] for s in ("train", "dev", "test")] == [13, 7, 9]  # nothing dropped
+
+    # --dedupe: dev/test keep no text of train (test none of dev), and each split each text once
+    assert main([*args[:4], str(tmp_path / "o2"), *args[5:], "--dedupe"]) == 0
+    captured = capsys.readouterr()
+    assert "--dedupe dropped 5 row(s): train 1, dev 1, test 3" in captured.out
+    assert "dropped from the later split (--dedupe)" in captured.err
+    splits = {s: [t for t, _ in _lines(tmp_path / "o2" / f"{s}.txt")] for s in ("train", "dev", "test")}
+    assert [len(v) for v in splits.values()] == [12, 6, 6]
+    assert all(len(set(v)) == len(v) for v in splits.values())
+    assert not set(splits["train"]) & (set(splits["dev"]) | set(splits["test"]))
+    assert not set(splits["dev"]) & set(splits["test"])
+    prov = json.loads((tmp_path / "o2" / "import.json").read_text())
+    assert prov["duplicates"]["dropped"] == {"train": 1, "dev": 1, "test": 3}
+    assert prov["counts"]["test"]["rows"] == 6
+
+
+def test_warn_callback_of_write_import(tmp_path):
+    src = _leaky(tmp_path / "a.jsonl")
+    seen: list[str] = []
+    result = write_import(read_jsonl(src, "t", "y", split_col="s"), tmp_path / "out", warn=seen.append)
+    assert seen == result.warnings and len(seen) == 3
