@@ -432,17 +432,19 @@ def _wait_while(busy: Any, monitor: Any) -> None:
 
 
 def _files(folder: Path) -> set[Path]:
-    """Every file below `folder` (empty when it does not exist)."""
-    return {p for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+    """Every file and folder below `folder` (empty when it does not exist)."""
+    return set(folder.rglob("*")) if folder.is_dir() else set()
 
 
 def _remove_new_files(folder: Path, before: set[Path]) -> None:
-    """Remove the files below `folder` that were not there before (what a refused run wrote), then the
-    folders they leave empty; the results of earlier runs are untouched."""
-    for f in _files(folder) - before:
-        f.unlink(missing_ok=True)
-    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        if not any(d.iterdir()) and not any(b.is_relative_to(d) for b in before):
+    """Remove what below `folder` was not there before (what a refused run wrote): its files, then
+    its folders, deepest first, once empty; whatever was there before is untouched."""
+    new = _files(folder) - before
+    for f in new:
+        if f.is_file():
+            f.unlink(missing_ok=True)
+    for d in sorted((p for p in new if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()):
             d.rmdir()
 
 

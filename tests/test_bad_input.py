@@ -689,5 +689,6 @@ def test_a_run_refused_for_its_embedding_file_removes_what_it_wrote(tmp_path: Pa
     assert not out.exists()
     (out / "keep").mkdir(parents=True)
     (out / "keep" / "note.txt").write_text("mine")
+    (out / "empty").mkdir()   # an empty folder that was there before stays too
     refused(["run", str(path), "--out", str(out), "--quiet", "--set", "run.threads=1"])
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["keep", "keep/note.txt"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["empty", "keep", "keep/note.txt"]
