@@ -159,3 +159,22 @@ def test_check_power_runs_on_a_results_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "false-alarm rate (DISAGREE between two halves of one folder): " in out and "power (" in out
     assert cp.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_full_size_draws_keep_the_rates_and_resize_the_configurations():
+    rows = [{"cell": f"c{g}", "lag": 0, "seed": s, "reached": float(s < k)}
+            for g, k in enumerate([0, 3, 10]) for s in range(10)]
+    d = pd.DataFrame(rows)
+    big = cp.resized(d, KEYS, 14)
+    agg = big.groupby("cell")["reached"].agg(["size", "mean"])
+    assert agg["size"].tolist() == [14, 14, 14] and agg["mean"].tolist() == pytest.approx([0.0, 0.3, 1.0])
+    assert cp.resized(d, KEYS, None) is d
+    a, b = cp.parametric_pair(big, KEYS, np.random.default_rng(0))
+    # Rates 0 and 1 are drawn exactly; the shifted configuration (rate 0 -> 0.6) moves only in the second folder.
+    assert a.loc[a["cell"] == "c0", "reached"].sum() == 0 and b.loc[b["cell"] == "c2", "reached"].mean() == 1.0
+    idx = cp._groups(big, KEYS)[0]
+    shifted = [cp.parametric_pair(big, KEYS, np.random.default_rng(i), (idx, 0.0), 0.6)[1].loc[idx, "reached"].mean()
+               for i in range(200)]
+    assert np.mean(shifted) == pytest.approx(0.6, abs=3 * (0.24 / (14 * 200)) ** 0.5)
+    false_alarm, power, n = cp.measure_full_size(big, KEYS, draws=40, shift=0.6, seed=1)
+    assert n == 3 and power.rate > 0.5 and false_alarm.rate <= 0.05 + 3 * (0.05 * 0.95 / 40) ** 0.5
