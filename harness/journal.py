@@ -1,11 +1,14 @@
 """The Optuna journal file (DIR/optuna.journal): checked when opened, a torn last line repaired.
 
-Optuna's JournalFileBackend appends one JSON object per line (ASCII, `json.dumps`), under its lock
-file `<journal>.lock`. A process killed (or a disk filling up) in the middle of an append leaves a
-*torn* last line: a prefix of a record with no newline. Optuna skips such a line while it is the
-last one, but the next append lands on it, and from then on every read fails. So, on open:
+Optuna's JournalFileBackend appends one JSON object per line (ASCII, `json.dumps`); the harness
+gives it an flock on `<journal>.flock` as its lock (`JournalFlock`: waiters sleep in the kernel
+instead of polling, and a killed holder releases it at once, where Optuna's symlink lock polls with
+sleeps up to 1 s and waits 30 s for a dead holder). A process killed (or a disk filling up) in
+the middle of an append leaves a *torn* last line: a prefix of a record with no newline. Optuna
+skips such a line while it is the last one, but the next append lands on it, and from then on every
+read fails. So, on open:
 
-- a torn last line is cut off, under Optuna's own lock (no one appends meanwhile, and of two
+- a torn last line is cut off, under the writers' lock (no one appends meanwhile, and of two
   processes that open the journal at once only one repairs), after copying it to
   `<journal>.torn-<time>`;
 - a line that is not a journal record anywhere else (garbage, bytes that are not UTF-8, a record
@@ -16,15 +19,18 @@ No torch import.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import BaseJournalFileLock
 
 TAIL_BYTES = 1 << 20    # how much of the journal's end is read to check its last lines
 
@@ -42,6 +48,35 @@ def damage_message(path: Path, line: int | None, what: str) -> str:
             f"is not finished")
 
 
+class JournalFlock(BaseJournalFileLock):
+    """The journal's write lock: an exclusive flock on `<journal>.flock`. Every process that writes
+    the journal must use it (a harness older than this lock used Optuna's `<journal>.lock`)."""
+
+    def __init__(self, journal: str | Path):
+        self.path = Path(str(journal) + ".flock")
+        self._mutex = threading.Lock()  # one holder per object across threads (flock is per open file)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self._mutex.acquire()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._mutex.release()
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        try:
+            if fd is not None:
+                os.close(fd)  # closing the only descriptor releases the flock
+        finally:
+            self._mutex.release()
+
+
 class CheckedJournalBackend(JournalFileBackend):
     """Optuna's journal file backend that checks the journal's end when opened (`prepare`), raises
     JournalDamaged (naming the line) instead of ValueError / UnicodeDecodeError when a line in the
@@ -50,7 +85,7 @@ class CheckedJournalBackend(JournalFileBackend):
     def __init__(self, file_path: str):
         self.path = Path(file_path)
         prepare(self.path)
-        super().__init__(file_path)
+        super().__init__(file_path, lock_obj=JournalFlock(file_path))
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         try:
@@ -118,9 +153,9 @@ def prepare(path: Path) -> None:
 
 
 def repair_torn(path: Path) -> Path | None:
-    """Cut a torn last line off the journal, keeping it in `<journal>.torn-<time>`, under Optuna's
-    lock. Returns the copy's path, or None when (seen under the lock) there was nothing to cut."""
-    lock = JournalFileSymlinkLock(str(path))
+    """Cut a torn last line off the journal, keeping it in `<journal>.torn-<time>`, under the
+    writers' lock. Returns the copy's path, or None when (seen under the lock) there was nothing to cut."""
+    lock = JournalFlock(path)
     lock.acquire()
     try:
         size = path.stat().st_size

@@ -15,8 +15,11 @@ schema forbids nulls), floats `float64`, strings `str`, booleans `boolean`, time
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,11 +122,53 @@ def is_done(results_dir: str | Path, trial_id: str) -> bool:
 def write_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame]) -> Path:
     """Write one trial's shards to a temporary folder, then rename it to trials/<trial_id>.
     A previous folder for the same id (a failed attempt being retried) is replaced."""
-    final = trial_dir(results_dir, trial_id)
-    with staged_dir(final, replace=True) as tmp:
+    return publish_trial(stage_trial(results_dir, trial_id, tables), results_dir, trial_id)
+
+
+STAGED_PREFIX = ".staged@"
+
+
+def staged_path(results_dir: str | Path, trial_id: str) -> Path:
+    """Where this process stages a trial's shards before publishing them:
+    DIR/trials/.staged@<host>@<pid>@<trial_id> (a hidden folder: loaders and progress skip it)."""
+    return Path(results_dir) / "trials" / f"{STAGED_PREFIX}{socket.gethostname()}@{os.getpid()}@{trial_id}"
+
+
+def stage_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame]) -> Path:
+    """Write one trial's shards into its staged folder (`staged_path`), complete or not at all.
+    Nothing counts it as done until `publish_trial`. Returns the staged folder."""
+    staged = staged_path(results_dir, trial_id)
+    with staged_dir(staged, replace=True) as tmp:
         for name, df in tables.items():
             pq.write_table(to_arrow(name, df), tmp / f"{name}.parquet")
+    return staged
+
+
+def publish_trial(staged: Path, results_dir: str | Path, trial_id: str) -> Path:
+    """Rename a staged folder to trials/<trial_id>, replacing a previous one (a failed attempt)."""
+    final = trial_dir(results_dir, trial_id)
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.rename(staged, final)
     return final
+
+
+def remove_orphan_stages(results_dir: str | Path) -> int:
+    """Delete the staged folders that processes of this host left when they died (killed between
+    writing a trial's shards and publishing them). Returns how many were deleted."""
+    from harness.storage import pid_alive
+
+    trials, host, n = Path(results_dir) / "trials", socket.gethostname(), 0
+    if not trials.is_dir():
+        return 0
+    for d in trials.glob(f"{STAGED_PREFIX}*"):
+        parts = d.name[len(STAGED_PREFIX):].split("@", 2)
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not pid_alive(int(parts[1])):
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    return n
 
 
 def verify_trial(results_dir: str | Path, trial_id: str) -> str | None:

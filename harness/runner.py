@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
 from optuna import Trial
 from optuna.trial import TrialState
@@ -29,7 +31,7 @@ from tqdm import tqdm
 
 from harness import data as data_mod
 from harness import study as study_mod
-from harness.config import ARM, AXIS_ALIASES, ExperimentConfig, TrialSpec, _lookup_field
+from harness.config import ExperimentConfig, TrialSpec
 from harness.plan import (
     Plan,
     cache_dir,
@@ -50,14 +52,26 @@ from harness.queue import (
     enqueue_missing,
     enqueue_slots,
     fail_stale,
+    finished_elsewhere,
     open_queue,
     open_searches,
     running_elsewhere,
+    running_trials,
     searches_finished,
-    set_system_attrs,
+    set_user_attrs,
     trial_key,
 )
-from harness.records import TrialRecorder, combine, quarantine_damaged, verify_trial, write_trial
+from harness.records import (
+    TrialRecorder,
+    combine,
+    publish_trial,
+    quarantine_damaged,
+    remove_orphan_stages,
+    stage_trial,
+    staged_path,
+    verify_trial,
+    write_trial,
+)
 from harness.schema import SUMMARY_COLUMNS
 from harness.storage import (
     RunSettings,
@@ -94,8 +108,9 @@ def git_commit() -> str | None:
 
 
 def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, out_dir: Path,
-            extra: dict[str, Any], recorder: TrialRecorder | None = None) -> dict[str, Any]:
-    """Run one trial, catching any error as a `failed` row, and write its shards. Returns the row."""
+            extra: dict[str, Any], recorder: TrialRecorder | None = None, publish: bool = True) -> dict[str, Any]:
+    """Run one trial, catching any error as a `failed` row, and write its shards (published, or with
+    `publish=False` only staged: records.stage_trial). Returns the row."""
     recorder = recorder or TrialRecorder(spec.trial_id)
     try:
         row = run_trial(spec, dataset, device, recorder)
@@ -107,7 +122,7 @@ def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, ou
         row = recorder.rows["runs"][0]
     row.update(extra)
     recorder.rows["runs"][0] = row
-    write_trial(out_dir, spec.trial_id, recorder.tables())
+    (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables())
     return row
 
 
@@ -128,10 +143,11 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     datasets: dict[tuple[int, int | None], data_mod.Dataset] = {}
     extra = {"git_commit": git_commit(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
     fuse = fuse_size(cfg.run.fuse, device)  # trials per fused group; 1: each trial on its own
-    folder = read_run_settings(out_dir).folder_id  # which results folder this worker's shards go to
+    # Which worker, and which results folder its shards go to: written with the claim.
+    stamp = {"worker": worker, "folder": read_run_settings(out_dir).folder_id}
     ran = 0
     while True:
-        claimed = next((c for q in queues if (c := claim(q)) is not None), None)
+        claimed = next((c for q in queues if (c := claim(q, stamp)) is not None), None)
         if claimed is None and cfg.adaptive is not None and _top_up(plan, queues[-1]):
             continue
         if claimed is None:
@@ -142,29 +158,30 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
             trial.set_user_attr("status", "not in config")
             trial.study.tell(trial, state=TrialState.FAIL)
             continue
-        set_system_attrs(trial.study, trial, {"worker": worker, "folder": folder})
         shape = spec.data.pad_size, spec.data.lag
         if shape not in datasets:
             datasets[shape] = data_mod.load(spec.data, cache_dir(out_dir), *shape)
         graph = spec.train.cuda_graph and device.type == "cuda"  # the graph captures the fused step
         if (fuse > 1 or graph) and not key.startswith("slot:") and spec.data.lag is None:  # fused: no lag spans
-            more = _claim_companions(plan, searches, trial, spec, fuse - 1, worker) if fuse > 1 else []
+            more = _claim_companions(plan, searches, trial, spec, fuse - 1, stamp) if fuse > 1 else []
             if more or graph:
                 ran += _run_group([(trial, key, spec, recorder), *more], datasets[shape], device, out_dir,
                                   extra, cfg, store)
                 continue
         with Heartbeat(trial):
-            row = execute(spec, datasets[shape], device, out_dir, extra, recorder)
+            row = execute(spec, datasets[shape], device, out_dir, extra, recorder, publish=False)
         _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)
         ran += 1
 
 
 def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: torch.device, out_dir: Path,
-                  extra: dict[str, Any], recorders: list[TrialRecorder]) -> list[dict[str, Any]]:
+                  extra: dict[str, Any], recorders: list[TrialRecorder], publish: bool = True
+                  ) -> list[dict[str, Any]]:
     """Run fusable trials as one fused group (harness.train_fused.run_fused), then per trial what
     `execute` does: add `extra` and `fused_group` (the group's first trial id) to its row and write
-    its shards. If the group raises, every trial of it is recorded `failed` as `execute` records
-    one, and the grid goes on. Returns the rows in the order of `specs`."""
+    its shards (published, or with `publish=False` only staged). If the group raises, every trial of
+    it is recorded `failed` as `execute` records one, and the grid goes on. Returns the rows in the
+    order of `specs`."""
     try:
         rows = run_fused(specs, dataset, device, recorders)
     except Exception as e:  # the whole group failed: each of its trials is a failed row
@@ -177,15 +194,15 @@ def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: tor
     for spec, recorder, row in zip(specs, recorders, rows):
         row.update(extra, fused_group=specs[0].trial_id)
         recorder.rows["runs"][0] = row
-        write_trial(out_dir, spec.trial_id, recorder.tables())
+        (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables())
     return rows
 
 
-def _claim_companions(plan: Plan, searches: dict, trial: Trial, spec: TrialSpec, limit: int, worker: int
-                      ) -> list[tuple[Trial, str, TrialSpec, TrialRecorder]]:
+def _claim_companions(plan: Plan, searches: dict, trial: Trial, spec: TrialSpec, limit: int,
+                      stamp: dict[str, Any]) -> list[tuple[Trial, str, TrialSpec, TrialRecorder]]:
     """Claim up to `limit` more waiting trials of `trial`'s study that can train fused with `spec`
-    (same `fusable_key`; planned trials only, never search slots), each with its own claim, worker
-    attribute and a recorder reporting to its own Optuna trial."""
+    (same `fusable_key`; planned trials only, never search slots), each with its own claim, stamped
+    with `stamp` (worker, folder), and a recorder reporting to its own Optuna trial."""
     shape = fusable_key(spec)
 
     def wanted(key: str) -> bool:
@@ -193,10 +210,9 @@ def _claim_companions(plan: Plan, searches: dict, trial: Trial, spec: TrialSpec,
         return other is not None and fusable_key(other) == shape
 
     out = []
-    for t, k in claim_matching(trial.study, wanted, limit):
+    for t, k in claim_matching(trial.study, wanted, limit, stamp):
         s, recorder = _trial_spec(plan, searches, t, k)
         assert s is not None and recorder is not None  # wanted() accepts planned trials only
-        set_system_attrs(t.study, t, {"worker": worker, "folder": read_run_settings(plan.out_dir).folder_id})
         out.append((t, k, s, recorder))
     return out
 
@@ -208,7 +224,8 @@ def _run_group(group: list[tuple[Trial, str, TrialSpec, TrialRecorder]], dataset
     path does. Returns how many trials ran."""
     trials = [t for t, *_ in group]
     with GroupHeartbeat(trials):
-        rows = execute_fused([s for *_, s, _ in group], dataset, device, out_dir, extra, [r for *_, r in group])
+        rows = execute_fused([s for *_, s, _ in group], dataset, device, out_dir, extra, [r for *_, r in group],
+                             publish=False)
     for (trial, key, spec, _), row in zip(group, rows):
         _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)
     return len(group)
@@ -235,7 +252,6 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
         spec = plan.by_id.get(key)
     if spec is None:
         return None, None
-    _suggest_params(trial, spec, cfg)
     return spec, TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial))
 
 
@@ -248,22 +264,31 @@ def _top_up(plan: Plan, queue: Any) -> bool:
 
 def _tell(trial: Trial, key: str, row: dict[str, Any], cfg: ExperimentConfig, store: Any, out_dir: Path,
           trial_id: str) -> None:
-    """Copy the row's summary onto the Optuna trial, upload its shards, and finish it."""
-    trial.set_user_attr("shard", trial_id)
-    for k in SUMMARY_ATTRS:
-        value = row.get(k)
-        if value is not None and not (isinstance(value, float) and value != value):
-            trial.set_user_attr(k, value)
-    if store is not None:
-        upload_shards(store, trial, out_dir, trial_id)
+    """Finish a trial whose shards are staged (records.stage_trial): its summary onto the Optuna trial
+    in one write, its shards into the artifact store, its state; then publish the shards. So a trial
+    is published in this folder only once Optuna has it finished here: a worker killed before that
+    leaves only a staged folder, and the trial runs again (here or elsewhere) with one set of rows.
+    When Optuna refuses the state (another command judged this worker dead and failed the trial,
+    so it is queued again), the staged shards are deleted."""
+    staged = staged_path(out_dir, trial_id)
+    summary = {k: v for k in SUMMARY_ATTRS if (v := row.get(k)) is not None
+               and not (isinstance(v, float) and v != v)}
     status = row["status"]
-    if status == "complete":
-        trial.study.tell(trial, study_mod.objective_values(cfg, row) if key.startswith("slot:")
-                         else row["best_dev_acc"])
-    elif status == "pruned":
-        trial.study.tell(trial, state=TrialState.PRUNED)
-    else:
-        trial.study.tell(trial, state=TrialState.FAIL)
+    state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(status, TrialState.FAIL)
+    try:
+        set_user_attrs(trial.study, trial, {"shard": trial_id, **summary})
+        if store is not None:
+            upload_shards(store, trial, staged)
+        values = None
+        if state == TrialState.COMPLETE:
+            values = study_mod.objective_values(cfg, row) if key.startswith("slot:") else row["best_dev_acc"]
+        trial.study.tell(trial, values, state=state, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        state = None
+    if state is None or trial.study._storage.get_trial(trial._trial_id).state != state:
+        shutil.rmtree(staged, ignore_errors=True)  # failed as stale meanwhile: it runs again
+        return
+    publish_trial(staged, out_dir, trial_id)
 
 
 def _pruning_hook(trial: Trial):
@@ -280,29 +305,6 @@ def _reporting_hook(trial: Trial):
         trial.report(dev_acc, step)
         return False
     return on_eval
-
-
-def _suggest_params(trial: Trial, spec: TrialSpec, cfg: ExperimentConfig) -> None:
-    """Record the trial's settings as Optuna params (so the dashboard can plot them). A text
-    setting's choices: the built-in ones, then the grid's (or the arms') others (a plugin's cell,
-    say), the same for every trial of the study; an arm's: the arm names."""
-    for axis, value in spec.factors.items():
-        if value is None:
-            continue
-        if axis == ARM:
-            trial.suggest_categorical(axis, list(cfg.grid[ARM]))
-            continue
-        dotted = AXIS_ALIASES.get(axis, axis)
-        _, meta = _lookup_field(dotted)
-        if isinstance(value, bool):
-            trial.suggest_categorical(axis, [False, True])
-        elif isinstance(value, str):
-            choices = dict.fromkeys([*(meta.get("choices") or ()), *cfg.setting_values(dotted), value])
-            trial.suggest_categorical(axis, list(choices))
-        elif isinstance(value, int):
-            trial.suggest_int(axis, value, value)
-        else:
-            trial.suggest_float(axis, value, value)
 
 
 # ----------------------------------------------------------------------------- worker processes
@@ -395,7 +397,7 @@ def held_trials(studies: list[Any]) -> Any:
     def held(pid: int) -> list[str]:
         try:
             return [trial_key(t) or f"{study.study_name}#{t.number}" for study in studies
-                    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    for t in running_trials(study)
                     if t.system_attrs.get("pid") == pid and t.system_attrs.get("host") == host]
         except Exception:  # the storage itself may be what failed: name the worker all the same
             return []
@@ -491,6 +493,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
               f"run only and written to {out_dir / 'run.yaml'} without it; set PGPASSWORD or put it in ~/.pgpass "
               f"so that `harness status` and `harness report` can connect", file=sys.stderr)
     quarantine_damaged(out_dir)
+    remove_orphan_stages(out_dir)  # shards a killed worker of this host staged and never published
     store = open_storage(out_dir, storage)
     queue = open_queue(plan, store)
     searches = open_searches(plan, store) if cfg.study else {}
@@ -513,7 +516,15 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     if dead:
         raise WorkerDied("; ".join(dead) + ". Its trial did not finish; the others are kept: run the same "
                          "command again to resume")
-    return monitor.counts()
+    counts = monitor.counts()
+    elsewhere = [t for t in finished_elsewhere(plan, queue) if verify_trial(out_dir, t) is not None]
+    if elsewhere:  # finished by another command into a results folder this one does not share
+        counts["elsewhere"] = len(elsewhere)
+        counts["missing"] = max(0, counts["missing"] - len(elsewhere))
+        _say(progress, f"harness: {len(elsewhere)} trial(s) finished into another results folder on the same "
+                       f"storage; their shards are there (give every command the same --artifacts folder to "
+                       f"gather them here)")
+    return counts
 
 
 def _say(enabled: bool, message: str) -> None:

@@ -56,11 +56,12 @@ def _open_database(url: str) -> optuna.storages.BaseStorage:
 
     from harness.config import ConfigError
 
-    # Two workers starting at once on a fresh database both create Optuna's tables; the loser
-    # sees a duplicate-key error. The tables exist by then: try again.
+    # Commands starting at once on a new database would each create Optuna's tables (the losers
+    # fail on a duplicate key): they do it in turn, under a lock the database's users share. Should a
+    # process without that lock (an older harness) race all the same, the loser tries again.
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            return _open_locked(url)
         except OperationalError as e:
             why = redact_text(first_line(e.orig or e))
             hint = " (set PGPASSWORD or put the password in ~/.pgpass)" if "password" in why and \
@@ -69,10 +70,27 @@ def _open_database(url: str) -> optuna.storages.BaseStorage:
         except (ArgumentError, ImportError) as e:  # not a URL SQLAlchemy reads, or its driver is not installed
             raise ConfigError(f"storage URL {redact_url(url)}: {redact_text(first_line(e))}") from None
         except Exception as e:
-            if attempt == 5 or "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
+            if attempt == 5 or not any(w in str(e).lower() for w in ("duplicate", "already exists", "unique")):
                 raise
             time.sleep(0.2 + 0.3 * attempt)
     raise AssertionError("unreachable")
+
+
+def _open_locked(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage on `url`, its tables created (when new) and the queue's indexes added
+    (harness.queue.backends.prepare_database) under the database's shared lock."""
+    import sqlalchemy
+
+    from harness.queue.backends import database_lock, prepare_database
+
+    probe = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    try:
+        with database_lock(url, probe):
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            prepare_database(storage.engine)
+    finally:
+        probe.dispose()
+    return storage
 
 
 # ----------------------------------------------------------------------------- secrets
@@ -164,11 +182,12 @@ def artifact_store(path: str | None) -> Any:
     return FileSystemArtifactStore(path)
 
 
-def upload_shards(store: Any, trial: optuna.Trial, out_dir: Path, trial_id: str) -> None:
-    """Put a finished trial's shard files into the artifact store, attached to its Optuna trial."""
+def upload_shards(store: Any, trial: optuna.Trial, folder: Path) -> None:
+    """Put a finished trial's shard files (in `folder`, its staged folder) into the artifact store,
+    attached to its Optuna trial."""
     from optuna.artifacts import upload_artifact
 
-    for path in sorted(trial_dir(out_dir, trial_id).glob("*.parquet")):
+    for path in sorted(Path(folder).glob("*.parquet")):
         upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
 
 

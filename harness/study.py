@@ -21,7 +21,17 @@ from typing import Any
 
 import optuna
 
-from harness.config import ExperimentConfig, ParamSpec, StudyConfig, TrialSpec, make_spec, short_axis_name
+from harness.config import (
+    ARM,
+    AXIS_ALIASES,
+    ExperimentConfig,
+    ParamSpec,
+    StudyConfig,
+    TrialSpec,
+    lookup_field,
+    make_spec,
+    short_axis_name,
+)
 
 
 @dataclass(frozen=True)
@@ -164,3 +174,32 @@ def rerun_specs(cfg: ExperimentConfig, data_id: str, study: SearchStudy, best: o
     return [make_spec(cfg, data_id, {**study.fixed, **params, "train.seed": s},
                       tag={"phase": "rerun", "study": study.name, "study_trial": best.number})
             for s in rerun_seeds(cfg)]
+
+
+def trial_params(cfg: ExperimentConfig, spec: TrialSpec
+                 ) -> tuple[dict[str, Any], dict[str, optuna.distributions.BaseDistribution]]:
+    """A planned trial's settings as Optuna params and their distributions (so the dashboard can
+    plot them), written when the trial is enqueued. A text setting's choices: the built-in ones, then
+    the grid's (or the arms') others (a plugin's cell, say), the same for every trial of the study;
+    an arm's: the arm names; a number's: the one value."""
+    D = optuna.distributions
+    params: dict[str, Any] = {}
+    dists: dict[str, D.BaseDistribution] = {}
+    for axis, value in spec.factors.items():
+        if value is None:
+            continue
+        if axis == ARM:
+            dist: D.BaseDistribution = D.CategoricalDistribution(list(cfg.grid[ARM]))
+        elif isinstance(value, bool):
+            dist = D.CategoricalDistribution([False, True])
+        elif isinstance(value, str):
+            dotted = AXIS_ALIASES.get(axis, axis)
+            _, meta = lookup_field(dotted)
+            dist = D.CategoricalDistribution(list(dict.fromkeys(
+                [*(meta.get("choices") or ()), *cfg.setting_values(dotted), value])))
+        elif isinstance(value, int):
+            dist = D.IntDistribution(value, value)
+        else:
+            dist = D.FloatDistribution(value, value)
+        params[axis], dists[axis] = value, dist
+    return params, dists

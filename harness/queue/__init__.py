@@ -1,20 +1,23 @@
 """The queue protocol: which trials are waiting, and who runs each one, exactly once.
 
 Each grid point × seed (or each search slot of a study) is enqueued once in an Optuna study as a
-WAITING trial carrying its `trial_id` (or `slot`). A worker claims a waiting trial by moving it to
-RUNNING, which every Optuna storage does atomically (only one caller sees the change succeed), and
-writes a heartbeat while it runs. Enqueueing fails RUNNING trials whose worker is gone (stale) so
-their work is queued again. A trial is *done* when its shard folder verifies (not when the study
-says it finished: a deleted or damaged folder is run again), so re-running the same command
-enqueues only what is not done.
+WAITING trial carrying its `trial_id` (or `slot`) and its settings as Optuna params. Enqueueing
+holds a lock that every command on the same storage shares, on any machine (`enqueue_lock`), so
+however many commands start together each trial is queued once. A worker claims a waiting trial by
+moving it to RUNNING, for one caller only on every storage (one `UPDATE … RETURNING` on a database,
+the journal's order of records on a journal file), stamped in the same write, and writes a
+heartbeat while it runs. Enqueueing fails RUNNING trials whose worker is gone (stale) so their work
+is queued again. A trial is *done* when its shard folder verifies (not when the study says it
+finished: a deleted or damaged folder is run again), so re-running the same command enqueues only
+what is not done.
 
-Every use of Optuna's private API (the storage behind a study, internal trial and study ids) is in
-this module. No torch import.
+Every use of Optuna's private API (the storage behind a study, internal trial and study ids, its
+tables and journal records) is in this package; `backends` holds what differs by storage kind.
+No torch import.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import threading
@@ -30,8 +33,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness import study as study_mod
-from harness.config import TrialSpec
 from harness.plan import Plan
+from harness.queue.backends import NewTrial, QueueStorage, Row, queue_storage
 from harness.records import read_trial, verify_trial
 from harness.storage import read_run_settings, worker_alive
 
@@ -73,35 +76,46 @@ def _trial_id(trial: AnyTrial) -> int:
     return trial._trial_id
 
 
+def _queue(study: optuna.Study) -> QueueStorage:
+    return queue_storage(study._storage)
+
+
 def set_system_attrs(study: optuna.Study, trial: AnyTrial, attrs: dict[str, Any]) -> None:
-    """Write system attributes of a trial (host, pid, heartbeat, worker); Optuna has no public call
-    for it. Raises optuna.exceptions.UpdateFinishedTrialError once the trial is finished."""
-    for name, value in attrs.items():
-        study._storage.set_trial_system_attr(_trial_id(trial), name, value)
+    """Write system attributes of a trial (host, pid, heartbeat, worker), in one write where the
+    storage can; Optuna has no public call for it. Raises optuna.exceptions.UpdateFinishedTrialError
+    once the trial is finished."""
+    _queue(study).write_attrs(_trial_id(trial), system=attrs)
+
+
+def set_user_attrs(study: optuna.Study, trial: AnyTrial, attrs: dict[str, Any]) -> None:
+    """Write user attributes of a trial (its summary), in one write where the storage can. Raises
+    optuna.exceptions.UpdateFinishedTrialError once the trial is finished."""
+    _queue(study).write_attrs(_trial_id(trial), user=attrs)
 
 
 def _finish(study: optuna.Study, trial: AnyTrial, status: str) -> None:
-    """Mark a trial FAIL with user attr `status` (stale, duplicate), whatever state it is in."""
+    """Mark an unfinished trial FAIL with user attr `status` (stale, duplicate)."""
     study._storage.set_trial_user_attr(_trial_id(trial), "status", status)
     study._storage.set_trial_state_values(_trial_id(trial), state=TrialState.FAIL)
+
+
+def running_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's RUNNING trials (an indexed lookup on a database: not a read of the whole queue)."""
+    return _queue(study).in_state(study._study_id, TrialState.RUNNING)
 
 
 # ----------------------------------------------------------------------------- enqueueing
 
 @contextmanager
-def enqueue_lock(out_dir: Path) -> Iterator[None]:
-    """Hold DIR/.enqueue.lock (an exclusive flock), so two commands on one folder enqueue in turn."""
-    path = out_dir / ".enqueue.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def enqueue_lock(study: optuna.Study) -> Iterator[None]:
+    """Held while enqueueing by every command on the same storage, on any machine: a PostgreSQL
+    advisory lock, or an flock beside the SQLite database or the journal file. So however many
+    commands start at once, each trial is enqueued once."""
+    with _queue(study).lock():
+        yield
 
 
-def trial_key(t: FrozenTrial) -> str | None:
+def trial_key(t: AnyTrial) -> str | None:
     """What a queued trial stands for: a trial id (grid, re-run) or a search slot."""
     if "trial_id" in t.user_attrs:
         return t.user_attrs["trial_id"]
@@ -114,9 +128,12 @@ def fail_stale(study: optuna.Study, now: float) -> int:
     """Mark RUNNING trials whose worker is gone as FAIL (stale), so their work is queued again.
     `now` is a time.time() timestamp. Returns how many were failed."""
     n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in running_trials(study):
         if not worker_alive(t, now):
-            _finish(study, t, "stale")
+            try:
+                _finish(study, t, "stale")
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # its worker finished it, or another command failed it, meanwhile
             n += 1
     return n
 
@@ -128,11 +145,14 @@ def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
     (a deleted or damaged folder is run again), or a trial finished in the study by a worker that
     wrote into another results folder (another folder id, see storage.RunSettings: a machine that
     does not share this folder; its shards are there, or in the artifact store).
+    Runs under the storage's enqueue lock (`enqueue_lock`) and writes the new trials in one batch.
     Returns counts: enqueued, stale, retried."""
     counts = {"enqueued": 0, "stale": 0, "retried": 0}
-    with enqueue_lock(plan.out_dir):
+    queue = _queue(study)
+    with queue.lock():
         counts["stale"] = fail_stale(study, time.time())
-        seen = _queue_state(study, read_run_settings(plan.out_dir).folder_id)
+        seen = _queue_state(queue.rows(study._study_id), read_run_settings(plan.out_dir).folder_id)
+        new: list[NewTrial] = []
         for spec in plan.specs:
             tid = spec.trial_id
             if tid in seen.active or tid in seen.elsewhere or seen.attempts.get(tid, 0) >= MAX_ATTEMPTS:
@@ -144,9 +164,17 @@ def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
             attrs: dict[str, Any] = {"trial_id": tid}
             if tid in seen.finished_here:  # its shards were lost: this one replaces that finished trial
                 attrs["after"] = seen.finished_here[tid]
-            study.enqueue_trial(_param_values(spec), user_attrs=attrs, skip_if_exists=False)
-            counts["enqueued"] += 1
+            params, distributions = study_mod.trial_params(plan.cfg, spec)
+            new.append(NewTrial(params, distributions, attrs))
+        queue.create_waiting(study._study_id, new)
+        counts["enqueued"] = len(new)
     return counts
+
+
+def finished_elsewhere(plan: Plan, study: optuna.Study) -> set[str]:
+    """The planned trial ids finished well by a worker that wrote into another results folder."""
+    seen = _queue_state(_queue(study).rows(study._study_id), read_run_settings(plan.out_dir).folder_id)
+    return {s.trial_id for s in plan.specs if s.trial_id in seen.elsewhere}
 
 
 @dataclass
@@ -157,24 +185,22 @@ class _QueueState:
     attempts: dict[str, int] = field(default_factory=dict)  # failed attempts
 
 
-def _finished_well(t: FrozenTrial) -> bool:
-    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.user_attrs.get("status") == "diverged"
+def _finished_well(state: TrialState, status: str | None) -> bool:
+    return state in (TrialState.COMPLETE, TrialState.PRUNED) or status == "diverged"
 
 
-def _queue_state(study: optuna.Study, folder_id: str | None) -> _QueueState:
+def _queue_state(rows: list[Row], folder_id: str | None) -> _QueueState:
     """What the study says of each trial id (grid trials and re-runs; search slots are not here)."""
     seen = _QueueState()
-    for t in study.get_trials(deepcopy=False):
-        tid = t.user_attrs.get("trial_id")
-        if tid is None:
-            continue
-        if t.state in (TrialState.WAITING, TrialState.RUNNING):
+    for r in rows:
+        tid = r.key
+        if r.state in (TrialState.WAITING, TrialState.RUNNING):
             seen.active.add(tid)
-        elif _finished_well(t) and t.system_attrs.get("folder", folder_id) != folder_id:
+        elif _finished_well(r.state, r.status) and (r.folder or folder_id) != folder_id:
             seen.elsewhere.add(tid)
-        elif _finished_well(t):
-            seen.finished_here[tid] = max(t.number, seen.finished_here.get(tid, -1))
-        elif t.user_attrs.get("status") == "failed":
+        elif _finished_well(r.state, r.status):
+            seen.finished_here[tid] = max(r.number, seen.finished_here.get(tid, -1))
+        elif r.status == "failed":
             seen.attempts[tid] = seen.attempts.get(tid, 0) + 1
     return seen
 
@@ -184,18 +210,13 @@ def _failed_shard(out_dir: Path, trial_id: str) -> bool:
     return bool(runs is not None and len(runs) and runs["status"].iloc[0] == "failed")
 
 
-def _param_values(spec: TrialSpec) -> dict[str, Any]:
-    return {k: v for k, v in spec.factors.items() if v is not None}
-
-
 def enqueue_slots(plan: Plan, searches: dict[str, optuna.Study]) -> int:
     """Top each search study up to n_trials: finished + waiting + running slots. Returns how many
     slots were added."""
     n_trials, added = plan.cfg.study.n_trials, 0
-    with enqueue_lock(plan.out_dir):
-        now = time.time()
-        for study in searches.values():
-            fail_stale(study, now)
+    for study in searches.values():
+        with enqueue_lock(study):
+            fail_stale(study, time.time())
             used, highest = 0, -1
             for t in study.get_trials(deepcopy=False):
                 if "slot" not in t.user_attrs:
@@ -203,9 +224,10 @@ def enqueue_slots(plan: Plan, searches: dict[str, optuna.Study]) -> int:
                 highest = max(highest, int(t.user_attrs["slot"]))
                 if t.user_attrs.get("status") not in ("stale", "duplicate"):
                     used += 1
-            for i in range(max(0, n_trials - used)):
-                study.enqueue_trial({}, user_attrs={"slot": highest + 1 + i}, skip_if_exists=False)
-                added += 1
+            more = max(0, n_trials - used)
+            _queue(study).create_waiting(study._study_id, [NewTrial({}, {}, {"slot": highest + 1 + i})
+                                                           for i in range(more)])
+            added += more
     return added
 
 
@@ -228,75 +250,64 @@ def add_reruns(plan: Plan, searches: dict[str, optuna.Study]) -> None:
 def running_elsewhere(studies: list[optuna.Study]) -> bool:
     """Whether any trial of these studies is RUNNING with a live worker."""
     now = time.time()
-    return any(worker_alive(t, now) for study in studies
-               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return any(worker_alive(t, now) for study in studies for t in running_trials(study))
 
 
 # ----------------------------------------------------------------------------- claiming
 
-def claim(study: optuna.Study) -> tuple[optuna.Trial, str] | None:
-    """Atomically take one WAITING trial (WAITING → RUNNING succeeds for one caller only), stamped
-    with this host, pid and a first heartbeat. Returns the trial and its key, or None when nothing
-    is waiting. A duplicate enqueue (same trial id or slot as a lower-numbered live trial) is dropped here."""
-    storage = study._storage
-    waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
-    for frozen in waiting:
-        try:
-            if not storage.set_trial_state_values(_trial_id(frozen), state=TrialState.RUNNING):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        key = trial_key(frozen)
-        now = time.time()
-        try:
-            set_system_attrs(study, frozen, {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now,
-                                             "claimed_at": now})
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another process judged it stale and failed it meanwhile; it will be queued again
-        if key is None or _held_elsewhere(study, frozen, key):
-            _finish(study, frozen, "duplicate")
-            continue
-        return optuna.Trial(study, _trial_id(frozen)), key
-    return None
+def _stamp(attrs: dict[str, Any] | None) -> dict[str, Any]:
+    now = time.time()
+    return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now, "claimed_at": now, **(attrs or {})}
 
 
-def claim_matching(study: optuna.Study, wanted: Callable[[str], bool], limit: int
-                   ) -> list[tuple[optuna.Trial, str]]:
+def claim(study: optuna.Study, attrs: dict[str, Any] | None = None) -> tuple[optuna.Trial, str] | None:
+    """Atomically take the lowest-numbered WAITING trial (WAITING → RUNNING succeeds for one caller
+    only), stamped in the same write with this host, pid, a first heartbeat and `attrs` (worker,
+    folder). Returns the trial and its key, or None when nothing is waiting. A duplicate enqueue
+    (same trial id or slot as a lower-numbered live trial) is dropped here.
+    Its cost does not grow with the number of waiting or finished trials (see harness.queue.backends)."""
+    queue = _queue(study)
+    while True:
+        ids = queue.claim(study._study_id, _stamp(attrs))
+        if not ids:
+            return None
+        trial = optuna.Trial(study, ids[0])
+        key = trial_key(trial)
+        if key is None or _held_elsewhere(queue, study, trial, key):
+            _finish(study, trial, "duplicate")
+            continue
+        return trial, key
+
+
+def claim_matching(study: optuna.Study, wanted: Callable[[str], bool], limit: int,
+                   attrs: dict[str, Any] | None = None) -> list[tuple[optuna.Trial, str]]:
     """Atomically take up to `limit` more WAITING trials whose key `wanted` accepts (the companions
-    of a fused group), each claimed and stamped as `claim` does. Takes what is waiting now; never waits."""
-    taken: list[tuple[optuna.Trial, str]] = []
+    of a fused group; among the first backends.SCAN_LIMIT waiting), each claimed and stamped as
+    `claim` does. Takes what is waiting now; never waits."""
     if limit < 1:
-        return taken
-    storage = study._storage
-    for frozen in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        if len(taken) >= limit:
-            break
-        key = trial_key(frozen)
-        if key is None or not wanted(key):
+        return []
+    queue = _queue(study)
+    taken: list[tuple[optuna.Trial, str]] = []
+    for tid in queue.claim(study._study_id, _stamp(attrs), limit=limit, wanted=wanted):
+        trial = optuna.Trial(study, tid)
+        key = trial_key(trial)
+        if key is None or _held_elsewhere(queue, study, trial, key):
+            _finish(study, trial, "duplicate")
             continue
-        try:
-            if not storage.set_trial_state_values(_trial_id(frozen), state=TrialState.RUNNING):
-                continue
-            now = time.time()
-            set_system_attrs(study, frozen, {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now,
-                                             "claimed_at": now})
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # claimed, or failed as stale, by another process meanwhile
-        if _held_elsewhere(study, frozen, key):
-            _finish(study, frozen, "duplicate")
-            continue
-        taken.append((optuna.Trial(study, _trial_id(frozen)), key))
+        taken.append((trial, key))
     return taken
 
 
-def _held_elsewhere(study: optuna.Study, mine: FrozenTrial, key: str) -> bool:
+def _held_elsewhere(queue: QueueStorage, study: optuna.Study, mine: AnyTrial, key: str) -> bool:
     """True when another, lower-numbered trial with the same key is waiting, running or finished
     well: then that one is the real one and mine is a duplicate. A finished trial numbered up to
-    mine's `after` attr does not count: mine replaces it (its shards were lost)."""
+    mine's `after` attr does not count: mine replaces it (its shards were lost). An indexed lookup
+    of the trials with this key, not a read of the study."""
     after = mine.user_attrs.get("after", -1)
-    for t in study.get_trials(deepcopy=False):
-        if t.number < mine.number and trial_key(t) == key and (
-                t.state in (TrialState.WAITING, TrialState.RUNNING) or _finished_well(t) and t.number > after):
+    name, value = ("slot", int(key[5:])) if key.startswith("slot:") else ("trial_id", key)
+    for t in queue.same_key(study._study_id, name, value):
+        if t.number < mine.number and (t.state in (TrialState.WAITING, TrialState.RUNNING) or
+                                       _finished_well(t.state, t.user_attrs.get("status")) and t.number > after):
             return True
     return False
 
