@@ -44,8 +44,8 @@ import yaml
 
 from harness import adaptive
 from harness.config import apply_overrides, config_from_dict
-from harness.report.estimators import wilson_interval
 from harness.report.outcomes import outcome_label
+from harness.stats.rates import undecided, wilson_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _args import existing_file, finished_runs
@@ -188,8 +188,6 @@ def simulate(args: argparse.Namespace) -> dict:
 
 def _race(outcomes: np.ndarray, min_seeds: int, max_seeds: int) -> int:
     """Seeds one configuration gets: one more while its Wilson interval contains 0.5."""
-    from harness.report.estimators import undecided
-
     n = min_seeds
     while n < max_seeds and undecided(int(outcomes[:n].sum()), n):
         n += 1

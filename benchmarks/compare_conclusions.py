@@ -7,7 +7,7 @@ advance:
 1. Counts against counts. For each configuration present in both folders (every config key, the
    distance included), "reached the target in k of n runs" in A against B by an exact two-sample test
    (Boschloo's, `scipy.stats.boschloo_exact`; `--test fisher` for Fisher's), adjusted across the
-   configurations by the exact conditional minP method (`harness.report.exact.conditional_minp_adjust`:
+   configurations by the exact conditional minP method (`harness.stats.multiplicity.conditional_minp_adjust`:
    family-wise error at most alpha, and a configuration that cannot give a small p-value — all runs
    alike in both folders — costs nothing, where Holm's correction would charge every configuration).
    Any adjusted p-value below alpha (0.05): DISAGREE (exit 1).
@@ -50,8 +50,10 @@ import numpy as np
 import pandas as pd
 
 from harness.report import contrasts as C
-from harness.report.exact import conditional_minp_adjust, two_sample_pvalue
 from harness.report.fmt import fmt_value
+from harness.stats.d50_ratio import ratio_from_draws
+from harness.stats.multiplicity import conditional_minp_adjust
+from harness.stats.two_rates import two_sample_pvalue
 
 ALPHA = 0.05
 N_BOOT = 2000
@@ -164,8 +166,8 @@ def equivalence(outcomes_a: pd.DataFrame, outcomes_b: pd.DataFrame, headline: C.
                                 math.nan, math.nan, margin, False))
             continue
         tested = ga.tested + gb.tested
-        r = C.ratio_from_draws(ga.point, ga.draws, gb.point, gb.draws, 1.0 - 2.0 * alpha,
-                               censor=(min(tested), max(tested)))
+        r = ratio_from_draws(ga.point, ga.draws, gb.point, gb.draws, 1.0 - 2.0 * alpha,
+                             censor=(min(tested), max(tested)))
         ok = bool(1.0 / margin <= r.low and r.high <= margin)
         out.append(Estimand(name, C.d50_value_text(ga.fit, ga.tested, distance),
                             C.d50_value_text(gb.fit, gb.tested, distance), r.ratio, r.low, r.high, margin, ok))

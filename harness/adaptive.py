@@ -5,15 +5,15 @@ A configuration is a grid point without its seed. Each starts with seeds 0 .. mi
 the seeds it has are finished, it gets the next seed (one per round) while its outcome is undecided:
 
 - its success rate (reached the target dev accuracy in k of n runs; failed, diverged and pruned
-  runs count as not reached) has a Wilson interval that contains 0.5 (`estimators.undecided`), or
+  runs count as not reached) has a Wilson interval that contains 0.5 (`harness.stats.rates.undecided`), or
 - it takes part in a requested paired effect (`adaptive.effects`) that is still undecided.
 
 and stops at max_seeds. Effects are decided in rounds of their own: at level L (starting at
 min_seeds), once every configuration an effect compares has finished seeds 0 .. L-1, each effect's
 differences in best dev accuracy (level minus baseline, paired on the other factors and the seed,
 seeds below L) get a t interval at Holm-corrected levels across the requested effects
-(`estimators.corrected_effects`); an effect whose interval excludes zero on at least
-estimators.MIN_PAIRS pairs is decided for good, and the configurations of the others need L + 1
+(`harness.stats.paired.corrected_effects`); an effect whose interval excludes zero on at least
+paired.MIN_PAIRS pairs is decided for good, and the configurations of the others need L + 1
 seeds. Dev accuracy, not test: deciding how many seeds to run is a choice made on dev data.
 
 Repeated looks spend alpha. The effects are tested again at every level from min_seeds to max_seeds,
@@ -57,8 +57,8 @@ import pandas as pd
 from harness.config import ExperimentConfig, TrialSpec, make_spec, short_axis_name
 from harness.config.adaptive_config import SEED_KEY, AdaptiveConfig
 
-# harness.report.estimators is imported where it is used: importing it loads the report package
-# (and matplotlib), which planning a run that is not adaptive should not pay for.
+# harness.stats is imported where it is used: it loads scipy.stats (about 0.7 s), which planning a run
+# that is not adaptive should not pay for.
 
 RUNS_COLUMNS = ("trial_id", "status", "steps_to_target", "best_dev_acc")  # what the decisions read
 SEED = short_axis_name(SEED_KEY)
@@ -126,7 +126,7 @@ def stopping_coverage(rate: float, min_seeds: int, max_seeds: int, confidence: f
     contains 0.5, from min_seeds to max_seeds). Exact: the distribution of (seeds, successes) is
     carried forward seed by seed, and every path that stops adds its probability when its interval
     covers `rate`. At rate 0.5, 5 to 16 seeds, 95%: 0.837 (fixed 16 seeds: 0.923)."""
-    from harness.report.estimators import wilson_interval
+    from harness.stats.rates import wilson_interval
 
     if not (1 <= min_seeds <= max_seeds and 0.0 <= rate <= 1.0):
         raise ValueError(f"need 1 <= min_seeds <= max_seeds and a rate in [0, 1], got {min_seeds}, {max_seeds}, "
@@ -231,7 +231,7 @@ class _Racing:
         return len(done), sum(r for r, _ in done)
 
     def rate_undecided(self, c: _Config, n: int) -> bool:
-        from harness.report.estimators import undecided
+        from harness.stats.rates import undecided
 
         return undecided(self.counts(c, n)[1], n, self.a.confidence)
 
@@ -257,7 +257,7 @@ class _Racing:
     def _effect_round(self) -> bool:
         """Evaluate the effects at the current level once all their configurations finished it;
         the undecided ones' configurations then need one seed more. Returns whether any grew."""
-        from harness.report.estimators import corrected_effects, effect_undecided
+        from harness.stats.paired import corrected_effects, effect_undecided
 
         st = self.state
         pending = [e for e in range(len(self.effects)) if e not in st.decided]

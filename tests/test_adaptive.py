@@ -23,7 +23,7 @@ from harness import adaptive, records, runner
 from harness.cli import main
 from harness.config import ConfigError, config_from_dict, expand_grid
 from harness.plan import _fixed_settings, make_plan
-from harness.report.estimators import wilson_interval
+from harness.stats.rates import wilson_interval
 from harness.status import format_status, status
 from harness.storage import open_storage
 
@@ -183,7 +183,7 @@ def test_a_clear_effect_is_decided_once_it_has_the_pairs_it_needs():
     base = list(rng.uniform(0.4, 0.5, 7))
     dev = {("rnn", 12): base, ("lstm", 12): [b + 0.2 + 0.01 * i for i, b in enumerate(base)]}
     # Both rates are decided at 4/4, and the effect's interval excludes zero, but a difference is
-    # never claimed on fewer than 5 pairs (estimators.MIN_PAIRS): one seed more.
+    # never claimed on fewer than 5 pairs (paired.MIN_PAIRS): one seed more.
     four = decide(cfg, {("rnn", 12): [True] * 4, ("lstm", 12): [True] * 4}, dev)
     assert [c.seeds for c in four.configs] == [5, 5] and four.effects[0].state == "undecided"
     assert four.effects[0].low > 0 and four.effects[0].pairs == 4

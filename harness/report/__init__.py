@@ -4,10 +4,9 @@ Reads what the run wrote (the trial shards, config.yaml, and the Optuna storage 
 so it works while a run is still going. It writes only its own files, and the shards of trials run
 by workers elsewhere, fetched into DIR/trials/ (`download_remote_shards`). `compute` reads only;
 `build_figures` and `render` depend on their arguments alone (each takes what the one before
-returned); saving happens in `write_report`. The estimators live in `estimators`, per-run outcomes
-(success, censoring, D50, machines) in `outcomes`, group against group at each distance (the section
-the findings lead with) in `contrasts`, on the exact two-proportion tests of `exact`, corrected paired
-effects in `effects`, tables in
+returned); saving happens in `write_report`. The estimators live in `harness.stats`, per-run
+outcomes (success, censoring, D50, machines) in `outcomes`, group against group at each distance (the
+section the findings lead with) in `contrasts`, corrected paired effects in `effects`, tables in
 `stats`, figures in `figures` (functions that return figures), sentences in `findings`, markdown
 sections in `sections`, number formats in `fmt`.
 """

@@ -8,15 +8,17 @@ out; one function renders the markdown section the report leads with.
 
 - `arm_contrasts`: per distance (and per level of the other varied factors), for each pair of groups
   (arms, or cells where the runs have no arm): k of n runs that reached the target in each, the
-  difference of the two success rates with its exact 95% interval (`exact.rate_difference`: Chan and
-  Zhang's exact unconditional interval, coverage at least 95% for every pair of true rates) and
-  Boschloo's exact p-value; Holm's correction across every row returned. A row is *decided* only when
-  its Holm-adjusted p-value is below 0.05 AND its interval excludes 0.
+  difference of the two success rates with its exact 95% interval
+  (`harness.stats.two_rates.rate_difference`: Chan and Zhang's exact unconditional interval, coverage
+  at least 95% for every pair of true rates) and Boschloo's exact p-value; Holm's correction across
+  every row returned. A row is *decided* only when its Holm-adjusted p-value is below 0.05 AND its
+  interval excludes 0.
 - `group_d50s`: per group, D50 (the distance at which the success rate crosses one half:
-  `estimators.fit_d50`, a logistic fit on log(1 + D) with a stratified bootstrap interval), and
-  `d50_ratio`: the ratio of two groups' D50s with a stratified bootstrap interval (runs resampled
-  within each (group, distance) cell). Where a group's D50 lies beyond the largest distance tested
-  (it never declines there) or below the smallest, the ratio is infinite or zero and the text says so.
+  `harness.stats.frontier.fit_d50`, a logistic fit on log(1 + D) with a stratified bootstrap
+  interval), and the ratio of two groups' D50s with a stratified bootstrap interval
+  (`harness.stats.d50_ratio`: runs resampled within each (group, distance) cell). Where a group's D50
+  lies beyond the largest distance tested (it never declines there) or below the smallest, the ratio
+  is infinite or zero and the text says so.
 - `read_headline`: the pre-registered `headline:` section of a results folder's config.yaml (raw
   YAML; see `Headline`).
 - `contrasts_markdown` / `report_section`: the sentences and table.
@@ -39,18 +41,18 @@ import numpy as np
 import pandas as pd
 
 from harness.config.headline import Headline, HeadlineError, read_headline
-from harness.report import estimators as E
-from harness.report.exact import RateDifference, rate_difference, seeds_for_power
 from harness.report.fmt import fmt_value
 from harness.report.stats import ordered_levels
+from harness.stats.d50_ratio import N_BOOT, D50Ratio, bracket_bounds, ratio_from_draws
+from harness.stats.frontier import D50Fit, d50_draws, fit_d50
+from harness.stats.multiplicity import holm_adjust
+from harness.stats.two_rates import rate_difference
 
-__all__ = ["rate_difference", "RateDifference", "seeds_for_power", "arm_contrasts", "group_d50s", "d50_ratio",
-           "D50Ratio", "GroupD50", "Headline", "HeadlineError", "read_headline", "contrasts_markdown", "report_section",
-           "group_column", "by_keys", "fixed_seeds"]
+__all__ = ["arm_contrasts", "group_d50s", "GroupD50", "Headline", "HeadlineError", "read_headline",
+           "contrasts_markdown", "report_section", "group_column", "by_keys", "fixed_seeds"]
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
-N_BOOT = 1000
 
 
 # ============================================================================ which columns
@@ -112,7 +114,7 @@ def arm_contrasts(outcomes: pd.DataFrame, group: str = "arm", distance: str | No
                   confidence: float = CONFIDENCE, alpha: float = ALPHA) -> pd.DataFrame:
     """One row per level of `by` × distance × pair (a, b) of groups where both have runs with an
     outcome: columns *by, the distance, a, b, k_a, n_a, k_b, n_b, diff (rate a − rate b, a fraction),
-    low, high (`exact.rate_difference`'s exact interval at `confidence`: coverage at least `confidence`
+    low, high (`two_rates.rate_difference`'s exact interval at `confidence`: coverage at least `confidence`
     for every pair of true rates), p (Boschloo's two-sided exact p-value), p_holm (Holm's step-down
     adjustment across every row returned) and decided (p_holm < alpha and the interval excludes 0).
 
@@ -142,7 +144,7 @@ def arm_contrasts(outcomes: pd.DataFrame, group: str = "arm", distance: str | No
     out = pd.DataFrame(rows, columns=cols)
     if out.empty:
         return out
-    out["p_holm"] = E.holm_adjust(out["p"].to_numpy(float))
+    out["p_holm"] = holm_adjust(out["p"].to_numpy(float))
     out["decided"] = (out["p_holm"] < alpha) & ((out["low"] > 0) | (out["high"] < 0))
     return out
 
@@ -156,16 +158,16 @@ class GroupD50:
 
     group: object
     where: dict
-    fit: E.D50Fit
+    fit: D50Fit
     tested: list[float]
-    point: float                      # `estimators.d50_draws`'s point: ±inf beyond / below the range
+    point: float                      # `frontier.d50_draws`'s point: ±inf beyond / below the range
     draws: np.ndarray = field(repr=False)
 
 
 def group_d50s(outcomes: pd.DataFrame, group: str, distance: str, by: Sequence[str] = (),
                groups: Sequence[object] | None = None, n_boot: int = N_BOOT, rng: int = 0) -> list[GroupD50]:
-    """Per level of `by` and group (every group, or those in `groups`): `estimators.fit_d50` of
-    reaching the target against distance, and `estimators.d50_draws` for ratios (stratified: runs
+    """Per level of `by` and group (every group, or those in `groups`): `frontier.fit_d50` of
+    reaching the target against distance, and `frontier.d50_draws` for ratios (stratified: runs
     resampled within each distance)."""
     known = _known(outcomes, distance)
     out = []
@@ -174,112 +176,10 @@ def group_d50s(outcomes: pd.DataFrame, group: str, distance: str, by: Sequence[s
         for i, name in enumerate(levels):
             sub = g[g[group] == name]
             d, r = sub[distance].to_numpy(float), sub["reached"].to_numpy(float) == 1.0
-            fit = E.fit_d50(d, r, n_boot=n_boot, rng=rng)
-            point, draws = E.d50_draws(d, r, n_boot=n_boot, rng=np.random.default_rng([rng, i]))
+            fit = fit_d50(d, r, n_boot=n_boot, rng=rng)
+            point, draws = d50_draws(d, r, n_boot=n_boot, rng=np.random.default_rng([rng, i]))
             out.append(GroupD50(name, where, fit, sorted(set(float(x) for x in d)), point, draws))
     return out
-
-
-@dataclass(frozen=True)
-class D50Ratio:
-    """D50(a) / D50(b) with a stratified bootstrap percentile interval at `confidence`. inf where a's
-    D50 lies beyond the largest distance tested (or b's below the smallest), 0 the other way round,
-    nan where undefined (both beyond, or a group whose success does not fall with distance).
-    `undefined`: resamples with no ratio, counted at both ends of the interval (they widen it)."""
-
-    ratio: float
-    low: float
-    high: float
-    undefined: int
-    n_boot: int
-    confidence: float
-    censored: bool = False
-    bracketed: tuple[str, ...] = ()   # which of 'a', 'b' had outcomes that split perfectly (see d50_ratio)
-
-
-def _ratio_values(a: np.ndarray, b: np.ndarray, censor: tuple[float, float] | None) -> np.ndarray:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if censor is not None:
-        a, b = np.clip(a, *censor), np.clip(b, *censor)
-    else:                                    # below the shortest distance: at most that distance, so >= 0
-        a, b = np.where(a == -np.inf, 0.0, a), np.where(b == -np.inf, 0.0, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return a / b
-
-
-def ratio_from_draws(point_a: float, draws_a: np.ndarray, point_b: float, draws_b: np.ndarray,
-                     confidence: float = CONFIDENCE, censor: tuple[float, float] | None = None) -> D50Ratio:
-    """`D50Ratio` from two groups' D50 points and bootstrap draws (`estimators.d50_draws`). With
-    `censor` = (shortest, longest distance tested), each D50 is first clipped to that range: the
-    estimand is then the ratio of D50s censored at the range tested, defined (and comparable between
-    two folders) even where a D50 lies beyond it."""
-    point = float(_ratio_values(np.array([point_a]), np.array([point_b]), censor)[0])
-    r = _ratio_values(draws_a, draws_b, censor)
-    undefined = np.isnan(r)
-    tail = (1.0 - confidence) / 2.0
-    low = float(np.quantile(np.where(undefined, 0.0, r), tail, method="inverted_cdf"))
-    high = float(np.quantile(np.where(undefined, np.inf, r), 1.0 - tail, method="inverted_cdf"))
-    return D50Ratio(point, low, high, int(undefined.sum()), int(r.size), confidence, censor is not None)
-
-
-def d50_ratio(distances_a: Sequence[float], reached_a: Sequence[float], distances_b: Sequence[float],
-              reached_b: Sequence[float], n_boot: int = N_BOOT, rng: int = 0, confidence: float = CONFIDENCE,
-              censor: bool = False) -> D50Ratio:
-    """The ratio of two groups' D50s, D50(a) / D50(b), each from `estimators.d50_draws` (the report's
-    logistic fit on log(1 + D), bracket or split distance), with a percentile interval from a
-    stratified bootstrap: each group's runs resampled within each distance, independently between
-    groups. The interval is as good as the D50 bootstrap (somewhat optimistic at few seeds per
-    distance). `censor`: clip each D50 to the distances the two groups tested (see `ratio_from_draws`)."""
-    pa, da = E.d50_draws(distances_a, reached_a, n_boot, np.random.default_rng([rng, 0]))
-    pb, db = E.d50_draws(distances_b, reached_b, n_boot, np.random.default_rng([rng, 1]))
-    span = None
-    if censor:
-        d = np.concatenate([np.asarray(distances_a, float), np.asarray(distances_b, float)])
-        span = (float(d.min()), float(d.max()))
-    r = ratio_from_draws(pa, da, pb, db, confidence, span)
-    if censor:
-        return r
-    return bracket_bounds(r, split_bracket(distances_a, reached_a), da, split_bracket(distances_b, reached_b), db)
-
-
-def bracket_bounds(r: D50Ratio, bracket_a: tuple[float, float] | None, draws_a: np.ndarray,
-                   bracket_b: tuple[float, float] | None, draws_b: np.ndarray) -> D50Ratio:
-    """`r` unchanged unless a group's runs split perfectly (all reached up to one distance, none from the
-    next on): its D50 is then anywhere inside that bracket, and resampling its runs never moves it, so a
-    bootstrap would treat the bracket's midpoint as known. Bounds instead: each D50 over its bracket, or
-    over its bootstrap interval where it was fitted; no point."""
-    if (bracket_a is None and bracket_b is None) or not math.isfinite(r.ratio) or r.ratio == 0.0:
-        return r
-    tail = (1.0 - r.confidence) / 2.0
-
-    def span_of(bracket: tuple[float, float] | None, draws: np.ndarray) -> tuple[float, float]:
-        if bracket is not None:
-            return bracket
-        return (float(np.quantile(np.where(np.isnan(draws), 0.0, draws), tail, method="inverted_cdf")),
-                float(np.quantile(np.where(np.isnan(draws), np.inf, draws), 1.0 - tail, method="inverted_cdf")))
-
-    (a_lo, a_hi), (b_lo, b_hi) = span_of(bracket_a, draws_a), span_of(bracket_b, draws_b)
-    low = a_lo / b_hi if b_hi > 0 else math.inf
-    high = a_hi / b_lo if b_lo > 0 else math.inf
-    which = tuple(x for x, br in (("a", bracket_a), ("b", bracket_b)) if br is not None)
-    return D50Ratio(math.nan, float(low), float(high), r.undefined, r.n_boot, r.confidence, False, which)
-
-
-def split_bracket(distances: Sequence[float], reached: Sequence[float]) -> tuple[float, float] | None:
-    """(last distance where every run reached the target, first where none did) when the runs split
-    perfectly between two adjacent distances tested, with at least one distance on each side; else None."""
-    d = np.asarray(distances, dtype=float)
-    y = np.asarray(reached, dtype=float)
-    ok = ~np.isnan(y)
-    d, y = d[ok], y[ok]
-    levels = np.unique(d)
-    rates = np.array([y[d == u].mean() for u in levels])
-    if levels.size < 2 or not np.all(np.isin(rates, (0.0, 1.0))):
-        return None
-    cut = int(np.argmin(rates))   # first distance with rate 0
-    if cut == 0 or rates[cut - 1] != 1.0 or np.any(rates[:cut] != 1.0) or np.any(rates[cut:] != 0.0):
-        return None
-    return float(levels[cut - 1]), float(levels[cut])
 
 
 # ============================================================================ the headline section
@@ -356,7 +256,7 @@ def contrast_sentence(row: Mapping, group: str, distance: str) -> str:
             f"Holm {_p(row['p_holm'])}): {decision_text(row)}.")
 
 
-def d50_value_text(fit: E.D50Fit, tested: Sequence[float], distance: str) -> str:
+def d50_value_text(fit: D50Fit, tested: Sequence[float], distance: str) -> str:
     """'41 [33, 52]', 'between 32 and 64 (a bracket)', 'beyond the largest distance tested (lag 64)', …"""
     lo_t, hi_t = min(tested), max(tested)
     if fit.status == "fit":

@@ -19,8 +19,8 @@ that reached the target, so comparing it across distances or configurations meas
 stopped, not how well they learned (`STOP_AT_TARGET_NOTE`).
 
 Every row of a report (both measures, every factor and scope) forms one family for Holm's
-correction (`estimators.corrected_effects`), and a difference is claimed only when the corrected
-interval excludes zero and there are at least `estimators.MIN_PAIRS` seeds.
+correction (`harness.stats.paired.corrected_effects`), and a difference is claimed only when the
+corrected interval excludes zero and there are at least `paired.MIN_PAIRS` seeds.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-from harness.report import estimators as E
 from harness.report.stats import group_key, ordered_levels, varying
+from harness.stats.paired import MIN_PAIRS, EffectDecision, corrected_effects, replication_probability
 
 STOP_AT_TARGET_NOTE = ("Test-accuracy comparisons are left out wherever runs stopped at the target "
                        "(`train.stop_at_target`): such a run ends at the first evaluation that reaches the target, "
@@ -65,7 +66,7 @@ class EffectRow:
     strata: int
     tau: float | None = None
     reached: tuple[int, int, int, int] = (0, 0, 0, 0)
-    decision: E.EffectDecision | None = None
+    decision: EffectDecision | None = None
     near_frontier: bool = False   # pools a configuration near the frontier (see mark_near_frontier)
 
     @property
@@ -161,7 +162,7 @@ def correct(rows: Sequence[EffectRow]) -> list[EffectRow]:
     """The rows with their decisions: Holm-corrected t intervals over the whole family."""
     if not rows:
         return []
-    decisions = E.corrected_effects([r.diffs for r in rows])
+    decisions = corrected_effects([r.diffs for r in rows])
     return [replace(r, decision=d) for r, d in zip(rows, decisions)]
 
 
@@ -177,14 +178,14 @@ FLIP_DRAWS = 200          # simulated replications of the runs near the frontier
 def mark_near_frontier(rows: Sequence[EffectRow], outcomes: pd.DataFrame, success: pd.DataFrame,
                        keys: Sequence[str]) -> list[EffectRow]:
     """The claimed rows with `near_frontier` set where another machine may well not claim them
-    (probability below REPLICATION_FLOOR): by seed noise (`estimators.replication_probability`: the
+    (probability below REPLICATION_FLOOR): by seed noise (`paired.replication_probability`: the
     interval only just clears zero), or by runs flipping near the frontier (`flip_probability`)."""
     out = []
     for r in rows:
         if r.decision is None or not r.decision.claimed:
             out.append(r)
             continue
-        near = E.replication_probability(r.decision) < REPLICATION_FLOOR
+        near = replication_probability(r.decision) < REPLICATION_FLOOR
         if not near and "near_frontier" in success.columns:
             near = flip_probability(r, outcomes, success, keys) < REPLICATION_FLOOR
         out.append(replace(r, near_frontier=near))
@@ -240,9 +241,9 @@ def flip_probability(r: EffectRow, outcomes: pd.DataFrame, success: pd.DataFrame
     n = (~np.isnan(d)).sum(axis=1)
     mean = np.nanmean(d, axis=1)
     sd = np.sqrt(np.nansum((d - mean[:, None]) ** 2, axis=1) / np.maximum(n - 1, 1))
-    c = E.sps.t.ppf(1.0 - (1.0 - r.decision.confidence) / 2.0, np.maximum(n - 1, 1))
+    c = sps.t.ppf(1.0 - (1.0 - r.decision.confidence) / 2.0, np.maximum(n - 1, 1))
     half = c * sd / np.sqrt(np.maximum(n, 1))
-    again = (n >= E.MIN_PAIRS) & ((mean - half > 0) if r.decision.direction > 0 else (mean + half < 0))
+    again = (n >= MIN_PAIRS) & ((mean - half > 0) if r.decision.direction > 0 else (mean + half < 0))
     return float(again.mean())
 
 
@@ -258,7 +259,7 @@ def _flip_rates(p: pd.DataFrame, success: pd.DataFrame, keys: Sequence[str], fac
 
 
 def seeds_to_decide(rows: Sequence[EffectRow]) -> int | None:
-    """The largest number of seeds any undecided row suggests at 80% power (`estimators.pairs_needed`;
+    """The largest number of seeds any undecided row suggests at 80% power (`paired.pairs_needed`;
     None if no row can say)."""
     need = [r.decision.pairs_suggested for r in rows
             if r.decision is not None and not r.decision.claimed and r.decision.pairs_suggested is not None]

@@ -29,10 +29,10 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from harness.names import CELLS, LAYERNORMS, level_rank
-from harness.report.estimators import km_median
 from harness.report.fmt import fmt_setting, fmt_value
 from harness.report.outcomes import fits_group_key
 from harness.report.stats import ARM, group_key, ordered_levels
+from harness.stats.survival import km_median
 
 # One colour per cell and one line style and marker per layernorm, in the names' registry order.
 CELL_COLORS = dict(zip(CELLS, ("#d62728", "#1f77b4", "#2ca02c"), strict=True))

@@ -13,7 +13,6 @@ import pandas as pd
 
 from harness.names import STATUSES
 from harness.report.effects import STOP_AT_TARGET_NOTE, EffectRow, stopped_at_target
-from harness.report.estimators import MIN_PAIRS, PAIRS_CAP, D50Fit
 from harness.report.fmt import fmt_value, interval, pct, points
 from harness.report.outcomes import (
     FrontierFit,
@@ -24,6 +23,8 @@ from harness.report.outcomes import (
     ratio_text,
 )
 from harness.report.stats import group_key
+from harness.stats.frontier import D50Fit
+from harness.stats.paired import MIN_PAIRS, PAIRS_CAP
 
 D50_COVERAGE_NOTE = ("D50 intervals come from a stratified bootstrap of the logistic fit and are somewhat "
                      "optimistic at few seeds per distance (in simulation they cover about 91% at 5 runs per "

@@ -2,7 +2,7 @@
 dev accuracy, k of n runs), time to target as survival data, the frontier (D50 against distance),
 vanishing ratios with underflow counted, and the machines the runs came from.
 
-Pure functions over DataFrames (no I/O, no plotting); the estimators are in `estimators`.
+Pure functions over DataFrames (no I/O, no plotting); the estimators are in `harness.stats`.
 
 Censoring: a run that reached the target has its event at `steps_to_target`; one that did not is
 censored at its own last evaluated step (the last `step` of its curves rows; its `steps` column
@@ -21,8 +21,11 @@ import numpy as np
 import pandas as pd
 
 from harness.names import level_rank
-from harness.report import estimators as E
 from harness.report.stats import ARM, group_key, ordered_levels, sort_configs
+from harness.stats.frontier import D50Fit, fit_d50
+from harness.stats.rates import wilson_interval
+from harness.stats.summaries import log_ratio_summary
+from harness.stats.survival import kaplan_meier, km_median
 
 # Per-run columns that say which machine and kernel set produced a run (absent in older results).
 PROVENANCE_COLUMNS = ("device", "cpu_model", "cpu_capability", "onednn_version", "cudnn_version", "gpu_name",
@@ -62,18 +65,38 @@ def run_outcomes(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- per configuration
 
+def success_summary(runs: pd.DataFrame, keys: Sequence[str], reached: str = "reached") -> pd.DataFrame:
+    """One row per configuration (combination of `keys`): k of n runs reached the target, `rate` (k/n,
+    nan when n is 0), `low`/`high` (its Wilson 95% interval), `missing` (runs whose outcome is null:
+    counted here, not in n) and `undecided` (the interval contains 0.5)."""
+    keys = list(keys)
+    cols = [*keys, "k", "n", "rate", "low", "high", "missing", "undecided"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for key, g in runs.groupby(keys, dropna=False, sort=True) if keys else [((), runs)]:
+        key = key if isinstance(key, tuple) else (key,)
+        r = pd.to_numeric(g[reached].astype("object"), errors="coerce").to_numpy(dtype=np.float64)
+        known = r[~np.isnan(r)]
+        k, n = int((known != 0).sum()), int(known.size)
+        low, high = wilson_interval(k, n)
+        rows.append({**dict(zip(keys, key)), "k": k, "n": n, "rate": k / n if n else math.nan, "low": low,
+                     "high": high, "missing": int(np.isnan(r).sum()), "undecided": low <= 0.5 <= high})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def success_table(outcomes: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Per configuration: k of n runs reached the target, rate, Wilson 95% interval, `missing`
     (failed runs), and the survival columns: median steps to target with its interval (nan where
     it does not exist), `last_min`/`last_max` (the runs' last evaluated steps, their budgets)."""
     keys = list(keys)
-    s = E.success_summary(outcomes, keys, "reached")
+    s = success_summary(outcomes, keys, "reached")
     if s.empty:
         return s
     medians = []
     for key, g in outcomes.groupby(keys, dropna=False, sort=True):
         g = g[g["reached"].notna()]
-        m = E.km_median(g["time"].to_numpy(float), g["reached"].to_numpy(float) == 1.0) if len(g) else None
+        m = km_median(g["time"].to_numpy(float), g["reached"].to_numpy(float) == 1.0) if len(g) else None
         medians.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
                         **{c: finite_or_nan(v) for c, v in zip(("median", "median_low", "median_high"),
                                                                  m or (None, None, None))}})
@@ -128,7 +151,7 @@ def km_curves(outcomes: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame
     for key, g in (known.groupby(keys, dropna=False, sort=True) if len(known) else []):
         key = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         t, e = g["time"].to_numpy(float), g["reached"].to_numpy(float) == 1.0
-        km = E.kaplan_meier(t, e)
+        km = kaplan_meier(t, e)
         end = max(float(t.max()), float(g["last_step"].max()) if g["last_step"].notna().any() else 0.0)
         xs = np.concatenate([[0.0], km.times, [end]])
         ys = np.concatenate([[0.0], 1.0 - km.survival, [1.0 - (km.survival[-1] if km.times.size else 1.0)]])
@@ -159,7 +182,7 @@ class FrontierFit:
     group: dict
     distance: str
     points: pd.DataFrame          # per distance: k, n, rate, low, high (Wilson)
-    fit: E.D50Fit | None          # None when the group has no run with an outcome
+    fit: D50Fit | None          # None when the group has no run with an outcome
 
 
 def frontier_fits(outcomes: pd.DataFrame, varying: Sequence[str], *, n_boot: int = 1000) -> list[FrontierFit]:
@@ -174,8 +197,8 @@ def frontier_fits(outcomes: pd.DataFrame, varying: Sequence[str], *, n_boot: int
     out = []
     for key, g in (known.groupby(by, dropna=False, sort=False) if len(known) else []):
         group = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        points = E.success_summary(g, [dist], "reached")
-        fit = E.fit_d50(g[dist].to_numpy(float), g["reached"].to_numpy(float) == 1.0, n_boot=n_boot, rng=0)
+        points = success_summary(g, [dist], "reached")
+        fit = fit_d50(g[dist].to_numpy(float), g["reached"].to_numpy(float) == 1.0, n_boot=n_boot, rng=0)
         out.append(FrontierFit(group, dist, points, fit))
     return sorted(out, key=lambda f: tuple(_level_key(v) for v in f.group.values()))
 
@@ -195,7 +218,7 @@ def ratio_summaries(runs: pd.DataFrame, by: Sequence[str], cols: Sequence[str]) 
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         for c in cols:
             v = pd.to_numeric(g[c], errors="coerce").to_numpy(float) if c in g else np.full(len(g), np.nan)
-            row.update({f"{c}_{k}": x for k, x in E.log_ratio_summary(v).items()})
+            row.update({f"{c}_{k}": x for k, x in log_ratio_summary(v).items()})
         rows.append(row)
     return sort_configs(pd.DataFrame(rows), by) if rows else pd.DataFrame()
 

@@ -1,6 +1,6 @@
 """Tables for the report: pure functions over DataFrames (no I/O, no plotting) that shape the
 results into per-configuration summaries and the tables the figures draw. The statistical
-estimators (intervals, survival, corrected effects) are in `estimators`; per-run outcomes
+estimators (intervals, survival, corrected effects) are in `harness.stats`; per-run outcomes
 (success, censoring) in `outcomes`; paired effects in `effects`.
 
 Selection happens on dev data only: where a figure shows one setting of the factors a panel cannot
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from harness.names import STATUSES, level_rank
-from harness.report.estimators import iqm
 from harness.schema import NUMERIC_RUN_COLUMNS
+from harness.stats.summaries import iqm
 
 IQM_MIN_RUNS = 4          # the interquartile mean cuts floor(n/4) runs from each end: from 4 runs on
 SELECT_BY = "best_dev_acc"  # the column every selection uses (dev data only)

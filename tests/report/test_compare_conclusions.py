@@ -13,7 +13,7 @@ import pytest
 from report_tables import grid, write_results
 
 from harness.report import contrasts as C
-from harness.report.exact import two_sample_pvalue
+from harness.stats.two_rates import two_sample_pvalue
 
 ROOT = Path(__file__).resolve().parents[2]
 

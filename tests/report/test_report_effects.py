@@ -9,9 +9,10 @@ import pytest
 from report_tables import grid, results_tables
 
 from harness.report import effects as F
-from harness.report import estimators as E
 from harness.report import outcomes as O
 from harness.report import stats
+from harness.stats import paired as P
+from harness.stats.multiplicity import holm_levels
 
 KEYS = ["cell", "layernorm", "pad_size", "lr"]
 
@@ -67,14 +68,14 @@ def test_holm_family_covers_every_row_of_both_measures():
     assert {r.measure for r in rows} == {"acc", "time"}
     # The time rows are the same in every seed (report_tables' steps have no noise): the sign test's
     # p-value enters Holm for them, the t test's for the others.
-    assert any(E.all_equal(r.diffs) for r in rows) and not all(E.all_equal(r.diffs) for r in rows)
-    p = np.array([E.paired_pvalue(r.diffs) for r in rows])
-    assert [r.decision.confidence for r in rows] == pytest.approx(list(E.holm_levels(p)))
+    assert any(P.all_equal(r.diffs) for r in rows) and not all(P.all_equal(r.diffs) for r in rows)
+    p = np.array([P.paired_pvalue(r.diffs) for r in rows])
+    assert [r.decision.confidence for r in rows] == pytest.approx(list(holm_levels(p)))
     for r in rows:                                               # the printed interval is the corrected t interval
-        if E.all_equal(r.diffs):                                 # none where there is no spread
+        if P.all_equal(r.diffs):                                 # none where there is no spread
             assert math.isnan(r.decision.low) and math.isnan(r.decision.high)
             continue
-        _, lo, hi, _ = E.paired_t_interval(r.diffs, r.decision.confidence)
+        _, lo, hi, _ = P.paired_t_interval(r.diffs, r.decision.confidence)
         assert (r.decision.low, r.decision.high) == pytest.approx((lo, hi))
 
 
@@ -83,8 +84,8 @@ def test_two_seeds_never_claim_and_say_how_many_would_decide():
     rows = F.compute_effects(out, KEYS)
     assert rows and not any(r.decision.claimed for r in rows)
     cell = _row(rows, "cell")
-    assert cell.decision.pairs_suggested is not None and cell.decision.pairs_suggested >= E.MIN_PAIRS
-    assert F.seeds_to_decide(rows) >= E.MIN_PAIRS
+    assert cell.decision.pairs_suggested is not None and cell.decision.pairs_suggested >= P.MIN_PAIRS
+    assert F.seeds_to_decide(rows) >= P.MIN_PAIRS
 
 
 def test_six_seeds_with_a_clear_effect_are_claimed():
@@ -110,17 +111,17 @@ def test_holm_note_names_the_levels():
     assert math.isclose(max(r.decision.confidence for r in rows), 1 - 0.05 / len(rows))  # the strictest
 
 
-def _decision(mean: float, low: float, high: float, claimed: bool = True) -> E.EffectDecision:
-    return E.EffectDecision(5, mean, low, high, 0.95, math.nan, math.nan, claimed, 1 if claimed else 0,
+def _decision(mean: float, low: float, high: float, claimed: bool = True) -> P.EffectDecision:
+    return P.EffectDecision(5, mean, low, high, 0.95, math.nan, math.nan, claimed, 1 if claimed else 0,
                             None, False, "")
 
 
 def test_replication_probability_is_even_for_an_interval_that_just_clears_zero():
-    assert E.replication_probability(_decision(1.0, 0.001, 1.999)) == pytest.approx(0.5, abs=0.01)
-    assert E.replication_probability(_decision(1.0, 0.9, 1.1)) > 0.999
-    assert E.replication_probability(_decision(1.0, 1.0, 1.0)) == 1.0           # no spread at all
-    assert 0.5 < E.replication_probability(_decision(1.0, 0.3, 1.7)) < 0.99
-    assert math.isnan(E.replication_probability(_decision(1.0, -0.5, 2.5, claimed=False)))
+    assert P.replication_probability(_decision(1.0, 0.001, 1.999)) == pytest.approx(0.5, abs=0.01)
+    assert P.replication_probability(_decision(1.0, 0.9, 1.1)) > 0.999
+    assert P.replication_probability(_decision(1.0, 1.0, 1.0)) == 1.0           # no spread at all
+    assert 0.5 < P.replication_probability(_decision(1.0, 0.3, 1.7)) < 0.99
+    assert math.isnan(P.replication_probability(_decision(1.0, -0.5, 2.5, claimed=False)))
 
 
 def test_a_claim_that_one_flipped_run_near_the_frontier_undoes_is_marked():
@@ -136,7 +137,7 @@ def test_a_claim_that_one_flipped_run_near_the_frontier_undoes_is_marked():
     # flipped run (an outlier of +50 points in one seed's difference) undoes the claim.
     rnn = next(r for r in rows if r.factor == "pad_size" and r.level == 16 and r.within == "cell=rnn"
                and r.measure == "acc")
-    assert rnn.decision.claimed and E.replication_probability(rnn.decision) > 0.99
+    assert rnn.decision.claimed and P.replication_probability(rnn.decision) > 0.99
     p = F.flip_probability(rnn, out, success, KEYS)
     assert 0.3 < p < 0.5 and rnn.near_frontier
     # LayerNorm within the LSTM (+2 points in every seed) pools no configuration near the frontier.

@@ -3,15 +3,17 @@
 import numpy as np
 import pandas as pd
 
-from harness.report import estimators as E
 from harness.report import findings as W
 from harness.report.effects import EffectRow
 from harness.report.outcomes import FrontierFit
+from harness.stats.frontier import D50Fit
+from harness.stats.multiplicity import holm_levels
+from harness.stats.paired import corrected_effects, pairs_needed
 
 
 def _fit(status, d50=None, low=None, high=None, separated=False, extrapolated=False):
-    return E.D50Fit(d50, low, high, separated, 12, (1.0, -1.0) if status == "fit" else None, status,
-                    extrapolated=extrapolated)
+    return D50Fit(d50, low, high, separated, 12, (1.0, -1.0) if status == "fit" else None, status,
+                  extrapolated=extrapolated)
 
 
 def test_d50_text_says_what_kind_of_statement_it_is():
@@ -49,7 +51,7 @@ def test_frontier_lead_names_each_cell_and_the_distance():
 
 
 def _row(diffs, measure="acc"):
-    d = E.corrected_effects([np.asarray(diffs, float)])[0]
+    d = corrected_effects([np.asarray(diffs, float)])[0]
     return EffectRow("cell", "rnn", "lstm", "all", measure, np.asarray(diffs, float), len(diffs), 0, 1,
                      tau=100.0 if measure == "time" else None, decision=d)
 
@@ -65,7 +67,7 @@ def test_verdicts_follow_the_decision_rule():
                     "needs 6 pairs at this level; p = 0.5)")
     assert W.verdict(_row([0.3] * 6)) == "decided: lstm is higher"
     assert "no interval" in W.measure_clause(_row([0.3] * 6))
-    need = E.pairs_needed(0.2, float(np.std([0.1, 0.3], ddof=1)), E.holm_levels([0.2])[0])
+    need = pairs_needed(0.2, float(np.std([0.1, 0.3], ddof=1)), holm_levels([0.2])[0])
     assert need > 5 and f"about {need} seeds would decide at 80% power" in W.verdict(_row([0.1, 0.3]))
     noise = W.verdict(_row([0.01, -0.02, 0.015, -0.01, 0.002, -0.004]))
     assert noise.startswith("the data cannot decide (the interval contains zero)")

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from report_tables import grid, results_tables
 
-from harness.report import estimators as E
 from harness.report import outcomes as O
 from harness.report import stats
+from harness.stats.rates import wilson_interval
 
 KEYS = ["cell", "layernorm", "pad_size", "batch_size", "lr"]
 
@@ -43,7 +43,7 @@ def test_outcomes_of_diverged_and_failed_runs():
     assert math.isnan(out.loc[2, "reached"]) and math.isnan(out.loc[2, "time"])  # an error is no outcome
     s = O.success_table(out.reset_index(), ["cell"]).iloc[0]
     assert (s["k"], s["n"], s["missing"]) == (1, 2, 1)
-    assert (s["low"], s["high"]) == pytest.approx(E.wilson_interval(1, 2))
+    assert (s["low"], s["high"]) == pytest.approx(wilson_interval(1, 2))
 
 
 def test_success_table_counts_and_km_median():
@@ -55,6 +55,19 @@ def test_success_table_counts_and_km_median():
     assert s.loc[("lstm", "none", 16), "median"] == 20
     assert math.isnan(s.loc[("rnn", "none", 16), "median"])
     assert (s["last_max"] == 40).all()
+
+
+def test_success_summary_counts_unknown_outcomes_and_flags_undecided():
+    runs = pd.DataFrame({"cell": ["rnn"] * 4 + ["lstm"] * 10,
+                         "reached": [True, False, None, False] + [True] * 10})
+    s = O.success_summary(runs, ["cell"]).set_index("cell")
+    assert (s.loc["rnn", "k"], s.loc["rnn", "n"], s.loc["rnn", "missing"]) == (1, 3, 1)
+    assert s.loc["rnn", "rate"] == pytest.approx(1 / 3)
+    assert (s.loc["rnn", "low"], s.loc["rnn", "high"]) == wilson_interval(1, 3)
+    assert bool(s.loc["rnn", "undecided"]) and not bool(s.loc["lstm", "undecided"])
+    none = O.success_summary(pd.DataFrame({"cell": ["gru"], "reached": [None]}), ["cell"]).iloc[0]
+    assert (none["k"], none["n"], none["missing"], none["low"], none["high"]) == (0, 0, 1, 0.0, 1.0)
+    assert math.isnan(none["rate"]) and none["undecided"]
 
 
 def test_km_curves_run_to_the_end_of_observation_and_mark_censored_runs():
