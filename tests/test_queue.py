@@ -23,6 +23,7 @@ from harness import queue
 from harness import study as study_mod
 from harness.config import config_from_dict, expand_grid
 from harness.plan import Plan
+from harness.queue import backends
 from harness.storage import STALE_AFTER_S, open_storage
 
 GRID = {"cell": ["rnn", "lstm", "gru"], "pad_size": [12], "seed": [0, 1]}  # 6 trials
@@ -146,3 +147,103 @@ def test_search_slots_are_topped_up_once(env):
     study = next(iter(searches.values()))
     assert sorted(t.user_attrs["slot"] for t in study.get_trials(states=(TrialState.WAITING,))) == [0, 1, 2]
     assert not queue.searches_finished(searches)
+
+
+def _claim_all(url: str | None, out: str, name: str, start: float, result: str) -> None:
+    """One racing process: open its own storage, wait for the common start, claim until nothing waits,
+    and write the keys it got (one per line) to `result`."""
+    import torch
+
+    torch.set_num_threads(1)
+    study = optuna.load_study(study_name=name, storage=open_storage(Path(out), url))
+    time.sleep(max(0.0, start - time.time()))
+    keys = []
+    while (c := queue.claim(study)) is not None:
+        keys.append(c[1])
+    Path(result).write_text("\n".join(keys))
+
+
+@pytest.mark.slow
+def test_racing_processes_never_claim_one_trial_twice(env):
+    """4 processes race for 1,000 waiting trials on one storage: every trial is claimed once, by the
+    process whose pid it carries, and nothing is left waiting."""
+    import multiprocessing as mp
+
+    n, procs = 1000, 4
+    study = env.study()
+    backends.queue_storage(study._storage).create_waiting(
+        study._study_id, [backends.NewTrial({}, {}, {"trial_id": f"t{i:04d}"}) for i in range(n)])
+    ctx = mp.get_context("spawn")
+    start = time.time() + 6.0  # every process is up and has its storage open by then
+    results = [env.out / f"claims-{i}.txt" for i in range(procs)]
+    ps = [ctx.Process(target=_claim_all, args=(env.url, str(env.out), env.plan.cfg.name, start, str(r)))
+          for r in results]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    got = [k for r in results for k in r.read_text().split()]
+    assert len(got) == n and sorted(got) == [f"t{i:04d}" for i in range(n)]  # each once, none twice
+    assert all(r.read_text() for r in results)  # the work really was shared
+    by_pid = {p.pid: set(r.read_text().split()) for p, r in zip(ps, results)}
+    trials = env.study().get_trials(deepcopy=False)
+    assert len(trials) == n and all(t.state == TrialState.RUNNING for t in trials)
+    for t in trials:  # the storage agrees on who holds each trial
+        assert t.user_attrs["trial_id"] in by_pid[t.system_attrs["pid"]]
+
+
+def test_enqueue_holds_a_lock_every_command_on_the_storage_shares(env):
+    """Another command on the same storage (another results folder, another machine) waits for the
+    lock; then one of them enqueues every trial and the other finds them all queued."""
+    import threading
+
+    other = Plan(env.plan.cfg, env.out / "elsewhere", env.plan.specs, "data0")
+    counts: list[dict] = []
+    with queue.enqueue_lock(env.study()):
+        t = threading.Thread(target=lambda: counts.append(queue.enqueue_missing(other, env.study())))
+        t.start()
+        time.sleep(1.0)
+        assert not counts  # waiting for the lock
+    t.join(timeout=60)
+    assert counts == [{"enqueued": 6, "stale": 0, "retried": 0}]
+    assert queue.enqueue_missing(env.plan, env.study()) == {"enqueued": 0, "stale": 0, "retried": 0}
+    assert len(env.study().get_trials()) == 6  # N queue entries for N trials
+
+
+def test_enqueued_trials_carry_their_settings_as_params(env):
+    queue.enqueue_missing(env.plan, env.study())
+    trial, key = queue.claim(env.study())
+    spec = env.plan.by_id[key]
+    frozen = env.study().get_trials()[trial.number]
+    assert frozen.params == {k: v for k, v in spec.factors.items() if v is not None}
+    assert set(frozen.distributions["cell"].choices) >= {"rnn", "lstm", "gru"}
+
+
+def test_claim_attributes_and_summary_are_written_together(env):
+    queue.enqueue_missing(env.plan, env.study())
+    study = env.study()
+    trial, _ = queue.claim(study, {"worker": 3, "folder": "abc"})
+    frozen = env.study().get_trials()[trial.number]
+    assert {"host", "pid", "heartbeat", "claimed_at"} <= set(frozen.system_attrs)
+    assert frozen.system_attrs["worker"] == 3 and frozen.system_attrs["folder"] == "abc"
+    queue.set_user_attrs(study, trial, {"shard": "x", "best_dev_acc": 0.5})
+    assert env.study().get_trials()[trial.number].user_attrs["best_dev_acc"] == 0.5
+    study.tell(trial, 0.5)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        queue.set_user_attrs(study, trial, {"shard": "y"})
+    assert env.study().get_trials()[trial.number].user_attrs["shard"] == "x"
+
+
+def test_claim_cost_does_not_read_the_queue(env, monkeypatch):
+    """A claim never lists the study's trials (Optuna's get_all_trials), whatever the storage."""
+    queue.enqueue_missing(env.plan, env.study())
+    study = env.study()
+    if type(backends.queue_storage(study._storage)) is backends.QueueStorage:
+        pytest.skip("a storage without a fast path")
+    calls = []
+    real = type(study._storage).get_all_trials
+    monkeypatch.setattr(type(study._storage), "get_all_trials",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    assert queue.claim(study) is not None and queue.claim_matching(study, lambda k: True, 2)
+    assert queue.running_trials(study) and not calls

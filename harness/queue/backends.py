@@ -156,6 +156,7 @@ class JournalQueue(QueueStorage):
         super().__init__(storage)
         self.replay = storage._replay_result
         self.cursor: dict[int, int] = {}                 # study -> index before which no trial waits
+        self.open_cursor: dict[int, int] = {}            # study -> index before which every trial finished
         self.indexed: dict[int, int] = {}                # study -> how many of its trials are in `by_key`
         self.by_key: dict[tuple[int, str, Any], list[int]] = {}
 
@@ -198,6 +199,19 @@ class JournalQueue(QueueStorage):
         for i in range(start, len(ids)):
             if trials[ids[i]].state == TrialState.WAITING:
                 yield ids[i]
+
+    def in_state(self, study_id: int, state: TrialState) -> list[FrozenTrial]:
+        """From the first unfinished trial on (a finished trial stays finished, so that index only
+        moves forward)."""
+        with self.storage._thread_lock:
+            self._sync()
+            ids = self.replay._study_id_to_trial_ids.get(study_id, [])
+            trials = self.replay._trials
+            start = self.open_cursor.get(study_id, 0)
+            while start < len(ids) and trials[ids[start]].state.is_finished():
+                start += 1
+            self.open_cursor[study_id] = start
+            return [trials[i] for i in ids[start:] if trials[i].state == state]
 
     def claim(self, study_id: int, attrs: dict[str, Any], limit: int = 1,
               wanted: Callable[[str], bool] | None = None) -> list[int]:
