@@ -272,6 +272,7 @@ def claim(study: optuna.Study, attrs: dict[str, Any] | None = None) -> tuple[opt
         if not ids:
             return None
         trial = optuna.Trial(study, ids[0])
+        queue.remember(trial._cached_frozen_trial, study._study_id)
         key = trial_key(trial)
         if key is None or _held_elsewhere(queue, study, trial, key):
             _finish(study, trial, "duplicate")
@@ -290,6 +291,7 @@ def claim_matching(study: optuna.Study, wanted: Callable[[str], bool], limit: in
     taken: list[tuple[optuna.Trial, str]] = []
     for tid in queue.claim(study._study_id, _stamp(attrs), limit=limit, wanted=wanted):
         trial = optuna.Trial(study, tid)
+        queue.remember(trial._cached_frozen_trial, study._study_id)
         key = trial_key(trial)
         if key is None or _held_elsewhere(queue, study, trial, key):
             _finish(study, trial, "duplicate")
@@ -307,7 +309,7 @@ def _held_elsewhere(queue: QueueStorage, study: optuna.Study, mine: AnyTrial, ke
     name, value = ("slot", int(key[5:])) if key.startswith("slot:") else ("trial_id", key)
     for t in queue.same_key(study._study_id, name, value):
         if t.number < mine.number and (t.state in (TrialState.WAITING, TrialState.RUNNING) or
-                                       _finished_well(t.state, t.user_attrs.get("status")) and t.number > after):
+                                       _finished_well(t.state, t.status) and t.number > after):
             return True
     return False
 

@@ -39,12 +39,14 @@ _PG_LOCK_KEY = 0x6861726E657373    # "harness": the PostgreSQL advisory lock of 
 
 @dataclass(frozen=True)
 class NewTrial:
-    """A waiting trial to create: its settings as Optuna params (with their distributions), and its
-    user attributes (its key: `trial_id` or `slot`, and maybe `after`)."""
+    """A trial to create: its settings as Optuna params (with their distributions), its user
+    attributes (its key: `trial_id` or `slot`, and maybe `after`), and its state: WAITING, or FAIL
+    (a finished trial without values: benchmarks/queue_scale.py fills a study with them)."""
 
     params: dict[str, Any]
     distributions: dict[str, BaseDistribution]
     user_attrs: dict[str, Any]
+    state: TrialState = TrialState.WAITING
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class QueueStorage:
 
     # ---------------------------------------------------------------- creating
     def create_waiting(self, study_id: int, trials: Sequence[NewTrial]) -> None:
-        """Create these trials as WAITING, numbered in this order after the study's last."""
+        """Create these trials (WAITING, as a rule), numbered in this order after the study's last."""
         for t in trials:
             self.storage.create_new_trial(study_id, template_trial=_template(t))
 
@@ -98,10 +100,13 @@ class QueueStorage:
         return taken
 
     # ---------------------------------------------------------------- reading
-    def same_key(self, study_id: int, name: str, value: Any) -> list[FrozenTrial]:
+    def same_key(self, study_id: int, name: str, value: Any) -> list[Row]:
         """The study's trials whose user attribute `name` (trial_id or slot) is `value`."""
-        return [t for t in self.storage.get_all_trials(study_id, deepcopy=False)
+        return [_row(t, name) for t in self.storage.get_all_trials(study_id, deepcopy=False)
                 if t.user_attrs.get(name) == value]
+
+    def remember(self, trial: FrozenTrial, study_id: int) -> None:
+        """Called with each trial this process claimed (nothing to do for most storages)."""
 
     def in_state(self, study_id: int, state: TrialState) -> list[FrozenTrial]:
         """The study's trials in `state` (RUNNING: a few; not for WAITING in a large queue)."""
@@ -109,9 +114,7 @@ class QueueStorage:
 
     def rows(self, study_id: int) -> list[Row]:
         """One Row per trial of the study that has a `trial_id`, in number order."""
-        return [Row(t.user_attrs["trial_id"], t.number, t.state, t.user_attrs.get("status"),
-                    t.system_attrs.get("folder"))
-                for t in self.storage.get_all_trials(study_id, deepcopy=False) if "trial_id" in t.user_attrs]
+        return [_row(t) for t in self.storage.get_all_trials(study_id, deepcopy=False) if "trial_id" in t.user_attrs]
 
     # ---------------------------------------------------------------- writing
     def write_attrs(self, trial_id: int, user: dict[str, Any] | None = None,
@@ -124,14 +127,19 @@ class QueueStorage:
             self.storage.set_trial_system_attr(trial_id, k, v)
 
 
+def _row(t: FrozenTrial, name: str = "trial_id") -> Row:
+    return Row(t.user_attrs[name], t.number, t.state, t.user_attrs.get("status"), t.system_attrs.get("folder"))
+
+
 def _accepts(wanted: Callable[[str], bool], user_attrs: dict[str, Any]) -> bool:
     key = user_attrs.get("trial_id")
     return key is not None and wanted(key)
 
 
 def _template(t: NewTrial) -> FrozenTrial:
-    return FrozenTrial(number=-1, state=TrialState.WAITING, value=None, values=None, datetime_start=None,
-                       datetime_complete=None, params=t.params, distributions=t.distributions,
+    done = datetime.now() if t.state.is_finished() else None
+    return FrozenTrial(number=-1, state=t.state, value=None, values=None, datetime_start=done,
+                       datetime_complete=done, params=t.params, distributions=t.distributions,
                        user_attrs=t.user_attrs, system_attrs={}, intermediate_values={}, trial_id=-1)
 
 
@@ -179,8 +187,10 @@ class JournalQueue(QueueStorage):
 
         logs = []
         for t in trials:
-            logs.append({"op_code": JournalOperation.CREATE_TRIAL, "study_id": study_id, "datetime_start": None,
-                         "state": int(TrialState.WAITING), "value": None, "values": None,
+            done = datetime.now(timezone.utc).isoformat(timespec="microseconds") if t.state.is_finished() else None
+            logs.append({"op_code": JournalOperation.CREATE_TRIAL, "study_id": study_id, "datetime_start": done,
+                         **({"datetime_complete": done} if done else {}),
+                         "state": int(t.state), "value": None, "values": None,
                          "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
                          "params": {k: t.distributions[k].to_internal_repr(v) for k, v in t.params.items()},
                          "user_attrs": t.user_attrs, "system_attrs": {}, "intermediate_values": {}})
@@ -243,11 +253,11 @@ class JournalQueue(QueueStorage):
                     self.by_key.setdefault((study_id, name, attrs[name]), []).append(ids[i])
         self.indexed[study_id] = len(ids)
 
-    def same_key(self, study_id: int, name: str, value: Any) -> list[FrozenTrial]:
+    def same_key(self, study_id: int, name: str, value: Any) -> list[Row]:
         with self.storage._thread_lock:
             self._sync()
             self._index(study_id)
-            return [self.replay._trials[i] for i in self.by_key.get((study_id, name, value), [])]
+            return [_row(self.replay._trials[i], name) for i in self.by_key.get((study_id, name, value), [])]
 
     def write_attrs(self, trial_id: int, user: dict[str, Any] | None = None,
                     system: dict[str, Any] | None = None) -> None:
@@ -327,15 +337,17 @@ class SqlQueue(QueueStorage):
             return
         t_trials, t_user = models.TrialModel.__table__, models.TrialUserAttributeModel.__table__
         t_params = models.TrialParamModel.__table__
+        now = _utc_now()
         with self.engine.begin() as c:
             # Optuna numbers a trial by counting the study's earlier ones under a lock on the study's
             # row; this takes the same lock (on SQLite: the write lock) before counting.
             c.execute(text("UPDATE studies SET study_name = study_name WHERE study_id = :s"), {"s": study_id})
             first = c.execute(text("SELECT count(*) FROM trials WHERE study_id = :s"), {"s": study_id}).scalar()
             ids = c.execute(insert(t_trials).returning(t_trials.c.trial_id, sort_by_parameter_order=True),
-                            [{"number": first + i, "study_id": study_id, "state": TrialState.WAITING,
-                              "datetime_start": None, "datetime_complete": None}
-                             for i in range(len(trials))]).scalars().all()
+                            [{"number": first + i, "study_id": study_id, "state": t.state,
+                              "datetime_start": now if t.state.is_finished() else None,
+                              "datetime_complete": now if t.state.is_finished() else None}
+                             for i, t in enumerate(trials)]).scalars().all()
             users = [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
                      for tid, t in zip(ids, trials) for k, v in t.user_attrs.items()]
             params = [{"trial_id": tid, "param_name": k, "param_value": t.distributions[k].to_internal_repr(v),
@@ -377,21 +389,20 @@ class SqlQueue(QueueStorage):
                         bindparam("ids", expanding=True)), {"now": now, "ids": pick}).scalars().all()
             if ids and attrs:
                 self._upsert(c, "trial_system_attributes", [(tid, k, v) for tid in ids for k, v in attrs.items()])
-        self._cache([self.rdb.get_trial(i) for i in ids], study_id)
         return sorted(ids)
 
-    def _cache(self, trials: list[FrozenTrial], study_id: int) -> None:
-        """Tell Optuna's cache in front of the database (if any) of trials it has not read: its
+    def remember(self, trial: FrozenTrial, study_id: int) -> None:
+        """Tell Optuna's cache in front of the database (if any) of a trial it has not read: its
         `set_trial_param` (a search trial's sampler) looks the trial's study up there."""
         from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 
         cache = self.storage
-        if not trials or not isinstance(cache, _CachedStorage):
+        if not isinstance(cache, _CachedStorage):
             return
         with cache._lock:
             info = cache._studies.setdefault(study_id, _StudyInfo())
-            cache._add_trials_to_cache(study_id, trials)
-            info.unfinished_trial_ids.update(t._trial_id for t in trials)
+            cache._add_trials_to_cache(study_id, [trial])
+            info.unfinished_trial_ids.add(trial._trial_id)
 
     def _upsert(self, c: Any, table: str, rows: list[tuple[int, str, Any]]) -> None:
         from sqlalchemy import text
@@ -406,12 +417,10 @@ class SqlQueue(QueueStorage):
         with self.engine.connect() as c:
             return list(c.execute(text(sql), params).scalars().all())
 
-    def same_key(self, study_id: int, name: str, value: Any) -> list[FrozenTrial]:
+    def same_key(self, study_id: int, name: str, value: Any) -> list[Row]:
         assert name in KEY_ATTRS
-        ids = self._trial_ids(f"SELECT a.trial_id FROM trial_user_attributes a JOIN trials t ON t.trial_id = "
-                              f"a.trial_id WHERE a.key = '{name}' AND a.value_json = :v AND t.study_id = :s",
-                              {"v": json.dumps(value), "s": study_id})
-        return [self.storage.get_trial(i) for i in ids]
+        return self._rows(f"a.key = '{name}' AND a.value_json = :v AND t.study_id = :s",
+                          {"v": json.dumps(value), "s": study_id}, name)
 
     def in_state(self, study_id: int, state: TrialState) -> list[FrozenTrial]:
         ids = self._trial_ids(f"SELECT trial_id FROM trials WHERE study_id = :s AND state = '{state.name}' "
@@ -419,15 +428,19 @@ class SqlQueue(QueueStorage):
         return [self.storage.get_trial(i) for i in ids]
 
     def rows(self, study_id: int) -> list[Row]:
+        return self._rows("t.study_id = :s", {"s": study_id})
+
+    def _rows(self, where: str, params: dict[str, Any], name: str = "trial_id") -> list[Row]:
+        """Rows of the trials with user attribute `name` (alias a) that match `where`, in one query."""
         from sqlalchemy import text
 
-        sql = ("SELECT k.value_json, t.number, t.state, s.value_json, f.value_json FROM trials t "
-               "JOIN trial_user_attributes k ON k.trial_id = t.trial_id AND k.key = 'trial_id' "
-               "LEFT JOIN trial_user_attributes s ON s.trial_id = t.trial_id AND s.key = 'status' "
-               "LEFT JOIN trial_system_attributes f ON f.trial_id = t.trial_id AND f.key = 'folder' "
-               "WHERE t.study_id = :s ORDER BY t.number")
+        sql = (f"SELECT a.value_json, t.number, t.state, s.value_json, f.value_json FROM trials t "
+               f"JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = '{name}' "
+               f"LEFT JOIN trial_user_attributes s ON s.trial_id = t.trial_id AND s.key = 'status' "
+               f"LEFT JOIN trial_system_attributes f ON f.trial_id = t.trial_id AND f.key = 'folder' "
+               f"WHERE {where} ORDER BY t.number")
         with self.engine.connect() as c:
-            out = c.execute(text(sql), {"s": study_id}).all()
+            out = c.execute(text(sql), params).all()
         return [Row(json.loads(k), n, TrialState[st] if isinstance(st, str) else TrialState[st.name],
                     None if s is None else json.loads(s), None if f is None else json.loads(f))
                 for k, n, st, s, f in out]
