@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "mlflow": ("mlflow",),
     "wandb": ("wandb",),
     "slurm": ("submitit",),
+    "postgres": ("psycopg",),
 }
 
 

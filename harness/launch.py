@@ -9,6 +9,14 @@ so `harness status DIR` and `harness report DIR` work there (and on any machine 
 three things) while the jobs run and after. A job that hits its time limit is requeued and goes on
 where the grid stands (a trial it was training runs again once its heartbeat is stale).
 
+The job script is submitit's: it runs a pickled call, so the `harness run` command each job is
+equivalent to is written into the script as a comment and printed as the first line of each job's
+log. `--setup LINE` (repeatable) adds shell lines before it (module load, environment activation).
+
+Storage across machines: PostgreSQL (the `postgres` extra), or an Optuna journal file on the file
+system the nodes share. SQLite is refused for Slurm (its locks do not hold across machines), and a
+journal, artifact or log folder on this machine's local disk is warned about.
+
 `harness launch local ...` runs the same jobs as local processes (submitit's LocalExecutor): the
 recipe on one machine, and what the tests use.
 """
@@ -19,16 +27,26 @@ import argparse
 import gc
 import os
 import re
-from collections.abc import Callable
+import shlex
+import shutil
+import socket
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError, ExperimentConfig, config_from_dict, load_config
-from harness.extras import require
+from harness.extras import install_hint, require
 
 ENGINES = ("slurm", "local")
 DEFAULT_TIME = "4:00:00"
+JOB_ID = "<job id>"  # in the command written to the job script: each job's own id
+# File system types that live on one machine's disks (/proc/mounts): a path there is not shared
+# with the compute nodes (unless this machine exports it).
+LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "tmpfs", "ramfs", "overlay",
+                               "vfat", "exfat", "ntfs", "devtmpfs"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,7 @@ class LaunchSpec:
     time_min: int = 240
     mem_gb: float | None = None
     slurm_args: dict[str, str] = field(default_factory=dict)  # more sbatch options, e.g. account, qos
+    setup: tuple[str, ...] = ()  # shell lines each job runs first (module load, environment activation)
 
     @property
     def device(self) -> str:
@@ -99,14 +118,18 @@ class WorkerJob:
     time limit submitit requeues the same call, which resumes."""
 
     def __call__(self, raw: dict[str, Any], job_root: str, storage: str, artifacts: str, device: str,
-                 workers: int, threads: int) -> dict[str, int]:
+                 workers: int, threads: int, command: Sequence[str] = ()) -> dict[str, int]:
         import submitit
         import torch
 
         from harness import runner
 
+        job_id = str(submitit.JobEnvironment().job_id)
+        if command:  # the job's log starts with what it runs, as a command line
+            print(f"harness: job {job_id} on {socket.gethostname()} runs the equivalent of: "
+                  f"{shlex.join(a.replace(JOB_ID, job_id) for a in command)}", flush=True)
         torch.set_num_threads(threads)
-        out = Path(job_root) / str(submitit.JobEnvironment().job_id)
+        out = Path(job_root) / job_id
         return runner.run(config_from_dict(raw), out, workers=workers, storage=storage, device=device,
                           threads=threads, progress=False, artifacts=artifacts)
 
@@ -114,6 +137,135 @@ class WorkerJob:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def job_command(spec: LaunchSpec, job_id: str = JOB_ID) -> list[str]:
+    """The `harness run` command a job is equivalent to (its config: OUT/config.yaml, the resolved
+    config as run; its folder: JOB_ROOT/<job id>; the storage URL without its password)."""
+    from harness.storage import without_password
+
+    return ["harness", "run", str(spec.out / "config.yaml"), "--out", str(spec.job_root / job_id),
+            "--storage", without_password(spec.storage) or spec.storage, "--artifacts", spec.artifacts,
+            "--device", spec.device, "--workers", str(spec.workers_per_job), "--set", f"run.threads={spec.threads}",
+            "--quiet"]
+
+
+def mount_of(path: Path, mounts: str | None = None) -> tuple[str, str, str] | None:
+    """(mount point, file system type, options) of the mount holding `path` (its nearest existing
+    folder), from /proc/mounts (or `mounts`, that file's text); None where unknown."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    path = path.resolve()
+    best: tuple[str, str, str] | None = None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (path == Path(point) or Path(point) in path.parents) and (best is None or len(point) > len(best[0])):
+            best = (point, parts[2], parts[3])
+    return best
+
+
+def sharing_warnings(spec: LaunchSpec, mounts: str | None = None) -> list[str]:
+    """Slurm: the paths every node must reach (a journal storage, --artifacts, --logs) that sit on
+    this machine's local disk, and a journal on Lustre mounted with node-local locks."""
+    if spec.engine != "slurm":
+        return []
+    paths = {"--artifacts": spec.artifacts, "--logs": str(spec.logs)}
+    if "://" not in spec.storage:
+        paths = {"--storage (journal file)": spec.storage, **paths}
+    out = []
+    for what, path in paths.items():
+        mount = mount_of(Path(path), mounts)
+        if mount is None:
+            continue
+        point, kind, options = mount
+        if kind in LOCAL_FILESYSTEMS:
+            out.append(f"{what} {path} is on this machine's local disk ({kind} at {point}): jobs on other nodes "
+                       f"will not see it. Put it on the file system the nodes share (ignore this if {point} "
+                       f"is exported to them)")
+        elif what.startswith("--storage") and kind == "lustre" and "localflock" in options.split(","):
+            out.append(f"{what} {path} is on Lustre mounted with localflock: its lock holds on one node only, so "
+                       f"jobs on several nodes can corrupt the journal. Use a mount with -o flock, or PostgreSQL")
+    return out
+
+
+def check_storage(spec: LaunchSpec) -> list[str]:
+    """Refuse a storage the jobs cannot share (SQLite for Slurm) or reach without a driver this
+    machine lacks; return warnings about paths the nodes may not see."""
+    from harness.storage import redact_url
+
+    url = spec.storage
+    if spec.engine == "slurm" and url.startswith("sqlite"):
+        raise ConfigError(
+            f"--storage {redact_url(url)}: SQLite cannot be shared by the jobs of a Slurm array: they run on "
+            f"different nodes, and SQLite's file locks do not hold across machines (over NFS or Lustre several "
+            f"writers corrupt the file or stall on 'database is locked'). Use PostgreSQL (--storage "
+            f"postgresql://user@host/db; {install_hint('postgres')}) or an Optuna journal file on the shared file "
+            f"system (--storage /shared/path/optuna.journal). SQLite is fine for `harness launch local`")
+    if url.startswith("postgresql"):
+        _check_driver(url)
+    return sharing_warnings(spec)
+
+
+def _check_driver(url: str) -> None:
+    """The database driver a postgresql:// URL needs is importable here, else a ConfigError that
+    names the extra providing it."""
+    import sqlalchemy
+
+    from harness.storage import redact_url
+
+    try:
+        sqlalchemy.engine.make_url(url).get_dialect().import_dbapi()
+    except ImportError as e:
+        raise ConfigError(f"--storage {redact_url(url)}: the PostgreSQL driver is not installed ({e}); install it "
+                          f"with: {install_hint('postgres')}") from e
+    except Exception:  # not a URL SQLAlchemy reads: opening it says so, with the usual message
+        return
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost folder (or file) on the way to `path` that does not exist yet; None if it exists."""
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _storage_files(url: str) -> list[Path]:
+    """The local files a SQLite or journal storage writes (the store and its lock or side files)."""
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        return [db, *(Path(f"{db}{s}") for s in ("-journal", "-wal", "-shm"))]
+    if "://" not in url:
+        return [Path(url), Path(f"{url}.flock"), Path(f"{url}.lock")]
+    return []
+
+
+@contextmanager
+def undo_on_failure(spec: LaunchSpec) -> Iterator[None]:
+    """On an error inside, remove what launch created: the results, log and job folders (and the
+    folders above them) and a local storage file, each only if it did not exist before."""
+    roots = [spec.out, spec.logs, spec.job_root, *_storage_files(spec.storage)]
+    created = [m for p in roots if (m := _topmost_missing(p)) is not None]
+    try:
+        yield
+    except BaseException:
+        for path in dict.fromkeys(created):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists() or path.is_symlink():
+                path.unlink(missing_ok=True)
+        raise
 
 
 def prepare_results_dir(cfg: ExperimentConfig, spec: LaunchSpec) -> None:
@@ -159,18 +311,30 @@ def check_resources(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool
     check_bounds(cfg, "machine" if spec.engine == "local" else None)
 
 
+def setup_lines(spec: LaunchSpec) -> list[str]:
+    """The job script's setup: the user's lines, then (Slurm) the command each job is equivalent to,
+    as comments. Local jobs chain setup lines with &&, where a comment would swallow the command."""
+    if spec.engine != "slurm":
+        return list(spec.setup)
+    return [*spec.setup, "# harness: each job runs the equivalent of this command (<job id>: the job's own id;",
+            "# its log starts with the command it ran):", "# " + shlex.join(job_command(spec))]
+
+
 def make_executor(spec: LaunchSpec, name: str) -> Any:
-    """A submitit executor for the engine with the job's resources."""
+    """A submitit executor for the engine with the job's resources: its setup lines, and a GPU
+    request only for GPU jobs. Raises ConfigError off a Slurm machine, before anything is written."""
     submitit = require("submitit", "slurm", f"harness launch {spec.engine}")
-    spec.logs.mkdir(parents=True, exist_ok=True)
     try:
         executor = submitit.AutoExecutor(folder=str(spec.logs / "%j"), cluster=spec.engine)
     except RuntimeError as e:  # e.g. no srun: not a Slurm machine
         raise ConfigError(f"harness launch {spec.engine}: {e} (`harness launch local` runs the same jobs "
                           f"on this machine)") from e
+    spec.logs.mkdir(parents=True, exist_ok=True)
     params: dict[str, Any] = {"name": name, "timeout_min": spec.time_min, "cpus_per_task": spec.cpus_per_job,
-                              "gpus_per_node": spec.gpus_per_job, "tasks_per_node": 1, "nodes": 1,
-                              "slurm_array_parallelism": spec.jobs}
+                              "tasks_per_node": 1, "nodes": 1, "slurm_array_parallelism": spec.jobs,
+                              f"{spec.engine}_setup": setup_lines(spec)}
+    if spec.gpus_per_job > 0:  # a CPU job asks for no GPU at all (not --gpus-per-node=0)
+        params["gpus_per_node"] = spec.gpus_per_job
     if spec.mem_gb is not None:
         params["mem_gb"] = spec.mem_gb
     if spec.partition:
@@ -189,16 +353,21 @@ def launch(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool = False)
         raise ConfigError(f"harness launch {spec.engine!r}: choose one of {', '.join(ENGINES)}")
     if spec.jobs < 1:
         raise ConfigError(f"--jobs {spec.jobs}: at least one job")
+    if spec.setup and any("\n" in line for line in spec.setup):
+        raise ConfigError("--setup: one shell line per --setup (repeat it for more lines)")
     check_resources(cfg, spec, oversubscribe)
-    prepare_results_dir(cfg, spec)
-    executor = make_executor(spec, f"harness-{cfg.name}")
-    args = (cfg.to_dict(), str(spec.job_root), spec.storage, spec.artifacts, spec.device,
-            spec.workers_per_job, spec.threads)
-    try:
-        with executor.batch():
-            jobs = [executor.submit(WorkerJob(), *args) for _ in range(spec.jobs)]
-    except (OSError, RuntimeError) as e:  # no sbatch on this machine, sbatch refused the array, ...
-        raise ConfigError(f"harness launch {spec.engine}: submitting the jobs failed: {e}") from e
+    with undo_on_failure(spec):  # a failed check or submission leaves no folder behind
+        executor = make_executor(spec, f"harness-{cfg.name}")  # off a Slurm machine: refused here
+        for warning in check_storage(spec):
+            print(f"harness: warning: {warning}", file=sys.stderr)
+        prepare_results_dir(cfg, spec)
+        args = (cfg.to_dict(), str(spec.job_root), spec.storage, spec.artifacts, spec.device,
+                spec.workers_per_job, spec.threads, job_command(spec))
+        try:
+            with executor.batch():
+                jobs = [executor.submit(WorkerJob(), *args) for _ in range(spec.jobs)]
+        except (OSError, RuntimeError) as e:  # no sbatch on this machine, sbatch refused the array, ...
+            raise ConfigError(f"harness launch {spec.engine}: submitting the jobs failed: {e}") from e
     return jobs
 
 
@@ -220,7 +389,8 @@ def spec_from_args(args: argparse.Namespace, cfg: ExperimentConfig) -> LaunchSpe
         artifacts=str(Path(args.artifacts).resolve()), out=out, logs=logs,
         job_root=Path(args.job_root).resolve() if args.job_root else logs / "results",
         gpus_per_job=gpus, cpus_per_job=args.cpus_per_job or workers, workers_per_job=workers,
-        partition=args.partition, time_min=parse_time(args.time), mem_gb=args.mem_gb, slurm_args=slurm_args)
+        partition=args.partition, time_min=parse_time(args.time), mem_gb=args.mem_gb, slurm_args=slurm_args,
+        setup=tuple(args.setup))
 
 
 def launch_from_args(args: argparse.Namespace) -> int:
@@ -269,8 +439,9 @@ def add_launch_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
     la.add_argument("config", help="experiment YAML, e.g. configs/bench.yaml")
     la.add_argument("--jobs", type=int, required=True, help="number of jobs in the array (workers claiming trials)")
     la.add_argument("--storage", required=True,
-                    help="Optuna storage URL every job reaches, e.g. postgresql://user:pw@host/db "
-                         "(sqlite:///path only when all jobs share one machine)")
+                    help="Optuna storage every job reaches: postgresql://user@host/db (the 'postgres' extra), or a "
+                         "journal file on the shared file system (/shared/path/optuna.journal); sqlite:///path "
+                         "only for local jobs (refused for slurm)")
     la.add_argument("--artifacts", required=True, metavar="DIR",
                     help="folder every job and this machine reach (shared file system): the trials' shards")
     la.add_argument("--gpus-per-job", type=int, default=0, metavar="K",
@@ -286,6 +457,9 @@ def add_launch_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
     la.add_argument("--mem-gb", type=float, metavar="GB", help="memory per job in GB (default: the cluster's)")
     la.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="another sbatch option, e.g. --slurm-arg account=myproject --slurm-arg qos=low (repeatable)")
+    la.add_argument("--setup", action="append", default=[], metavar="LINE",
+                    help="a shell line each job runs before the harness, e.g. --setup 'module load cuda/12.4' "
+                         "--setup 'source /shared/venv/bin/activate' (repeatable; in order)")
     la.add_argument("--out", help="this machine's results folder for status and report (default results/<name>)")
     la.add_argument("--logs", metavar="DIR",
                     help="submitit's folder for job scripts and logs; the nodes must reach it (default OUT/launch)")

@@ -16,7 +16,12 @@ from harness.export import export, load_experiment
 from harness.export.trials import group_keys
 from harness.extras import install_hint
 
-GRID = {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0, 1]}
+# model.readout: a grid axis by dotted name, the same setting as the runs column `readout`.
+GRID = {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0, 1], "model.readout": ["last"]}
+# Runs columns that are system facts or timings: never a tracker's hyperparameters.
+NOT_SETTINGS = {"eval_s", "probe_s", "wall_s", "train_s", "samples_per_s", "cpu_model", "cpu_capability",
+                "onednn_version", "device", "torch_version", "git_commit", "worker", "trial_id", "status",
+                "started_at", "schema_version", "data_id", "stop_reason", "name", "model.readout"}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +58,12 @@ def _run(tables, trial_id: str) -> dict:
     return runs[runs["trial_id"] == trial_id].iloc[0].to_dict()
 
 
+def _times(run: dict) -> tuple[float, float]:
+    """The trial's start and end (unix seconds) from its runs row: started_at, + wall_s."""
+    start = pd.Timestamp(run["started_at"]).timestamp()
+    return start, start + run["wall_s"]
+
+
 # ----------------------------------------------------------------------------- the neutral view
 
 def test_views_group_by_configuration_without_seed(results, tables):
@@ -67,8 +78,42 @@ def test_views_group_by_configuration_without_seed(results, tables):
         assert view.params["cell"] == run["cell"] and view.params["seed"] == run["seed"]
         assert view.summary["test_acc"] == pytest.approx(run["test_acc"])
         assert view.tags["status"] == "complete" and view.parent == "grid"
+        assert not NOT_SETTINGS & set(view.params) and view.params["readout"] == "last"
+        assert type(view.params["seed"]) is int and type(view.params["bidirectional"]) is bool
+        assert view.summary["steps_to_target"] == run["steps_to_target"] and view.summary["reached"] == 1
+        assert view.timings["eval_s"] == run["eval_s"] and view.system["cpu_model"] == run["cpu_model"]
+        assert view.finished_at == pytest.approx(_times(run)[1])
         steps = [s for s, _, values in view.by_step()]
         assert steps == sorted(set(steps)) == list(_curve(tables, view.trial_id, "dev_acc").index)
+
+
+def test_settings_outcomes_and_system_facts_are_apart():
+    from harness.export.trials import outcomes, settings, system_facts
+
+    row = {"trial_id": "t", "status": "complete", "cell": "rnn", "seed": np.int64(3), "readout": "last",
+           "model.readout": "last", "train.epochs": 2, "bidirectional": np.bool_(True), "arm": None, "study": None,
+           "lag": None, "eval_s": 0.5, "wall_s": 10.0, "cpu_model": "EPYC", "worker": "h:1",
+           "started_at": pd.Timestamp("2024-01-02 03:04:05", tz="UTC"), "steps_to_target": pd.NA, "test_acc": 0.5}
+    assert settings(row) == {"cell": "rnn", "seed": 3, "readout": "last", "bidirectional": True, "lag": None,
+                             "train.epochs": 2}  # one read-out; arm and study only where they apply
+    assert type(settings(row)["seed"]) is int
+    assert outcomes(row) == {"reached": 0, "test_acc": 0.5}  # never reached: no steps_to_target, reached 0
+    assert outcomes({**row, "steps_to_target": 40})["reached"] == 1
+    assert "reached" not in outcomes({**row, "status": "failed"})
+    facts = system_facts(row)
+    assert facts["cpu_model"] == "EPYC" and facts["worker"] == "h:1" and "eval_s" not in facts
+    assert facts["started_at"] == "2024-01-02T03:04:05+00:00" and facts["finished_at"] == "2024-01-02T03:04:15+00:00"
+
+
+def test_every_setting_the_trainer_records_is_a_setting(tmp_path):
+    from harness.config import expand_grid
+    from harness.export.trials import SETTINGS
+    from harness.train import settings_columns
+
+    raw = tiny_raw("cols", {"cell": ["rnn"], "seed": [0], "model.forget_bias": [1.0]})
+    (spec,) = expand_grid(config_from_dict(raw), "data-id")
+    recorded = set(settings_columns(spec)) - {"name"}  # name: the experiment, a tag
+    assert recorded - set(SETTINGS) == {"model.forget_bias"}  # dotted axes are settings by their name
 
 
 def test_group_keys_follow_the_report_and_studies():
@@ -83,9 +128,31 @@ def test_group_keys_follow_the_report_and_studies():
 
 # ----------------------------------------------------------------------------- TensorBoard
 
+def hparams_dashboard(logdir: Path) -> tuple:
+    """What TensorBoard's HParams dashboard gets for a log folder: the experiment (setting and metric
+    columns) and the session groups (one per trial), from the hparams plugin's own handlers."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups
+
+    mux = pem.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    tb = backend_context.Context(base_plugin.TBContext(
+        logdir=str(logdir), multiplexer=mux, data_provider=data_provider.MultiplexerDataProvider(mux, str(logdir))))
+    ctx = context.RequestContext()
+    experiment = get_experiment.Handler(ctx, tb, "", api_pb2.GetExperimentRequest()).run()
+    request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=1000, aggregation_type=api_pb2.AGGREGATION_AVG,
+                                               allowed_statuses=[api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE,
+                                                                 api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_RUNNING])
+    return experiment, list_session_groups.Handler(ctx, tb, "", request).run().session_groups
+
+
 def test_tensorboard_scalars_and_hparams_read_back(results, tables, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.plugins.hparams import api_pb2
 
     out = tmp_path / "tb"
     res = export(results, "tensorboard", out)
@@ -96,7 +163,7 @@ def test_tensorboard_scalars_and_hparams_read_back(results, tables, tmp_path):
         trial_id = folder.name.rsplit("-", 1)[1]
         run = _run(tables, trial_id)
         assert folder.parent.name == f"cell={run['cell']}" and folder.name.startswith(f"seed={run['seed']}-")
-        ea = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        ea = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
         ea.Reload()
         for tag, expected in (("dev/acc", _curve(tables, trial_id, "dev_acc")),
                               ("train/loss", _curve(tables, trial_id, "train_loss")),
@@ -106,22 +173,45 @@ def test_tensorboard_scalars_and_hparams_read_back(results, tables, tmp_path):
             assert [e.step for e in events] == list(expected.index), tag
             np.testing.assert_allclose([e.value for e in events], expected.to_numpy(), rtol=1e-6)
         # wall time = the trial's start + its elapsed training time at that point
-        start = pd.Timestamp(run["started_at"]).timestamp()
+        start, end = _times(run)
         elapsed = _curve(tables, trial_id, "elapsed_s")
         np.testing.assert_allclose([e.wall_time for e in ea.Scalars("dev/acc")], start + elapsed.to_numpy(), atol=1e-3)
         assert ea.Scalars("summary/test_acc")[0].value == pytest.approx(run["test_acc"], rel=1e-6)
-        content = ea.PluginTagToContent("hparams")
-        hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-        values = hp.session_start_info.hparams
-        assert values["cell"].string_value == run["cell"]
-        assert values["seed"].number_value == run["seed"]
-        assert values["status"].string_value == "complete"
-        exp_info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-        cell_info = next(h for h in exp_info.hparam_infos if h.name == "cell")
-        assert sorted(v.string_value for v in cell_info.domain_discrete.values) == ["lstm", "rnn"]
+        assert ea.Scalars("summary/steps_to_target")[0].value == run["steps_to_target"]
+        assert ea.Scalars("summary/reached")[0].value == 1.0
+        assert ea.Scalars("time/eval_s")[0].value == pytest.approx(run["eval_s"], rel=1e-6)
+        assert ea.Scalars("summary/test_acc")[0].wall_time == pytest.approx(end, abs=1e-3)
+        system = ea.Tensors("system/text_summary")[0].tensor_proto.string_val[0].decode()
+        assert f"| cpu_model | {run['cpu_model']} |" in system and f"| worker | {run['worker']} |" in system
+        # the trial's HParams session (its values: read below, as the dashboard reads them); the experiment is in OUT
+        assert set(ea.PluginTagToContent("hparams")) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
+    # The HParams dashboard: settings only (one read-out, integers' exact values, booleans as booleans)
+    # and every headline metric as a column, steps_to_target first.
+    experiment, groups = hparams_dashboard(out)
+    infos = {h.name: h for h in experiment.hparam_infos}
+    assert not NOT_SETTINGS & set(infos) and "readout" in infos and "status" not in infos
+    assert [v.number_value for v in infos["seed"].domain_discrete.values] == [0, 1]
+    assert infos["bidirectional"].type == api_pb2.DATA_TYPE_BOOL
+    assert sorted(v.string_value for v in infos["cell"].domain_discrete.values) == ["lstm", "rnn"]
+    assert infos["pad_size"].description == "tokens per text"
+    metrics = [m.name.tag for m in experiment.metric_infos]
+    assert metrics[:4] == ["summary/steps_to_target", "summary/reached", "summary/test_acc", "summary/best_dev_acc"]
+    assert "time/wall_s" in metrics and not any("eval_s" in m and not m.startswith("time/") for m in metrics)
+    assert len(groups) == 4
+    for group in groups:
+        (session,) = group.sessions
+        run = _run(tables, session.name.rsplit("-", 1)[1])
+        assert group.hparams["cell"].string_value == run["cell"] and group.hparams["seed"].number_value == run["seed"]
+        assert group.hparams["bidirectional"].bool_value is True
+        assert (session.start_time_secs, session.end_time_secs) == pytest.approx(_times(run), abs=1e-3)
+        assert session.status == api_pb2.STATUS_SUCCESS
+        values = {m.name.tag: m.value for m in group.metric_values}
+        assert values["summary/steps_to_target"] == run["steps_to_target"] and values["summary/reached"] == 1
+        assert values["summary/best_dev_acc"] == pytest.approx(run["best_dev_acc"], rel=1e-6)
     again = export(results, "tensorboard", out)
     assert (again.written, again.skipped) == (0, 4)
     assert len(list(out.glob("*/*/events.out.tfevents.*"))) == len(folders)
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1  # the experiment, rewritten
 
 
 # ----------------------------------------------------------------------------- MLflow
@@ -145,10 +235,27 @@ def test_mlflow_parent_and_child_runs_read_back(results, tables, tmp_path):
     assert parents["tags.harness.parent"].iloc[0] == "grid"
     client = MlflowClient(tracking_uri=res.out)
     assert [a.path for a in client.list_artifacts(parent_id)] == ["config.yaml"]
+    # The parent holds the experiment's config as params, and spans its trials' times.
+    parent = client.get_run(parent_id)
+    assert parent.data.params["model.hidden_size"] == "8" and parent.data.params["train.eval_every"] == "2"
+    assert parent.data.params["grid.cell"] == '["rnn", "lstm"]' and parent.data.params["name"] == "export"
+    spans = [_times(_run(tables, t)) for t in tables["runs"]["trial_id"]]
+    assert parent.info.start_time == round(min(s for s, _ in spans) * 1000)
+    assert parent.info.end_time == round(max(e for _, e in spans) * 1000)
     for child in children.to_dict("records"):
         trial_id = child["tags.harness.trial_id"]
         run = _run(tables, trial_id)
         assert child["params.cell"] == run["cell"] and child["params.seed"] == str(run["seed"])
+        info = client.get_run(child["run_id"])
+        assert not NOT_SETTINGS & set(info.data.params) and info.data.params["bidirectional"] == "True"
+        start, end = _times(run)
+        assert (info.info.start_time, info.info.end_time) == (round(start * 1000), round(end * 1000))
+        tags = info.data.tags
+        assert tags["harness.cpu_model"] == run["cpu_model"] and tags["harness.worker"] == run["worker"]
+        assert tags["harness.torch_version"] == run["torch_version"] and "harness.eval_s" not in tags
+        assert info.data.metrics["steps_to_target"] == run["steps_to_target"] and info.data.metrics["reached"] == 1
+        assert info.data.metrics["best_dev_acc"] == pytest.approx(run["best_dev_acc"])
+        assert info.data.metrics["time/eval_s"] == pytest.approx(run["eval_s"])
         assert child["tags.mlflow.runName"] == f"cell={run['cell']},seed={run['seed']}"
         assert child["tags.harness.group"] == f"cell={run['cell']}"
         assert child["status"] == "FINISHED"
@@ -162,6 +269,15 @@ def test_mlflow_parent_and_child_runs_read_back(results, tables, tmp_path):
     again = export(results, "mlflow", out)
     assert (again.written, again.skipped) == (0, 4)
     assert len(mlflow.search_runs(experiment_names=["export"])) == 5
+
+
+def test_mlflow_view_hint_fits_the_store():
+    from harness.export import _view_command
+
+    assert _view_command("mlflow", "sqlite:////r/mlflow.db", "bench") == "mlflow ui --backend-store-uri sqlite:////r/mlflow.db"
+    server = _view_command("mlflow", "http://mlflow.example:5000", "bench")
+    assert server.startswith("open http://mlflow.example:5000 in a browser") and "'bench'" in server
+    assert "--backend-store-uri" not in server
 
 
 # ----------------------------------------------------------------------------- W&B
@@ -239,6 +355,20 @@ def test_wandb_offline_runs_read_back(results, tables, tmp_path):
         np.testing.assert_allclose([info["history"][s]["grad_norm/embedding"] for s in norms.index], norms.to_numpy())
         assert info["summary"]["test_acc"] == pytest.approx(run["test_acc"])
         assert info["summary"]["status"] == "complete"
+        # settings in the config, system facts under config.system, outcomes and timings in the summary
+        assert not NOT_SETTINGS & set(info["config"]) and info["config"]["bidirectional"] is True
+        system = info["config"]["system"]
+        assert system["cpu_model"] == run["cpu_model"] and system["worker"] == run["worker"]
+        assert system["torch_version"] == run["torch_version"] and system["git_commit"] == run["git_commit"]
+        assert info["summary"]["steps_to_target"] == run["steps_to_target"] and info["summary"]["reached"] == 1
+        assert info["summary"]["best_dev_acc"] == pytest.approx(run["best_dev_acc"])
+        assert info["summary"]["time/wall_s"] == pytest.approx(run["wall_s"])
+        # the run starts when the trial did; each row's _timestamp is the trial's start + its training seconds
+        start, _ = _times(run)
+        assert info["run"].start_time.ToMicroseconds() / 1e6 == pytest.approx(start, abs=1e-3)
+        elapsed = _curve(tables, trial_id, "elapsed_s")
+        np.testing.assert_allclose([info["history"][s]["_timestamp"] for s in elapsed.index],
+                                   start + elapsed.to_numpy(), atol=1e-3)
     assert (export(results, "wandb", out).written, len(list((out / "wandb").glob("offline-run-*")))) == (0, 4)
 
 

@@ -4,6 +4,7 @@ local executor (two jobs, one SQLite storage, one artifact folder)."""
 
 import dataclasses
 import os
+import shlex
 import stat
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from harness import records
 from harness.cli import build_parser, main
 from harness.config import ConfigError, config_from_dict, expand_grid
 from harness.extras import install_hint
-from harness.launch import LaunchSpec, absolute_storage, launch, parse_time, spec_from_args
+from harness.launch import LaunchSpec, absolute_storage, launch, mount_of, parse_time, spec_from_args
 
 GRID = {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0, 1]}
 
@@ -53,12 +54,13 @@ def test_arguments_make_the_job_resources(tmp_path):
     assert spec.logs == tmp_path / "r" / "launch" and spec.job_root == tmp_path / "r" / "launch" / "results"
 
 
-def _fake_slurm(bin_dir: Path) -> None:
-    """A stand-in sbatch that keeps the script it is given and answers like Slurm (and an srun, which
-    submitit looks for to tell that it is on a Slurm machine)."""
+def _fake_slurm(bin_dir: Path, refuse: bool = False) -> None:
+    """A stand-in sbatch that keeps the script it is given and answers like Slurm (or, `refuse`, fails
+    as sbatch does on a bad request), and an srun, which submitit looks for to tell that it is on a
+    Slurm machine."""
     bin_dir.mkdir()
-    for name, body in (("sbatch", 'cp "$1" "$(dirname "$0")/submitted.sh"\necho "Submitted batch job 4242"'),
-                       ("srun", "exit 1")):
+    answer = 'echo "sbatch: error: invalid account" >&2\nexit 1' if refuse else 'echo "Submitted batch job 4242"'
+    for name, body in (("sbatch", f'cp "$1" "$(dirname "$0")/submitted.sh"\n{answer}'), ("srun", "exit 1")):
         script = bin_dir / name
         script.write_text(f"#!/bin/sh\n{body}\n")
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -71,9 +73,18 @@ def test_slurm_without_slurm_is_a_usage_error(tmp_path, monkeypatch, capsys):
                  f"sqlite:///{tmp_path / 'o.db'}", "--artifacts", str(tmp_path / "a"), "--out", str(tmp_path / "r")])
     assert code == 2
     assert "srun" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # checked before anything is written
 
 
-def test_slurm_array_script(tmp_path, monkeypatch):
+@pytest.fixture
+def shared_fs(monkeypatch):
+    """Every path on a network file system, as on a cluster's login node (no sharing warning)."""
+    import harness.launch
+
+    monkeypatch.setattr(harness.launch, "mount_of", lambda path, mounts=None: ("/shared", "nfs4", "rw,vers=4.2"))
+
+
+def test_slurm_array_script(tmp_path, monkeypatch, shared_fs):
     _fake_slurm(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     spec = LaunchSpec(engine="slurm", jobs=3, storage="postgresql://u@h/db", artifacts=str(tmp_path / "a"),
@@ -85,8 +96,9 @@ def test_slurm_array_script(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="--storage 'postgresql://u@h/db': cannot open it"):
         launch(cfg, spec)
     assert not (tmp_path / "bin" / "submitted.sh").exists()
-    # ...so use a real (SQLite) one here.
-    spec = LaunchSpec(**{**spec.__dict__, "storage": f"sqlite:///{tmp_path / 'o.db'}"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin"]  # the folders it made are removed again
+    # ...so use a real one here: a journal file (on the shared file system).
+    spec = LaunchSpec(**{**spec.__dict__, "storage": str(tmp_path / "optuna.journal")})
     jobs = launch(cfg, spec)
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     script = (tmp_path / "bin" / "submitted.sh").read_text()
@@ -97,6 +109,117 @@ def test_slurm_array_script(tmp_path, monkeypatch):
     assert {k: saved[k] for k in ("storage", "artifacts")} == {"storage": spec.storage, "artifacts": spec.artifacts}
     assert set(saved) == {"storage", "artifacts", "folder_id"} and len(saved["folder_id"]) == 32
     assert (tmp_path / "r" / "config.yaml").is_file()
+
+
+def _slurm_argv(tmp_path: Path, *extra: str, storage: str | None = None) -> list[str]:
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_raw("slurmcli", GRID)))
+    return ["launch", "slurm", str(tmp_path / "c.yaml"), "--jobs", "2", "--storage",
+            storage or str(tmp_path / "optuna.journal"), "--artifacts", str(tmp_path / "a"),
+            "--out", str(tmp_path / "r"), *extra]
+
+
+def test_slurm_script_has_the_setup_lines_the_command_and_no_gpu_for_cpu_jobs(tmp_path, monkeypatch, shared_fs):
+    _fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    argv = _slurm_argv(tmp_path, "--setup", "module load x", "--setup", "source /shared/venv/bin/activate")
+    assert main(argv) == 0
+    script = (tmp_path / "bin" / "submitted.sh").read_text()
+    lines = script.splitlines()
+    assert "gpus" not in script  # a CPU job asks for no GPU (not --gpus-per-node=0)
+    # the setup lines, in order, before the job's command (srun ... submitit)
+    srun = next(i for i, line in enumerate(lines) if line.startswith("srun "))
+    assert lines.index("module load x") < lines.index("source /shared/venv/bin/activate") < srun
+    # the harness command each job runs, readable in the script, and a valid `harness run` command line
+    (comment,) = [line for line in lines if line.startswith("# harness run ")]
+    words = shlex.split(comment[2:])
+    args = build_parser().parse_args(words[1:])
+    assert args.command == "run" and args.config == str(tmp_path / "r" / "config.yaml")
+    assert args.out == str(tmp_path / "r" / "launch" / "results" / "<job id>")
+    assert (args.storage, args.artifacts, args.device, args.workers) == (str(tmp_path / "optuna.journal"),
+                                                                       str(tmp_path / "a"), "cpu", 1)
+    assert args.set == ["run.threads=1"] and args.quiet
+    assert (tmp_path / "r" / "config.yaml").is_file()  # the config the command names
+    with pytest.raises(ConfigError, match="one shell line per --setup"):
+        launch(config_from_dict(tiny_raw("x")), spec_from_args(build_parser().parse_args(
+            _slurm_argv(tmp_path, "--setup", "module load x\nrm -rf /")), config_from_dict(tiny_raw("x"))))
+
+
+def test_each_job_log_starts_with_its_command(monkeypatch, capsys):
+    import submitit
+
+    import harness.runner
+    from harness.launch import WorkerJob
+
+    class Env:
+        job_id = "4242_1"
+
+    monkeypatch.setattr(submitit, "JobEnvironment", Env)
+    monkeypatch.setattr(harness.runner, "run", lambda cfg, out, **kw: {"complete": 0, "out": str(out)})
+    command = ["harness", "run", "/r/config.yaml", "--out", "/r/jobs/<job id>", "--storage", "postgresql://u@h/db"]
+    counts = WorkerJob()(tiny_raw("logged"), "/r/jobs", "postgresql://u:pw@h/db", "/a", "cpu", 1, 1, command)
+    assert counts["out"] == "/r/jobs/4242_1"
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("harness: job 4242_1 on ") and first.endswith(
+        "runs the equivalent of: harness run /r/config.yaml --out /r/jobs/4242_1 --storage postgresql://u@h/db")
+
+
+def test_sqlite_is_refused_for_slurm(tmp_path, monkeypatch, capsys, shared_fs):
+    _fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    assert main(_slurm_argv(tmp_path, storage=f"sqlite:///{tmp_path / 'o.db'}")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SQLite cannot be shared by the jobs of a Slurm array" in err
+    assert "postgresql://" in err and "optuna.journal" in err and install_hint("postgres") in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "c.yaml"]  # nothing written, nothing submitted
+
+
+def test_paths_on_a_local_disk_are_warned_about(tmp_path, monkeypatch, capsys):
+    import harness.launch
+
+    _fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(harness.launch, "mount_of", lambda path, mounts=None: ("/", "ext4", "rw"))
+    assert main(_slurm_argv(tmp_path)) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("harness: warning:")]
+    assert [w.split(" ")[2] for w in warnings] == ["--storage", "--artifacts", "--logs"]
+    assert "is on this machine's local disk (ext4 at /): jobs on other nodes will not see it" in warnings[0]
+    # a journal on Lustre whose locks hold on one node only
+    spec = spec_from_args(build_parser().parse_args(_slurm_argv(tmp_path)), config_from_dict(tiny_raw("x")))
+    mounts = f"fs@o2ib:/lus {tmp_path} lustre rw,localflock 0 0\n"
+    monkeypatch.setattr(harness.launch, "mount_of", mount_of)
+    (warning,) = harness.launch.sharing_warnings(spec, mounts)
+    assert "localflock" in warning and "corrupt the journal" in warning
+
+
+def test_mount_of_reads_proc_mounts(tmp_path):
+    mounts = ("/dev/sda1 / ext4 rw 0 0\n"
+              f"server:/export {tmp_path} nfs4 rw,vers=4.2 0 0\n"
+              f"tmpfs {tmp_path / 'scratch'} tmpfs rw 0 0\n")
+    (tmp_path / "scratch").mkdir()
+    assert mount_of(tmp_path / "new" / "optuna.journal", mounts) == (str(tmp_path), "nfs4", "rw,vers=4.2")
+    assert mount_of(tmp_path / "scratch" / "x", mounts)[1] == "tmpfs"
+    assert mount_of(Path("/elsewhere"), mounts)[1] == "ext4"
+
+
+def test_a_refused_submission_leaves_no_folder_behind(tmp_path, monkeypatch, capsys, shared_fs):
+    _fake_slurm(tmp_path / "bin", refuse=True)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "a").mkdir()  # there before: kept
+    assert main(_slurm_argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "submitting the jobs failed" in err and "invalid account" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "bin", "c.yaml"]  # no r/, no journal
+
+
+def test_a_missing_postgres_driver_names_the_extra(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    assert main(_launch_argv(tmp_path, "--jobs", "1", storage="postgresql://u@127.0.0.1:1/db")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PostgreSQL driver is not installed" in err and install_hint("postgres") in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
 
 
 def test_missing_submitit_names_the_extra(tmp_path, monkeypatch):
@@ -134,6 +257,14 @@ def test_two_local_jobs_share_one_storage_and_the_report_sees_every_trial(tmp_pa
     assert sorted(done) == sorted(planned)
     assert main(["status", str(out)]) == 0
     assert "4/4 finished" in capsys.readouterr().out
+    # each job's log starts (after submitit's own lines) with the harness command it ran, in its own folder
+    logs = sorted((out / "launch").glob("*/*_log.out"))
+    assert len(logs) == 2
+    for log in logs:
+        job_id = log.parent.name
+        first = next(line for line in log.read_text().splitlines() if not line.startswith("submitit "))
+        assert first.startswith(f"harness: job {job_id} on ") and "runs the equivalent of: harness run" in first
+        assert f"--out {out / 'launch' / 'results' / job_id} " in first
 
 
 # ----------------------------------------------------------------------------- bad input (one line, exit 2)

@@ -2,8 +2,11 @@
 that tracker's own library (an optional extra each).
 
 Every finished trial becomes one tracker run: its curves (train/dev loss and accuracy, the global
-gradient norm, by step), per-group gradient norms and update ratios, its settings and its outcome.
-Exporting again into the same OUT adds only the trials not there yet.
+gradient norm, by step), per-group gradient norms and update ratios, its settings (as the tracker's
+hyperparameters), its outcome (`steps_to_target`, `reached`, accuracies, …) and timings (as metrics),
+and its system facts (hardware, versions, worker: as tags, never hyperparameters), at the trial's own
+start and end times (harness.export.trials says which column is which). Exporting again into the
+same OUT adds only the trials not there yet.
 """
 
 from __future__ import annotations
@@ -60,10 +63,13 @@ def check_out(results_dir: Path, to: str, out: str | Path) -> None:
                           f"default {default_out(results_dir, to)}")
 
 
-def _view_command(target: str, out: str) -> str:
+def _view_command(target: str, out: str, experiment: str) -> str:
+    """How to look at what was written: the tracker's viewer on a local store, a server's own URL."""
     if target == "tensorboard":
         return f"tensorboard --logdir {out}"
     if target == "mlflow":
+        if _local_path(out) is None:  # a tracking server (http://, https://, databricks, ...)
+            return f"open {out} in a browser (the tracking server's UI), experiment {experiment!r}"
         return f"mlflow ui --backend-store-uri {out}"
     return f"wandb sync {Path(out) / 'wandb'}/offline-run-*   (uploads; needs `wandb login`)"
 
@@ -83,4 +89,4 @@ def export(results_dir: str | Path, to: str, out: str | Path | None = None) -> E
     writer = importlib.import_module(f"harness.export.{to}")
     written, skipped = writer.write(exp, target_out)
     shown = writer.tracking_uri(target_out) if to == "mlflow" else str(target_out)
-    return ExportResult(target=to, out=shown, written=written, skipped=skipped, view=_view_command(to, shown))
+    return ExportResult(target=to, out=shown, written=written, skipped=skipped, view=_view_command(to, shown, exp.name))

@@ -1,13 +1,21 @@
 """MLflow: an experiment named after the harness experiment, one parent run per grid (or per study)
-and a nested child run per trial (tag mlflow.parentRunId), with the settings as params, the outcome
-as metrics, every scalar as a metric history with its step and time, and provenance as tags.
+and a nested child run per trial (tag mlflow.parentRunId).
+
+A child run holds the trial's settings as params (integers as integers), its outcome as metrics
+(`steps_to_target`, `reached`, `test_acc`, `best_dev_acc`, …; timings as `time/<column>`), every
+scalar as a metric history with its step and time, and its system facts (hardware, versions,
+worker, ids, errors) as `harness.<column>` tags; it starts and ends when the trial did. A parent
+run holds the experiment's config (config.yaml, flattened: `model.hidden_size`, `grid.cell`, …) as
+params and as an artifact, and spans its trials' times.
 
 OUT is a tracking URI (sqlite:///…, http://…) or a folder, which becomes the SQLite store
-OUT/mlflow.db with artifacts in OUT/artifacts. View with `mlflow ui --backend-store-uri <URI>`.
+OUT/mlflow.db with artifacts in OUT/artifacts. View a local store with
+`mlflow ui --backend-store-uri <URI>`; a tracking server's runs at its own URL.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,7 @@ RUN_STATUS = {"complete": "FINISHED", "diverged": "FINISHED", "pruned": "KILLED"
 # MLflow's limits per log_batch call
 BATCH_METRICS, BATCH_PARAMS = 1000, 100
 MAX_VALUE = 5000  # longest param or tag value kept (a long traceback is cut)
+_BAD_KEY = re.compile(r"[^\w\-. /:]")  # characters MLflow refuses in a param or tag name
 
 
 def tracking_uri(out: str | Path) -> str:
@@ -77,26 +86,43 @@ def _experiment_id(client: Any, exp: Experiment, out: str | Path) -> str:
     return eid
 
 
+def param_key(name: str) -> str:
+    """A param or tag name MLflow accepts: other characters replaced by '_'."""
+    return _BAD_KEY.sub("_", name)
+
+
+def _log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(param_key(k), str(v)[:MAX_VALUE]) for k, v in sorted(params.items())]
+    for chunk in _chunks(items, BATCH_PARAMS):
+        client.log_batch(run_id, params=list(chunk))
+
+
 def _parent(client: Any, eid: str, exp: Experiment, key: str, views: list[TrialView],
             existing: dict[str, str]) -> str:
+    """The parent run of `key` ("grid" or a study): found, or created with the experiment's config
+    as params and artifact, from its first trial's start to its last trial's end."""
     if key in existing:
         return existing[key]
     starts = [v.started_at for v in views if v.started_at is not None]
+    ends = [v.finished_at for v in views if v.finished_at is not None]
     run = client.create_run(eid, run_name=key if key != "grid" else exp.name,
                             start_time=_ms(min(starts), 0) if starts else None,
                             tags={PARENT_TAG: key, "harness.group_keys": ",".join(exp.group_keys)})
+    _log_params(client, run.info.run_id, exp.config)
     config = exp.results_dir / "config.yaml"
     if config.is_file():
         client.log_artifact(run.info.run_id, str(config))
-    client.set_terminated(run.info.run_id, "FINISHED")
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=_ms(max(ends), 0) if ends else None)
     return run.info.run_id
 
 
 def _child(client: Any, eid: str, parent_id: str, view: TrialView) -> str:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, RunTag
 
     start = _ms(view.started_at, 0) if view.started_at is not None else None
-    tags = {**{f"harness.{k}": v[:MAX_VALUE] for k, v in view.tags.items()}, TRIAL_TAG: view.trial_id,
+    tags = {**{f"harness.{param_key(k)}": v[:MAX_VALUE] for k, v in view.tags.items()}, TRIAL_TAG: view.trial_id,
             GROUP_TAG: view.group, "mlflow.parentRunId": parent_id, "harness.phase": view.phase}
     if "git_commit" in view.tags:
         tags["mlflow.source.git.commit"] = view.tags["git_commit"]
@@ -106,11 +132,9 @@ def _child(client: Any, eid: str, parent_id: str, view: TrialView) -> str:
     metrics = [Metric(name, value, _ms(view.walltime(elapsed), base), step)
                for step, elapsed, name, value in view.scalars]
     last = max((s for s, *_ in view.scalars), default=0)
-    end = view.walltime(view.summary.get("wall_s"))
-    metrics += [Metric(k, v, _ms(end, base), last) for k, v in view.summary.items()]
-    params = [Param(k, str(v)[:MAX_VALUE]) for k, v in sorted(view.params.items())]
-    for chunk in _chunks(params, BATCH_PARAMS):
-        client.log_batch(rid, params=list(chunk))
+    end = view.finished_at
+    metrics += [Metric(k, float(v), _ms(end, base), last) for k, v in view.metrics.items()]
+    _log_params(client, rid, view.params)
     for chunk in _chunks(metrics, BATCH_METRICS):
         client.log_batch(rid, metrics=list(chunk))
     client.log_batch(rid, tags=[RunTag("harness.status", view.status)])

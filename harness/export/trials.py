@@ -1,34 +1,55 @@
 """One tracker-neutral view of each finished trial, built from the results tables.
 
-Every exporter writes the same things: a trial's settings (params), its outcome (summary metrics),
-its provenance (tags), and its time series (scalars by step). The configuration a trial belongs to
-is its settings without the seed, keyed by the same columns the report groups by, so a tracker's
-"group runs" view averages exactly the runs the report averages.
+Every exporter writes the same four things, each where its tracker expects it:
+
+- settings (`TrialView.params`): the config keys that define the trial, typed (int, float, bool,
+  str), one column per setting (a grid axis given by dotted name, such as `model.readout`, is the
+  same setting as its runs column `readout` and appears once) -> hyperparameters / params / config;
+- outcomes (`TrialView.summary`): `steps_to_target`, `reached` (0/1), test and best dev accuracy, …,
+  and timings (`TrialView.timings`, exported as `time/<column>`) -> metrics / summary;
+- system facts (`TrialView.system`): hardware, versions, worker, ids, status, errors -> tags
+  (MLflow), the `system` config group (W&B), a text table (TensorBoard); never hyperparameters;
+- time series (`TrialView.scalars`): scalars by step, with the wall time of each evaluation.
+
+The configuration a trial belongs to is its settings without the seed, keyed by the same columns
+the report groups by, so a tracker's "group runs" view averages exactly the runs the report averages.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness import records
+from harness.schema import RUNS
 
-# Outcome columns of the runs table, exported as summary metrics (numbers; null ones left out).
+# Runs columns that are a trial's settings (the config keys that define it), exported as
+# hyperparameters. Any column with a dotted name (a grid axis or arm setting such as
+# `model.forget_bias`) is a setting too, unless it repeats one of these (`model.readout` = `readout`).
+SETTINGS = (
+    "arm", "cell", "layernorm", "batch_size", "pad_size", "lag", "lr", "seed", "readout", "bidirectional",
+    "num_layers", "hidden_size", "embed_dim", "dropout", "init", "forget_bias", "grad_clip", "precision",
+    "target_dev_acc", "dataset", "phase", "study",
+)
+# Settings that are null only where they do not apply (no arms; not a study trial): left out then.
+ONLY_WHEN_SET = ("arm", "study")
+# Outcome columns, exported as metrics (numbers; null ones left out), headline first. `reached` is
+# added: 1 when dev accuracy reached target_dev_acc, 0 when it did not (absent for a failed trial).
 SUMMARY_METRICS = (
-    "test_acc", "test_macro_f1", "test_loss", "best_dev_acc", "best_step", "steps", "epochs",
-    "steps_to_target", "samples_to_target", "seconds_to_target", "grad_norm_init", "grad_norm_final",
-    "vanishing_ratio_init", "vanishing_ratio_final", "wall_s", "train_s", "samples_per_s",
+    "steps_to_target", "reached", "test_acc", "best_dev_acc", "test_macro_f1", "test_loss", "best_step",
+    "steps", "epochs", "samples_to_target", "seconds_to_target", "grad_norm_init", "grad_norm_final",
+    "vanishing_ratio_init", "vanishing_ratio_final",
 )
-# Columns that say where and how a trial ran, exported as tags (strings), not as settings.
-PROVENANCE = (
-    "trial_id", "status", "error", "traceback", "device", "torch_version", "started_at", "schema_version",
-    "git_commit", "worker", "name", "data_id", "stop_reason", "dataset",
-)
+REACHED_DOC = "1 when dev accuracy reached target_dev_acc during training, 0 when it never did"
+# How long the trial took, exported as metrics named time/<column> (numbers to sort and compare,
+# not settings).
+TIMINGS = ("wall_s", "train_s", "eval_s", "probe_s", "samples_per_s")
 # curves column -> scalar name (the same name in every tracker)
 CURVE_SCALARS = {
     "train_loss": "train/loss", "train_acc": "train/acc", "dev_loss": "dev/loss", "dev_acc": "dev/acc",
@@ -38,6 +59,7 @@ CURVE_SCALARS = {
 GROUP_SCALARS = {"grad_norm": "grad_norm", "update_ratio": "update_ratio"}
 
 Scalar = tuple[int, float | None, str, float]  # (step, elapsed seconds or None, name, value)
+Number = int | float
 
 
 @dataclass(frozen=True)
@@ -51,14 +73,30 @@ class TrialView:
     status: str               # complete | diverged | failed | pruned
     phase: str                # grid | search | rerun
     params: dict[str, Any]    # settings: str, int, float, bool or None
-    summary: dict[str, float]  # outcomes that are not null
-    tags: dict[str, str]      # provenance
+    summary: dict[str, Number]  # outcomes that are not null (integers stay int)
+    system: dict[str, Any]    # system facts that are not null: hardware, versions, worker, ids, errors
     started_at: float | None  # unix seconds
+    timings: dict[str, float] = field(default_factory=dict)  # wall_s, train_s, … that are not null
     scalars: list[Scalar] = field(default_factory=list)  # sorted by step, then name
 
     @property
     def seed(self) -> Any:
         return self.params.get("seed")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The system facts as text (what a tracker's tags hold)."""
+        return {k: fmt(v) for k, v in self.system.items()}
+
+    @property
+    def finished_at(self) -> float | None:
+        """Unix seconds at which the trial ended: its start plus its wall time (None when unknown)."""
+        return self.walltime(self.timings.get("wall_s"))
+
+    @property
+    def metrics(self) -> dict[str, Number]:
+        """Outcomes under their column names, timings as time/<column>."""
+        return {**self.summary, **{f"time/{k}": v for k, v in self.timings.items()}}
 
     def by_step(self) -> list[tuple[int, float | None, dict[str, float]]]:
         """The scalars as one (step, elapsed seconds, {name: value}) per step, steps increasing."""
@@ -84,12 +122,16 @@ class Experiment:
     results_dir: Path
     trials: list[TrialView]
     group_keys: list[str]     # the columns that make a configuration (seed excluded)
+    config: dict[str, str] = field(default_factory=dict)  # config.yaml flattened: "model.hidden_size" -> "128"
 
 
 def plain(value: Any) -> Any:
-    """A Python scalar for a table value: numpy types unwrapped, NaN/NA as None."""
-    if value is None or value is pd.NA:
+    """A Python scalar for a table value: numpy types unwrapped, NaN/NA/NaT as None, timestamps as
+    ISO text."""
+    if value is None or value is pd.NA or value is pd.NaT:
         return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
@@ -98,11 +140,22 @@ def plain(value: Any) -> Any:
 
 
 def fmt(value: Any) -> str:
-    """A setting as text in a name: 0.001 -> '0.001', 12.0 -> '12', True -> 'True'."""
+    """A value as text: 0.001 -> '0.001', 12.0 -> '12', 3 -> '3', True -> 'True'."""
     value = plain(value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def doc(column: str) -> str:
+    """The runs column's description from the schema ('' for a column it does not list)."""
+    if column == "reached":
+        return REACHED_DOC
+    if column.startswith("time/"):
+        column = column[len("time/"):]
+    if column in RUNS.names:
+        return RUNS.field(column).metadata[b"doc"].decode()
+    return ""
 
 
 def _raw_config(results_dir: Path) -> dict[str, Any]:
@@ -111,6 +164,19 @@ def _raw_config(results_dir: Path) -> dict[str, Any]:
     from harness.plan import results_config_raw
 
     return results_config_raw(results_dir) or {}
+
+
+def flat_config(raw: Any, prefix: str = "") -> dict[str, str]:
+    """A config mapping as dotted keys and text values (JSON for all but text), e.g.
+    {"model.hidden_size": "128", "grid.cell": '["rnn", "lstm"]'}: the experiment-level params."""
+    if isinstance(raw, dict) and raw:
+        out: dict[str, str] = {}
+        for key, value in raw.items():
+            out.update(flat_config(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if not prefix:
+        return {}
+    return {prefix: raw if isinstance(raw, str) else json.dumps(raw, default=str)}
 
 
 def _keys(raw: Any, key: str) -> list[str]:
@@ -142,6 +208,46 @@ def _unix(value: Any) -> float | None:
         return None
 
 
+def settings(row: dict[str, Any]) -> dict[str, Any]:
+    """A runs row's settings (SETTINGS and dotted-name columns), typed; a dotted column that repeats
+    a setting column (`model.readout` beside `readout`, same value) is left out."""
+    out = {k: v for k in SETTINGS if k in row and ((v := plain(row[k])) is not None or k not in ONLY_WHEN_SET)}
+    for key, value in row.items():
+        if "." not in key:
+            continue
+        short = key.rsplit(".", 1)[1]
+        if short in out and out[short] == plain(value):
+            continue
+        out[key] = plain(value)
+    return out
+
+
+def outcomes(row: dict[str, Any]) -> dict[str, Number]:
+    """A runs row's outcome metrics that are not null (integers stay int), with `reached`."""
+    out: dict[str, Number] = {}
+    for k in SUMMARY_METRICS:
+        v = plain(row.get(k))
+        if isinstance(v, bool):
+            v = int(v)
+        if isinstance(v, (int, float)):
+            out[k] = v
+    if plain(row.get("status")) not in (None, "failed"):
+        out["reached"] = int(plain(row.get("steps_to_target")) is not None)
+    return {k: out[k] for k in SUMMARY_METRICS if k in out}
+
+
+def system_facts(row: dict[str, Any]) -> dict[str, Any]:
+    """A runs row's other columns that are not null: where and how the trial ran (hardware,
+    versions, worker, ids, status, errors), exported as tags. A column the schema gains later lands
+    here too, never among the hyperparameters. Plus `finished_at` (ISO text: start + wall_s)."""
+    skip = set(SETTINGS) | set(SUMMARY_METRICS) | set(TIMINGS)
+    out = {k: v for k, raw in row.items() if k not in skip and "." not in k and (v := plain(raw)) is not None}
+    start, wall = _unix(row.get("started_at")), plain(row.get("wall_s"))
+    if start is not None and isinstance(wall, (int, float)):
+        out["finished_at"] = datetime.fromtimestamp(start + wall, tz=timezone.utc).isoformat()
+    return out
+
+
 def _scalars(trial_id: str, curves: pd.DataFrame, grad_norms: pd.DataFrame) -> list[Scalar]:
     out: list[Scalar] = []
     elapsed_at: dict[int, float | None] = {}
@@ -162,6 +268,21 @@ def _scalars(trial_id: str, curves: pd.DataFrame, grad_norms: pd.DataFrame) -> l
     return out
 
 
+def _view(row: dict[str, Any], keys: list[str], scalars: list[Scalar]) -> TrialView:
+    """One runs row as a TrialView."""
+    tid = str(row["trial_id"])
+    group = ",".join(f"{k}={fmt(row[k])}" for k in keys) or "all"
+    seed = plain(row.get("seed"))
+    label = group if group != "all" else ""
+    trial_name = ",".join(p for p in (label, f"seed={fmt(seed)}" if seed is not None else "") if p) or tid
+    timings = {k: float(v) for k in TIMINGS if isinstance(v := plain(row.get(k)), (int, float))}
+    return TrialView(
+        trial_id=tid, name=trial_name, group=group, parent=str(plain(row.get("study")) or "grid"),
+        status=str(plain(row.get("status")) or "failed"), phase=str(plain(row.get("phase")) or "grid"),
+        params=settings(row), summary=outcomes(row), system=system_facts(row),
+        started_at=_unix(row.get("started_at")), timings=timings, scalars=scalars)
+
+
 def load_experiment(results_dir: str | Path) -> Experiment:
     """Every finished trial of a results directory as a `TrialView` (read via `records.load`)."""
     results_dir = Path(results_dir)
@@ -175,20 +296,8 @@ def load_experiment(results_dir: str | Path) -> Experiment:
     curves = {tid: g for tid, g in tables["curves"].groupby("trial_id", sort=False)}
     norms = {tid: g for tid, g in tables["grad_norms"].groupby("trial_id", sort=False)}
     empty_c, empty_n = tables["curves"].iloc[:0], tables["grad_norms"].iloc[:0]
-    views = []
-    for row in runs.to_dict("records"):
-        tid = str(row["trial_id"])
-        params = {k: plain(v) for k, v in row.items() if k not in PROVENANCE and k not in SUMMARY_METRICS}
-        summary = {k: float(v) for k in SUMMARY_METRICS if (v := plain(row.get(k))) is not None}
-        tags = {k: str(v) for k in PROVENANCE if (v := plain(row.get(k))) is not None}
-        group = ",".join(f"{k}={fmt(row[k])}" for k in keys) or "all"
-        seed = plain(row.get("seed"))
-        label = group if group != "all" else ""
-        trial_name = ",".join(p for p in (label, f"seed={fmt(seed)}" if seed is not None else "") if p) or tid
-        views.append(TrialView(
-            trial_id=tid, name=trial_name, group=group, parent=str(plain(row.get("study")) or "grid"),
-            status=str(plain(row.get("status")) or "failed"), phase=str(plain(row.get("phase")) or "grid"),
-            params=params, summary=summary, tags=tags, started_at=_unix(row.get("started_at")),
-            scalars=_scalars(tid, curves.get(tid, empty_c), norms.get(tid, empty_n))))
+    views = [_view(row, keys, _scalars(str(row["trial_id"]), curves.get(row["trial_id"], empty_c),
+                                       norms.get(row["trial_id"], empty_n)))
+             for row in runs.to_dict("records")]
     views.sort(key=lambda v: (v.group, str(v.seed), v.trial_id))
-    return Experiment(name=name, results_dir=results_dir, trials=views, group_keys=keys)
+    return Experiment(name=name, results_dir=results_dir, trials=views, group_keys=keys, config=flat_config(raw))

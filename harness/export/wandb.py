@@ -1,11 +1,21 @@
 """Weights & Biases, offline: one run per trial under OUT/wandb/offline-run-*-<trial_id>/, in the
 project named after the experiment, grouped by configuration (the settings without the seed), so
 W&B's grouped view draws each configuration's mean and band over seeds as the report does.
-Nothing is sent; upload later with `wandb sync OUT/wandb/offline-run-*`."""
+Nothing is sent; upload later with `wandb sync OUT/wandb/offline-run-*`.
+
+A run's config is the trial's settings, with its system facts (hardware, versions, worker, ids)
+under `system`; its summary holds the outcome metrics (`steps_to_target`, `reached`, `test_acc`, …),
+the timings as `time/<column>` and the status. Its start time is the trial's, and each history row's
+`_timestamp` is the trial's start plus its training seconds at that step, so W&B's wall-time axes
+and run dates are the trial's. `_runtime` (W&B's process clock) is measured by wandb's own service
+while exporting and cannot be set: the trial's duration is `time/wall_s`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +38,50 @@ def _settings(wandb: Any) -> Any:
     return wandb.Settings(**{k: v for k, v in QUIET_SETTINGS.items() if k in fields})
 
 
-def _write_one(wandb: Any, exp: Experiment, view: TrialView, out: Path) -> None:
-    run = wandb.init(project=exp.name, group=view.group, name=view.name, id=view.trial_id,
-                     job_type=view.phase, tags=[view.status, view.parent], dir=str(out), mode="offline",
-                     config={**view.params, "trial_id": view.trial_id}, settings=_settings(wandb))
+@contextmanager
+def started_at(seconds: float | None) -> Iterator[None]:
+    """Within it, a run that `wandb.init` creates starts at `seconds` (unix time) instead of now.
+
+    wandb has no setting for a run's start time: `Run.__init__` takes time.time() and `wandb.init`
+    sends it in the run record right after `Run._set_backend`. So that method is wrapped to set the
+    time first. With a wandb that lacks either, runs start at the export time (the trial's own start
+    is in config `system.started_at` all the same)."""
+    from wandb.sdk import wandb_run
+
+    run_class = getattr(wandb_run, "Run", None)
+    original = getattr(run_class, "_set_backend", None)
+    if seconds is None or original is None:
+        yield
+        return
+
+    def set_backend(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._start_time = seconds
+        return original(self, *args, **kwargs)
+
+    run_class._set_backend = set_backend
     try:
-        for step, _elapsed, values in view.by_step():
+        yield
+    finally:
+        run_class._set_backend = original
+
+
+def history(view: TrialView) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(step, row) per evaluation step; a row carries `_timestamp` when its wall time is known."""
+    for step, elapsed, values in view.by_step():
+        when = view.walltime(elapsed)
+        yield step, values if when is None else {**values, "_timestamp": when}
+
+
+def _write_one(wandb: Any, exp: Experiment, view: TrialView, out: Path) -> None:
+    system = {k: v for k, v in view.system.items() if k != "traceback"}
+    with started_at(view.started_at):
+        run = wandb.init(project=exp.name, group=view.group, name=view.name, id=view.trial_id,
+                         job_type=view.phase, tags=[view.status, view.parent], dir=str(out), mode="offline",
+                         config={**view.params, "system": system}, settings=_settings(wandb))
+    try:
+        for step, values in history(view):
             run.log(values, step=step)
-        run.summary.update({**view.summary, "status": view.status, **{f"info/{k}": v for k, v in view.tags.items()
-                                                                      if k not in ("traceback", "status")}})
+        run.summary.update({**view.metrics, "status": view.status})
     finally:
         run.finish(exit_code=0 if view.status != "failed" else 1)
 
