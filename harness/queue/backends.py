@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 KEY_ATTRS = ("trial_id", "slot")   # the user attribute that says what a queued trial stands for
 SCAN_LIMIT = 2000                  # waiting trials looked at for a fused group's companions
+ANALYZE_AFTER = 500                # a batch this large refreshes PostgreSQL's statistics
 _PG_LOCK_KEY = 0x6861726E657373    # "harness": the PostgreSQL advisory lock of the enqueue
 
 
@@ -357,6 +358,12 @@ class SqlQueue(QueueStorage):
                 c.execute(insert(t_user), users)
             if params:
                 c.execute(insert(t_params), params)
+        if self.pg and len(trials) >= ANALYZE_AFTER:
+            # PostgreSQL plans by its table statistics; until autovacuum refreshes them (a minute or
+            # more) it takes a new study for one row and reads the whole queue per claim instead of
+            # using the indexes.
+            with self.engine.begin() as c:
+                c.execute(text("ANALYZE trials, trial_user_attributes, trial_system_attributes"))
 
     def claim(self, study_id: int, attrs: dict[str, Any], limit: int = 1,
               wanted: Callable[[str], bool] | None = None) -> list[int]:
