@@ -75,8 +75,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     results_config_raw(args.dir)  # a config.yaml or run.yaml that cannot be read: one line, before any work
     read_run_settings(Path(args.dir))
-    path = write_report(Path(args.dir))
+    path = write_report(Path(args.dir), html=args.format == "html")
     print(f"wrote {path}")
+    if args.format == "html":
+        print(f"wrote {path.with_suffix('.html')}")
     return 0
 
 
@@ -259,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="write DIR/report.md and DIR/figures/")
     rp.add_argument("dir")
+    rp.add_argument("--format", choices=("md", "html"), default="md",
+                    help="html: also write DIR/report.html, one self-contained page (figures inline)")
     rp.set_defaults(func=_cmd_report)
 
     st = sub.add_parser("status", help="trial counts by state, running, slowest and failed trials")

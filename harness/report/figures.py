@@ -1,29 +1,35 @@
 """Figures for the report. Each function takes tables computed by `harness.report.stats` and returns
-`(fig, axes)` (axes: a 2-D array of Axes); nothing here saves or shows a figure.
+`(fig, axes)` (axes: a 2-D array of Axes); nothing here saves or shows a figure, and nothing here
+titles one: the report's catalogue (`harness.report.catalogue`) gives each figure its one-line title.
 
 One visual language across every figure: a colour per cell (rnn red, lstm blue, gru green), a line
 style and a marker per layernorm (none solid/circle, output dashed/square, recurrent dotted/
-triangle), and — where pad sizes share a panel — darker shades of the cell's colour for longer
-sequences. Legends sit outside the panels, below the figure.
+triangle), and — where sequence layouts share a panel — darker shades of the cell's colour for longer
+ones. Legends sit outside the panels, below the figure, and name only what varies (`series_label`).
+Panels are laid out by their factors (`_factor_panels`): the first factor across, the others down.
 
 With named arms (grid.arm: an `arm` column in the tables) the arm takes the cell's place: a colour,
 a panel column and a legend entry per arm (`stats.group_key`); `arm_colors` gives each arm its colour.
+
+No global matplotlib state: figures are `matplotlib.figure.Figure` objects (no pyplot, no backend),
+and every figure function draws inside `style()`, a `matplotlib.rc_context`; importing this module
+changes no rcParams.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.colors as mcolors
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
@@ -45,14 +51,34 @@ _arm_color: dict[str, str] = {}  # set by `arm_colors` for the figures of one re
 CHANCE_COLOR = "0.45"
 FAIL_MARKER = "X"
 
-plt.rcParams.update({
+# The report's look (sizes in points, dpi in pixels per inch), applied only inside `style()`.
+STYLE = {
     "figure.dpi": 100, "savefig.dpi": 100, "font.size": 9.5, "axes.titlesize": 10.5,
     "axes.labelsize": 9.5, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3,
     "svg.fonttype": "none",
-})
+}
+# How an axis names a factor it is drawn against.
+AXIS_LABELS = {"pad_size": "pad_size (tokens per text)", "lag": "lag (padding steps before the read-out)",
+               "lr": "learning rate (Adam)"}
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # ----------------------------------------------------------------------------- style helpers
+
+def style() -> AbstractContextManager:
+    """The report's matplotlib settings (`STYLE`) for the duration of a block: draw and save inside it."""
+    return matplotlib.rc_context(STYLE)
+
+
+def styled(fn: F) -> F:
+    """Run a figure function inside `style()`, so its text and grid take the report's look."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with style():
+            return fn(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
 
 def cell_color(cell: object) -> str:
     """The colour of a cell, or of an arm inside `arm_colors`; grey for anything else."""
@@ -93,21 +119,24 @@ def shade(color: str, i: int, n: int) -> tuple:
     return tuple(light + (dark - light) * t)
 
 
-def line_label(cell: object, ln: object) -> str:
-    """'lstm / LN none' — or, for an arm, 'lstm-fb0 / LN none'."""
-    return f"{cell} / LN {ln}"
+def series_label(cell: object, ln: object, cells: Sequence = (), lns: Sequence = ()) -> str:
+    """A line's legend label, naming only what varies among `cells` (or arms) and `lns`: 'lstm, LN
+    output', 'lstm', 'LN output'; the cell (or arm) alone when neither varies."""
+    parts = [str(cell)] * (len(cells) > 1) + [f"LN {ln}"] * (len(lns) > 1)
+    return ", ".join(parts) or str(cell)
 
 
 def _grid(nrows: int, ncols: int, *, panel: tuple[float, float] = (4.2, 3.2), sharex: bool | str = False,
-          sharey: bool | str = False, extra_h: float = 0.9, max_w: float = 15.0):
+          sharey: bool | str = False, extra_h: float = 0.9, max_w: float = 15.0) -> tuple[Figure, np.ndarray]:
+    """A figure of nrows × ncols panels, each about `panel` inches (w, h), at most `max_w` inches wide."""
     w = max(6.4, min(max_w, panel[0] * ncols + 0.4))
     h = panel[1] * nrows + extra_h
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False, sharex=sharex, sharey=sharey,
-                             layout="constrained")
+    fig = Figure(figsize=(w, h), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey)
     return fig, axes
 
 
-def _legend_below(fig: plt.Figure, handles: list, ncol: int | None = None) -> None:
+def _legend_below(fig: Figure, handles: list, ncol: int | None = None) -> None:
     """A frameless legend under the panels, as many columns as the figure's width holds."""
     if not handles:
         return
@@ -118,18 +147,89 @@ def _legend_below(fig: plt.Figure, handles: list, ncol: int | None = None) -> No
 
 
 def _style_handles(cells: Sequence, lns: Sequence, *, marker: bool = True) -> list:
-    """Legend handles: one line per cell × layernorm actually shown."""
+    """Legend handles: one line per cell × layernorm actually shown, labelled by what varies."""
     return [Line2D([], [], color=cell_color(c), linestyle=ln_style(ln), marker=ln_marker(ln) if marker else None,
-                   markersize=5, label=line_label(c, ln)) for c in cells for ln in lns]
+                   markersize=5, label=series_label(c, ln, cells, lns)) for c in cells for ln in lns]
 
 
-def _pad_axis(ax: plt.Axes, pads: Sequence) -> None:
-    pads = sorted(set(pads))
-    if len(pads) > 1 and max(pads) / max(min(pads), 1) >= 4:
+def _ln_handles(lns: Sequence) -> list:
+    """One grey line per layernorm, only when more than one is shown (a constant needs no legend)."""
+    if len(lns) < 2:
+        return []
+    return [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
+
+
+def _factor_axis(ax: Axes, values: Sequence, key: str) -> None:
+    """Ticks at the values tested of `key` (pad_size, lag, lr, …): log2 for pad sizes spanning 4× or
+    more, log(1 + D) for lags from 0 spanning 8 or more, log10 for learning rates."""
+    vals = sorted({float(v) for v in values if pd.notna(v)})
+    if not vals:
+        return
+    lo, hi = vals[0], vals[-1]
+    if key == "lr" and lo > 0 and len(vals) > 1:
+        ax.set_xscale("log")
+    elif lo > 0 and len(vals) > 1 and hi / lo >= 4:
         ax.set_xscale("log", base=2)
-    ax.set_xticks(pads)
-    ax.set_xticklabels([str(p) for p in pads])
+    elif lo >= 0 and hi >= 8 and len(vals) > 1:
+        ax.set_xscale("function", functions=(_log1p_safe, _expm1_safe))
+    ax.set_xticks(vals, [fmt_value(int(v) if v.is_integer() and key != "lr" else v) for v in vals])
     ax.minorticks_off()
+    if len(vals) > 1 and ax.get_xscale() == "function":
+        ax.set_xlim(*_log1p_limits(lo, hi, 0.06))
+
+
+def _factor_panels(df: pd.DataFrame, keys: Sequence[str], *, wrap: int = 4
+                   ) -> tuple[int, int, list[tuple[int, str, pd.DataFrame]]]:
+    """Panels laid out by their factors: the first key's levels across, one row per combination of
+    the other keys (one key: up to `wrap` across, then the next row). Returns (nrows, ncols, panels),
+    each panel (flat index into the nrows × ncols grid, title, its rows of `df`); no keys or no rows:
+    one untitled panel of everything."""
+    keys = [k for k in keys if k in df.columns]
+    if not keys or df.empty:
+        return 1, 1, [(0, "", df)]
+    across = ordered_levels(df[keys[0]])
+    if len(keys) == 1:
+        ncols = min(len(across), wrap)
+        panels = [(i, fmt_setting(keys[0], v), df[df[keys[0]] == v]) for i, v in enumerate(across)]
+        return math.ceil(len(across) / ncols), ncols, panels
+    down = sorted({tuple(r) for r in df[keys[1:]].itertuples(index=False)},
+                  key=lambda t: tuple(_level_sort(v, df[k]) for v, k in zip(t, keys[1:])))
+    panels = []
+    for r, combo in enumerate(down):
+        for c, v in enumerate(across):
+            mask = df[keys[0]] == v
+            for k, w in zip(keys[1:], combo):
+                mask &= df[k] == w
+            if mask.any():
+                title = ", ".join(fmt_setting(k, x) for k, x in zip(keys, (v, *combo)))
+                panels.append((r * len(across) + c, title, df[mask]))
+    return len(down), len(across), panels
+
+
+def _level_sort(v: object, column: pd.Series) -> int:
+    """A level's position among its column's `ordered_levels`."""
+    levels = ordered_levels(column)
+    return levels.index(v) if v in levels else len(levels)
+
+
+def _show_panels(axes: np.ndarray, used: Sequence[int]) -> None:
+    """Hide every panel of `axes` whose flat index is not in `used`."""
+    for i, ax in enumerate(axes.flat):
+        ax.set_visible(i in set(used))
+
+
+def _label_edges(axes: np.ndarray, xlabel: str, ylabel: str, *, inner_y_ticks: bool = True) -> None:
+    """Axis labels on the outside only: the x label on the lowest visible panel of each column, the y
+    label on the first visible panel of each row (and, with `inner_y_ticks` False, y tick labels too)."""
+    vis = np.array([[ax.get_visible() for ax in row] for row in axes])
+    for (r, c), ax in np.ndenumerate(axes):
+        if not vis[r, c]:
+            continue
+        ax.set_xlabel(xlabel if not vis[r + 1:, c].any() else "")
+        first = not vis[r, :c].any()
+        ax.set_ylabel(ylabel if first else "")
+        if not first and not inner_y_ticks:
+            ax.tick_params(labelleft=False)
 
 
 def _hide_unused(axes: np.ndarray, used: int) -> None:
@@ -137,67 +237,36 @@ def _hide_unused(axes: np.ndarray, used: int) -> None:
         ax.set_visible(False)
 
 
-def _panels(df: pd.DataFrame, panel_keys: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
-    """(title, rows) for each combination of panel_keys (one untitled panel when there are none)."""
-    if not panel_keys or df.empty:
-        return [("", df)]
-    out = []
-    for key, g in df.groupby(list(panel_keys), sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        out.append((", ".join(fmt_setting(k, v) for k, v in zip(panel_keys, key)), g))
-    return out
+# ----------------------------------------------------------------------------- 1. accuracy against a factor
 
-
-# ----------------------------------------------------------------------------- 1. frontier
-
+@styled
 def frontier(summary: pd.DataFrame, panel_keys: Sequence[str] = (), chance: float | None = None,
-             *, ncols: int = 3):
-    """Test accuracy against pad_size: one line per cell × layernorm (mean over seeds, band: min–max
-    over seeds — a description of the runs, not a confidence interval), one panel per setting of
-    `panel_keys` (the other factors that vary), the chance level as a grey dashed line. Runs with
-    no test accuracy (diverged, failed) are drawn as ✕ on the x axis with their count, so no run
-    disappears from the picture."""
-    panels = _panels(summary, panel_keys)
-    ncols = min(ncols, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
+             *, x: str = "pad_size"):
+    """Test accuracy against `x` (the distance, pad_size or lag; or the learning rate): one line per
+    cell × layernorm (mean over seeds, band: min–max over seeds — a description of the runs, not a
+    confidence interval), one panel per setting of `panel_keys` (the other factors that vary, laid
+    out by factor), the chance level as a grey dashed line. Runs with no test accuracy (diverged,
+    failed) are drawn as ✕ on the x axis with their count, so no run disappears from the picture."""
+    nrows, ncols, panels = _factor_panels(summary, panel_keys, wrap=3)
     fig, axes = _grid(nrows, ncols, panel=(4.6, 3.4), sharey=True)
     gk = group_key(summary)
     cells = ordered_levels(summary[gk]) if len(summary) else []
     lns = ordered_levels(summary["layernorm"]) if len(summary) else []
     any_fail = False
-    for ax, (title, d) in zip(axes.flat, panels):
+    for i, title, d in panels:
+        ax = axes.flat[i]
         for k, (cell, ln) in enumerate((c, ln) for c in cells for ln in lns):
-            g = d[(d[gk] == cell) & (d["layernorm"] == ln)].sort_values("pad_size")
-            if g.empty:
-                continue
-            ok = g[g["acc_n"] > 0]
-            color = cell_color(cell)
-            ax.plot(ok["pad_size"], ok["acc_mean"], color=color, linestyle=ln_style(ln),
-                    marker=ln_marker(ln), markersize=5, label=line_label(cell, ln))
-            band = ok[ok["acc_n"] > 1]
-            if len(band):
-                ax.fill_between(band["pad_size"], band["acc_min"], band["acc_max"], color=color,
-                                alpha=0.12, linewidth=0)
-            bad = g[(g["diverged"] + g["failed"]) > 0]
-            for _, r in bad.iterrows():
-                any_fail = True
-                what = ", ".join(f"{int(r[s])} {'div.' if s == 'diverged' else s}"
-                                 for s in ("diverged", "failed") if r[s])
-                y = 0.03 + 0.05 * k  # stacked per line, so markers of different lines never overlap
-                ax.plot([r["pad_size"]], [y], linestyle="none", marker=FAIL_MARKER, color=color,
-                        markersize=7, label="_fail")
-                right = r["pad_size"] == d["pad_size"].max() and d["pad_size"].nunique() > 1
-                ax.annotate(what, (r["pad_size"], y), xytext=(-7 if right else 7, 0), textcoords="offset points",
-                            fontsize=7.5, color=color, va="center", ha="right" if right else "left")
+            g = d[(d[gk] == cell) & (d["layernorm"] == ln)].sort_values(x)
+            if not g.empty:
+                any_fail |= _accuracy_line(ax, g, x, cell, series_label(cell, ln, cells, lns), ln, k,
+                                           right=d[x].max() if d[x].nunique() > 1 else None)
         if chance is not None:
             ax.axhline(chance, color=CHANCE_COLOR, linestyle=(0, (4, 3)), linewidth=1.2, label="_chance")
-        _pad_axis(ax, d["pad_size"] if len(d) else [])
+        _factor_axis(ax, d[x] if len(d) else [], x)
         ax.set_ylim(0, 1)
         ax.set_title(title)
-        ax.set_xlabel("pad_size (tokens per text)")
-        ax.set_ylabel("test accuracy (fraction correct)")
-        ax.label_outer()
-    _hide_unused(axes, len(panels))
+    _show_panels(axes, [i for i, _, _ in panels])
+    _label_edges(axes, AXIS_LABELS.get(x, x), "test accuracy (fraction correct)")
     handles = _style_handles(cells, lns)
     if chance is not None:
         handles.append(Line2D([], [], color=CHANCE_COLOR, linestyle=(0, (4, 3)), label=f"chance ({chance:.2g})"))
@@ -205,24 +274,46 @@ def frontier(summary: pd.DataFrame, panel_keys: Sequence[str] = (), chance: floa
         handles.append(Line2D([], [], color="0.3", linestyle="none", marker=FAIL_MARKER, markersize=7,
                               label="runs that diverged/failed (no test accuracy)"))
     _legend_below(fig, handles)
-    fig.suptitle("Where the RNN vanishes: test accuracy against sequence length\n"
-                 "(mean over seeds; band: min–max over seeds)")
     return fig, axes
+
+
+def _accuracy_line(ax: Axes, g: pd.DataFrame, x: str, cell: object, label: str, ln: object, k: int,
+                   right: float | None) -> bool:
+    """One line of the accuracy figure: the mean with its min–max band, and a ✕ with its count on the
+    axis (stacked per line `k`) where runs diverged or failed. Returns whether any did."""
+    ok = g[g["acc_n"] > 0]
+    color = cell_color(cell)
+    ax.plot(ok[x], ok["acc_mean"], color=color, linestyle=ln_style(ln), marker=ln_marker(ln), markersize=5,
+            label=label)
+    band = ok[ok["acc_n"] > 1]
+    if len(band):
+        ax.fill_between(band[x], band["acc_min"], band["acc_max"], color=color, alpha=0.12, linewidth=0)
+    bad = g[(g["diverged"] + g["failed"]) > 0]
+    for _, r in bad.iterrows():
+        what = ", ".join(f"{int(r[s])} {'div.' if s == 'diverged' else s}" for s in ("diverged", "failed") if r[s])
+        y = 0.03 + 0.05 * k  # stacked per line, so markers of different lines never overlap
+        ax.plot([r[x]], [y], linestyle="none", marker=FAIL_MARKER, color=color, markersize=7, label="_fail")
+        at_right = right is not None and r[x] == right
+        ax.annotate(what, (r[x], y), xytext=(-7 if at_right else 7, 0), textcoords="offset points",
+                    fontsize=7.5, color=color, va="center", ha="right" if at_right else "left")
+    return len(bad) > 0
 
 
 # ----------------------------------------------------------------------------- 2. heatmaps
 
+@styled
 def heatmaps(summary: pd.DataFrame, row_keys: Sequence[str] = ("pad_size",), col_key: str = "lr",
              chance: float | None = None, *, ncols: int = 2):
-    """Mean test accuracy over (row_keys × col_key) — pad_size (and batch size, and other axes) in
+    """Mean test accuracy over (row_keys × col_key) — the distance (and batch size, and other axes) in
     rows, the learning rate in columns — one panel per cell × layernorm, the number written in each
     cell. A cell with runs but no accuracy says how they ended (div./fail); one with no runs is
     blank."""
     d = summary.copy()
     row_keys = [k for k in row_keys if k in d.columns] or ["pad_size"]
     gk = group_key(d)
-    pairs = [(c, ln) for c in ordered_levels(d[gk]) for ln in ordered_levels(d["layernorm"])
-             if ((d[gk] == c) & (d["layernorm"] == ln)).any()] if len(d) else []
+    cells = ordered_levels(d[gk]) if len(d) else []
+    lns = ordered_levels(d["layernorm"]) if len(d) else []
+    pairs = [(c, ln) for c in cells for ln in lns if ((d[gk] == c) & (d["layernorm"] == ln)).any()]
     n = max(len(pairs), 1)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
@@ -231,21 +322,10 @@ def heatmaps(summary: pd.DataFrame, row_keys: Sequence[str] = ("pad_size",), col
     panel_h = max(2.2, 0.45 * len(rows) + 1.2)
     panel_w = max(3.0, 1.0 * len(cols) + 2.4)
     fig, axes = _grid(nrows, ncols, panel=(panel_w, panel_h), extra_h=0.8)
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.92")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.92")
     image = None
     for ax, (cell, ln) in zip(axes.flat, pairs):
-        g = d[(d[gk] == cell) & (d["layernorm"] == ln)]
-        m = np.full((len(rows), len(cols)), np.nan)
-        text = [["" for _ in cols] for _ in rows]
-        for _, r in g.iterrows():
-            i = rows.index(tuple(r[k] for k in row_keys))
-            j = cols.index(r[col_key])
-            bad = int(r["diverged"] + r["failed"])
-            if r["acc_n"] > 0:
-                m[i, j] = r["acc_mean"]
-                text[i][j] = f"{r['acc_mean']:.2f}" + (f"\n({bad}✕)" if bad else "")
-            else:
-                text[i][j] = "div." if r["diverged"] else ("fail" if r["failed"] else "—")
+        m, text = _heat_cells(d[(d[gk] == cell) & (d["layernorm"] == ln)], row_keys, rows, col_key, cols)
         image = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0, vmax=1, aspect="auto")
         for i in range(len(rows)):
             for j in range(len(cols)):
@@ -256,81 +336,100 @@ def heatmaps(summary: pd.DataFrame, row_keys: Sequence[str] = ("pad_size",), col
         ax.set_xticks(range(len(cols)), [fmt_value(c) for c in cols])
         ax.set_yticks(range(len(rows)), [" · ".join(fmt_setting(k, v) for k, v in zip(row_keys, r))
                                          for r in rows])
-        ax.set_xlabel(f"{col_key} (Adam learning rate)" if col_key == "lr" else col_key)
-        ax.set_title(line_label(cell, ln), color=cell_color(cell))
+        ax.set_xlabel(AXIS_LABELS.get(col_key, col_key))
+        ax.set_title(series_label(cell, ln, cells, lns) if len(pairs) > 1 else "", color=cell_color(cell))
         ax.grid(False)
     _hide_unused(axes, len(pairs))
     if image is not None:
         cb = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
-        cb.set_label("test accuracy (mean over seeds)")
-        if chance is not None:
+        chance_note = f"; red line: chance ({chance:.2g})" if chance is not None else ""
+        cb.set_label(f"test accuracy (mean over seeds){chance_note}")
+        if chance is not None:  # named in the label: a text beside the bar would sit on the label
             cb.ax.axhline(chance, color="red", linewidth=1.5)
-            cb.ax.text(1.6, chance, " chance", transform=cb.ax.get_yaxis_transform(), va="center",
-                       fontsize=8, color="red")
-    fig.suptitle("Test accuracy over sequence length × learning rate")
     return fig, axes
+
+
+def _heat_cells(g: pd.DataFrame, row_keys: Sequence[str], rows: list, col_key: str, cols: list
+                ) -> tuple[np.ndarray, list[list[str]]]:
+    """One heatmap panel's values (nan where no run has an accuracy) and texts ('0.42', '0.42\\n(1✕)',
+    'div.', 'fail')."""
+    m = np.full((len(rows), len(cols)), np.nan)
+    text = [["" for _ in cols] for _ in rows]
+    for _, r in g.iterrows():
+        i = rows.index(tuple(r[k] for k in row_keys))
+        j = cols.index(r[col_key])
+        bad = int(r["diverged"] + r["failed"])
+        if r["acc_n"] > 0:
+            m[i, j] = r["acc_mean"]
+            text[i][j] = f"{r['acc_mean']:.2f}" + (f"\n({bad}✕)" if bad else "")
+        else:
+            text[i][j] = "div." if r["diverged"] else ("fail" if r["failed"] else "—")
+    return m, text
 
 
 # ----------------------------------------------------------------------------- 3. curves
 
+@styled
 def training_curves(loss: pd.DataFrame, acc: pd.DataFrame, x: str = "step", *, target: float | None = None,
-                    chance: float | None = None, note: str = ""):
-    """Dev loss and dev accuracy against `x` (step or samples_seen): one row per pad_size, the
-    columns [loss | accuracy] × cells side by side, layernorm settings overlaid by line style, the
-    band the min–max over seeds. `loss`/`acc` are `stats.curve_bands` tables by (cell, layernorm,
-    pad_size)."""
+                    chance: float | None = None, row_key: str = "pad_size"):
+    """Dev loss and dev accuracy against `x` (step or samples_seen): one row per `row_key` level (the
+    distance), the columns [loss | accuracy] × cells side by side, layernorm settings overlaid by line
+    style, the band the min–max over seeds. `loss`/`acc` are `stats.curve_bands` tables by (cell,
+    layernorm, row_key)."""
     both = pd.concat([loss, acc]) if len(loss) or len(acc) else loss
-    pads = sorted(both["pad_size"].unique()) if len(both) else [None]
+    row_levels = ordered_levels(both[row_key]) if len(both) and row_key in both.columns else [None]
     gk = group_key(both)
     cells = ordered_levels(both[gk]) if len(both) else []
     lns = ordered_levels(both["layernorm"]) if len(both) else []
     ncols = 2 * max(len(cells), 1)
-    fig, axes = _grid(len(pads), ncols, panel=(3.4, 2.6), sharex=True, sharey=False, max_w=16)
-    metrics = [("dev_loss", loss, "dev loss (cross-entropy, nats)"), ("dev_acc", acc, "dev accuracy (fraction)")]
-    for r, pad in enumerate(pads):
-        for m, (_, table, ylabel) in enumerate(metrics):
+    fig, axes = _grid(len(row_levels), ncols, panel=(3.4, 2.6), sharex=True, sharey=False, max_w=16)
+    metrics = [("dev loss", loss, "dev loss (cross-entropy, nats)"), ("dev acc", acc, "dev accuracy (fraction)")]
+    for r, level in enumerate(row_levels):
+        where = f", {fmt_setting(row_key, level)}" if len(row_levels) > 1 else ""
+        for m, (what, table, ylabel) in enumerate(metrics):
             for c, cell in enumerate(cells):
                 ax = axes[r, m * len(cells) + c]
-                t = table[(table["pad_size"] == pad) & (table[gk] == cell)] if len(table) else table
+                t = table[table[gk] == cell] if len(table) else table
+                if len(t) and level is not None:
+                    t = t[t[row_key] == level]
                 _curve_lines(ax, t, cell, lns, x)
                 if m == 1:
                     _reference_lines(ax, target, chance)
-                ax.set_title(f"{cell}: {'dev loss' if m == 0 else 'dev acc'}, pad_size={pad}",
-                             color=cell_color(cell))
-                if r == len(pads) - 1:
+                head = f"{cell}: " if len(cells) > 1 else ""
+                ax.set_title(f"{head}{what}{where}", color=cell_color(cell))
+                if r == len(row_levels) - 1:
                     ax.set_xlabel("training step" if x == "step" else "training samples seen")
                 if c == 0:
                     ax.set_ylabel(ylabel)
         # Share y within a metric and row: the cells side by side are compared on one scale.
         for m in range(2):
             _share_ylim(axes[r, m * len(cells):(m + 1) * len(cells)])
-    handles = [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
-    handles += [Patch(color=cell_color(c), alpha=0.5, label=f"{c} (band: min–max over seeds)") for c in cells]
+    handles = _ln_handles(lns)
+    handles += [Patch(color=cell_color(c), alpha=0.5, label=f"{c} (band: min–max over seeds)" if len(cells) > 1
+                      else "band: min–max over seeds") for c in cells]
     if target is not None:
         handles.append(Line2D([], [], color="black", linestyle=(0, (1, 2)), label=f"target dev acc {target:g}"))
     if chance is not None:
         handles.append(Line2D([], [], color=CHANCE_COLOR, linestyle=(0, (4, 3)), label=f"chance ({chance:.2g})"))
     _legend_below(fig, handles, ncol=min(len(handles), 4))
-    what = "step" if x == "step" else "samples seen"
-    fig.suptitle(f"Training curves: dev loss and accuracy against {what}, with and without LayerNorm"
-                 + (f"\n{note}" if note else ""))
     return fig, axes
 
 
-def _curve_lines(ax: plt.Axes, t: pd.DataFrame, cell: object, lns: Sequence, x: str) -> None:
+def _curve_lines(ax: Axes, t: pd.DataFrame, cell: object, lns: Sequence, x: str) -> None:
     """One cell's curve-band rows `t`: a line per layernorm, the min–max band where n > 1."""
     for ln in lns:
         g = t[t["layernorm"] == ln].sort_values(x) if len(t) else t
         if g.empty:
             continue
         color = cell_color(cell)
-        ax.plot(g[x], g["mean"], color=color, linestyle=ln_style(ln), linewidth=1.6, label=line_label(cell, ln))
+        ax.plot(g[x], g["mean"], color=color, linestyle=ln_style(ln), linewidth=1.6,
+                label=series_label(cell, ln, [cell], lns))
         spread = g[g["n"] > 1]
         if len(spread):
             ax.fill_between(spread[x], spread["low"], spread["high"], color=color, alpha=0.15, linewidth=0)
 
 
-def _reference_lines(ax: plt.Axes, target: float | None, chance: float | None) -> None:
+def _reference_lines(ax: Axes, target: float | None, chance: float | None) -> None:
     """The target dev accuracy (dotted black) and chance (dashed grey), where given."""
     if target is not None:
         ax.axhline(target, color="black", linewidth=0.9, linestyle=(0, (1, 2)), label="_target")
@@ -338,7 +437,7 @@ def _reference_lines(ax: plt.Axes, target: float | None, chance: float | None) -
         ax.axhline(chance, color=CHANCE_COLOR, linewidth=1.0, linestyle=(0, (4, 3)), label="_chance")
 
 
-def _share_ylim(row_axes: Sequence[plt.Axes]) -> None:
+def _share_ylim(row_axes: Sequence[Axes]) -> None:
     lo = min(a.get_ylim()[0] for a in row_axes)
     hi = max(a.get_ylim()[1] for a in row_axes)
     for a in row_axes:
@@ -347,8 +446,9 @@ def _share_ylim(row_axes: Sequence[plt.Axes]) -> None:
 
 # ----------------------------------------------------------------------------- 4. gradient reach
 
+@styled
 def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read-out position (tokens)",
-                   layer: str = "input", note: str = ""):
+                   layer: str = "input"):
     """‖∂L/∂x_t‖ against distance from the read-out, log scale: one column per cell, rows at step 0
     and at the end of training; a line per layernorm (style) × sequence layout
     (pad_size × lag; shade: darker = longer).
@@ -371,11 +471,13 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
                 for i, (label, mask) in enumerate(layouts):
                     g = reach[mask & (reach[gk] == cell) & (reach["layernorm"] == ln)
                               & (reach["phase"] == phase)].sort_values("distance")
-                    marks |= _reach_line(ax, g, shade(cell_color(cell), i, len(layouts)), ln_style(ln), floor,
-                                         f"{line_label(cell, ln)}, {label}")
+                    name = ", ".join([series_label(cell, ln, cells, lns)] * (len(cells) > 1 or len(lns) > 1)
+                                     + [label] * (len(layouts) > 1)) or str(cell)
+                    marks |= _reach_line(ax, g, shade(cell_color(cell), i, len(layouts)), ln_style(ln), floor, name)
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(NullLocator())  # decades are enough; minor ticks cost draw time
-            ax.set_title(f"{cell}: {'at step 0 (init)' if phase == 'start' else 'at the end of training'}",
+            head = f"{cell}: " if len(cells) > 1 else ""
+            ax.set_title(f"{head}{'at step 0 (init)' if phase == 'start' else 'at the end of training'}",
                          color=cell_color(cell))
             if r == len(phases) - 1:
                 ax.set_xlabel(xlabel)
@@ -385,9 +487,6 @@ def gradient_reach(reach: pd.DataFrame, *, xlabel: str = "distance from the read
         for ax in axes.flat:
             ax.set_ylim(bottom=floor)
     _legend_below(fig, _reach_handles(lns, [label for label, _ in layouts], marks), ncol=5)
-    fig.suptitle("Gradient reach: how much of the loss gradient arrives at each input position\n"
-                 "(x = 0 is the position the classifier reads; a steep fall means it vanishes on the way)"
-                 + (f"\n{note}" if note else ""))
     return fig, axes
 
 
@@ -416,7 +515,7 @@ def _reach_floor(reach: pd.DataFrame) -> float | None:
     return None if v.empty else 10.0 ** (math.floor(math.log10(float(v.min()))) - 1)
 
 
-def _reach_line(ax: plt.Axes, g: pd.DataFrame, color: tuple, style: str, floor: float | None,
+def _reach_line(ax: Axes, g: pd.DataFrame, color: tuple, style: str, floor: float | None,
                 label: str) -> set[str]:
     """One line of the reach figure, with its underflowed points marked; returns the kinds of mark
     drawn ('all' and/or 'some')."""
@@ -439,21 +538,23 @@ def _reach_line(ax: plt.Axes, g: pd.DataFrame, color: tuple, style: str, floor: 
 
 
 def _reach_handles(lns: Sequence, layouts: Sequence[str], marks: set[str]) -> list:
-    handles = [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
-    handles += [Line2D([], [], color=shade("0.35", i, len(layouts)), linewidth=3, label=label)
-                for i, label in enumerate(layouts)]
+    handles = _ln_handles(lns)
+    if len(layouts) > 1:
+        handles += [Line2D([], [], color=shade("0.35", i, len(layouts)), linewidth=3, label=label)
+                    for i, label in enumerate(layouts)]
     if "all" in marks:
         handles.append(Line2D([], [], color="0.3", marker="v", linestyle="none",
-                              label="▼ on the floor: 0 in every seed (below 1e-38, underflow)"))
+                              label="on the floor: 0 in every seed (below 1e-38, underflow)"))
     if "some" in marks:
         handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
-                              label="○: 0 (underflow) in some seeds; the others' mean"))
+                              label="0 (underflow) in some seeds; the others' mean"))
     return handles
 
 
 # ----------------------------------------------------------------------------- 5. weights moving
 
-def weights_moving(table: pd.DataFrame, *, note: str = ""):
+@styled
+def weights_moving(table: pd.DataFrame):
     """Per parameter group: gradient norm (top row) and update ratio ‖Δθ‖/‖θ‖ (bottom row) against
     step, log scale, one column per cell; groups by shade and marker, layernorm by line style.
     `table` is a `stats.group_norm_table`."""
@@ -476,20 +577,18 @@ def weights_moving(table: pd.DataFrame, *, note: str = ""):
                     ax.plot(g["step"], g[col], color=shade(cell_color(cell), gi, len(groups)),
                             linestyle=ln_style(ln), marker=GROUP_MARKERS[gi % len(GROUP_MARKERS)],
                             markersize=3.5, markevery=max(1, len(g) // 8), linewidth=1.3,
-                            label=f"{group}, LN {ln}")
+                            label=group + (f", LN {ln}" if len(lns) > 1 else ""))
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(NullLocator())  # decades are enough; minor ticks cost draw time
-            ax.set_title(f"{cell}: {'gradient norm' if r == 0 else 'update ratio'}", color=cell_color(cell))
+            head = f"{cell}: " if len(cells) > 1 else ""
+            ax.set_title(f"{head}{'gradient norm' if r == 0 else 'update ratio'}", color=cell_color(cell))
             if r == 1:
                 ax.set_xlabel("training step")
             if c == 0:
                 ax.set_ylabel(ylabel)
     handles = [Line2D([], [], color=shade("0.35", gi, len(groups)), marker=GROUP_MARKERS[gi % len(GROUP_MARKERS)],
                       linestyle="-", label=group) for gi, group in enumerate(groups)]
-    handles += [Line2D([], [], color="0.25", linestyle=ln_style(ln), label=f"layernorm {ln}") for ln in lns]
-    _legend_below(fig, handles, ncol=min(len(handles), 6))
-    fig.suptitle("Are the weights moving? Gradient norm and update ratio per parameter group"
-                 + (f"\n{note}" if note else ""))
+    _legend_below(fig, handles + _ln_handles(lns), ncol=6)
     return fig, axes
 
 
@@ -506,16 +605,17 @@ def _group_order(groups: Sequence[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- 6. convergence
 
+@styled
 def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps", target: float | None = None,
                 panel_key: str = "pad_size"):
     """Steps (or samples) to the target dev accuracy for each run: one row per configuration
-    (`row_keys`), one panel per `panel_key` value. Runs that reached it are filled markers (colour:
-    cell, shape: layernorm), the black bar the censored median; runs that did not are drawn in the
-    grey "not reached" zone to the right of every budget — never as zero, never left out — and
-    diverged runs there as ✕. `table` is a `stats.convergence_table`."""
+    (`row_keys`), one panel per `panel_key` value (titled only when it varies). Runs that reached it
+    are filled markers (colour: cell, shape: layernorm), the black bar the censored median; runs that
+    did not are drawn in the grey "not reached" zone to the right of every budget — never as zero,
+    never left out — and diverged runs there as ✕. `table` is a `stats.convergence_table`."""
     col = "steps_to_target" if x == "steps" else "samples_to_target"
     budget_col = "steps" if x == "steps" else "samples"
-    panels = sorted(table[panel_key].unique()) if len(table) and panel_key in table.columns else [None]
+    panels = ordered_levels(table[panel_key]) if len(table) and panel_key in table.columns else [None]
     row_keys = [k for k in row_keys if k in table.columns and k != panel_key]
     rows = sorted({tuple(r) for r in table[row_keys].itertuples(index=False)}, key=_row_sort_key) \
         if len(table) else []
@@ -523,24 +623,15 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
     budget = budget if math.isfinite(budget) and budget > 0 else 1.0
     zone = (budget * 1.04, budget * 1.32)
     height = max(3.0, 0.32 * len(rows) + 1.6)
-    ncols = len(panels)
-    fig, axes = _grid(1, ncols, panel=(4.4 if row_keys else 3.4, height), sharey=True, extra_h=0.9)
+    fig, axes = _grid(1, len(panels), panel=(4.4 if row_keys else 3.4, height), sharey=True, extra_h=0.9)
     rng = np.random.default_rng(0)
     any_failed = any_diverged = False
-    for ax, pad in zip(axes.flat, panels):
-        d = table[table[panel_key] == pad] if pad is not None else table
+    for ax, level in zip(axes.flat, panels):
+        d = table[table[panel_key] == level] if level is not None else table
         ax.axvspan(*zone, color="0.88", zorder=0)
         ax.text(sum(zone) / 2, -0.85, "not reached", ha="center", va="center", fontsize=7.5, color="0.3")
         for i, key in enumerate(rows):
-            mask = np.ones(len(d), dtype=bool)
-            for k, v in zip(row_keys, key):
-                mask &= (d[k] == v).to_numpy()
-            g = d[mask]
-            if g.empty:
-                continue
-            cell = dict(zip(row_keys, key)).get(group_key(g), g[group_key(g)].iloc[0])
-            ln = dict(zip(row_keys, key)).get("layernorm", g["layernorm"].iloc[0])
-            failed, diverged = _convergence_row(ax, g, i, cell, ln, col, zone, rng)
+            failed, diverged = _convergence_config(ax, d, row_keys, key, i, col, zone, rng)
             any_failed |= failed
             any_diverged |= diverged
         ax.set_xlim(0, zone[1])
@@ -549,14 +640,28 @@ def convergence(table: pd.DataFrame, row_keys: Sequence[str], *, x: str = "steps
         ax.set_yticks(range(len(rows)), [_row_label(row_keys, r) for r in rows])
         ax.set_xlabel(f"{'training steps' if x == 'steps' else 'training samples'} to reach dev acc "
                       f"{target:g}" if target is not None else f"{x} to target")
-        ax.set_title(f"{panel_key}={fmt_value(pad)}" if pad is not None else "")
+        ax.set_title(fmt_setting(panel_key, level) if level is not None and len(panels) > 1 else "")
         ax.grid(axis="y", alpha=0)
     _legend_below(fig, _convergence_handles(table, any_diverged, any_failed), ncol=4)
-    fig.suptitle("Convergence speed: how long each run took to reach the target dev accuracy")
     return fig, axes
 
 
-def _convergence_row(ax: plt.Axes, g: pd.DataFrame, i: int, cell: object, ln: object, col: str,
+def _convergence_config(ax: Axes, d: pd.DataFrame, row_keys: Sequence[str], key: tuple, i: int, col: str,
+                        zone: tuple[float, float], rng: np.random.Generator) -> tuple[bool, bool]:
+    """Row `i` of a convergence panel: the runs of `d` whose `row_keys` equal `key`."""
+    mask = np.ones(len(d), dtype=bool)
+    for k, v in zip(row_keys, key):
+        mask &= (d[k] == v).to_numpy()
+    g = d[mask]
+    if g.empty:
+        return False, False
+    named = dict(zip(row_keys, key))
+    gk = group_key(g)
+    return _convergence_row(ax, g, i, named.get(gk, g[gk].iloc[0]), named.get("layernorm", g["layernorm"].iloc[0]),
+                            col, zone, rng)
+
+
+def _convergence_row(ax: Axes, g: pd.DataFrame, i: int, cell: object, ln: object, col: str,
                      zone: tuple[float, float], rng: np.random.Generator) -> tuple[bool, bool]:
     """Row `i` of a convergence panel: each run of `g` at its steps (samples) to target, or jittered
     in the "not reached" `zone`; the censored median as a black bar. Returns (any failed, any
@@ -596,8 +701,9 @@ def _km_median_of(g: pd.DataFrame, col: str) -> float | None:
 
 
 def _convergence_handles(table: pd.DataFrame, any_diverged: bool, any_failed: bool) -> list:
-    handles = [Line2D([], [], color="0.3", marker=ln_marker(ln), linestyle="none", label=f"reached, LN {ln}")
-               for ln in (ordered_levels(table["layernorm"]) if len(table) else [])]
+    lns = ordered_levels(table["layernorm"]) if len(table) else []
+    handles = [Line2D([], [], color="0.3", marker=ln_marker(ln), linestyle="none",
+                      label="reached" + (f", LN {ln}" if len(lns) > 1 else "")) for ln in lns]
     handles += [Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none",
                        label="not reached within its budget (censored)"),
                 *([Line2D([], [], color="0.3", marker=FAIL_MARKER, linestyle="none", label="diverged")]
@@ -606,8 +712,8 @@ def _convergence_handles(table: pd.DataFrame, any_diverged: bool, any_failed: bo
                           label="failed (error; not in the median)")] if any_failed else []),
                 Line2D([], [], color="black", linewidth=2,
                        label="Kaplan–Meier median (each run censored at its budget)")]
-    handles += [Patch(color=cell_color(c), label=c) for c in (ordered_levels(table[group_key(table)]) if len(table)
-                                                               else [])]
+    cells = ordered_levels(table[group_key(table)]) if len(table) else []
+    handles += [Patch(color=cell_color(c), label=c) for c in cells] if len(cells) > 1 else []
     return handles
 
 
@@ -625,6 +731,7 @@ def _row_sort_key(row: tuple) -> tuple:
 
 # ----------------------------------------------------------------------------- 7. confusion
 
+@styled
 def confusion_matrices(items: Sequence[tuple[str, str, pd.DataFrame]], *, ncols: int = 2):
     """One confusion matrix per (title, cell, matrix): rows the true class, columns the predicted
     class, labelled with class names; colour is the row share (recall), numbers are counts."""
@@ -655,58 +762,73 @@ def confusion_matrices(items: Sequence[tuple[str, str, pd.DataFrame]], *, ncols:
     if image is not None:
         cb = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6)
         cb.set_label("share of the true class (recall)")
-    fig.suptitle("Confusion matrices (test set) of the trial with the best dev accuracy per cell × layernorm")
     return fig, axes
 
 
 # ----------------------------------------------------------------------------- 9. survival
 
-def survival(curves: pd.DataFrame, censored: pd.DataFrame, panel_keys: Sequence[str] = (), *,
-             target: float | None = None, ncols: int = 3):
+@styled
+def survival(curves: pd.DataFrame, censored: pd.DataFrame, panel_keys: Sequence[str] = ()):
     """Time to target as survival data: the Kaplan-Meier share of runs that have reached the target
     dev accuracy by each step (1 - S(t), a step curve), one line per cell × layernorm, one panel per
-    setting of `panel_keys` (the distance, and any other factor that varies); a run that did not
-    reach the target is a + at its own last evaluated step (censored there). `curves`, `censored`:
-    `outcomes.km_curves`."""
-    panels = _panels(curves, panel_keys)
-    ncols = min(ncols, len(panels))
-    fig, axes = _grid(math.ceil(len(panels) / ncols), ncols, panel=(4.4, 3.2), sharex=True, sharey=True)
+    setting of `panel_keys` (the distance across, any other factor that varies down), each panel
+    with its own step axis (the runs of one panel may take 50 steps, those of another 3000); a run
+    that did not reach the target is a + at its own last evaluated step (censored there). Groups
+    that never reached it are named in the panel's title, not drawn over each other at 0.
+    `curves`, `censored`: `outcomes.km_curves`."""
+    nrows, ncols, panels = _factor_panels(curves, panel_keys)
+    fig, axes = _grid(nrows, ncols, panel=(3.9, 3.0), sharey=True)
     gk = group_key(curves)
     cells = ordered_levels(curves[gk]) if len(curves) else []
     lns = ordered_levels(curves["layernorm"]) if len(curves) else []
-    for ax, (title, d) in zip(axes.flat, panels):
-        never = []
-        for cell in cells:
-            for ln in lns:
-                g = d[(d[gk] == cell) & (d["layernorm"] == ln)]
-                if g.empty:
-                    continue
-                style = dict(color=cell_color(cell), linestyle=ln_style(ln))
-                if (g["share"] == 0).all():      # drawn once, as a list: flat lines at 0 would hide each other
-                    never.append(f"{cell}/{ln} (0 of {int(g['n'].iloc[0])})")
-                    ax.plot(g["time"], g["share"], linewidth=1.0, alpha=0.5, label="_never", **style)
-                else:
-                    ax.step(g["time"], g["share"], where="post", linewidth=1.7, label=line_label(cell, ln), **style)
-                c = _rows_like(censored, g.iloc[0], [*panel_keys, gk, "layernorm"])
-                ax.plot(c["time"], c["share"], linestyle="none", marker="+", markersize=9, mew=1.5,
-                        color=style["color"], label="_censored")
-        if never:
-            ax.text(0.03, 0.06, "never reached:\n" + "\n".join(never), transform=ax.transAxes, fontsize=7.5,
-                    va="bottom", color="0.25")
+    for i, title, d in panels:
+        ax = axes.flat[i]
+        never = [_survival_line(ax, d, censored, panel_keys, gk, cell, ln, cells, lns) for cell in cells for ln in lns]
+        never = [n for n in never if n]
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(title)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("share of runs that reached the target")
-        ax.label_outer()
-    _hide_unused(axes, len(panels))
+        end = float(d["time"].max()) if len(d) else 1.0
+        ax.set_xlim(0, max(end, 1.0) * 1.05)
+        note = _wrap_items("never reached: ", never) if never else ""
+        ax.set_title("\n".join(s for s in (title, note) if s), fontsize=9.5)
+    _show_panels(axes, [i for i, _, _ in panels])
+    _label_edges(axes, "training step", "share of runs that reached the target", inner_y_ticks=False)
     handles = _style_handles(cells, lns, marker=False)
     handles.append(Line2D([], [], color="0.3", marker="+", markersize=9, mew=1.5, linestyle="none",
                           label="run censored at its last evaluation (not reached)"))
     _legend_below(fig, handles, ncol=min(len(handles), 5))
-    what = f"dev accuracy {target:g}" if target is not None else "the target"
-    fig.suptitle(f"Time to target: share of runs that have reached {what} by each step\n"
-                 "(Kaplan–Meier; each run censored at its own last evaluated step)")
     return fig, axes
+
+
+def _survival_line(ax: Axes, d: pd.DataFrame, censored: pd.DataFrame, panel_keys: Sequence[str], gk: str,
+                   cell: object, ln: object, cells: Sequence, lns: Sequence) -> str:
+    """One group's Kaplan-Meier step curve and censored marks in a survival panel; returns
+    'rnn 0/12' when none of its runs reached the target (its flat line is then drawn faint), else ''."""
+    g = d[(d[gk] == cell) & (d["layernorm"] == ln)]
+    if g.empty:
+        return ""
+    label = series_label(cell, ln, cells, lns)
+    style = dict(color=cell_color(cell), linestyle=ln_style(ln))
+    never = bool((g["share"] == 0).all())
+    if never:  # flat lines at 0 would hide each other: named in the title instead
+        ax.plot(g["time"], g["share"], linewidth=1.0, alpha=0.5, label="_never", **style)
+    else:
+        ax.step(g["time"], g["share"], where="post", linewidth=1.7, label=label, **style)
+    c = _rows_like(censored, g.iloc[0], [*panel_keys, gk, "layernorm"])
+    ax.plot(c["time"], c["share"], linestyle="none", marker="+", markersize=9, mew=1.5, color=style["color"],
+            label="_censored")
+    return f"{label} 0/{int(g['n'].iloc[0])}" if never else ""
+
+
+def _wrap_items(head: str, items: Sequence[str], width: int = 48) -> str:
+    """'head a; b' on lines of at most about `width` characters, never breaking inside an item."""
+    lines = [head.rstrip()]
+    for k, item in enumerate(items):
+        piece = item + (";" if k < len(items) - 1 else "")
+        if len(lines[-1]) + 1 + len(piece) > width and lines[-1] != head.rstrip():
+            lines.append(piece)
+        else:
+            lines[-1] += " " + piece
+    return "\n".join(lines)
 
 
 def _rows_like(table: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.DataFrame:
@@ -720,62 +842,72 @@ def _rows_like(table: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.D
 
 # ----------------------------------------------------------------------------- 10. frontier fit
 
-def frontier_fit(fits: Sequence, *, distance: str = "pad_size", target: float | None = None, ncols: int = 3):
+@styled
+def frontier_fit(fits: Sequence, *, distance: str = "pad_size"):
     """Success rate against distance with the fitted frontier: per group (`outcomes.FrontierFit`),
     the share of runs that reached the target at each distance with its Wilson 95% interval, the
     fitted logistic curve in log(1 + D) where the fit is finite, and D50 on the 0.5 line — a dot
     with its bootstrap interval, or, for perfectly separated outcomes, the bracket between the last
-    distance where every run learned and the first where none did (a hollow bar). Colour: cell;
-    line style: layernorm; one panel per setting of any other varied factor."""
-    panel_of = [_panel_title(f) for f in fits]
-    titles = list(dict.fromkeys(panel_of)) or [""]
-    ncols = min(ncols, len(titles))
-    fig, axes = _grid(math.ceil(len(titles) / ncols), ncols, panel=(4.6, 3.4), sharey=True)
+    distance where every run learned and the first where none did (a wide pale bar). Colour: cell;
+    line style: layernorm; one panel per setting of any other varied factor (laid out by factor)."""
+    gk = fits_group_key(fits)
+    others = [k for k in (fits[0].group if fits else {}) if k not in (gk, "layernorm")]
+    index = pd.DataFrame([{**{k: f.group.get(k) for k in others}, "_fit": i} for i, f in enumerate(fits)])
+    nrows, ncols, panels = _factor_panels(index, others, wrap=3)
+    fig, axes = _grid(nrows, ncols, panel=(4.6, 3.4), sharey=True)
     dists = sorted({float(d) for f in fits for d in f.points[distance]}) or [0.0, 1.0]
-    lo_x, hi_x = math.log1p(dists[0]), math.log1p(dists[-1])
-    span = max(hi_x - lo_x, 0.5)
-    xlim = (math.expm1(max(0.0, lo_x - 0.15 * span)), math.expm1(hi_x + 0.15 * span))
-    for k, (f, title) in enumerate(zip(fits, panel_of)):
-        ax = axes.flat[titles.index(title)]
-        _frontier_group(ax, f, distance, shift=0.025 * span * (k % 4 - 1.5), lane=0.012 * (k % 4 - 1.5), xlim=xlim)
-    for ax, title in zip(axes.flat, titles):
+    span = max(math.log1p(dists[-1]) - math.log1p(dists[0]), 0.5)
+    xlim = _log1p_limits(dists[0], dists[-1], 0.12)
+    cells = ordered_levels(pd.Series([f.group.get(gk) for f in fits])) if fits else []
+    lns = ordered_levels(pd.Series([f.group.get("layernorm") for f in fits])) if fits else []
+    for i, title, rows in panels:
+        ax = axes.flat[i]
+        members = [fits[int(j)] for j in rows["_fit"]] if "_fit" in rows.columns else []
+        for j, f in enumerate(members):
+            lane = j - (len(members) - 1) / 2
+            _frontier_group(ax, f, distance, series_label(f.group.get(gk), f.group.get("layernorm"), cells, lns),
+                            shift=0.025 * span * lane, lane=0.012 * lane, xlim=xlim)
         ax.axhline(0.5, color=CHANCE_COLOR, linewidth=0.8, linestyle=(0, (2, 2)), label="_half")
-        ax.set_xscale("function", functions=(_log1p_safe, np.expm1))
+        ax.set_xscale("function", functions=(_log1p_safe, _expm1_safe))
         ax.set_xlim(*xlim)
         ax.set_xticks(dists, [fmt_value(int(d) if float(d).is_integer() else d) for d in dists])
+        ax.minorticks_off()
         ax.set_ylim(-0.04, 1.04)
         ax.set_title(title)
-        ax.set_xlabel(f"distance: {distance} (log(1 + D) scale)")
-        ax.set_ylabel("share of runs that reached the target")
-        ax.label_outer()
-    _hide_unused(axes, len(titles))
-    cells = ordered_levels(pd.Series([f.group.get(fits_group_key(fits)) for f in fits])) if fits else []
-    lns = ordered_levels(pd.Series([f.group.get("layernorm") for f in fits])) if fits else []
+    _show_panels(axes, [i for i, _, _ in panels])
+    _label_edges(axes, f"{distance} (log(1 + D) scale)", "share of runs that reached the target")
     handles = _style_handles(cells, lns) + [
         Line2D([], [], color="0.3", marker="D", linestyle="none", label="D50 with its bootstrap interval"),
         Line2D([], [], color="0.3", linewidth=5, alpha=0.35, label="D50 bracket (separated outcomes)")]
     _legend_below(fig, handles, ncol=4)
-    what = f"dev accuracy {target:g}" if target is not None else "the target"
-    fig.suptitle(f"The frontier: share of runs that reached {what},\nagainst distance "
-                 "(bars: Wilson 95%; curve: logistic fit; D50 on the 0.5 line)")
     return fig, axes
 
 
 def _log1p_safe(x: np.ndarray) -> np.ndarray:
-    return np.log1p(np.maximum(x, 0.0))
+    """sign(x) log(1 + |x|): the log(1 + D) scale, continued below 0 so points at D = 0 are not cut."""
+    return np.sign(x) * np.log1p(np.abs(x))
 
 
-def _panel_title(fit) -> str:
-    return ", ".join(fmt_setting(k, v) for k, v in fit.group.items() if k not in (fits_group_key([fit]), "layernorm"))
+def _expm1_safe(y: np.ndarray) -> np.ndarray:
+    """The inverse of `_log1p_safe`."""
+    return np.sign(y) * np.expm1(np.abs(y))
 
 
-def _frontier_group(ax: plt.Axes, f, distance: str, *, shift: float, lane: float,
+def _log1p_limits(lo: float, hi: float, margin: float) -> tuple[float, float]:
+    """Axis limits on the log(1 + D) scale for distances lo…hi, `margin` of the span (at least 0.5)
+    beyond each end."""
+    a, b = math.log1p(lo), math.log1p(hi)
+    pad = margin * max(b - a, 0.5)
+    return float(_expm1_safe(np.array(a - pad))), math.expm1(b + pad)
+
+
+def _frontier_group(ax: Axes, f, distance: str, label: str, *, shift: float, lane: float,
                     xlim: tuple[float, float]) -> None:
     """One group of the frontier figure: rates with Wilson bars (shifted by `shift` on the log(1 + D)
     scale so groups do not hide each other), the fit, and D50 (its bar `lane` above 0.5)."""
     cell, ln = f.group.get(fits_group_key([f])), f.group.get("layernorm")
     color, pts = cell_color(cell), f.points
-    x = np.expm1(np.log1p(pts[distance].to_numpy(float)) + shift)
+    x = _expm1_safe(_log1p_safe(pts[distance].to_numpy(float)) + shift)
     y = pts["rate"].to_numpy(float)
     err = np.vstack([y - pts["low"].to_numpy(float), pts["high"].to_numpy(float) - y])
     ax.errorbar(x, y, yerr=err, color=color, linestyle="none", marker=ln_marker(ln), markersize=5,
@@ -783,12 +915,12 @@ def _frontier_group(ax: plt.Axes, f, distance: str, *, shift: float, lane: float
     fit = f.fit
     if fit is None:
         return
-    grid_d = np.expm1(np.linspace(math.log1p(xlim[0]), math.log1p(xlim[1]), 200))
+    grid_d = np.expm1(np.linspace(math.log1p(max(xlim[0], 0.0)), math.log1p(xlim[1]), 200))
     p = fit_curve_values(fit, grid_d)
     if p is not None:
-        ax.plot(grid_d, p, color=color, linestyle=ln_style(ln), linewidth=1.6, label=line_label(cell, ln))
+        ax.plot(grid_d, p, color=color, linestyle=ln_style(ln), linewidth=1.6, label=label)
     else:
-        ax.plot(x, y, color=color, linestyle=ln_style(ln), linewidth=1.0, alpha=0.6, label=line_label(cell, ln))
+        ax.plot(x, y, color=color, linestyle=ln_style(ln), linewidth=1.0, alpha=0.6, label=label)
     lo = fit.low if fit.low is not None else xlim[0]
     hi = fit.high if fit.high is not None else xlim[1]
     y50 = 0.5 + lane
@@ -805,23 +937,3 @@ def fit_curve_values(fit, distances: np.ndarray) -> np.ndarray | None:
         return None
     b0, b1 = fit.coefficients
     return 1.0 / (1.0 + np.exp(-(b0 + b1 * np.log1p(distances))))
-
-
-# ----------------------------------------------------------------------------- 8. optuna studies
-
-def study_figures(study) -> list[tuple[str, plt.Figure]]:
-    """Optuna's own matplotlib plots of a sampled study: optimisation history, hyperparameter
-    importance (Optuna's default evaluator) and parallel coordinates. A plot Optuna cannot draw
-    (too few trials, a single parameter) is left out."""
-    from optuna.visualization import matplotlib as ovm
-
-    from harness.report.study import optuna_figure
-
-    out = []
-    for name, fn in (("study_history", ovm.plot_optimization_history),
-                     ("study_importance", ovm.plot_param_importances),
-                     ("study_parallel", ovm.plot_parallel_coordinate)):
-        fig = optuna_figure(fn, study)
-        if fig is not None:
-            out.append((name, fig))
-    return out

@@ -383,11 +383,12 @@ def machine_warning(mixed: pd.DataFrame, keys: Sequence[str]) -> list[str]:
 
 def findings(runs: pd.DataFrame, *, fits: Sequence[FrontierFit], effects: Sequence[EffectRow],
              varying: Sequence[str], target: float | None, planned: int | None, max_seeds: int,
-             mixed: pd.DataFrame | None = None) -> list[str]:
-    """Every finding, in reading order: the frontier first."""
+             mixed: pd.DataFrame | None = None, frontier: bool = True) -> list[str]:
+    """Every finding, in reading order: the frontier first (with `frontier` False, where no distance
+    varies, there is none to lead with)."""
     if runs.empty:
         return coverage(runs, varying, planned)
-    out = frontier_lead(fits, target)
+    out = frontier_lead(fits, target) if frontier else []
     out += coverage(runs, varying, planned)
     out += machine_warning(mixed, varying)
     out += seeds_caveat(max_seeds)

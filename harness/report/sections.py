@@ -75,6 +75,7 @@ def success_markdown(data: ReportData) -> str:
     if s.empty:
         return "_(no trial has results yet)_\n"
     note = exploratory_note(data)
+    near = "near the frontier" if data.question.has_frontier else "mixed outcomes"
     rows = []
     for _, r in s.iterrows():
         budget = (_steps(r["last_min"]) if r["last_min"] == r["last_max"]
@@ -84,7 +85,7 @@ def success_markdown(data: ReportData) -> str:
                      if r["n"] else "—",
                      "median steps to target [95% CI]": _median_text(r),
                      "last evaluated step": budget, "no outcome (failed)": int(r["missing"]),
-                     "near the frontier": "†" if r.get("near_frontier", False) else "",
+                     near: "†" if r.get("near_frontier", False) else "",
                      **({"seeds": "chosen adaptively: exploratory"} if note else {})})
     return note + md_table(pd.DataFrame(rows))
 

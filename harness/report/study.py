@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -15,6 +17,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from harness.config import ExperimentConfig, short_axis_name
+from harness.report.catalogue import Drawn
 
 
 def optuna_figure(fn: Any, *args: Any, **kw: Any) -> plt.Figure | None:
@@ -32,41 +35,86 @@ def optuna_figure(fn: Any, *args: Any, **kw: Any) -> plt.Figure | None:
         return None
 
 
-def study_figures(study: optuna.Study, cfg: ExperimentConfig, slug: str, label: str
-                  ) -> list[tuple[str, plt.Figure, str]]:
-    """Figures for one search study, each with its caption."""
-    from optuna.importance import FanovaImportanceEvaluator
+@dataclass(frozen=True)
+class StudyFigure:
+    """One of Optuna's plots of a search study, drawn once per study (or, `per_metric`, once per
+    objective): file name study_<kind>_<slug> (kind_<metric> per metric), title and caption ('{label}'
+    the study, '{metric}' the objective, '{metrics}' all of them), when it is drawn (on the number of
+    objectives) and how (from the study, the objectives' metrics and the metric's index)."""
+
+    kind: str
+    title: str
+    caption: str
+    when: Callable[[int], bool]
+    build: Callable[[optuna.Study, list[str], int], plt.Figure | None]
+    per_metric: bool = False
+
+
+def _ovm(name: str) -> Callable[..., Any]:
+    """optuna.visualization.matplotlib's plot function `name` (imported when a study is drawn)."""
     from optuna.visualization import matplotlib as ovm
 
+    return getattr(ovm, name)
+
+
+def _importance(study: optuna.Study, metrics: list[str], i: int, fanova: bool = False) -> plt.Figure | None:
+    """Optuna's importance plot for objective i: Optuna's default evaluator, or fANOVA."""
+    kw: dict[str, Any] = {}
+    if fanova:
+        from optuna.importance import FanovaImportanceEvaluator
+
+        kw["evaluator"] = FanovaImportanceEvaluator(seed=0)
+    if len(metrics) > 1:
+        kw["target"] = lambda t: t.values[i]
+    return optuna_figure(_ovm("plot_param_importances"), study, target_name=metrics[i], **kw)
+
+
+def _one(n: int) -> bool:
+    return n == 1
+
+
+def _several(n: int) -> bool:
+    return n > 1
+
+
+STUDY_FIGURES: tuple[StudyFigure, ...] = (
+    StudyFigure("history", "Optimisation history ({label})",
+                "Optimisation history ({label}): {metric} of each trial and the best so far.", _one,
+                lambda st, m, i: optuna_figure(_ovm("plot_optimization_history"), st, target_name=m[i])),
+    StudyFigure("importance", "Hyperparameter importance ({label})",
+                "Hyperparameter importance for {metric} ({label}), Optuna's default evaluator.", _one,
+                _importance),
+    StudyFigure("fanova", "Hyperparameter importance, fANOVA ({label})",
+                "Hyperparameter importance for {metric} ({label}), fANOVA.", _one,
+                lambda st, m, i: _importance(st, m, i, fanova=True)),
+    StudyFigure("parallel", "Parallel coordinates ({label})", "Parallel coordinates of the sampled settings ({label}).",
+                _one, lambda st, m, i: optuna_figure(_ovm("plot_parallel_coordinate"), st, target_name=m[i])),
+    StudyFigure("pareto", "Pareto front ({label})",
+                "Pareto front of {metrics} ({label}); trials that never reached the target count as the worst "
+                "value.", _several, lambda st, m, i: optuna_figure(_ovm("plot_pareto_front"), st, target_names=m)),
+    StudyFigure("importance", "Hyperparameter importance for {metric} ({label})",
+                "Hyperparameter importance for {metric} ({label}), Optuna's default evaluator.", _several,
+                _importance, per_metric=True),
+)
+
+
+def study_figures(study: optuna.Study, cfg: ExperimentConfig, slug: str, label: str) -> list[Drawn]:
+    """The figures of `STUDY_FIGURES` one search study can show, each with its file name, caption and
+    title; a plot Optuna cannot draw (too few trials, one parameter) is left out."""
     metrics = [o.metric for o in cfg.study.objectives]
-    out: list[tuple[str, Any, str]] = []
-    if len(metrics) == 1:
-        candidates = [
-            ("history", lambda: optuna_figure(ovm.plot_optimization_history, study, target_name=metrics[0]),
-             f"Optimisation history ({label}): {metrics[0]} of each trial and the best so far."),
-            ("importance", lambda: optuna_figure(ovm.plot_param_importances, study, target_name=metrics[0]),
-             f"Hyperparameter importance for {metrics[0]} ({label}), Optuna's default evaluator."),
-            ("fanova", lambda: optuna_figure(lambda *a, **k: ovm.plot_param_importances(
-                *a, evaluator=FanovaImportanceEvaluator(seed=0), **k), study, target_name=metrics[0]),
-             f"Hyperparameter importance for {metrics[0]} ({label}), fANOVA."),
-            ("parallel", lambda: optuna_figure(ovm.plot_parallel_coordinate, study, target_name=metrics[0]),
-             f"Parallel coordinates of the sampled settings ({label})."),
-        ]
-    else:
-        candidates = [
-            ("pareto", lambda: optuna_figure(ovm.plot_pareto_front, study, target_names=metrics),
-             f"Pareto front of {' vs '.join(metrics)} ({label}); trials that never reached the target count "
-             f"as the worst value."),
-        ] + [(f"importance_{m}", lambda i=i, m=m: optuna_figure(ovm.plot_param_importances, study,
-                                                      target=lambda t, i=i: t.values[i], target_name=m),
-              f"Hyperparameter importance for {m} ({label}), Optuna's default evaluator.")
-             for i, m in enumerate(metrics)]
-    for kind, make, caption in candidates:
-        fig = make()
-        if fig is not None:
-            ax = fig.axes[0]
-            ax.set_title(f"{ax.get_title()} — {label}")
-            out.append((f"study_{kind}_{slug}", fig, caption))
+    out: list[Drawn] = []
+    for f in STUDY_FIGURES:
+        if not f.when(len(metrics)):
+            continue
+        for i in range(len(metrics)) if f.per_metric else [0]:
+            words = {"label": label, "metric": metrics[i], "metrics": " vs ".join(metrics)}
+            fig = f.build(study, metrics, i)
+            if fig is None:
+                continue
+            title = f.title.format(**words)
+            fig.axes[0].set_title(title)
+            kind = f"{f.kind}_{metrics[i]}" if f.per_metric else f.kind
+            out.append(Drawn(f"study_{kind}_{slug}", fig, f.caption.format(**words), title))
     return out
 
 

@@ -2,7 +2,7 @@
 
 import matplotlib
 import matplotlib.pyplot as plt
-import optuna
+import pandas as pd
 import pytest
 from report_tables import grid, results_tables
 
@@ -106,9 +106,12 @@ def test_gradient_reach_marks_underflow_on_the_floor_not_at_a_made_up_value(tabl
 def test_survival_curves_per_panel_with_censored_marks(tables):
     out = O.run_outcomes(tables["runs"], tables["curves"])
     curves, marks = O.km_curves(out, KEYS)
-    fig, axes = figures.survival(curves, marks, ["pad_size", "lr"], target=0.5)
+    fig, axes = figures.survival(curves, marks, ["pad_size", "lr"])
     panels = visible(axes)
     assert len(panels) == 4                                          # 2 pad sizes x 2 learning rates
+    # laid out by factor: pad sizes across, learning rates down
+    assert [ax.get_title().split("\n")[0] for ax in axes.flat] == ["pad_size=8, lr=0.001", "pad_size=16, lr=0.001",
+                                                                   "pad_size=8, lr=0.01", "pad_size=16, lr=0.01"]
     lstm = [ln for ln in labelled_lines(panels[0]) if ln.get_label().startswith("lstm")]
     assert lstm and max(lstm[0].get_ydata()) == 1.0                  # every lstm run reached the target
     n_marks = sum(len(ln.get_xdata()) for ax in panels for ln in ax.get_lines() if ln.get_label() == "_censored")
@@ -118,7 +121,7 @@ def test_survival_curves_per_panel_with_censored_marks(tables):
 def test_frontier_fit_rates_with_intervals_and_d50(tables):
     out = O.run_outcomes(tables["runs"], tables["curves"])
     fits = O.frontier_fits(out, ["cell", "layernorm", "pad_size", "lr"], n_boot=50)
-    fig, axes = figures.frontier_fit(fits, distance="pad_size", target=0.5)
+    fig, axes = figures.frontier_fit(fits, distance="pad_size")
     panels = visible(axes)
     assert len(panels) == 2                                          # one per learning rate
     assert all(ax.get_xscale() == "function" for ax in panels)
@@ -164,10 +167,40 @@ def test_figures_draw_with_no_rows():
     assert axes.size == 1
 
 
-def test_study_figures_from_a_sampled_study():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) + t.suggest_int("pad_size", 8, 64),
-                   n_trials=8)
-    names = [n for n, _ in figures.study_figures(study)]
-    assert names == ["study_history", "study_importance", "study_parallel"]
+def test_survival_panels_have_their_own_step_axes_and_name_who_never_reached():
+    # lag 8: every run reaches the target by step 50; lag 32: the LSTM by step 3000, the RNN never
+    rows = [("lstm", 8, [(0, 0.0), (50, 1.0)]), ("rnn", 8, [(0, 0.0), (50, 1.0)]),
+            ("lstm", 32, [(0, 0.0), (2000, 0.5), (3000, 1.0)]), ("rnn", 32, [(0, 0.0), (3000, 0.0)])]
+    curves = pd.DataFrame([{"cell": c, "layernorm": "none", "lag": lag, "time": t, "share": y, "n": 3}
+                           for c, lag, pts in rows for t, y in pts])
+    marks = pd.DataFrame([{"cell": "rnn", "layernorm": "none", "lag": 32, "time": 3000.0, "share": 0.0}])
+    fig, axes = figures.survival(curves, marks, ["lag"])
+    short, long_ = visible(axes)
+    assert short.get_xlim()[1] < 100 < 2000 < long_.get_xlim()[1]   # not one shared 0-3000 axis
+    assert short.get_title() == "lag=8"
+    assert long_.get_title() == "lag=32\nnever reached: rnn 0/3"     # in the title, not on a curve
+    assert not any(ax.texts for ax in axes.flat)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["rnn", "lstm"] and not any("LN" in t for t in legend)  # layernorm does not vary
+
+
+def test_legends_name_only_what_varies(tables):
+    runs = tables["runs"]
+    one_ln = runs[runs["layernorm"] == "none"]
+    summary = stats.summarize(one_ln, KEYS)
+    fig, _ = figures.frontier(summary, ["lr"], chance=0.25)
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["rnn", "lstm"]
+    lstm = stats.summarize(one_ln[one_ln["cell"] == "lstm"], KEYS)
+    fig, axes = figures.heatmaps(lstm, ["pad_size"], "lr")
+    assert visible(axes)[0].get_title() == ""                     # one panel: nothing to tell apart
+    fig, _ = figures.frontier(stats.summarize(runs, KEYS), ["lr"])
+    assert "rnn, LN output" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_factor_panels_put_the_first_factor_across_and_the_others_down():
+    df = pd.DataFrame({"lag": [0, 8, 0, 8, 32], "readout": ["last", "last", "mean", "mean", "mean"]})
+    nrows, ncols, panels = figures._factor_panels(df, ["lag", "readout"])
+    assert (nrows, ncols) == (2, 3)
+    assert [(i, t) for i, t, _ in panels] == [(0, "lag=0, readout=last"), (1, "lag=8, readout=last"),
+                                              (3, "lag=0, readout=mean"), (4, "lag=8, readout=mean"),
+                                              (5, "lag=32, readout=mean")]
