@@ -75,10 +75,12 @@ def claim_cost(url: str | None, tmp: Path, waiting: int, finished: int, repeats:
     return first, statistics.median(times)
 
 
-def run_claims(sizes: list[int], postgres: str | None) -> list[dict]:
+def run_claims(sizes: list[int], postgres: str | None, kinds: list[str] | None = None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for kind, url in _storages(Path(d), postgres).items():
+            if kinds and kind not in kinds:
+                continue
             for n in sizes:
                 for waiting, finished in ((n, 0), (100, n)):
                     first, warm = claim_cost(url, Path(d), waiting, finished)
@@ -176,13 +178,13 @@ def main() -> None:
     t.add_argument("--trials", type=int, default=500)
     t.add_argument("--workers", default="1,2,4,8")
     t.add_argument("--commands", default="4,8")
-    t.add_argument("--storages", default="", help="comma-separated subset of journal,sqlite,postgresql")
     for p in (c, t):
+        p.add_argument("--storages", default="", help="comma-separated subset of journal,sqlite,postgresql")
         p.add_argument("--postgres", help="a PostgreSQL URL to measure as well (e.g. from .ci/postgres.sh)")
         p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = ap.parse_args()
     if args.what == "claims":
-        rows = run_claims(_ints(args.sizes), args.postgres)
+        rows = run_claims(_ints(args.sizes), args.postgres, [k for k in args.storages.split(",") if k] or None)
     else:
         rows = run_throughput(args.trials, _ints(args.workers), _ints(args.commands), args.postgres,
                               [k for k in args.storages.split(",") if k] or None)
