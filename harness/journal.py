@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
 TAIL_BYTES = 1 << 20    # how much of the journal's end is read to check its last lines
+_CUT: dict[str, set[int]] = {}  # journal path -> trials named in a torn line this process cut off
 
 
 class JournalDamaged(Exception):
@@ -168,8 +170,16 @@ def repair_torn(path: Path) -> Path | None:
         copy = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
         copy.write_bytes(cut)
         os.truncate(path, size - len(cut))
+        _CUT.setdefault(str(path.resolve()), set()).update(int(i) for i in re.findall(rb'"trial_id":\s*(\d+)', cut))
     finally:
         lock.release()
     print(f"harness: {path} ended in a line cut short ({len(cut)} bytes, from a write that was killed or "
           f"ran out of disk space): cut it off and went on; the cut bytes are kept in {copy}", file=sys.stderr)
     return copy
+
+
+def cut_trials(path: str | Path) -> set[int]:
+    """The storage ids of the trials named in a torn line this process cut off the journal at `path`:
+    their writer died mid-append (killed, or a full disk), so a RUNNING one among them has no live
+    worker, even when the cut line was the one with its host, pid and heartbeat."""
+    return set(_CUT.get(str(Path(path).resolve()), ()))

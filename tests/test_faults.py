@@ -554,3 +554,23 @@ def test_kill_9_of_the_main_process_leaves_no_worker_and_resumes(tmp_path):
     done = [t.user_attrs["trial_id"] for t in optuna.load_study(study_name="k9", storage=open_storage(out, None))
             .get_trials() if t.state == TrialState.COMPLETE]
     assert len(done) == len(set(done)) and set(done) <= set(after.index)  # none trained (and finished) twice
+
+
+def test_a_trial_named_in_a_torn_line_is_run_again_at_once(tmp_path):
+    """A full disk (or kill) cut the append that held a claimed trial's host, pid and heartbeat: the
+    repair knows that trial's writer died, so it is failed as stale at once, not after the grace."""
+    cfg = config_from_dict(tiny_raw("cut", {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0]}))
+    plan = Plan(cfg, tmp_path, expand_grid(cfg, "d"), "d")
+    storage = open_storage(tmp_path, None)
+    study = queue.open_queue(plan, storage)
+    queue.enqueue_missing(plan, study)
+    victim = study.get_trials()[0]
+    assert storage.set_trial_state_values(victim._trial_id, state=TrialState.RUNNING)  # the claim's state
+    path = tmp_path / "optuna.journal"
+    with open(path, "ab") as f:  # its attributes' append, cut short
+        f.write(b'{"op_code":9,"worker_id":"w-1","trial_id":%d,"system_attr":{"host":"h' % victim._trial_id)
+    fresh = queue.open_queue(plan, open_storage(tmp_path, None))  # opening repairs the journal
+    assert queue.fail_stale(fresh, time.time()) == 1
+    after = {t.number: t for t in fresh.get_trials()}
+    assert after[victim.number].state == TrialState.FAIL and after[victim.number].user_attrs["status"] == "stale"
+    assert after[1].state == TrialState.WAITING

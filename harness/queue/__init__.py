@@ -125,11 +125,14 @@ def trial_key(t: AnyTrial) -> str | None:
 
 
 def fail_stale(study: optuna.Study, now: float) -> int:
-    """Mark RUNNING trials whose worker is gone as FAIL (stale), so their work is queued again.
-    `now` is a time.time() timestamp. Returns how many were failed."""
+    """Mark RUNNING trials whose worker is gone as FAIL (stale), so their work is queued again: no
+    recent heartbeat, a dead pid on this host, or named in a torn journal line this process cut off
+    (harness.journal.cut_trials: at once, not after the heartbeat grace). `now` is a time.time()
+    timestamp. Returns how many were failed."""
     n = 0
+    cut = _queue(study).cut_trials()
     for t in running_trials(study):
-        if not worker_alive(t, now):
+        if _trial_id(t) in cut or not worker_alive(t, now):
             try:
                 _finish(study, t, "stale")
             except optuna.exceptions.UpdateFinishedTrialError:

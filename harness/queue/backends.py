@@ -109,6 +109,10 @@ class QueueStorage:
     def remember(self, trial: FrozenTrial, study_id: int) -> None:
         """Called with each trial this process claimed (nothing to do for most storages)."""
 
+    def cut_trials(self) -> set[int]:
+        """Trials whose writer is known dead from the storage itself (a journal's torn line)."""
+        return set()
+
     def in_state(self, study_id: int, state: TrialState) -> list[FrozenTrial]:
         """The study's trials in `state` (RUNNING: a few; not for WAITING in a large queue)."""
         return self.storage.get_all_trials(study_id, deepcopy=False, states=(state,))
@@ -171,6 +175,11 @@ class JournalQueue(QueueStorage):
 
     def lock(self) -> AbstractContextManager[None]:
         return file_lock(Path(str(self.storage._backend._file_path) + ".enqueue.lock"))
+
+    def cut_trials(self) -> set[int]:
+        from harness.journal import cut_trials
+
+        return cut_trials(self.storage._backend._file_path)
 
     def _sync(self) -> None:
         """Read what other processes appended (call with the storage's thread lock held)."""
