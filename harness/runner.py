@@ -98,13 +98,35 @@ class WorkerDied(RuntimeError):
 # ----------------------------------------------------------------------------- one trial, one worker
 
 def git_commit() -> str | None:
-    """The commit of the harness's checkout, or None outside git."""
+    """The commit of the harness's checkout, or None outside git (an installed wheel)."""
+    return _git("rev-parse", "HEAD")
+
+
+def git_dirty() -> bool | None:
+    """Whether the harness's checkout has uncommitted changes to tracked files; None outside git."""
+    if git_commit() is None:
+        return None
+    changes = _git("status", "--porcelain", "--untracked-files=no")
+    return None if changes is None else bool(changes)
+
+
+def _git(*args: str) -> str | None:
+    """`git ARGS` run in the harness's folder: its stripped output, or None when git fails."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
     except (OSError, subprocess.SubprocessError):
         return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() if args[0] == "status" else (out.stdout.strip() or None)
+
+
+def provenance() -> dict[str, Any]:
+    """What ran the trials: the harness version, and its git commit and dirty flag in a checkout."""
+    from harness import __version__
+
+    return {"git_commit": git_commit(), "git_dirty": git_dirty(), "harness_version": __version__}
 
 
 def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, out_dir: Path,
@@ -141,7 +163,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     store = artifact_store(artifacts)
     device = resolve_device(device_name)
     datasets: dict[tuple[int, int | None], data_mod.Dataset] = {}
-    extra = {"git_commit": git_commit(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    extra = {**provenance(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
     fuse = fuse_size(cfg.run.fuse, device)  # trials per fused group; 1: each trial on its own
     # Which worker, and which results folder its shards go to: written with the claim.
     stamp = {"worker": worker, "folder": read_run_settings(out_dir).folder_id}

@@ -20,7 +20,8 @@ from harness.extras import install_hint
 GRID = {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0, 1], "model.readout": ["last"]}
 # Runs columns that are system facts or timings: never a tracker's hyperparameters.
 NOT_SETTINGS = {"eval_s", "probe_s", "wall_s", "train_s", "samples_per_s", "cpu_model", "cpu_capability",
-                "onednn_version", "device", "torch_version", "git_commit", "worker", "trial_id", "status",
+                "onednn_version", "device", "torch_version", "git_commit", "git_dirty", "harness_version", "worker",
+                "trial_id", "status",
                 "started_at", "schema_version", "data_id", "stop_reason", "name", "model.readout"}
 
 

@@ -256,3 +256,23 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, timeout=300, cwd=ROOT)
     runs = records.combine(out)["runs"]
     assert len(runs) == 8 and runs["trial_id"].is_unique and (runs["status"] == "complete").all()
+
+
+def test_provenance_names_the_checkout_and_whether_it_had_changes(tmp_path, monkeypatch):
+    """git_dirty is True when a tracked file differs from its commit, False when none does, and
+    None outside a git checkout (an installed wheel); the version is always there."""
+    repo = tmp_path / "repo"
+    (repo / "harness").mkdir(parents=True)
+    (repo / "harness" / "runner.py").write_text("x = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    monkeypatch.setattr(runner, "__file__", str(repo / "harness" / "runner.py"))
+    assert len(runner.git_commit()) == 40 and runner.git_dirty() is False
+    (repo / "harness" / "runner.py").write_text("x = 2\n")
+    assert runner.git_dirty() is True
+    monkeypatch.setattr(runner, "__file__", str(tmp_path / "wheel" / "harness" / "runner.py"))
+    (tmp_path / "wheel" / "harness").mkdir(parents=True)
+    assert runner.git_commit() is None and runner.git_dirty() is None
+    assert runner.provenance()["harness_version"]

@@ -24,6 +24,12 @@ def test_smoke_run_writes_the_five_tables(smoke_run):
         assert len(on_disk) == len(tables[name])
     assert runs["test_acc"].between(0, 1).all()
     assert (runs["device"] == "cpu").all() and runs["git_commit"].notna().all()
+    from harness import __version__
+    from harness.runner import git_dirty
+
+    assert (runs["harness_version"] == __version__).all()  # and the checkout's state at run time:
+    assert runs["git_dirty"].notna().all() and set(runs["git_dirty"]) <= {True, False}
+    assert git_dirty() in (True, False)
     cfg = yaml.safe_load((smoke_run / "config.yaml").read_text())
     assert cfg["name"] == "smoke" and cfg["grid"]["cell"] == ["rnn", "lstm"]
     assert (smoke_run / "optuna.journal").is_file()

@@ -72,7 +72,7 @@ class DataConfig:
         "char (each character a token) or word (split on spaces)", choices=("char", "word")))
     pad_size: int = field(default=32, metadata=_meta("tokens per text: padded or cut", min=1))
     lag: int | None = field(default=None, metadata=_meta(
-        "null: the seed's layout (texts from position 0, PAD after). D: texts cut to pad_size, "
+        "null: the reference code's layout (texts from position 0, PAD after). D: texts cut to pad_size, "
         "right-aligned in the first pad_size positions, then D PAD positions: every text's last token "
         "is exactly D steps before the read-out position (sequence length pad_size + D)", min=0))
     vocab_size: int = field(default=10000, metadata=_meta("most frequent tokens kept", min=1))
@@ -95,7 +95,7 @@ class ModelConfig:
     readout: str = field(default="last", metadata=_meta(
         "which outputs the classifier reads", choices=READOUTS, plugins=READOUT_GROUP))
     init: str = field(default="xavier", metadata=_meta(
-        "xavier (the seed's init_network) or default (PyTorch's)", choices=("xavier", "default")))
+        "xavier (the reference code's init_network) or default (PyTorch's)", choices=("xavier", "default")))
     forget_bias: float = field(default=0.0, metadata=_meta("LSTM forget-gate bias at init"))
 
 

@@ -264,7 +264,8 @@ def provenance_markdown(data: ReportData) -> str:
     if data.cfg is not None:
         source = f" (config from `{data.cfg.source}`)" if data.cfg.source else ""
         lines.append(f"- Experiment: `{data.cfg.name}`{source}")
-    lines.append(f"- Git commit: {values('git_commit')}")
+    lines.append(f"- Harness: {values('harness_version')}; git commit: {values('git_commit')}"
+                 + (" (with uncommitted changes)" if _any_true(data, "git_dirty") else ""))
     lines.append(f"- Device: {values('device')}; torch {values('torch_version')}")
     lines += machines_markdown(data)
     if "worker" in r.columns:
@@ -285,3 +286,9 @@ def provenance_markdown(data: ReportData) -> str:
     else:
         out += "\nNo config.yaml in the results directory.\n"
     return out
+
+
+def _any_true(data: ReportData, column: str) -> bool:
+    """Whether any run has `column` true (a column older runs lack counts as false)."""
+    runs = data.runs
+    return column in runs and bool(runs[column].fillna(False).astype(bool).any())
