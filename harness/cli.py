@@ -7,6 +7,7 @@ import argparse
 import errno
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -149,7 +150,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     first = written[0].parent / "first.yaml"
-    print(f"try: harness run {first} && harness report results/first")
+    out = Path(args.dir) / "results" / "first"  # both commands work from here, wherever DIR is
+    print(f"try: harness run {shlex.quote(str(first))} --out {shlex.quote(str(out))} && "
+          f"harness report {shlex.quote(str(out))}")
     return 0
 
 

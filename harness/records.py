@@ -273,6 +273,12 @@ class Results(Mapping[str, pd.DataFrame]):
     def __len__(self) -> int:
         return len(TABLES)
 
+    def __repr__(self) -> str:
+        """One line (a notebook shows this, not five frames and the whole config)."""
+        sizes = ", ".join(f"{t} {len(getattr(self, t))} rows" for t in TABLES)
+        config = f"config {self.config.name!r}" if self.config is not None else "no config"
+        return f"Results({str(self.dir)!r}: {sizes}; {config})"
+
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
         """Table name -> frame, in schema order."""

@@ -146,3 +146,9 @@ def test_load_reads_the_resolved_config_or_says_why_not(tmp_path):
     (tmp_path / "config.yaml").write_text("name: mine\nmodel: {colour: red}\n")
     res = records.load(tmp_path)
     assert res.config is None and "model.colour" in res.config_error
+
+
+def test_results_repr_is_one_line(smoke_run):
+    text = repr(records.load(smoke_run))
+    assert "\n" not in text and len(text) < 300
+    assert text.startswith(f"Results({str(smoke_run)!r}: runs 4 rows") and "config 'smoke'" in text

@@ -30,7 +30,9 @@ def test_init_copies_the_configs_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["init", str(tmp_path)]) == 0
     assert sorted(p.name for p in (tmp_path / "configs").iterdir()) == SHIPPED
     assert load_config(tmp_path / "configs" / "smoke.yaml").name == "smoke"  # a config that loads
-    assert "try: harness run" in capsys.readouterr().out
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert hint == (f"try: harness run {tmp_path}/configs/first.yaml --out {tmp_path}/results/first && "
+                    f"harness report {tmp_path}/results/first")  # the results land in DIR, from anywhere
 
     edited = tmp_path / "configs" / "bench.yaml"
     edited.write_text("name: mine\n")
