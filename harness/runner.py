@@ -52,6 +52,7 @@ from harness.queue import (
     enqueue_missing,
     enqueue_slots,
     fail_stale,
+    finish,
     finished_elsewhere,
     open_queue,
     open_searches,
@@ -59,6 +60,7 @@ from harness.queue import (
     running_trials,
     searches_finished,
     set_user_attrs,
+    state_of,
     trial_key,
 )
 from harness.records import (
@@ -130,12 +132,14 @@ def provenance() -> dict[str, Any]:
 
 
 def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, out_dir: Path,
-            extra: dict[str, Any], recorder: TrialRecorder | None = None, publish: bool = True) -> dict[str, Any]:
+            extra: dict[str, Any], recorder: TrialRecorder | None = None, publish: bool = True,
+            checkpoint: Path | None = None) -> dict[str, Any]:
     """Run one trial, catching any error as a `failed` row, and write its shards (published, or with
-    `publish=False` only staged: records.stage_trial). Returns the row."""
+    `publish=False` only staged: records.stage_trial). Returns the row. `checkpoint`: the trial's
+    checkpoint file (train.run_trial resumes from it and, with train.checkpoint_every, writes it)."""
     recorder = recorder or TrialRecorder(spec.trial_id)
     try:
-        row = run_trial(spec, dataset, device, recorder)
+        row = run_trial(spec, dataset, device, recorder, checkpoint=checkpoint)
     except Exception as e:  # a failing trial is recorded, the grid goes on
         error = f"{type(e).__name__}: {e}"
         recorder.set_run(**settings_columns(spec), status="failed", error=error,
@@ -151,6 +155,8 @@ def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, ou
 def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, threads: int | None,
                 worker: int = 0, artifacts: str | None = None) -> int:
     """Claim and run trials until none is waiting. Returns how many this worker ran."""
+    from harness.train import checkpoint_path
+
     out_dir = Path(out_dir)
     if threads:
         torch.set_num_threads(threads)
@@ -190,8 +196,9 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
                 ran += _run_group([(trial, key, spec, recorder), *more], datasets[shape], device, out_dir,
                                   extra, cfg, store)
                 continue
-        with Heartbeat(trial):
-            row = execute(spec, datasets[shape], device, out_dir, extra, recorder, publish=False)
+        with Heartbeat(trial):  # a requeued or restarted trial resumes from its checkpoint (if it left one)
+            row = execute(spec, datasets[shape], device, out_dir, extra, recorder, publish=False,
+                          checkpoint=checkpoint_path(out_dir, spec.trial_id))
         _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)
         ran += 1
 
@@ -203,9 +210,12 @@ def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: tor
     `execute` does: add `extra` and `fused_group` (the group's first trial id) to its row and write
     its shards (published, or with `publish=False` only staged). If the group raises, every trial of
     it is recorded `failed` as `execute` records one, and the grid goes on. Returns the rows in the
-    order of `specs`."""
+    order of `specs`. A group of the same trials that ran before and was interrupted resumes from its
+    checkpoint (train.checkpoint_every), the file of its first trial's id."""
+    from harness.train import checkpoint_path
+
     try:
-        rows = run_fused(specs, dataset, device, recorders)
+        rows = run_fused(specs, dataset, device, recorders, checkpoint=checkpoint_path(out_dir, specs[0].trial_id))
     except Exception as e:  # the whole group failed: each of its trials is a failed row
         error, tb = f"{type(e).__name__}: {e}", traceback.format_exc(limit=8)
         rows = []
@@ -286,8 +296,9 @@ def _top_up(plan: Plan, queue: Any) -> bool:
 
 def _tell(trial: Trial, key: str, row: dict[str, Any], cfg: ExperimentConfig, store: Any, out_dir: Path,
           trial_id: str) -> None:
-    """Finish a trial whose shards are staged (records.stage_trial): its summary onto the Optuna trial
-    in one write, its shards into the artifact store, its state; then publish the shards. So a trial
+    """Finish a trial whose shards are staged (records.stage_trial): its shards into the artifact
+    store, then its summary, value and state onto the Optuna trial in one write (a search trial:
+    through Optuna's tell); then publish the shards. So a trial
     is published in this folder only once Optuna has it finished here: a worker killed before that
     leaves only a staged folder, and the trial runs again (here or elsewhere) with one set of rows.
     When Optuna refuses the state (another command judged this worker dead and failed the trial,
@@ -297,17 +308,23 @@ def _tell(trial: Trial, key: str, row: dict[str, Any], cfg: ExperimentConfig, st
                and not (isinstance(v, float) and v != v)}
     status = row["status"]
     state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(status, TrialState.FAIL)
-    try:
-        set_user_attrs(trial.study, trial, {"shard": trial_id, **summary})
+    attrs = {"shard": trial_id, **summary}
+    if not key.startswith("slot:"):  # summary, value and state in one write
         if store is not None:
             upload_shards(store, trial, staged)
-        values = None
-        if state == TrialState.COMPLETE:
-            values = study_mod.objective_values(cfg, row) if key.startswith("slot:") else row["best_dev_acc"]
-        trial.study.tell(trial, values, state=state, skip_if_finished=True)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        state = None
-    if state is None or trial.study._storage.get_trial(trial._trial_id).state != state:
+        told = finish(trial.study, trial, state, row["best_dev_acc"] if state == TrialState.COMPLETE else None,
+                      attrs)
+    else:  # a search trial: through Optuna's tell, so its sampler sees it finish
+        try:
+            set_user_attrs(trial.study, trial, attrs)
+            if store is not None:
+                upload_shards(store, trial, staged)
+            values = study_mod.objective_values(cfg, row) if state == TrialState.COMPLETE else None
+            trial.study.tell(trial, values, state=state, skip_if_finished=True)
+            told = state_of(trial.study, trial) == state
+        except optuna.exceptions.UpdateFinishedTrialError:
+            told = False
+    if not told:
         shutil.rmtree(staged, ignore_errors=True)  # failed as stale meanwhile: it runs again
         return
     publish_trial(staged, out_dir, trial_id)

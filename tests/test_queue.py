@@ -247,3 +247,23 @@ def test_claim_cost_does_not_read_the_queue(env, monkeypatch):
                         lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     assert queue.claim(study) is not None and queue.claim_matching(study, lambda k: True, 2)
     assert queue.running_trials(study) and not calls
+
+
+def test_finish_writes_summary_value_and_state_once(env):
+    queue.enqueue_missing(env.plan, env.study())
+    study = env.study()
+    (done, _), (lost, _) = queue.claim(study), queue.claim(study)
+    assert queue.finish(study, done, TrialState.COMPLETE, 0.75, {"shard": "a", "test_acc": 0.5})
+    frozen = env.study().get_trials()[done.number]
+    assert frozen.state == TrialState.COMPLETE and frozen.value == 0.75
+    assert frozen.user_attrs["shard"] == "a" and frozen.user_attrs["test_acc"] == 0.5
+    assert not queue.finish(study, done, TrialState.FAIL, None, {"shard": "b"})  # once only
+    queue._finish(env.study(), lost, "stale")  # another command judged its worker dead
+    assert not queue.finish(study, lost, TrialState.COMPLETE, 0.9, {"shard": "c"})
+    frozen = env.study().get_trials()[lost.number]
+    assert frozen.state == TrialState.FAIL and "shard" not in frozen.user_attrs and frozen.value is None
+    assert queue.state_of(study, lost) == TrialState.FAIL
+    # Nothing of the refused writes is left to trip a later call on the same storage object.
+    trial, _ = queue.claim(study)
+    queue.set_system_attrs(study, trial, {"heartbeat": time.time()})
+    assert queue.finish(study, trial, TrialState.FAIL, None, {"status": "failed"})

@@ -93,6 +93,20 @@ def set_user_attrs(study: optuna.Study, trial: AnyTrial, attrs: dict[str, Any]) 
     _queue(study).write_attrs(_trial_id(trial), user=attrs)
 
 
+def finish(study: optuna.Study, trial: AnyTrial, state: TrialState, value: float | None,
+           attrs: dict[str, Any]) -> bool:
+    """Finish a RUNNING grid or re-run trial: its summary `attrs` (user attributes), its value
+    (COMPLETE only) and its state in one write. Returns False, writing nothing, when another
+    process failed it as stale meanwhile (its work is queued again). Search trials go through
+    Optuna's `tell` (their sampler may need to see them finish)."""
+    return _queue(study).finish(_trial_id(trial), state, value, attrs)
+
+
+def state_of(study: optuna.Study, trial: AnyTrial) -> TrialState:
+    """A trial's state now (one indexed read on a database)."""
+    return _queue(study).state_of(_trial_id(trial))
+
+
 def _finish(study: optuna.Study, trial: AnyTrial, status: str) -> None:
     """Mark an unfinished trial FAIL with user attr `status` (stale, duplicate)."""
     study._storage.set_trial_user_attr(_trial_id(trial), "status", status)

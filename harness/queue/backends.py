@@ -121,6 +121,10 @@ class QueueStorage:
         """One Row per trial of the study that has a `trial_id`, in number order."""
         return [_row(t) for t in self.storage.get_all_trials(study_id, deepcopy=False) if "trial_id" in t.user_attrs]
 
+    def state_of(self, trial_id: int) -> TrialState:
+        """A trial's state now."""
+        return self.storage.get_trial(trial_id).state
+
     # ---------------------------------------------------------------- writing
     def write_attrs(self, trial_id: int, user: dict[str, Any] | None = None,
                     system: dict[str, Any] | None = None) -> None:
@@ -130,6 +134,16 @@ class QueueStorage:
             self.storage.set_trial_user_attr(trial_id, k, v)
         for k, v in (system or {}).items():
             self.storage.set_trial_system_attr(trial_id, k, v)
+
+    def finish(self, trial_id: int, state: TrialState, value: float | None, user: dict[str, Any]) -> bool:
+        """Write a RUNNING trial's user attributes (its summary), its value (COMPLETE only) and its
+        finished `state`, in one write where the storage can. Returns False, changing nothing, when
+        the trial was no longer RUNNING (another process failed it as stale meanwhile)."""
+        try:
+            self.write_attrs(trial_id, user=user)
+            return self.storage.set_trial_state_values(trial_id, state, None if value is None else [value])
+        except UpdateFinishedTrialError:
+            return False
 
 
 def _row(t: FrozenTrial, name: str = "trial_id") -> Row:
@@ -186,11 +200,26 @@ class JournalQueue(QueueStorage):
         self.storage._sync_with_backend()
         self.replay = self.storage._replay_result
 
-    def _append(self, logs: list[dict[str, Any]]) -> None:
+    def _append(self, trial_id: int, logs: list[dict[str, Any]]) -> None:
+        """Append these records about one unfinished trial in one write (one lock, one fsync), then
+        read. Raises UpdateFinishedTrialError (writing nothing) when the trial is already finished,
+        or (after reading every record) when another process finished it just before the append."""
         worker = self.replay.worker_id
         with self.storage._thread_lock:
-            self.storage._backend.append_logs([{**log, "worker_id": worker} for log in logs])
             self._sync()
+            trial = self.replay._trials.get(trial_id)
+            if trial is None or trial.state.is_finished():
+                raise UpdateFinishedTrialError(f"trial {trial_id} is finished (or gone): nothing written")
+            self.storage._backend.append_logs([{**log, "worker_id": worker} for log in logs])
+            rejected = False
+            while True:  # the replay rejects our records one at a time; read past every one
+                try:
+                    self._sync()
+                    break
+                except UpdateFinishedTrialError:
+                    rejected = True
+        if rejected:
+            raise UpdateFinishedTrialError(f"trial {trial_id} was finished by another process meanwhile")
 
     def create_waiting(self, study_id: int, trials: Sequence[NewTrial]) -> None:
         from optuna.storages.journal._storage import JournalOperation
@@ -205,7 +234,10 @@ class JournalQueue(QueueStorage):
                          "params": {k: t.distributions[k].to_internal_repr(v) for k, v in t.params.items()},
                          "user_attrs": t.user_attrs, "system_attrs": {}, "intermediate_values": {}})
         if logs:
-            self._append(logs)
+            worker = self.replay.worker_id
+            with self.storage._thread_lock:
+                self.storage._backend.append_logs([{**log, "worker_id": worker} for log in logs])
+                self._sync()
 
     def _waiting_ids(self, study_id: int) -> Iterator[int]:
         """The study's WAITING trial ids, lowest number first (call with the thread lock held). A
@@ -279,7 +311,26 @@ class JournalQueue(QueueStorage):
         logs += [{"op_code": JournalOperation.SET_TRIAL_SYSTEM_ATTR, "trial_id": trial_id, "system_attr": {k: v}}
                  for k, v in (system or {}).items()]
         if logs:
-            self._append(logs)  # raises UpdateFinishedTrialError (from the replay) on a finished trial
+            self._append(trial_id, logs)
+
+    def state_of(self, trial_id: int) -> TrialState:
+        with self.storage._thread_lock:
+            self._sync()
+            return self.replay._trials[trial_id].state
+
+    def finish(self, trial_id: int, state: TrialState, value: float | None, user: dict[str, Any]) -> bool:
+        from optuna.storages.journal._storage import JournalOperation
+
+        logs = [{"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "trial_id": trial_id, "user_attr": {k: v}}
+                for k, v in user.items()]
+        logs.append({"op_code": JournalOperation.SET_TRIAL_STATE_VALUES, "trial_id": trial_id, "state": int(state),
+                     "values": None if value is None else [value],
+                     "datetime_complete": datetime.now(timezone.utc).isoformat(timespec="microseconds")})
+        try:
+            self._append(trial_id, logs)
+        except UpdateFinishedTrialError:
+            return False
+        return self.state_of(trial_id) == state
 
 
 # ============================================================================= SQL databases
@@ -460,6 +511,32 @@ class SqlQueue(QueueStorage):
         return [Row(json.loads(k), n, TrialState[st] if isinstance(st, str) else TrialState[st.name],
                     None if s is None else json.loads(s), None if f is None else json.loads(f))
                 for k, n, st, s, f in out]
+
+    def state_of(self, trial_id: int) -> TrialState:
+        from sqlalchemy import text
+
+        with self.engine.connect() as c:
+            return TrialState[c.execute(text("SELECT state FROM trials WHERE trial_id = :t"), {"t": trial_id}).scalar()]
+
+    def finish(self, trial_id: int, state: TrialState, value: float | None, user: dict[str, Any]) -> bool:
+        from optuna.storages._rdb import models
+        from sqlalchemy import text
+
+        with self.engine.begin() as c:
+            # The state first: one conditional write takes the row (on SQLite the write lock) and
+            # says whether this worker still holds the trial.
+            n = c.execute(text(f"UPDATE trials SET state = '{state.name}', datetime_complete = :now "
+                               f"WHERE trial_id = :t AND state = '{_RUNNING}'"),
+                          {"now": _utc_now(), "t": trial_id}).rowcount
+            if n != 1:
+                return False
+            if user:
+                self._upsert(c, "trial_user_attributes", [(trial_id, k, v) for k, v in user.items()])
+            if value is not None:
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                c.execute(text("INSERT INTO trial_values (trial_id, objective, value, value_type) "
+                               "VALUES (:t, 0, :v, :k)"), {"t": trial_id, "v": stored, "k": kind.name})
+        return True
 
     def write_attrs(self, trial_id: int, user: dict[str, Any] | None = None,
                     system: dict[str, Any] | None = None) -> None:
