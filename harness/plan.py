@@ -32,7 +32,7 @@ from harness.config import (
     flatten,
     short_axis_name,
 )
-from harness.config.sections import MAX_STEPS
+from harness.config.sections import EXECUTION_KEYS, MAX_STEPS
 from harness.files import atomic_write_text, kind, one_line
 from harness.records import trial_dir, verify_trial
 from harness.study import SearchStudy
@@ -290,7 +290,7 @@ def _fixed_settings(raw: dict) -> dict[str, Any]:
     flat = {}
     for section in GRIDDABLE_SECTIONS:
         for k, v in flatten(_mapping(raw, section), section + ".").items():
-            if k not in axes and not (k in _ADDED_LATER and v == _ADDED_LATER[k]):
+            if k not in axes and k not in EXECUTION_KEYS and not (k in _ADDED_LATER and v == _ADDED_LATER[k]):
                 flat[k] = v
     return flat
 

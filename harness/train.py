@@ -11,7 +11,10 @@ evaluation points, probe, test, the runs row). The pieces it uses follow it:
 - `Instruments`: what is recorded (curves rows; with `train.instrument`, gradient norms and update
   ratios per parameter group and the gradient-reach probe);
 - `PhaseClock`: seconds per phase (training, dev evaluation, probe and recording), as AlgoPerf
-  keeps submission time apart from evaluation time.
+  keeps submission time apart from evaluation time;
+- `Checkpoint`: with `train.checkpoint_every`, the whole state of the trial every N steps in one file
+  (weights, Adam, the running sums, the best-dev state, the instruments', the recorder's rows, the
+  random states, the seconds so far), from which an interrupted trial resumes bit-identically.
 
 Where the host waits on the device: a training step reads nothing back. The host reads device
 values only at an evaluation point (every `eval_every` steps and at the last step: the running sums,
@@ -29,11 +32,15 @@ import datetime as dt
 import functools
 import hashlib
 import math
+import os
 import platform
 import re
+import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +53,7 @@ from harness.config import ConfigError, TrainConfig, TrialSpec
 from harness.data import Dataset, EncodedSplit
 from harness.models import build_model, param_groups, read_positions
 from harness.models.precision import upcast
-from harness.records import TrialRecorder
+from harness.records import TrialRecorder, trial_dir
 
 Autocast = Callable[[], contextlib.AbstractContextManager]  # a fresh autocast context per call
 
@@ -131,13 +138,18 @@ def provenance(device: torch.device) -> dict[str, str | None]:
 
 # ----------------------------------------------------------------------------- the trial
 
-def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: TrialRecorder
-              ) -> dict[str, Any]:
+def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: TrialRecorder,
+              checkpoint: Path | None = None) -> dict[str, Any]:
     """Train and evaluate one trial. Returns the trial's runs row (also set on the recorder).
 
     One linear story, so longer than the rest: build (seeded), probe at step 0, the training loop
     with an evaluation point every `eval_every` steps, probe at the end, test the best-dev weights,
-    the runs row."""
+    the runs row.
+
+    `checkpoint` (a file path; the runner's is DIR/trials/.ckpt-<trial_id>.pt): when the file holds a
+    checkpoint of this trial, training resumes from it and ends bit-identical to an uninterrupted run on
+    the same machine (timings aside); with `train.checkpoint_every` N > 0 the trial's state is saved
+    there every N steps; the file is deleted when the trial ends (complete, diverged, pruned, stopped)."""
     clock = PhaseClock(device)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     tc, mc = spec.train, spec.model
@@ -153,10 +165,16 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     instruments = Instruments(
         model, groups, ProbeBatch.first(dev, data, tc.probe_size, mc.readout, mc.num_layers), autocast,
         recorder, clock, on=tc.instrument, probe_at=set(metrics.log_spaced_steps(total_steps, tc.probe_points)))
-    instruments.probe(0, "init")
-
     sums, best = RunningSums.start(len(groups.names), device), BestDev()
     step, epoch, samples_seen, stop = 0, 0.0, 0, None
+    ckpt = Checkpoint(checkpoint, tc.checkpoint_every, spec.trial_id, total_steps)
+    saved = ckpt.load(device)
+    if saved is None:
+        instruments.probe(0, "init")
+    else:  # resume: everything as it was after step saved["step"]
+        step, epoch, samples_seen = saved["step"], saved["epoch"], saved["samples_seen"]
+        started_at = saved["started_at"]
+        ckpt.restore(saved, model, optimizer, sums, best, instruments, clock, recorder, device)
     status, error = "complete", None
     # On a CPU, vanishing gradients underflow into float32 denormals, which are slow to compute with
     # (the per-step gradient norms cost 10-20x more); training flushes them to zero, the probe not.
@@ -164,32 +182,33 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     torch.set_flush_denormal(flush)
     clock.switch("train")
     try:
-        for epoch, idx in _batches(train.n, tc, steps_per_epoch, total_steps, seeds.data_order, device):
+        for epoch, idx in _batches(train.n, tc, steps_per_epoch, total_steps, seeds.data_order, device, start=step):
             batch = train.batch(idx)  # (B, T), (B,), (B,)[, (B,)]
             out = train_step(model, optimizer, batch, autocast, tc.grad_clip, groups if tc.instrument else None)
             step += 1
             samples_seen += len(idx)
             sums.add(out, len(idx))
             instruments.after_step(step, out, flush_after=flush)
-            if step % tc.eval_every != 0 and step != total_steps:  # not an evaluation point
-                continue
-            with clock.phase("eval"):  # an evaluation point
-                sums.check_finite()
-                dev_loss, dev_acc, _ = evaluate(model, dev, tc.eval_batch_size, autocast)
-                if not math.isfinite(dev_loss):
-                    raise Diverged(f"non-finite dev loss at step {step}")
-                train_s = clock.seconds["train"]
-                instruments.record_eval(step, epoch, samples_seen, train_s, sums, dev_loss, dev_acc)
-                best.update(model, dev_loss, dev_acc, step, samples_seen, train_s, tc.target_dev_acc)
-                sums.reset()
-                if recorder.report_eval(step, dev_acc):
-                    stop = "pruned"
-                elif tc.stop_at_target and best.target_hit is not None:
-                    stop = "target"
-                elif step - best.last_improve >= tc.require_improvement:
-                    stop = "early_stop"
-            if stop:
-                break
+            if step % tc.eval_every == 0 or step == total_steps:  # an evaluation point
+                with clock.phase("eval"):
+                    sums.check_finite()
+                    dev_loss, dev_acc, _ = evaluate(model, dev, tc.eval_batch_size, autocast)
+                    if not math.isfinite(dev_loss):
+                        raise Diverged(f"non-finite dev loss at step {step}")
+                    train_s = clock.seconds["train"]
+                    instruments.record_eval(step, epoch, samples_seen, train_s, sums, dev_loss, dev_acc)
+                    best.update(model, dev_loss, dev_acc, step, samples_seen, train_s, tc.target_dev_acc)
+                    sums.reset()
+                    stop = _stop_reason(recorder, tc, best, step, dev_acc)
+                if stop:
+                    break
+            if ckpt.due(step):
+                with clock.phase("other"):
+                    ckpt.save(step=step, epoch=epoch, samples_seen=samples_seen, started_at=started_at,
+                              model=model.state_dict(), optimizer=optimizer.state_dict(), sums=sums.state(),
+                              best=best.state_dict(), instruments=instruments.state(), clock=clock.state(),
+                              rows={t: rows for t, rows in recorder.rows.items() if t != "runs"},
+                              rng=rng_states(device))
     except Diverged as e:
         status, error = "diverged", str(e)
     finally:
@@ -211,7 +230,124 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         **machine_columns(device), "started_at": started_at, "dataset": data.name, "data_id": data.data_id,
     }
     recorder.set_run(**settings_columns(spec), **row)
+    ckpt.remove()  # the trial ended: its checkpoint has served
     return recorder.rows["runs"][0]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+CHECKPOINT_FORMAT = 1  # what a checkpoint file holds (run_trial); one of another format is not resumed
+
+
+def checkpoint_path(results_dir: str | Path, trial_id: str) -> Path:
+    """Where a trial's checkpoint lives: DIR/trials/.ckpt-<trial_id>.pt (a hidden file: loaders,
+    progress and the damage check skip it), on the folder every worker of the run shares."""
+    return trial_dir(results_dir, trial_id).parent / f".ckpt-{trial_id}.pt"
+
+
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """Every random state training draws from: the global CPU generator (dropout on a CPU) and, on
+    CUDA, the device's (dropout there). Data order has a generator of its own, re-derived from its seed."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_rng(rng: dict[str, Any], device: torch.device) -> None:
+    """Put back `rng_states`'s states (byte tensors, on the CPU whatever map_location loaded them to)."""
+    torch.set_rng_state(rng["cpu"].cpu())
+    if device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+
+
+class Checkpoint:
+    """A trial's checkpoint file (`path`; None: no checkpoints): saved every `every` steps before the
+    last (`due`, `save`: atomically, a temporary file then os.replace), read back at the start
+    (`load`, `restore`), deleted at the end (`remove`)."""
+
+    def __init__(self, path: Path | None, every: int, trial_id: str, total_steps: int):
+        self.path, self.every, self.trial_id, self.total_steps = path, every, trial_id, total_steps
+
+    def due(self, step: int) -> bool:
+        """Whether to save after training step `step` (never after the last: the trial ends there)."""
+        return self.path is not None and self.every > 0 and step % self.every == 0 and step < self.total_steps
+
+    def save(self, **state: Any) -> None:
+        """torch.save `state` (with the format, trial id and step budget that `load` checks) to the
+        path atomically: a temporary file beside it (fsynced), then os.replace. A file that cannot be
+        written (disk full, no permission) is a warning, not the trial's end: the trial goes on."""
+        assert self.path is not None
+        tmp = self.path.with_name(f"{self.path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                torch.save({"format": CHECKPOINT_FORMAT, "trial_id": self.trial_id,
+                            "total_steps": self.total_steps, **state}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as e:
+            warnings.warn(f"checkpoint {self.path} not written ({e}); trial {self.trial_id} goes on",
+                          RuntimeWarning, stacklevel=2)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def load(self, device: torch.device) -> dict[str, Any] | None:
+        """The checkpoint of this trial, or None (no path, no file; or a file that cannot be read or is
+        not this trial's: a warning says so and the trial starts from step 0). The file is the
+        harness's own, in the run's results folder, so it is read as a full pickle (rows hold numpy
+        scalars)."""
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            saved = torch.load(self.path, map_location=device, weights_only=False)
+            if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"not a checkpoint of format {CHECKPOINT_FORMAT}")
+            if saved["trial_id"] != self.trial_id or saved["total_steps"] != self.total_steps:
+                raise ValueError(f"it is trial {saved['trial_id']}'s of {saved['total_steps']} steps, not "
+                                 f"{self.trial_id}'s of {self.total_steps}")
+        except Exception as e:  # any unreadable or foreign file: start over rather than fail the trial
+            warnings.warn(f"checkpoint {self.path} not resumed ({type(e).__name__}: {e}); trial {self.trial_id} "
+                          f"starts from step 0", RuntimeWarning, stacklevel=3)
+            return None
+        return saved
+
+    @staticmethod
+    def restore(saved: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                sums: RunningSums, best: BestDev, instruments: Instruments, clock: PhaseClock,
+                recorder: TrialRecorder, device: torch.device) -> None:
+        """Put back what `saved` holds: weights, Adam's state, the running sums, the best-dev state,
+        the instruments', the clock's seconds, the recorder's rows so far and (last: building the
+        model drew from them) the random states. The Optuna reports of the evaluation points before
+        the checkpoint are made again (the trial went on past them, so their answers are not asked)."""
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        sums.restore(saved["sums"])
+        best.restore(saved["best"])
+        instruments.restore(saved["instruments"])
+        clock.restore(saved["clock"])
+        recorder.rows.update({t: list(rows) for t, rows in saved["rows"].items()})
+        for row in recorder.rows["curves"]:
+            recorder.report_eval(row["step"], row["dev_acc"])
+        restore_rng(saved["rng"], device)
+
+    def remove(self) -> None:
+        """Delete the checkpoint (the trial ended); one that cannot be deleted is left (never resumed:
+        the trial is done)."""
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+
+
+def _stop_reason(recorder: TrialRecorder, tc: TrainConfig, best: BestDev, step: int, dev_acc: float) -> str | None:
+    """Why the trial stops at this evaluation point, or None: pruned by its recorder, reached the target
+    with `stop_at_target`, or no dev-loss improvement for `require_improvement` steps."""
+    if recorder.report_eval(step, dev_acc):
+        return "pruned"
+    if tc.stop_at_target and best.target_hit is not None:
+        return "target"
+    if step - best.last_improve >= tc.require_improvement:
+        return "early_stop"
+    return None
 
 
 def _seeded_model(spec: TrialSpec, data: Dataset, device: torch.device, seeds: Seeds) -> torch.nn.Module:
@@ -241,16 +377,25 @@ def _budget(tc: TrainConfig, n_train: int) -> tuple[int, int]:
     return steps_per_epoch, total_steps if tc.max_steps is None else min(total_steps, tc.max_steps)
 
 
-def _batches(n: int, tc: TrainConfig, steps_per_epoch: int, total_steps: int, seed: int, device: torch.device
-             ) -> Iterator[tuple[float, Tensor]]:
+def _batches(n: int, tc: TrainConfig, steps_per_epoch: int, total_steps: int, seed: int, device: torch.device,
+             start: int = 0) -> Iterator[tuple[float, Tensor]]:
     """For each training step, (epoch reached, as a fraction; the batch's example indices (B,) on the
     device): each epoch a permutation of the n examples (drawn from a generator of its own, seeded
-    `seed`; in order without train.shuffle) cut into `steps_per_epoch` batches; `total_steps` in all."""
+    `seed`; in order without train.shuffle) cut into `steps_per_epoch` batches; `total_steps` in all.
+    `start`: the steps already taken (a resumed trial): they are skipped, their orders still drawn."""
     order_gen = torch.Generator().manual_seed(seed)
     bs, step = tc.batch_size, 0
     for epoch in range(tc.epochs):
+        if step + steps_per_epoch <= start:  # an epoch a resumed trial has done: draw its order only
+            if tc.shuffle:
+                torch.randperm(n, generator=order_gen)
+            step += steps_per_epoch
+            continue
         order = (torch.randperm(n, generator=order_gen) if tc.shuffle else torch.arange(n)).to(device)
         for b in range(steps_per_epoch):
+            if step < start:
+                step += 1
+                continue
             yield epoch + (b + 1) / steps_per_epoch, order[b * bs:(b + 1) * bs]
             step += 1
             if step >= total_steps:
@@ -423,6 +568,14 @@ class RunningSums:
         self.group_sum = torch.zeros(len(self.group_sum), device=self.group_sum.device)
         self.interval_steps, self.samples_interval = 0, 0
 
+    def state(self) -> dict[str, Any]:
+        """For a checkpoint: every field (the tensors as they are, mid-interval)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for f in self.__dataclass_fields__:
+            setattr(self, f, state[f])
+
 
 @dataclass
 class BestDev:
@@ -445,6 +598,14 @@ class BestDev:
         if dev_loss < self.loss:
             self.loss, self.step, self.last_improve = dev_loss, step, step
             self.state = copy.deepcopy(model.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        """For a checkpoint: every field (the best weights included)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for f in self.__dataclass_fields__:
+            setattr(self, f, state[f])
 
     def columns(self) -> dict[str, Any]:
         """The runs row's best_dev_acc and best_step (null when no evaluation point was reached)."""
@@ -487,6 +648,18 @@ class PhaseClock:
         left = self.switch(name)
         yield
         self.switch(left)
+
+    def state(self) -> dict[str, Any]:
+        """For a checkpoint: the seconds per phase so far and the wall seconds since the start."""
+        seconds = dict(self.seconds)
+        seconds[self.current] += time.perf_counter() - self._since
+        return {"seconds": seconds, "wall_s": time.perf_counter() - self._start}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from a checkpoint's `state`: its seconds added to the phases, its wall seconds to wall_s."""
+        for phase, s in state["seconds"].items():
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + s
+        self._start -= state["wall_s"]
 
     def columns(self, samples: int) -> dict[str, Any]:
         """The runs row's timing columns, seconds; samples_per_s counts training time only."""
@@ -606,6 +779,16 @@ class Instruments:
         self.recorder.add_many("grad_norms", [
             {"step": step, "group": g, "grad_norm": gmean[i], "update_ratio": metrics.update_ratio(dsq[i], psq[i])}
             for i, g in enumerate(self.groups.names)])
+
+    def state(self) -> dict[str, Any]:
+        """For a checkpoint: the parameters at the previous evaluation point, the first gradient norm
+        and the vanishing ratios so far."""
+        return {"prev_params": self.prev_params, "grad_norm_init": self.grad_norm_init,
+                "vanishing": dict(self.vanishing)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.prev_params, self.grad_norm_init = state["prev_params"], state["grad_norm_init"]
+        self.vanishing = dict(state["vanishing"])
 
     def columns(self) -> dict[str, Any]:
         """The runs row's grad_norm_init / _final and vanishing_ratio_init / _final (null when off)."""

@@ -10,6 +10,10 @@ as every trial of the group trains in the same wall time. On a CPU with dropout 
 float tolerance (tests/test_train_fused.py); on CUDA dropout masks are per-trial streams that differ
 from an unfused run's.
 
+With a `checkpoint` path (the runner's: the file of the group's first trial id) and `train.checkpoint_every`,
+the group's whole state is saved every N steps and a run of the same trials resumes from it, as
+`run_trial` does for one trial (bit-identical on the same machine, timings aside).
+
 Trials fuse when `fusable_key` agrees: everything but the per-trial settings in `PER_TRIAL_KEYS`.
 
 `train.cuda_graph` (harness.fused_step): the training step runs on static buffers (every batch full:
@@ -20,11 +24,13 @@ recording stay eager. On a CPU the static step runs eagerly (`harness run` refus
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,7 +51,7 @@ from harness.models.fused import (
 )
 from harness.models.precision import upcast
 from harness.records import TrialRecorder
-from harness.train import Seeds, device_label, provenance, settings_columns, sync
+from harness.train import Checkpoint, Seeds, device_label, provenance, restore_rng, rng_states, settings_columns, sync
 
 __all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "check_cuda_graph", "fuse_size", "fusable_key", "group_specs",
            "run_fused"]
@@ -172,9 +178,12 @@ def _stop_reason(t: _Trial, step: int, dev_acc: float) -> str | None:
 
 
 def run_fused(specs: Sequence[TrialSpec], data: Dataset, device: torch.device,
-              recorders: Sequence[TrialRecorder]) -> list[dict[str, Any]]:
+              recorders: Sequence[TrialRecorder], checkpoint: Path | None = None) -> list[dict[str, Any]]:
     """Train and evaluate K fusable trials together. Returns their runs rows (also set on each
-    recorder), in the order of `specs`. Raises ValueError when the specs do not share a shape."""
+    recorder), in the order of `specs`. Raises ValueError when the specs do not share a shape.
+
+    `checkpoint`: as run_trial's, for the group (a checkpoint of the same trials in the same order
+    is resumed; `train.checkpoint_every` N > 0 saves one every N steps; deleted at the end)."""
     if not specs or len(specs) != len(recorders):
         raise ValueError(f"run_fused: {len(specs)} specs and {len(recorders)} recorders")
     keys = [fusable_key(s) for s in specs]
@@ -183,13 +192,14 @@ def run_fused(specs: Sequence[TrialSpec], data: Dataset, device: torch.device,
             diff = sorted(set(key) ^ set(keys[0]))
             raise ValueError(f"run_fused: trial {s.trial_id} differs from {specs[0].trial_id} in a shared "
                              f"setting: {[d[0] for d in diff if isinstance(d, tuple)] or 'data_id'}")
-    return _FusedRun(list(specs), data, device, list(recorders)).run()
+    return _FusedRun(list(specs), data, device, list(recorders), checkpoint).run()
 
 
 class _FusedRun:
     def __init__(self, specs: list[TrialSpec], data: Dataset, device: torch.device,
-                 recorders: list[TrialRecorder]):
+                 recorders: list[TrialRecorder], checkpoint: Path | None = None):
         self.t_start = time.perf_counter()
+        self.checkpoint = checkpoint
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.specs, self.data, self.device = specs, data, device
         self.k = k = len(specs)
@@ -275,33 +285,21 @@ class _FusedRun:
     def run(self) -> list[dict[str, Any]]:
         """Train the group to the end and return each trial's runs row. One linear story (as
         train.run_trial), so longer than the rest."""
-        tc, device, k = self.tc, self.device, self.k
+        tc, device = self.tc, self.device
         train = self.train
         bs = tc.batch_size
         steps_per_epoch, total_steps = self.budget()
         probe_at = set(metrics.log_spaced_steps(total_steps, tc.probe_points))
-        if tc.instrument:
-            self.probe(0, "init", list(range(k)))
-
-        zeros = torch.zeros(k, device=device)
-        self.loss_sum, self.correct_sum, self.gnorm_sum = zeros.clone(), zeros.clone(), zeros.clone()
-        self.nonfinite_at = zeros - 1
-        self.group_sum = torch.zeros(self.n_groups, k, device=device)
-        step_counter = torch.zeros((), device=device)
-        grad_norm_init: Tensor | None = None
-        self.prev_params = [p.detach().clone() for p in self.params]
-        self.best_params = [p.detach().clone() for p in self.params]
-        self.interval_steps, self.samples_interval, samples_seen, self.train_s = 0, 0, 0, 0.0
-        step, epoch_float = 0, 0.0
+        ckpt = Checkpoint(self.checkpoint, tc.checkpoint_every, ",".join(s.trial_id for s in self.specs), total_steps)
+        step, epoch_float, samples_seen, step_counter, grad_norm_init = self.begin(ckpt.load(device))
+        start = step
         sync(device)
         self.t_resume = time.perf_counter()
         self.flush = device.type == "cpu"  # as run_trial: flush float32 denormals while training
         torch.set_flush_denormal(self.flush)
         try:
-            for epoch in range(tc.epochs):
-                orders = torch.stack([torch.randperm(train.n, generator=g) if tc.shuffle else torch.arange(train.n)
-                                      for g in self.order_gens]).to(device)  # (K, N)
-                for b in range(steps_per_epoch):
+            for epoch, orders in self.epoch_orders(start // steps_per_epoch):
+                for b in range(max(0, start - epoch * steps_per_epoch), steps_per_epoch):
                     idx = orders[:, b * bs:(b + 1) * bs]  # (K, B)
                     y = train.labels[idx]
                     loss_d, logits, group_sq, total_norm = self.step_fn(train.tokens[idx], train.lengths[idx], y)
@@ -329,6 +327,8 @@ class _FusedRun:
                             break
                     if step >= total_steps:
                         break
+                    if ckpt.due(step):
+                        self.save(ckpt, step, epoch_float, samples_seen, step_counter, grad_norm_init)
                 if not self.active() or step >= total_steps:
                     break
             sync(device)
@@ -338,7 +338,94 @@ class _FusedRun:
         for kk in self.active():  # ran to the budget
             self.end_trial(kk, step, epoch_float, samples_seen, self.train_s)
         self.grad_norm_init = grad_norm_init.tolist() if grad_norm_init is not None else None
-        return self.finish()
+        rows = self.finish()
+        ckpt.remove()  # the group ended: its checkpoint has served
+        return rows
+
+    def begin(self, saved: dict[str, Any] | None) -> tuple[int, float, int, Tensor, Tensor | None]:
+        """The training loop's starting point: step 0 (after the probe at init), or where the checkpoint
+        `saved` left off. Returns (step, epoch, samples seen, the step counter on the device, the first
+        gradient norm)."""
+        k, device = self.k, self.device
+        if self.tc.instrument and saved is None:
+            self.probe(0, "init", list(range(k)))
+        zeros = torch.zeros(k, device=device)
+        self.loss_sum, self.correct_sum, self.gnorm_sum = zeros.clone(), zeros.clone(), zeros.clone()
+        self.nonfinite_at = zeros - 1
+        self.group_sum = torch.zeros(self.n_groups, k, device=device)
+        self.prev_params = [p.detach().clone() for p in self.params]
+        self.best_params = [p.detach().clone() for p in self.params]
+        self.interval_steps, self.samples_interval, self.train_s = 0, 0, 0.0
+        if saved is not None:
+            return self.restore(saved)
+        return 0, 0.0, 0, torch.zeros((), device=device), None
+
+    def epoch_orders(self, first: int) -> Any:
+        """For each epoch from `first` on, (epoch, each trial's order of the training examples (K, N) on
+        the device). The orders of the epochs before `first` (a resumed group's) are drawn, not used."""
+        n = self.train.n
+        for epoch in range(self.tc.epochs):
+            orders = torch.stack([torch.randperm(n, generator=g) if self.tc.shuffle else torch.arange(n)
+                                  for g in self.order_gens])  # (K, N)
+            if epoch >= first:
+                yield epoch, orders.to(self.device)
+
+    # ------------------------------------------------------------------------- checkpoints
+    _TRIAL_STATE = tuple(f.name for f in dataclasses.fields(_Trial) if f.name not in ("spec", "recorder"))
+
+    def save(self, ckpt: Checkpoint, step: int, epoch: float, samples_seen: int, step_counter: Tensor,
+             grad_norm_init: Tensor | None) -> None:
+        """Write the group's checkpoint after `step`; its seconds are not training time."""
+        sync(self.device)
+        now = time.perf_counter()
+        opt = self.optimizer
+        ckpt.save(
+            step=step, epoch=epoch, samples_seen=samples_seen, step_counter=step_counter,
+            grad_norm_init=grad_norm_init, started_at=self.started_at,
+            model=self.model.state_dict(),
+            adam={"exp_avg": opt.exp_avg, "exp_avg_sq": opt.exp_avg_sq, "steps": opt.steps},
+            dropout=[g.get_state() if g is not None else None for g in self.model.generators],
+            rng=rng_states(self.device), active=self.active_t,
+            sums={"loss_sum": self.loss_sum, "correct_sum": self.correct_sum, "gnorm_sum": self.gnorm_sum,
+                  "nonfinite_at": self.nonfinite_at, "group_sum": self.group_sum,
+                  "interval_steps": self.interval_steps, "samples_interval": self.samples_interval},
+            prev_params=self.prev_params, best_params=self.best_params,
+            trials=[{f: getattr(t, f) for f in self._TRIAL_STATE} for t in self.trials],
+            rows=[{name: rows for name, rows in t.recorder.rows.items() if name != "runs"} for t in self.trials],
+            timing={"train_s": self.train_s + (now - self.t_resume), "eval_s": self.eval_s, "probe_s": self.probe_s,
+                    "wall_s": now - self.t_start})
+        self.t_resume += time.perf_counter() - now
+
+    @torch.no_grad()
+    def restore(self, saved: dict[str, Any]) -> tuple[int, float, int, Tensor, Tensor | None]:
+        """Put back a checkpoint (tensors the step holds, in place); returns the loop's (step, epoch,
+        samples seen, step counter, first gradient norm). The random states last; the Optuna reports
+        of the evaluation points before it are made again (their answers are not asked)."""
+        self.model.load_state_dict(saved["model"])
+        opt, adam = self.optimizer, saved["adam"]
+        torch._foreach_copy_(opt.exp_avg, adam["exp_avg"])
+        torch._foreach_copy_(opt.exp_avg_sq, adam["exp_avg_sq"])
+        opt.steps.copy_(adam["steps"])
+        torch._foreach_copy_(self.prev_params, saved["prev_params"])
+        torch._foreach_copy_(self.best_params, saved["best_params"])
+        self.active_t.copy_(saved["active"])
+        for name, value in saved["sums"].items():
+            setattr(self, name, value)
+        for t, state, rows in zip(self.trials, saved["trials"], saved["rows"]):
+            for name, value in state.items():
+                setattr(t, name, value)
+            t.recorder.rows.update({name: list(r) for name, r in rows.items()})
+            for row in t.recorder.rows["curves"]:
+                t.recorder.report_eval(row["step"], row["dev_acc"])
+        timing = saved["timing"]
+        self.train_s, self.eval_s, self.probe_s = timing["train_s"], timing["eval_s"], timing["probe_s"]
+        self.t_start -= timing["wall_s"]
+        self.started_at = saved["started_at"]
+        for gen, state in zip(self.model.generators, saved["dropout"]):
+            if gen is not None:
+                gen.set_state(state.cpu())
+        restore_rng(saved["rng"], self.device)
+        return saved["step"], saved["epoch"], saved["samples_seen"], saved["step_counter"], saved["grad_norm_init"]
 
     def budget(self) -> tuple[int, int]:
         """Steps per epoch and the total steps (epochs, capped by max_steps), as run_trial counts them.

@@ -25,6 +25,7 @@ from harness.config.grid import expand_grid, make_spec, stable_hash
 from harness.config.overrides import apply_overrides, load_config, parse_override
 from harness.config.sections import (
     AXIS_ALIASES,
+    EXECUTION_KEYS,
     GRIDDABLE_SECTIONS,
     NOT_GRIDDABLE,
     SECTIONS,
@@ -57,7 +58,7 @@ __all__ = [
     "DataConfig", "ExperimentConfig", "ModelConfig", "Objective", "ParamSpec", "RunConfig", "StudyConfig",
     "SynthConfig", "TrainConfig", "TrialSpec", "apply_overrides", "config_from_dict", "expand_grid", "flatten",
     "load_config", "lookup_field", "make_spec", "parse_override", "short_axis_name", "stable_hash",
-    "AdaptiveConfig", "arm_keys",
+    "AdaptiveConfig", "arm_keys", "EXECUTION_KEYS",
 ]
 
 

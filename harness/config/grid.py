@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.config.arms import ARM
 from harness.config.experiment import ExperimentConfig, TrialSpec
-from harness.config.sections import GRIDDABLE_SECTIONS, short_axis_name
+from harness.config.sections import EXECUTION_KEYS, GRIDDABLE_SECTIONS, short_axis_name
 
 
 def stable_hash(obj: Any, n: int = 12) -> str:
@@ -65,6 +65,9 @@ def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: 
         identity["train"].pop("cuda_graph")
     if not identity["train"]["stop_at_target"]:  # added later: trials without it keep their ids
         identity["train"].pop("stop_at_target")
+    for key in EXECUTION_KEYS:  # how a trial runs (e.g. train.checkpoint_every), not what it computes
+        section, name = key.split(".")
+        identity[section].pop(name, None)
     identity["data_id"] = data_id
     if tag:
         identity["tag"] = tag

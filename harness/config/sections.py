@@ -132,6 +132,12 @@ class TrainConfig:
         "capture the fused training step (forward, loss, backward, gradient norms, clipping, Adam) in a "
         "CUDA graph and replay it every step; forces drop_last (static shapes); needs a CUDA device "
         "(refused at `harness run` start otherwise); evaluation and the probe stay eager"))
+    checkpoint_every: int = field(default=0, metadata=_meta(
+        "save the trial's whole state every this many optimizer steps to DIR/trials/.ckpt-<trial_id>.pt "
+        "(written atomically, deleted when the trial ends) and resume from it, bit-identically, when the "
+        "trial starts again after an interruption (Ctrl-C, kill -9, a requeue); 0: off. How a trial runs, "
+        "not what it computes: left out of trial ids, not a grid axis, may change between runs into one "
+        "directory", min=0, max=MAX_STEPS))
 
 
 @dataclass
@@ -156,7 +162,10 @@ AXIS_ALIASES = {
     "pad_size": "data.pad_size", "lr": "train.lr", "seed": "train.seed", "lag": "data.lag",
 }
 GRIDDABLE_SECTIONS = ("data", "model", "train")
-NOT_GRIDDABLE = {"data.kind", "data.dir", "data.embedding", "data.synth"}
+# Settings of how a trial runs, not of what it computes: left out of trial ids (config.grid.make_spec) and
+# of the fixed settings a resumed results directory must keep (plan._fixed_settings), and not grid axes.
+EXECUTION_KEYS = frozenset({"train.checkpoint_every"})
+NOT_GRIDDABLE = {"data.kind", "data.dir", "data.embedding", "data.synth", *EXECUTION_KEYS}
 
 
 def short_axis_name(dotted: str) -> str:
