@@ -1,8 +1,6 @@
 """Shards are written atomically, with the tables' schemas, and the five tables come back with the
 documented columns and the same dtypes whatever the rows hold."""
 
-import re
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -107,16 +105,6 @@ def test_a_value_of_the_wrong_type_names_its_column(tmp_path):
     rec.set_run(status="complete", steps="many")
     with pytest.raises(ValueError, match="column 'steps'"):
         rec.tables()
-
-
-def test_readme_documents_every_schema_column():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    for table, cols in schema.COLUMNS.items():
-        row = next(line for line in readme.splitlines() if line.startswith(f"| `{table}` |"))
-        named = set(re.findall(r"`([a-z_0-9.]+)`", row.split(" | ")[2]))
-        assert set(cols) - {"trial_id"} <= named, (table, set(cols) - named)
-        if table == "runs":
-            assert named <= set(cols), named - set(cols)
 
 
 def test_load_returns_typed_results_that_still_read_like_a_dict(tmp_path):
