@@ -12,7 +12,9 @@ median of 30 further claims, in ms.
 `throughput`: a tiny grid (`--trials` trials of ~50 ms of training each) run by one `harness run`
 with W workers, and by K commands started together with one worker each (each its own results
 folder, as K machines), on each storage. Reports trials/s (trials over the wall time of the whole
-run, start-up included), the number of queue entries (one per trial when the enqueue is done once)
+run, start-up included), steady trials/s (between the first and the last trial to finish: without
+the commands' start-up, which on one machine K commands pay K times on the same cores), the number
+of queue entries (one per trial when the enqueue is done once)
 and whether every trial ran exactly once (each trial id in one folder only). The ratio compares K
 commands with one command of K workers: the same number of processes training.
 """
@@ -120,12 +122,16 @@ def throughput(url: str | None, tmp: Path, trials: int, commands: int, workers: 
     wall = time.perf_counter() - t0
     from harness.records import load
 
-    ids = [tid for o in outs for tid in load(o)["runs"]["trial_id"]]
+    runs = [load(o)["runs"] for o in outs]
+    ids = [tid for r in runs for tid in r["trial_id"]]
+    finished = sorted(t.timestamp() + w for r in runs for t, w in zip(r["started_at"], r["wall_s"]))
     storage = open_storage(outs[0], url)
     entries = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
     if url and "://" in url and url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage)
+    steady = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 1 else float("nan")
     return {"commands": commands, "workers": workers, "trials_per_s": round(len(set(ids)) / wall, 2),
+            "steady_per_s": round(steady, 2),
             "wall_s": round(wall, 1), "queue_entries": entries, "exactly_once": len(ids) == len(set(ids)) == trials,
             "exit_codes": sorted(set(codes))}
 
@@ -147,6 +153,7 @@ def run_throughput(trials: int, workers: list[int], commands: list[int], postgre
                 rows.append({"storage": kind, **throughput(url, tmp, trials, k, 1)})
                 one = next(r for r in rows if r["storage"] == kind and r["commands"] == 1 and r["workers"] == k)
                 rows[-1]["vs_one_command"] = round(rows[-1]["trials_per_s"] / one["trials_per_s"], 2)
+                rows[-1]["steady_vs_one"] = round(rows[-1]["steady_per_s"] / one["steady_per_s"], 2)
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
