@@ -32,7 +32,7 @@ from harness.config import (
     flatten,
     short_axis_name,
 )
-from harness.config.sections import EXECUTION_KEYS, MAX_STEPS
+from harness.config.sections import ADDED_LATER, EXECUTION_KEYS, MAX_STEPS
 from harness.files import atomic_write_text, kind, one_line
 from harness.records import trial_dir, verify_trial
 from harness.study import SearchStudy
@@ -270,11 +270,6 @@ def check_embed_dim(plan: Plan, width: int) -> None:
                           f"pretrained embeddings' width {width} ({plan.cfg.data.embedding})")
 
 
-# Settings added after results existed, with the default that means what their absence meant (their
-# trial ids leave them out at that value too: config.grid.make_spec).
-_ADDED_LATER: dict[str, Any] = {"data.lag": None, "train.cuda_graph": False}
-
-
 def _fixed_settings(raw: dict) -> dict[str, Any]:
     """The parts of a resolved config that must not change between runs into one directory:
     everything in data/model/train that is not a grid axis, nor set by every arm of grid.arm. (A key
@@ -290,7 +285,7 @@ def _fixed_settings(raw: dict) -> dict[str, Any]:
     flat = {}
     for section in GRIDDABLE_SECTIONS:
         for k, v in flatten(_mapping(raw, section), section + ".").items():
-            if k not in axes and k not in EXECUTION_KEYS and not (k in _ADDED_LATER and v == _ADDED_LATER[k]):
+            if k not in axes and k not in EXECUTION_KEYS and not (k in ADDED_LATER and v == ADDED_LATER[k]):
                 flat[k] = v
     return flat
 

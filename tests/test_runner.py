@@ -2,6 +2,7 @@
 refusal of conflicting configs, `harness status`."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from conftest import ROOT, sigint_default, tiny_raw
 from harness import records, runner
 from harness import storage as storage_mod
 from harness.config import ConfigError, config_from_dict
+from harness.config.sections import ADDED_LATER
+from harness.plan import load_results_config
 from harness.queue import set_system_attrs
 from harness.status import format_status, status
 from harness.storage import STALE_AFTER_S, open_storage, pid_alive, worker_alive
@@ -141,20 +144,26 @@ def test_grid_may_grow_but_fixed_settings_may_not_change(tmp_path):
         runner.run(config_from_dict(raw), tmp_path, workers=1, device="cpu", threads=1, progress=False)
 
 
-def test_results_from_before_cuda_graph_existed_resume(tmp_path):
-    # A results folder written before train.cuda_graph existed (the bench folders of an earlier
-    # version): its absence meant False, and the trial ids leave it out at False, so it resumes.
+@pytest.mark.parametrize("key", sorted(ADDED_LATER))
+def test_results_from_before_a_later_key_existed_resume(tmp_path, key):
+    # A results folder written before the key existed: its absence meant the ADDED_LATER value, and
+    # the trial ids leave it out at that value, so the folder resumes with the same trial ids; setting
+    # it to another value is a change of a fixed setting.
     from harness.plan import check_compatible, make_plan, write_config
 
-    raw = tiny_raw("cg", {"cell": ["lstm"], "pad_size": [12]})
+    raw = tiny_raw("later", {"cell": ["lstm"], "pad_size": [12]})
     plan = make_plan(config_from_dict(raw), tmp_path)
     write_config(plan)
+    section, name = key.split(".")
     old = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert old["train"].pop("cuda_graph") is False
+    assert old[section].pop(name) == ADDED_LATER[key]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     check_compatible(plan)  # no complaint
-    raw["train"] = {**raw.get("train", {}), "cuda_graph": True}
-    with pytest.raises(ConfigError, match=r"other fixed settings \(train.cuda_graph: '<grid axis>' -> True"):
+    assert [s.trial_id for s in make_plan(load_results_config(tmp_path), tmp_path).specs] == \
+        [s.trial_id for s in plan.specs]
+    other = {"data.lag": 4, "train.cuda_graph": True, "train.stop_at_target": True}[key]
+    raw[section] = {**raw.get(section, {}), name: other}
+    with pytest.raises(ConfigError, match=rf"other fixed settings \({re.escape(key)}: '<grid axis>' -> "):
         check_compatible(make_plan(config_from_dict(raw), tmp_path))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.config.arms import ARM
 from harness.config.experiment import ExperimentConfig, TrialSpec
-from harness.config.sections import EXECUTION_KEYS, GRIDDABLE_SECTIONS, short_axis_name
+from harness.config.sections import ADDED_LATER, EXECUTION_KEYS, GRIDDABLE_SECTIONS, short_axis_name
 
 
 def stable_hash(obj: Any, n: int = 12) -> str:
@@ -59,12 +59,10 @@ def make_spec(cfg: ExperimentConfig, data_id: str, values: dict[str, Any], tag: 
     # Where the data came from and the synthetic settings are captured by data_id.
     for k in ("dir", "synth"):
         identity["data"].pop(k)
-    if identity["data"]["lag"] is None:  # added later: trials without a lag keep their ids
-        identity["data"].pop("lag")
-    if not identity["train"]["cuda_graph"]:  # added later: trials without CUDA graphs keep their ids
-        identity["train"].pop("cuda_graph")
-    if not identity["train"]["stop_at_target"]:  # added later: trials without it keep their ids
-        identity["train"].pop("stop_at_target")
+    for key, absent in ADDED_LATER.items():  # trials from before the key existed keep their ids
+        section, name = key.split(".")
+        if identity[section][name] == absent:
+            identity[section].pop(name)
     for key in EXECUTION_KEYS:  # how a trial runs (e.g. train.checkpoint_every), not what it computes
         section, name = key.split(".")
         identity[section].pop(name, None)
