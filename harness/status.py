@@ -70,9 +70,12 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
                         info["stale"] += tid not in done_ids  # else it finished, but was not told so
                         continue
                     claimed = t.system_attrs.get("claimed_at", now)
+                    step = max(t.intermediate_values) if t.intermediate_values else None
                     info["running"].append({"trial_id": tid or f"{name}#{t.number}",
                                             "worker": f"{t.system_attrs.get('host')}:{t.system_attrs.get('pid')}",
-                                            "elapsed_s": now - claimed, **(t.params or {})})
+                                            "elapsed_s": now - claimed, "step": step,
+                                            "dev_acc": None if step is None else t.intermediate_values[step],
+                                            **(t.params or {})})
     info["missing"] = info["total"] - sum(info["finished"].values())
     if plan.adaptive is not None:  # decided from the shards now, as the runner decides
         from harness.adaptive import summary
@@ -112,8 +115,10 @@ def format_status(info: dict[str, Any]) -> str:
     if info["running"]:
         lines.append("running:")
         for r in info["running"]:
-            lines.append(f"  {r['trial_id']}  worker {r['worker']}  {r['elapsed_s']:.0f}s  " + " ".join(
-                f"{k}={v}" for k, v in r.items() if k not in ("trial_id", "worker", "elapsed_s")))
+            at = ("no evaluation yet" if r.get("step") is None
+                  else f"step {r['step']} dev_acc {r['dev_acc']:.3f}")  # as of its last evaluation
+            lines.append(f"  {r['trial_id']}  worker {r['worker']}  {r['elapsed_s']:.0f}s  {at}  " + " ".join(
+                f"{k}={v}" for k, v in r.items() if k not in ("trial_id", "worker", "elapsed_s", "step", "dev_acc")))
     if info["slowest"]:
         lines.append("slowest:")
         for r in info["slowest"]:

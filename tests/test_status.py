@@ -164,3 +164,27 @@ def test_status_and_report_read_a_sound_folder(finished: Path) -> None:
     assert rc == 0 and "1/1 finished" in out, err
     rc, _, err, _ = invoke(["report", str(finished)])
     assert rc == 0, err
+
+
+def test_status_shows_a_running_trials_step_and_dev_accuracy(tmp_path):
+    """A running trial's progress, as of its last evaluation (what it reported to its Optuna trial)."""
+    from harness import queue
+    from harness.config import config_from_dict
+    from harness.plan import make_plan, write_config
+    from harness.status import format_status, status
+    from harness.storage import open_storage
+
+    cfg = config_from_dict(tiny_raw("prog", {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0]}))
+    plan = make_plan(cfg, tmp_path)
+    write_config(plan)
+    study = queue.open_queue(plan, open_storage(tmp_path, None))
+    queue.enqueue_missing(plan, study)
+    (busy, key), (_, other) = queue.claim(study), queue.claim(study)
+    busy.report(0.25, 40)
+    busy.report(0.625, 80)
+    info = status(tmp_path)
+    running = {r["trial_id"]: r for r in info["running"]}
+    assert running[key]["step"] == 80 and running[key]["dev_acc"] == 0.625
+    assert running[other]["step"] is None
+    text = format_status(info)
+    assert f"{key}  worker" in text and "step 80 dev_acc 0.625" in text and "no evaluation yet" in text
