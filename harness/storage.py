@@ -81,10 +81,12 @@ def _open_locked(url: str) -> optuna.storages.RDBStorage:
     (harness.queue.backends.prepare_database) under the database's shared lock."""
     import sqlalchemy
 
-    from harness.queue.backends import database_lock, prepare_database
+    from harness.queue.backends import database_lock, is_prepared, prepare_database
 
     probe = sqlalchemy.create_engine(url, **_engine_kwargs(url))
     try:
+        if is_prepared(probe):  # the usual case: no lock, so many workers starting at once do not queue
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
         with database_lock(url, probe):
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
             prepare_database(storage.engine)

@@ -356,6 +356,20 @@ def prepare_database(engine: Any) -> None:
                            f"(value_json) WHERE key = '{name}'"))
 
 
+def is_prepared(engine: Any) -> bool:
+    """Whether Optuna's tables and the queue's indexes already exist in this database (then opening
+    it needs no lock: nothing is created)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        inspector = inspect(engine)
+        return inspector.has_table("version_info") and any(
+            ix["name"] == "ix_harness_queue" for ix in inspector.get_indexes("trials"))
+    except SQLAlchemyError:
+        return False
+
+
 @contextmanager
 def database_lock(url: str, engine: Any) -> Iterator[None]:
     """A lock every process on this database shares: a PostgreSQL advisory lock held by one
