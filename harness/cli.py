@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from harness.config import ConfigError, SynthConfig, apply_overrides, config_from_dict, load_config
+from harness.config.sections import LIVE_TRACKERS
 
 
 def _print_dry_run(doc: dict, workers: int) -> None:
@@ -41,6 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.plan import check_size
 
     cfg = load_config(args.config, args.set)
+    if args.tracker:  # --tracker NAME (repeatable) adds to run.trackers
+        cfg.run.trackers = list(dict.fromkeys([*cfg.run.trackers, *args.tracker]))
     out = Path(args.out or Path("results") / cfg.name)
     workers = args.workers or cfg.run.workers
     device = args.device or cfg.run.device
@@ -253,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--artifacts", metavar="DIR",
                    help="also store each trial's shards in this Optuna artifact store (a shared path), so "
                         "workers that do not share the results folder still reach the report")
+    r.add_argument("--tracker", action="append", default=[], choices=LIVE_TRACKERS, metavar="NAME",
+                   help="stream every trial's scalars at each evaluation to this tracker while it runs: "
+                        "tensorboard (DIR/tensorboard-live), mlflow (DIR/mlflow-live) or wandb (offline, "
+                        "DIR/wandb-live); adds to run.trackers (repeatable)")
     r.add_argument("--dry-run", action="store_true",
                    help="list the trials and their cost, making the run's checks; write nothing")
     r.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON document "

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from harness import data as data_mod
 from harness import study as study_mod
 from harness.config import ExperimentConfig, TrialSpec
+from harness.export import live
 from harness.plan import (
     Plan,
     cache_dir,
@@ -193,12 +194,14 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
         if (fuse > 1 or graph) and not key.startswith("slot:") and spec.data.lag is None:  # fused: no lag spans
             more = _claim_companions(plan, searches, trial, spec, fuse - 1, stamp) if fuse > 1 else []
             if more or graph:
-                ran += _run_group([(trial, key, spec, recorder), *more], datasets[shape], device, out_dir,
-                                  extra, cfg, store)
+                group = [(trial, key, spec, recorder), *more]
+                ran += _run_group(group, datasets[shape], device, out_dir, extra, cfg, store)
+                live.finish(r for *_, r in group)
                 continue
         with Heartbeat(trial):  # a requeued or restarted trial resumes from its checkpoint (if it left one)
             row = execute(spec, datasets[shape], device, out_dir, extra, recorder, publish=False,
                           checkpoint=checkpoint_path(out_dir, spec.trial_id))
+        live.finish([recorder])
         _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)
         ran += 1
 
@@ -275,7 +278,7 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
         recorder = None
         if len(cfg.study.objectives) == 1:  # multi-objective trials cannot report
             recorder = TrialRecorder(spec.trial_id, on_eval=_pruning_hook(trial))
-        return spec, recorder
+        return spec, live.attach(plan, spec, recorder)  # run.trackers: streamed at each evaluation
     spec = plan.by_id.get(key)
     if spec is None:
         fresh = make_plan(cfg, plan.out_dir)
@@ -284,7 +287,7 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
         spec = plan.by_id.get(key)
     if spec is None:
         return None, None
-    return spec, TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial))
+    return spec, live.attach(plan, spec, TrialRecorder(spec.trial_id, on_eval=_reporting_hook(trial)))
 
 
 def _top_up(plan: Plan, queue: Any) -> bool:

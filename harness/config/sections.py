@@ -41,6 +41,26 @@ def parse_fuse(key: str, value: Any, where: Where) -> str | int:
                       f">= 1 (trials trained together as one fused model){where(key)}")
 
 
+LIVE_TRACKERS = ("tensorboard", "mlflow", "wandb")  # what run.trackers may name (harness.export.live)
+
+
+def parse_trackers(key: str, value: Any, where: Where) -> list[str]:
+    """`run.trackers`: a list of tracker names (a comma-separated string, as `--set run.trackers=a,b`
+    may arrive, is that list); repeats dropped, order kept."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"config key '{key}': expected a list of tracker names ({', '.join(LIVE_TRACKERS)}), "
+                          f"got {value!r}{where(key)}")
+    for v in value:
+        if v not in LIVE_TRACKERS:
+            raise ConfigError(f"config key '{key}': {v!r} is not allowed; allowed: "
+                              f"{', '.join(LIVE_TRACKERS)}{where(key)}")
+    return list(dict.fromkeys(value))
+
+
 @dataclass
 class SynthConfig:
     """The embedded synthetic data set (news-title-like, char-level, 10 classes)."""
@@ -151,6 +171,12 @@ class RunConfig:
     fuse: str | int = field(default="off", metadata=_meta(
         "off | auto | K: train up to K waiting trials of one shape together as one fused model "
         "(auto: 32 on CUDA, off on a CPU)", parse=parse_fuse))
+    trackers: list[str] = field(default_factory=list, metadata=_meta(
+        "trackers each worker streams its trials' scalars to at every evaluation, as `harness export` names "
+        "them: tensorboard (DIR/tensorboard-live/), mlflow (a SQLite store, DIR/mlflow-live/mlflow.db), wandb "
+        "(offline runs, DIR/wandb-live/); a tracker that fails is a warning and the trial goes on. How trials "
+        "run, not what they compute: left out of trial ids, not a grid axis, may change between runs into one "
+        "directory", parse=parse_trackers))
 
 
 SECTIONS: dict[str, type] = {

@@ -249,16 +249,22 @@ def system_facts(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scalars(trial_id: str, curves: pd.DataFrame, grad_norms: pd.DataFrame) -> list[Scalar]:
+    return scalars_of(curves.to_dict("records"), grad_norms.to_dict("records"))
+
+
+def scalars_of(curve_rows: list[dict[str, Any]], grad_rows: list[dict[str, Any]]) -> list[Scalar]:
+    """Curves and grad_norms rows (dicts, as the tables or a TrialRecorder hold them) as the scalars
+    every tracker gets (CURVE_SCALARS, GROUP_SCALARS names), sorted by step, then name."""
     out: list[Scalar] = []
     elapsed_at: dict[int, float | None] = {}
-    for row in curves.to_dict("records"):
+    for row in curve_rows:
         step = int(row["step"])
         elapsed_at[step] = plain(row.get("elapsed_s"))
         for col, name in CURVE_SCALARS.items():
             v = plain(row.get(col))
             if v is not None:
                 out.append((step, elapsed_at[step], name, float(v)))
-    for row in grad_norms.to_dict("records"):
+    for row in grad_rows:
         step = int(row["step"])
         for col, prefix in GROUP_SCALARS.items():
             v = plain(row.get(col))
@@ -268,7 +274,7 @@ def _scalars(trial_id: str, curves: pd.DataFrame, grad_norms: pd.DataFrame) -> l
     return out
 
 
-def _view(row: dict[str, Any], keys: list[str], scalars: list[Scalar]) -> TrialView:
+def trial_view(row: dict[str, Any], keys: list[str], scalars: list[Scalar]) -> TrialView:
     """One runs row as a TrialView."""
     tid = str(row["trial_id"])
     group = ",".join(f"{k}={fmt(row[k])}" for k in keys) or "all"
@@ -296,8 +302,8 @@ def load_experiment(results_dir: str | Path) -> Experiment:
     curves = {tid: g for tid, g in tables["curves"].groupby("trial_id", sort=False)}
     norms = {tid: g for tid, g in tables["grad_norms"].groupby("trial_id", sort=False)}
     empty_c, empty_n = tables["curves"].iloc[:0], tables["grad_norms"].iloc[:0]
-    views = [_view(row, keys, _scalars(str(row["trial_id"]), curves.get(row["trial_id"], empty_c),
-                                       norms.get(row["trial_id"], empty_n)))
+    views = [trial_view(row, keys, _scalars(str(row["trial_id"]), curves.get(row["trial_id"], empty_c),
+                                            norms.get(row["trial_id"], empty_n)))
              for row in runs.to_dict("records")]
     views.sort(key=lambda v: (v.group, str(v.seed), v.trial_id))
     return Experiment(name=name, results_dir=results_dir, trials=views, group_keys=keys, config=flat_config(raw))
