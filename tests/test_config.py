@@ -34,6 +34,8 @@ def test_defaults_follow_the_seed():
     ({"grid": {"model.readout": "mean"}}, "grid.model.readout", ["list"]),
     ({"grid": {"model.colour": [1]}}, "grid.model.colour", ["unknown grid axis"]),
     ({"grid": {"data.kind": ["synthetic"]}}, "grid.data.kind", ["cannot vary"]),
+    # One synthetic data set per experiment: its settings are the data identity, not in trial ids.
+    ({"grid": {"data.synth.signal": [0.1, 0.2]}}, "grid.data.synth.signal", ["cannot vary"]),
     ({"grid": {"lr": [1e-3, 1e-3]}}, "grid.lr", ["repeats"]),
     ({"data": {"kind": "thucnews"}}, "data.dir", ["required"]),
     ({"run": {"device": "tpu"}}, "run.device", ["cuda:K"]),

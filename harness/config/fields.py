@@ -160,7 +160,8 @@ def canonical_axis(name: str, where: Where, prefix: str = "grid.") -> str:
             f"unknown {what} '{prefix}{name}'{where(prefix + name)}; allowed: "
             f"{', '.join(AXIS_ALIASES)} or any dotted data/model/train key "
             f"(e.g. model.readout, train.grad_clip){_suggest_axis(name)}") from None
-    if key.split(".")[0] not in GRIDDABLE_SECTIONS or key in NOT_GRIDDABLE or dataclasses.is_dataclass(tp):
+    inside = any(key.startswith(k + ".") for k in NOT_GRIDDABLE)  # data.synth.signal: one data set per run
+    if key.split(".")[0] not in GRIDDABLE_SECTIONS or key in NOT_GRIDDABLE or inside or dataclasses.is_dataclass(tp):
         raise ConfigError(f"{what} '{prefix}{name}' cannot vary{where(prefix + name)}: "
                           f"data identity and run settings are fixed per experiment")
     return key
