@@ -34,10 +34,10 @@ from harness.export import tensorboard as tb_export
 from harness.export.trials import (
     Scalar,
     TrialView,
-    _raw_config,
     group_keys,
     outcomes,
     plain,
+    raw_config,
     scalars_of,
     trial_view,
 )
@@ -72,7 +72,7 @@ class Naming:
 
         self.results_dir = Path(results_dir)
         try:
-            self.raw = _raw_config(self.results_dir)
+            self.raw = raw_config(self.results_dir)
         except Exception:  # a damaged config.yaml: named by trial id alone
             self.raw = {}
         name = self.raw.get("name") if isinstance(self.raw, dict) else None

@@ -158,7 +158,7 @@ def doc(column: str) -> str:
     return ""
 
 
-def _raw_config(results_dir: Path) -> dict[str, Any]:
+def raw_config(results_dir: Path) -> dict[str, Any]:
     """DIR/config.yaml as a mapping ({} without one); one that is not UTF-8, YAML or a mapping is a
     ConfigError naming it and how to recover (plan.results_config_raw)."""
     from harness.plan import results_config_raw
@@ -292,7 +292,7 @@ def trial_view(row: dict[str, Any], keys: list[str], scalars: list[Scalar]) -> T
 def load_experiment(results_dir: str | Path) -> Experiment:
     """Every finished trial of a results directory as a `TrialView` (read via `records.load`)."""
     results_dir = Path(results_dir)
-    raw = _raw_config(results_dir)  # a damaged config.yaml: refused before the shards are read
+    raw = raw_config(results_dir)  # a damaged config.yaml: refused before the shards are read
     tables = records.load(results_dir)
     runs = tables["runs"]
     name = raw.get("name")
