@@ -21,7 +21,6 @@ harness's runner, and `harness --help`) is timed separately, in fresh processes.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import shutil
 import statistics
 import subprocess
@@ -68,10 +67,23 @@ def startup(repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _epoch(value: object) -> float:
+    """Epoch seconds of a `started_at` value (a timestamp, or ISO text in older tables)."""
+    return pd.Timestamp(value).timestamp()
+
+
+def busy_shares(runs: pd.DataFrame) -> dict[str, float]:
+    """Per worker: the share of the span from the first trial's start to the last trial's end (over
+    all workers) that it spent inside trials (sum of wall_s / span)."""
+    t0 = runs["started_at"].map(_epoch)
+    span = float((t0 + runs["wall_s"]).max() - t0.min())
+    return {str(w): float(g["wall_s"].sum()) / span for w, g in runs.groupby("worker", sort=True)}
+
+
 def accounting(runs: pd.DataFrame, start: float, run_s: float, report_s: float) -> tuple[list[dict], dict]:
     """Per-worker and total split of the command's wall time (see the module docstring)."""
     runs = runs.copy()
-    runs["t0"] = [dt.datetime.fromisoformat(s).timestamp() - start for s in runs["started_at"]]
+    runs["t0"] = [_epoch(s) - start for s in runs["started_at"]]
     runs["t1"] = runs["t0"] + runs["wall_s"]
     total = run_s + report_s
     rows = []
@@ -101,6 +113,8 @@ def main() -> None:
     ap.add_argument("--start", type=float, help="with --existing: the run's start, epoch seconds (default: "
                                                 "the first trial's start)")
     ap.add_argument("--startup-repeats", type=int, default=3)
+    ap.add_argument("--same-trials-as", metavar="DIR", help="another results folder of the same config (e.g. run "
+                                                             "with 1 worker): say whether both ran the same trials")
     args = ap.parse_args()
     if args.existing:
         finished_runs(SCRIPT, "--existing", args.existing)
@@ -134,8 +148,7 @@ def main() -> None:
     report_s = timed(harness_cmd() + ["report", str(out)])
 
     runs = pd.read_parquet(out / "runs.parquet")
-    start = mem["start"] if mem else (args.start or min(dt.datetime.fromisoformat(s).timestamp()
-                                                        for s in runs["started_at"]))
+    start = mem["start"] if mem else (args.start or min(_epoch(s) for s in runs["started_at"]))
     rows, s = accounting(runs, start, run_s, report_s)
     print(f"\n`harness run` {run_s:.1f} s + `harness report` {report_s:.1f} s = {s['total_s']:.1f} s wall; "
           f"{s['trials']} trials on {s['workers']} workers; in trials {s['in_trials_s']:.1f} worker-s "
@@ -149,6 +162,17 @@ def main() -> None:
     goal = "met" if s["outside_share"] < 0.10 else "not met"
     print(f"| all | {s['trials']} | {s['in_trials_s']:.1f} | | | | {report_s:.1f} | "
           f"{s['workers'] * s['total_s'] - s['in_trials_s']:.1f} | **{s['outside_share']:.1%}** (goal < 10%: {goal}) |")
+    shares = busy_shares(runs)
+    low = min(shares.values())
+    print("\nBusy from the first trial's start to the last trial's end: "
+          + ", ".join(f"worker {i} {v:.1%}" for i, v in enumerate(shares.values()))
+          + f" (goal: every worker >= 90%: {'met' if low >= 0.9 else 'not met'})")
+    if args.same_trials_as:
+        other = set(finished_runs(SCRIPT, "--same-trials-as", args.same_trials_as)["trial_id"])
+        mine = set(runs["trial_id"])
+        differ = f"{len(mine - other)} only here, {len(other - mine)} only there"
+        print(f"Trials against {args.same_trials_as}: {len(mine)} here, {len(other)} there: "
+              f"{'the same set' if mine == other else differ}")
     if mem:  # the same run's memory, polled through /proc (benchmarks/memory.py, part 2, measures it alone)
         print("\n| process of `harness run` | peak RSS (VmHWM, MiB) |\n| --- | --- |")
         for pid, p in sorted(mem["procs"].items()):

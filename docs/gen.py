@@ -57,6 +57,8 @@ ADAPTIVE_DOCS = {
     "min_seeds": "seeds every configuration starts with (0 … min_seeds-1)",
     "max_seeds": "most seeds a configuration gets (0 … max_seeds-1)",
     "confidence": "level of the success-rate interval and of the (Holm-corrected) effect intervals",
+    "batch": "seeds added at once to a configuration still undecided, and per effect round: it is looked at "
+             "at min_seeds, min_seeds + batch, … and max_seeds",
     "effects": "paired effects `[axis, baseline, level]` that must be decided too (e.g. `[cell, rnn, lstm]`, "
                "`[arm, lstm-fb0, lstm]`)",
 }

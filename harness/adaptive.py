@@ -32,11 +32,15 @@ Exploratory only. The success-rate rule stops a configuration as soon as its Wil
 configurations whose seed count was chosen this way as exploratory; pre-registered headline
 estimands run at a fixed number of seeds.
 
-One seed per round, not a batch: the rules are checked after every seed, so a configuration stops
-as soon as it can (0 of 4 and 4 of 4 are decided at 95%, 0 of 3 is not: its Wilson interval is
-[0, 0.56]). The cost of small rounds is idle workers at the end of a round; the runner's workers
-top the queue up themselves as soon as they run out (`harness.runner.worker_loop`), so a round is
-only a barrier for the configurations that wait for it.
+`adaptive.batch` seeds per round (default 1). With 1 the rules are checked after every seed, so a
+configuration stops as soon as it can (0 of 4 and 4 of 4 are decided at 95%, 0 of 3 is not: its
+Wilson interval is [0, 0.56]). With batch b a configuration is looked at only at min_seeds,
+min_seeds + b, ... and max_seeds (`AdaptiveConfig.looks`): it may run up to b - 1 seeds more than
+it needed, and the effects split their alpha over fewer looks. It changes which trials run (always
+the same ones for the same config and results), not when: a round is a barrier only for the
+configurations that wait for it, because a worker that runs out tops the queue up itself and,
+while trials that could add work are still running, waits for them instead of exiting
+(`harness.runner.worker_loop`). Larger batches keep more workers busy at the end of a round.
 
 Everything is a function of which trials have finished and how, so every process (each worker,
 another command, another machine) computes the same seeds, and re-running the command after an
@@ -116,35 +120,40 @@ class Decision:
 
 def effect_alpha(a: AdaptiveConfig) -> float:
     """The family-wise error rate each look at the requested effects may spend: (1 - confidence)
-    split evenly over the planned looks, one per level from min_seeds to max_seeds (Bonferroni)."""
-    return (1.0 - a.confidence) / (a.max_seeds - a.min_seeds + 1)
+    split evenly over the planned looks, one per level in a.looks() (Bonferroni)."""
+    return (1.0 - a.confidence) / len(a.looks())
 
 
-def stopping_coverage(rate: float, min_seeds: int, max_seeds: int, confidence: float = 0.95) -> float:
+def stopping_coverage(rate: float, min_seeds: int, max_seeds: int, confidence: float = 0.95,
+                      batch: int = 1) -> float:
     """The probability that the Wilson interval a configuration stops with covers its true success
-    `rate`, under the success-rate rule alone (one seed more while the interval at `confidence`
+    `rate`, under the success-rate rule alone (`batch` seeds more while the interval at `confidence`
     contains 0.5, from min_seeds to max_seeds). Exact: the distribution of (seeds, successes) is
-    carried forward seed by seed, and every path that stops adds its probability when its interval
-    covers `rate`. At rate 0.5, 5 to 16 seeds, 95%: 0.837 (fixed 16 seeds: 0.923)."""
+    carried forward look by look, and every path that stops adds its probability when its interval
+    covers `rate`. At rate 0.5, 5 to 16 seeds, 95%, batch 1: 0.837 (fixed 16 seeds: 0.923)."""
     from harness.stats.rates import wilson_interval
 
-    if not (1 <= min_seeds <= max_seeds and 0.0 <= rate <= 1.0):
-        raise ValueError(f"need 1 <= min_seeds <= max_seeds and a rate in [0, 1], got {min_seeds}, {max_seeds}, "
-                         f"{rate}")
-    k = np.arange(min_seeds + 1)
-    dist = {int(i): math.comb(min_seeds, int(i)) * rate ** int(i) * (1 - rate) ** (min_seeds - int(i)) for i in k}
+    if not (1 <= min_seeds <= max_seeds and 0.0 <= rate <= 1.0 and batch >= 1):
+        raise ValueError(f"need 1 <= min_seeds <= max_seeds, a rate in [0, 1] and batch >= 1, got {min_seeds}, "
+                         f"{max_seeds}, {rate}, {batch}")
+    looks = AdaptiveConfig(min_seeds, max_seeds, confidence, batch=batch).looks()
+    dist = {k: _binom(k, min_seeds, rate) for k in range(min_seeds + 1)}
     covered = 0.0
-    for n in range(min_seeds, max_seeds + 1):
+    for n, after in zip(looks, [*looks[1:], None]):
         grow: dict[int, float] = {}
         for succ, prob in dist.items():
             low, high = wilson_interval(succ, n, confidence)
-            if low <= 0.5 <= high and n < max_seeds:
-                grow[succ] = grow.get(succ, 0.0) + prob * (1 - rate)
-                grow[succ + 1] = grow.get(succ + 1, 0.0) + prob * rate
+            if low <= 0.5 <= high and after is not None:
+                for more in range(after - n + 1):
+                    grow[succ + more] = grow.get(succ + more, 0.0) + prob * _binom(more, after - n, rate)
             elif low <= rate <= high:
                 covered += prob
         dist = grow
     return float(covered)
+
+
+def _binom(k: int, n: int, p: float) -> float:
+    return math.comb(n, k) * p ** k * (1 - p) ** (n - k)
 
 
 # ----------------------------------------------------------------------------- the trials
@@ -249,7 +258,7 @@ class _Racing:
         for c in self.configs:
             n = self.state.n[c.key]
             while n < self.a.max_seeds and self.complete(c, n) and self.rate_undecided(c, n):
-                n += 1
+                n = self.a.next_look(n)
                 grew = True
             self.state.n[c.key] = n
         return grew
@@ -272,7 +281,7 @@ class _Racing:
         pending = [e for e in pending if e not in st.decided]
         if not pending or st.level >= self.a.max_seeds:
             return False
-        st.level += 1
+        st.level = self.a.next_look(st.level)
         for e in pending:
             for c in self.involved(e):
                 st.n[c.key] = max(st.n[c.key], st.level)
@@ -361,7 +370,7 @@ def summary(cfg: ExperimentConfig, decision: Decision) -> dict[str, Any]:
 
     states = [c.state for c in decision.configs]
     return {
-        "min_seeds": a.min_seeds, "max_seeds": a.max_seeds, "confidence": a.confidence,
+        "min_seeds": a.min_seeds, "max_seeds": a.max_seeds, "confidence": a.confidence, "batch": a.batch,
         "trials": {"needed": len(decision.needed), "max": decision.max_trials,
                    "finished": sum(c.finished for c in decision.configs)},
         "configurations": {s: states.count(s) for s in ("decided", "max_seeds", "running")},

@@ -60,6 +60,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise ConfigError("--json goes with --dry-run (for a finished run: harness status DIR --json)")
+    if not args.quiet:  # the first word within a second: importing torch and preparing data take seconds
+        print(f"harness: {cfg.name}: loading torch, checking the config and preparing the data for {out}",
+              file=sys.stderr, flush=True)
     from harness import runner  # imports torch: only for a real run
 
     try:

@@ -177,8 +177,12 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     ran = 0
     while True:
         claimed = next((c for q in queues if (c := claim(q, stamp)) is not None), None)
-        if claimed is None and cfg.adaptive is not None and _top_up(plan, queues[-1]):
-            continue
+        if claimed is None and cfg.adaptive is not None:
+            if _top_up(plan, queues[-1]):
+                continue
+            if running_elsewhere([queues[-1]]):  # their outcomes may add seeds: wait for them, do not exit
+                time.sleep(TOP_UP_WAIT_S)
+                continue
         if claimed is None:
             return ran
         trial, key = claimed
@@ -523,7 +527,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         plan = make_plan(cfg, out_dir)
-        prepare_data(plan)
+        n_train = min((len(d.train.labels) for d in prepare_data(plan).values()), default=None)  # step budgets
     except BaseException:
         _remove_new_files(out_dir, before)  # e.g. a data set encoded before its embedding file was refused
         _remove_empty(created)  # a failed check leaves no empty results folder behind
@@ -543,7 +547,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     # After every check (bad input stays one error line), before the workers' start-up (seconds).
     _say(progress, f"harness: {len(plan.specs)} trials planned, data ready in {out_dir / 'cache'}; starting "
                    f"{workers} worker(s) on {','.join(devices)} ({threads} thread(s) each)")
-    monitor = Progress(plan, enabled=progress)
+    monitor = Progress(plan, enabled=progress, studies=[queue, *searches.values()], n_train=n_train)
     try:
         held = held_trials([queue, *searches.values()])
         dead = _run_phases(plan, queue, searches, monitor,

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from harness.config import ARM, arm_keys, short_axis_name
 from harness.names import STATUSES
 from harness.plan import load_results_config, make_plan
-from harness.progress import belongs
+from harness.progress import belongs, running_info, train_size
 from harness.records import load, quarantine_damaged
 from harness.storage import download_artifacts, open_storage, read_run_settings, worker_alive
 
@@ -56,6 +56,7 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
         now = time.time()
         done_ids = set(runs["trial_id"])
         names = [cfg.name] + [s.name for s in plan.studies]
+        n_train: Any = _UNKNOWN  # the training set's size, for the step budgets: read once, if needed
         for name in names:
             try:
                 study = optuna.load_study(study_name=name, storage=storage)
@@ -69,13 +70,11 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
                     if not worker_alive(t, now):
                         info["stale"] += tid not in done_ids  # else it finished, but was not told so
                         continue
-                    claimed = t.system_attrs.get("claimed_at", now)
-                    step = max(t.intermediate_values) if t.intermediate_values else None
-                    info["running"].append({"trial_id": tid or f"{name}#{t.number}",
-                                            "worker": f"{t.system_attrs.get('host')}:{t.system_attrs.get('pid')}",
-                                            "elapsed_s": now - claimed, "step": step,
-                                            "dev_acc": None if step is None else t.intermediate_values[step],
-                                            **(t.params or {})})
+                    if n_train is _UNKNOWN:
+                        n_train = train_size(cfg, out_dir)
+                    r = running_info(plan, name, t, now, n_train)  # as the progress display shows it
+                    r.pop("factors")
+                    info["running"].append({**r, **(t.params or {})})
     info["missing"] = info["total"] - sum(info["finished"].values())
     if plan.adaptive is not None:  # decided from the shards now, as the runner decides
         from harness.adaptive import summary
@@ -84,7 +83,9 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
     return info
 
 
+_UNKNOWN = object()
 _BASE_FACTORS = ("cell", "layernorm", "pad_size", "batch_size", "lr", "seed")
+_RUNNING_KEYS = ("trial_id", "worker", "elapsed_s", "step", "dev_acc", "max_steps")
 _NOT_FACTORS = {"trial_id", "phase", "wall_s", "status", "error", "cell", "layernorm", ARM}
 
 
@@ -115,10 +116,11 @@ def format_status(info: dict[str, Any]) -> str:
     if info["running"]:
         lines.append("running:")
         for r in info["running"]:
+            budget = f"/{r['max_steps']}" if r.get("max_steps") else ""
             at = ("no evaluation yet" if r.get("step") is None
-                  else f"step {r['step']} dev_acc {r['dev_acc']:.3f}")  # as of its last evaluation
+                  else f"step {r['step']}{budget} dev_acc {r['dev_acc']:.3f}")  # as of its last evaluation
             lines.append(f"  {r['trial_id']}  worker {r['worker']}  {r['elapsed_s']:.0f}s  {at}  " + " ".join(
-                f"{k}={v}" for k, v in r.items() if k not in ("trial_id", "worker", "elapsed_s", "step", "dev_acc")))
+                f"{k}={v}" for k, v in r.items() if k not in _RUNNING_KEYS))
     if info["slowest"]:
         lines.append("slowest:")
         for r in info["slowest"]:

@@ -242,17 +242,20 @@ def test_repeated_looks_at_a_zero_effect_rarely_decide_it():
     assert decided / sims <= 0.05 + 3 * (0.05 * 0.95 / sims) ** 0.5
 
 
-def test_the_interval_the_success_rule_stops_with_covers_0_5_less_often_than_95_percent():
-    # What adaptive seeding's Wilson intervals cover at a true rate of 0.5 (the bench's 5 to 16 seeds):
-    # simulated through `decide` (each configuration's 16 outcomes drawn in advance; the rule only
-    # reads seeds below where it stands, so this is the sequential rule), against the exact number the
-    # module states (83.7%), within 3 binomial standard errors of the simulation.
-    exact = adaptive.stopping_coverage(0.5, 5, 16)
-    assert exact == pytest.approx(0.8368, abs=1e-4)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_interval_the_success_rule_stops_with_covers_0_5_less_often_than_95_percent(batch):
+    # What adaptive seeding's Wilson intervals cover at a true rate of 0.5 (5 to 16 seeds): simulated
+    # through `decide` (each configuration's 16 outcomes drawn in advance; the rule only reads seeds
+    # below where it stands, so this is the sequential rule), against the exact number the module
+    # states (83.7% one seed at a time), within 3 binomial standard errors of the simulation. With
+    # batch 3 a configuration is looked at only at 5, 8, 11, 14 and 16 seeds.
+    exact = adaptive.stopping_coverage(0.5, 5, 16, batch=batch)
+    if batch == 1:
+        assert exact == pytest.approx(0.8368, abs=1e-4)
     assert adaptive.stopping_coverage(0.5, 16, 16) == pytest.approx(0.9232, abs=1e-4)  # fixed n, for contrast
     k = 1500
     raw = tiny_raw("cov", {"lr": [1e-3 * (1 + i / k) for i in range(k)]})
-    raw["adaptive"] = {"min_seeds": 5, "max_seeds": 16}
+    raw["adaptive"] = {"min_seeds": 5, "max_seeds": 16, "batch": batch}
     cfg = config_from_dict(raw)
     pool = adaptive.pool(cfg, DATA_ID)
     rng = np.random.default_rng(0)
@@ -260,7 +263,7 @@ def test_the_interval_the_success_rule_stops_with_covers_0_5_less_often_than_95_
                          "steps_to_target": np.where(rng.random(len(pool)) < 0.5, 100.0, np.nan),
                          "best_dev_acc": 0.5})
     configs = adaptive.decide(cfg, pool, runs).configs
-    assert {c.seeds for c in configs} <= set(range(5, 17)) and any(c.seeds == 16 for c in configs)
+    assert {c.seeds for c in configs} <= set(cfg.adaptive.looks()) and any(c.seeds == 16 for c in configs)
     covered = np.mean([wilson_interval(c.reached, c.seeds)[0] <= 0.5 <= wilson_interval(c.reached, c.seeds)[1]
                        for c in configs])
     se = (exact * (1 - exact) / k) ** 0.5
@@ -341,6 +344,38 @@ def test_some_configurations_stop_early_others_grow_each_trial_once_with_two_wor
     again = runner.run(cfg, tmp_path / "o", workers=2, device="cpu", threads=1, progress=False)
     assert again["complete"] == 14  # nothing more to do: the same command adds nothing
     check_finished(tmp_path / "o", cfg, "race")
+
+
+def test_an_idle_worker_waits_while_trials_that_may_add_seeds_still_run(tmp_path, monkeypatch):
+    # A worker with nothing to claim and nothing to top up does not exit while a trial runs elsewhere
+    # (its outcome may add seeds); it tops up again after each wait, and exits once none runs.
+    cfg = config_from_dict(racing_raw("wait"))
+    runner.run(cfg, tmp_path / "o", workers=1, device="cpu", threads=1, progress=False)
+    running = iter([True, True, False])
+    calls = []
+    monkeypatch.setattr(runner, "claim", lambda q, stamp: None)
+    monkeypatch.setattr(runner, "_top_up", lambda plan, q: calls.append("top up") and False)
+    monkeypatch.setattr(runner, "running_elsewhere", lambda studies: calls.append("running?") or next(running))
+    monkeypatch.setattr(runner, "TOP_UP_WAIT_S", 0.0)
+    assert runner.worker_loop(tmp_path / "o", None, "cpu", 1) == 0
+    assert calls == ["top up", "running?"] * 3
+
+
+def test_a_batch_of_seeds_per_look_with_one_worker_or_two_runs_the_same_trials(tmp_path):
+    # adaptive.batch 2: configurations are looked at at 2 and 4 seeds (and at max_seeds, 5); the trials
+    # are the same whatever the number of workers (a function of the config and the outcomes only).
+    raw = racing_raw("batch")
+    raw["adaptive"] = {**ADAPT, "batch": 2}
+    cfg = config_from_dict(raw)
+    assert cfg.adaptive.looks() == [2, 4, 5]
+    ids = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        runner.run(cfg, out, workers=workers, device="cpu", threads=1, progress=False)
+        info = json.loads((out / "adaptive.json").read_text())
+        assert info["batch"] == 2 and {c["seeds"] for c in info["per_configuration"]} <= {2, 4, 5}
+        ids.append(set(records.load(out)["runs"]["trial_id"]))
+    assert ids[0] == ids[1] and len(ids[0]) > 3 * 2
 
 
 @pytest.mark.slow

@@ -57,6 +57,14 @@ def test_rerun_is_a_no_op(smoke_run, capsys):
     assert "missing 0" in capsys.readouterr().out
 
 
+def test_run_says_what_it_does_before_loading_torch(smoke_run, capsys):
+    # The first line comes before the seconds of importing torch and preparing the data.
+    assert main(["run", str(SMOKE), "--out", str(smoke_run), "--set", "run.threads=1"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"harness: smoke: loading torch, checking the config and preparing the data for {smoke_run}"
+    assert lines[1].startswith("harness: 4 trials planned, data ready in ")
+
+
 def test_bad_config_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ngrid:\n  cell: [rnn, transformer]\n")

@@ -11,6 +11,7 @@ with one line. HARNESS_HYPOTHESIS_EXAMPLES=2000 runs it longer.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -171,7 +172,7 @@ def test_status_shows_a_running_trials_step_and_dev_accuracy(tmp_path):
     from harness import queue
     from harness.config import config_from_dict
     from harness.plan import make_plan, write_config
-    from harness.status import format_status, status
+    from harness.status import format_status, status, status_json
     from harness.storage import open_storage
 
     cfg = config_from_dict(tiny_raw("prog", {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0]}))
@@ -180,11 +181,15 @@ def test_status_shows_a_running_trials_step_and_dev_accuracy(tmp_path):
     study = queue.open_queue(plan, open_storage(tmp_path, None))
     queue.enqueue_missing(plan, study)
     (busy, key), (_, other) = queue.claim(study), queue.claim(study)
-    busy.report(0.25, 40)
-    busy.report(0.625, 80)
+    busy.report(0.25, 2)
+    busy.report(0.625, 3)
     info = status(tmp_path)
     running = {r["trial_id"]: r for r in info["running"]}
-    assert running[key]["step"] == 80 and running[key]["dev_acc"] == 0.625
+    assert running[key]["step"] == 3 and running[key]["dev_acc"] == 0.625
     assert running[other]["step"] is None
+    # Its step budget: 256 training texts, batch 64, one epoch.
+    assert running[key]["max_steps"] == running[other]["max_steps"] == 4
     text = format_status(info)
-    assert f"{key}  worker" in text and "step 80 dev_acc 0.625" in text and "no evaluation yet" in text
+    assert f"{key}  worker" in text and "step 3/4 dev_acc 0.625" in text and "no evaluation yet" in text
+    assert "max_steps=" not in text
+    assert json.loads(status_json(info))["running"][0]["max_steps"] == 4

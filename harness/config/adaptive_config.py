@@ -4,6 +4,7 @@
       min_seeds: 3          # every configuration (grid point without the seed) starts with these
       max_seeds: 8          # and gets at most these; its seeds are 0 .. max_seeds-1
       confidence: 0.95      # of the success-rate interval and of the (Holm-corrected) effect intervals
+      batch: 1              # seeds added at once to a configuration still undecided (and per effect round)
       effects:              # optional paired effects that must be decided too: [axis, baseline, level]
         - [cell, rnn, lstm]
 
@@ -22,7 +23,7 @@ from harness.config.fields import canonical_axis, check_value
 from harness.config.sections import short_axis_name
 
 SEED_KEY = "train.seed"
-_KEYS = ("min_seeds", "max_seeds", "confidence", "effects")
+_KEYS = ("min_seeds", "max_seeds", "confidence", "batch", "effects")
 
 
 @dataclass
@@ -31,10 +32,20 @@ class AdaptiveConfig:
     max_seeds: int
     confidence: float = 0.95
     effects: list[tuple[str, Any, Any]] = field(default_factory=list)  # (dotted grid axis, baseline, level)
+    batch: int = 1  # seeds added at once: min_seeds, min_seeds + batch, ... (capped at max_seeds)
 
     def to_dict(self) -> dict[str, Any]:
         return {"min_seeds": self.min_seeds, "max_seeds": self.max_seeds, "confidence": self.confidence,
-                "effects": [[short_axis_name(f), b, lv] for f, b, lv in self.effects]}
+                "batch": self.batch, "effects": [[short_axis_name(f), b, lv] for f, b, lv in self.effects]}
+
+    def looks(self) -> list[int]:
+        """The seed counts at which a configuration's rate (and an effect) is checked: min_seeds, then
+        every `batch` seeds more, and max_seeds last."""
+        return [*range(self.min_seeds, self.max_seeds, self.batch), self.max_seeds]
+
+    def next_look(self, n: int) -> int:
+        """The seed count after `n` (at most max_seeds)."""
+        return min(n + self.batch, self.max_seeds)
 
 
 def build_adaptive(raw: Any, grid: dict[str, list], has_study: bool, where: Where) -> AdaptiveConfig:
@@ -63,8 +74,9 @@ def build_adaptive(raw: Any, grid: dict[str, list], has_study: bool, where: Wher
     if confidence >= 1.0:
         raise ConfigError(f"config key 'adaptive.confidence': {confidence!r} is out of range; must lie "
                           f"strictly between 0 and 1{where('adaptive.confidence')}")
+    batch = check_value("adaptive.batch", raw.get("batch", 1), int, {"min": 1}, where)
     effects = [_effect(i, e, grid, where) for i, e in enumerate(raw.get("effects") or [])]
-    return AdaptiveConfig(n["min_seeds"], n["max_seeds"], confidence, effects)
+    return AdaptiveConfig(n["min_seeds"], n["max_seeds"], confidence, effects, batch)
 
 
 def _effect(i: int, raw: Any, grid: dict[str, list], where: Where) -> tuple[str, Any, Any]:

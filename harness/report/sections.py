@@ -59,12 +59,16 @@ def exploratory_note(data: ReportData) -> str:
     from harness.adaptive import stopping_coverage
 
     lo, hi = seeds
-    cover = stopping_coverage(0.5, lo, hi)
+    a = getattr(data.cfg, "adaptive", None) if data.cfg is not None else None
+    info = data.adaptive if isinstance(data.adaptive, dict) else {}
+    batch = int(a.batch) if a is not None else int(info.get("batch", 1))
+    cover = stopping_coverage(0.5, lo, hi, batch=batch)
+    step = f"{batch} at a time" if batch > 1 else "one at a time"
     return (f"**Exploratory.** Adaptive seeding chose each configuration's number of seeds ({lo} to {hi}) from "
-            f"its outcomes, adding seeds while the Wilson interval held 0.5, so these intervals do not cover at "
-            f"95%: at a true rate of 0.5 the interval a configuration stops with covers it {cover:.0%} of the time "
-            f"(`harness.adaptive.stopping_coverage`). The contrasts that lead the findings use only seeds 0–{lo - 1}, "
-            f"which every configuration ran whatever its outcomes.\n\n")
+            f"its outcomes, adding seeds ({step}) while the Wilson interval held 0.5, so these intervals do not "
+            f"cover at 95%: at a true rate of 0.5 the interval a configuration stops with covers it {cover:.0%} of "
+            f"the time (`harness.adaptive.stopping_coverage`). The contrasts that lead the findings use only seeds "
+            f"0–{lo - 1}, which every configuration ran whatever its outcomes.\n\n")
 
 
 def success_markdown(data: ReportData) -> str:
