@@ -406,7 +406,7 @@ def main() -> None:
     results, step_lines = [], []
     for cell in args.cells:
         for pad in args.pads:
-            ds = data_mod.load(config_from_dict(config(cell, pad, 1, 64, 0, args.n_train)).data, cache, pad)
+            ds = data_mod.load(config_from_dict(config(cell, pad, 1, 64, 0, args.n_train)).data, cache)
             lists = {s: as_lists(getattr(ds, s)) for s in SPLITS}
             for batch in args.batches:
                 for prec in args.precisions:

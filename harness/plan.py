@@ -6,6 +6,8 @@ so `harness status`, `harness report` and `--dry-run` stay light.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import os
@@ -25,6 +27,7 @@ from harness.config import (
     AXIS_ALIASES,
     GRIDDABLE_SECTIONS,
     ConfigError,
+    DataConfig,
     ExperimentConfig,
     TrialSpec,
     config_from_dict,
@@ -32,7 +35,7 @@ from harness.config import (
     flatten,
     short_axis_name,
 )
-from harness.config.sections import ADDED_LATER, EXECUTION_KEYS, MAX_STEPS
+from harness.config.sections import ADDED_LATER, EXECUTION_KEYS, MAX_STEPS, NOT_GRIDDABLE
 from harness.files import atomic_write_text, kind, one_line
 from harness.records import trial_dir, verify_trial
 from harness.study import SearchStudy
@@ -247,17 +250,31 @@ def _axis_values(cfg: ExperimentConfig, key: str) -> set:
     return values
 
 
-def prepare_data(plan: Plan) -> dict[tuple[int, int | None], data_mod.Dataset]:
-    """Encode the data once per (pad_size, lag) (cached on disk for every worker); validate embeddings."""
+def data_settings(plan: Plan) -> list[DataConfig]:
+    """Every data setting the run's trials use, once each by data.encoding_key: the grid's trials'
+    (adaptive seeds not needed yet included); for a search, each combination of the data values its
+    grid, arms and categorical parameters take (a sampled range is encoded when a trial first needs it)."""
+    found = {data_mod.encoding_key(s.data): s.data for s in [*plan.specs, *plan.reserve]}
     cfg = plan.cfg
-    pads, lags = _axis_values(cfg, "data.pad_size"), _axis_values(cfg, "data.lag")
+    if cfg.study is not None:
+        keys = [k for k in (f"data.{f.name}" for f in dataclasses.fields(DataConfig)) if k not in NOT_GRIDDABLE
+                and (k in cfg.study.params or len(cfg.setting_values(k)) > 1)]
+        choices = [sorted(_axis_values(cfg, k), key=repr) for k in keys]
+        for combo in itertools.product(*choices):
+            d = dataclasses.replace(cfg.data, **{k.split(".", 1)[1]: v for k, v in zip(keys, combo)})
+            found.setdefault(data_mod.encoding_key(d), d)
+    return list(found.values())
+
+
+def prepare_data(plan: Plan) -> dict[str, data_mod.Dataset]:
+    """Encode each data setting the run uses once (cached on disk for every worker), keyed by
+    data.encoding_key; validate embeddings."""
     out = {}
-    for pad in sorted(pads):
-        for lag in sorted(lags, key=lambda v: -1 if v is None else v):
-            ds = data_mod.load(cfg.data, cache_dir(plan.out_dir), pad, lag)
-            if ds.embeddings is not None:
-                check_embed_dim(plan, ds.embeddings.shape[1])
-            out[pad, lag] = ds
+    for d in data_settings(plan):
+        ds = data_mod.load(d, cache_dir(plan.out_dir))
+        if ds.embeddings is not None:
+            check_embed_dim(plan, ds.embeddings.shape[1])
+        out[data_mod.encoding_key(d)] = ds
     return out
 
 

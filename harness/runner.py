@@ -169,7 +169,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     queues = [*searches.values(), open_queue(plan, storage)]
     store = artifact_store(artifacts)
     device = resolve_device(device_name)
-    datasets: dict[tuple[int, int | None], data_mod.Dataset] = {}
+    datasets: dict[str, data_mod.Dataset] = {}  # by data.encoding_key(spec.data)
     extra = {**provenance(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
     fuse = fuse_size(cfg.run.fuse, device)  # trials per fused group; 1: each trial on its own
     # Which worker, and which results folder its shards go to: written with the claim.
@@ -191,19 +191,19 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
             trial.set_user_attr("status", "not in config")
             trial.study.tell(trial, state=TrialState.FAIL)
             continue
-        shape = spec.data.pad_size, spec.data.lag
-        if shape not in datasets:
-            datasets[shape] = data_mod.load(spec.data, cache_dir(out_dir), *shape)
+        data_key = data_mod.encoding_key(spec.data)
+        if data_key not in datasets:
+            datasets[data_key] = data_mod.load(spec.data, cache_dir(out_dir))
         graph = spec.train.cuda_graph and device.type == "cuda"  # the graph captures the fused step
         if (fuse > 1 or graph) and not key.startswith("slot:") and spec.data.lag is None:  # fused: no lag spans
             more = _claim_companions(plan, searches, trial, spec, fuse - 1, stamp) if fuse > 1 else []
             if more or graph:
                 group = [(trial, key, spec, recorder), *more]
-                ran += _run_group(group, datasets[shape], device, out_dir, extra, cfg, store)
+                ran += _run_group(group, datasets[data_key], device, out_dir, extra, cfg, store)
                 live.finish(r for *_, r in group)
                 continue
         with Heartbeat(trial):  # a requeued or restarted trial resumes from its checkpoint (if it left one)
-            row = execute(spec, datasets[shape], device, out_dir, extra, recorder, publish=False,
+            row = execute(spec, datasets[data_key], device, out_dir, extra, recorder, publish=False,
                           checkpoint=checkpoint_path(out_dir, spec.trial_id))
         live.finish([recorder])
         _tell(trial, key, row, cfg, store, out_dir, spec.trial_id)

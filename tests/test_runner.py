@@ -285,3 +285,32 @@ def test_provenance_names_the_checkout_and_whether_it_had_changes(tmp_path, monk
     (tmp_path / "wheel" / "harness").mkdir(parents=True)
     assert runner.git_commit() is None and runner.git_dirty() is None
     assert runner.provenance()["harness_version"]
+
+
+
+def test_a_grid_over_a_data_setting_gives_each_trial_its_own_encoding(tmp_path, monkeypatch):
+    # One data key (data.encoding_key of the whole data section): a grid over data.vocab_size encodes
+    # the data once per value, in the plan and in the worker, which gives each trial its own.
+    from harness import data as data_mod
+    from harness.plan import make_plan, prepare_data
+    from harness.queue import enqueue_missing, open_queue
+
+    cfg = config_from_dict(tiny_raw("vocab", {"cell": ["rnn"], "pad_size": [12], "data.vocab_size": [8, 10000]}))
+    out = tmp_path / "o"
+    plan = make_plan(cfg, out)
+    prepared = prepare_data(plan)
+    assert {data_mod.encoding_key(s.data) for s in plan.specs} == set(prepared)
+    small, large = sorted(d.vocab_size for d in prepared.values())
+    assert small <= 8 + 2 < large  # the 8 most frequent tokens, plus UNK and PAD
+    runner.write_config(plan)
+    enqueue_missing(plan, open_queue(plan, open_storage(out, None)))
+    seen = []
+    real = runner.execute
+
+    def spy(spec, dataset, *args, **kwargs):
+        seen.append((spec.data.vocab_size, dataset.vocab_size))
+        return real(spec, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "execute", spy)
+    assert runner.worker_loop(out, None, "cpu", 1) == 2
+    assert sorted(seen) == [(8, small), (10000, large)]

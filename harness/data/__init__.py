@@ -205,15 +205,17 @@ def lag_layout(tokens: np.ndarray, lengths: np.ndarray, lag: int, pad_index: int
     return out, starts
 
 
-_DEFAULT = object()
+def encoding_key(cfg: DataConfig) -> str:
+    """The one key of an encoded data set: a hash of every data setting (where the texts come from,
+    the synthetic settings, embedding, tokenizer, vocabulary, pad_size, lag). Two trials share an
+    encoding exactly when their keys are equal; the plan and the runner go by it."""
+    return stable_hash(dataclasses.asdict(cfg))
 
 
-def load(cfg: DataConfig, cache_dir: str | Path, pad_size: int | None = None,
-         lag: int | None | object = _DEFAULT) -> Dataset:
-    """The encoded data set for `pad_size` and `lag` (defaults: cfg.pad_size, cfg.lag), from the
-    cache when present. The cache of a data set without a lag is the same file as before lags existed."""
-    pad_size = pad_size or cfg.pad_size
-    lag = cfg.lag if lag is _DEFAULT else lag
+def load(cfg: DataConfig, cache_dir: str | Path) -> Dataset:
+    """The encoded data set of `cfg` (a trial's `spec.data`), from the cache when present. The cache
+    of a data set without a lag is the same file as before lags existed."""
+    pad_size, lag = cfg.pad_size, cfg.lag
     if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int) or lag < 0):
         raise ValueError(f"data.lag must be an integer >= 0 or null, got {lag!r}")
     data_dir, data_id = prepare(cfg, cache_dir)

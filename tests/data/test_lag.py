@@ -6,6 +6,7 @@ exactly D steps, and the bookkeeping (trial ids, cache, runs column, resuming ol
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -81,9 +82,9 @@ def test_grid_lag_on_synthetic_data_gives_the_exact_layout(tmp_path):
     assert cfg.grid["data.lag"] == [0, 16]
     plan = make_plan(cfg, tmp_path / "out")
     assert sorted(s.factors["lag"] for s in plan.specs) == [0, 16]
-    datasets = prepare_data(plan)
+    datasets = {(d.pad_size, d.lag): d for d in prepare_data(plan).values()}  # one per data.encoding_key
     assert sorted(datasets) == [(12, 0), (12, 16)]
-    seed = data_mod.load(cfg.data, tmp_path / "out" / "cache", 12, None)
+    seed = data_mod.load(dataclasses.replace(cfg.data, pad_size=12, lag=None), tmp_path / "out" / "cache")
     assert (seed.train.lengths == 12).any() and (seed.train.lengths < 12).any()  # some cut, some padded
     for key in [(12, 0), (12, 16)]:
         check_layout(datasets[key], seed)
@@ -94,8 +95,8 @@ def test_grid_lag_on_synthetic_data_gives_the_exact_layout(tmp_path):
 def test_grid_lag_on_thucnews_data_gives_the_exact_layout(tmp_path):
     raw = {"name": "t", "data": {"kind": "thucnews", "dir": str(_thucnews(tmp_path)), "pad_size": 3}}
     cfg = load_config(_config_file(tmp_path, raw), ["grid.lag=[0,16]"])
-    datasets = prepare_data(make_plan(cfg, tmp_path / "out"))
-    seed = data_mod.load(cfg.data, tmp_path / "out" / "cache", 3, None)
+    datasets = {(d.pad_size, d.lag): d for d in prepare_data(make_plan(cfg, tmp_path / "out")).values()}
+    seed = data_mod.load(dataclasses.replace(cfg.data, pad_size=3, lag=None), tmp_path / "out" / "cache")
     assert seed.train.tokens.tolist() == [[0, 0, 1], [1, 2, PAD], [0, 1, 2]]
     d16 = datasets[3, 16]
     assert d16.train.tokens.tolist() == [[0, 0, 1] + [PAD] * 16, [PAD, 1, 2] + [PAD] * 16, [0, 1, 2] + [PAD] * 16]
@@ -117,7 +118,7 @@ def test_without_lag_the_cache_file_and_layout_are_as_before(tmp_path):
     with np.load(tmp_path / "cache" / f"encoded-{data_id}-pad3-{key}.npz") as npz:
         assert not any("starts" in k for k in npz.files)
     assert ds.lag is None and ds.seq_len == 3 and ds.train.starts.tolist() == [0, 0, 0]
-    lagged = data_mod.load(cfg, tmp_path / "cache", 3, 2)
+    lagged = data_mod.load(dataclasses.replace(cfg, pad_size=3, lag=2), tmp_path / "cache")
     assert lagged.seq_len == 5 and len(list((tmp_path / "cache").glob("encoded-*-pad3-lag2-*.npz"))) == 1
 
 
@@ -152,7 +153,7 @@ def _lag_data(tmp_path: Path, lag: int, **model: object) -> tuple[list, Dataset]
     raw["model"].update(model)
     cfg = config_from_dict(raw)
     _, data_id = data_mod.prepare(cfg.data, tmp_path)
-    return expand_grid(cfg, data_id), data_mod.load(cfg.data, tmp_path, 10, lag)
+    return expand_grid(cfg, data_id), data_mod.load(dataclasses.replace(cfg.data, pad_size=10, lag=lag), tmp_path)
 
 
 def test_tiny_trials_with_a_lag_for_every_cell(tmp_path):
@@ -189,7 +190,7 @@ def test_lag_trials_differ_from_the_seed_layout_and_each_other(tmp_path):
     assert seed_spec.trial_id != specs0[0].trial_id
     # mean over the span: the same texts, but the rnn reads them after different left padding
     a = run_trial(specs0[0], ds0, torch.device("cpu"), TrialRecorder("a"))
-    b = run_trial(seed_spec, data_mod.load(seed_spec.data, tmp_path, 10, None), torch.device("cpu"),
+    b = run_trial(seed_spec, data_mod.load(seed_spec.data, tmp_path), torch.device("cpu"),
                   TrialRecorder("b"))
     assert a["status"] == b["status"] == "complete" and b["lag"] is None
 

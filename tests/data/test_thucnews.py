@@ -175,7 +175,7 @@ def test_load_tiny_dir(tmp_path: Path) -> None:
 
 
 def test_load_pad_size_argument_overrides_config(tmp_path: Path) -> None:
-    ds = load(_cfg(_tiny(tmp_path)), tmp_path / "cache", pad_size=5)
+    ds = load(_cfg(_tiny(tmp_path), pad_size=5), tmp_path / "cache")
     assert ds.train.tokens.tolist() == [[0, 0, 1, 5, 5], [1, 2, 5, 5, 5], [0, 1, 2, 3, 5]]
     assert ds.train.lengths.tolist() == [3, 2, 4]
 
@@ -224,7 +224,7 @@ def test_load_writes_cache_and_second_load_uses_it(tmp_path: Path, monkeypatch: 
     assert second.class_names == first.class_names and second.data_id == first.data_id
     monkeypatch.undo()
 
-    load(_cfg(d), cache, pad_size=4)                   # another pad size: another cache file
+    load(_cfg(d, pad_size=4), cache)                   # another pad size: another cache file
     assert len(list(cache.glob("encoded-*.npz"))) == 2
     (d / "train.txt").write_text(TRAIN + "dd\t1\n", encoding="utf-8")
     changed = load(_cfg(d), cache)                     # changed bytes: new identity, re-encoded
