@@ -6,8 +6,10 @@ waiting trials from the shared storage (each trial runs exactly once, whichever 
 every finished trial's shards into the shared artifact folder, and ends when no trial is left.
 The launching machine's results folder (`--out`) gets the config and the storage settings only,
 so `harness status DIR` and `harness report DIR` work there (and on any machine given the same
-three things) while the jobs run and after. A job that hits its time limit is requeued and goes on
-where the grid stands (a trial it was training runs again once its heartbeat is stale).
+three things) while the jobs run and after. A job that hits its time limit or is preempted is
+requeued (WorkerJob.checkpoint) and goes on where the grid stands: the trial it was training runs
+again, from its checkpoint when the config sets train.checkpoint_every (a requeued job keeps its
+id, so its folder, where the checkpoint is).
 
 The job script is submitit's: it runs a pickled call, so the `harness run` command each job is
 equivalent to is written into the script as a comment and printed as the first line of each job's
@@ -18,19 +20,31 @@ system the nodes share. SQLite is refused for Slurm (its locks do not hold acros
 journal, artifact or log folder on this machine's local disk is warned about.
 
 `harness launch local ...` runs the same jobs as local processes (submitit's LocalExecutor): the
-recipe on one machine, and what the tests use.
+recipe on one machine, and what the tests use. They are this command's processes: it waits for
+them (as --wait), and when it ends for any reason it can see (the jobs done, an error, Ctrl-C,
+SIGTERM, SIGHUP) it stops every process of every job it started (the job controllers, the jobs,
+their workers) and waits for them, so none is left running. More job processes than the
+machine's cores are refused unless --allow-oversubscribe. A local job also requeues: sent the
+preemption signal (SIGUSR2; submitit's controller sends it before the --time limit), it exits
+with submitit's requeue code, its controller starts it again, and its trial resumes from its
+checkpoint (train.checkpoint_every) in the job's own folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -115,10 +129,14 @@ def absolute_storage(url: str) -> str:
 class WorkerJob:
     """What each job runs: the runner with `workers` processes into job_root/<job id>, against the
     shared storage and artifact folder. Returns the runner's status counts. Checkpointable: on its
-    time limit submitit requeues the same call, which resumes."""
+    time limit or preemption (SIGUSR2) submitit calls `checkpoint` and requeues the same call, which
+    resumes: the trial it was training runs again in the same folder (the job keeps its id), from
+    its checkpoint (train.checkpoint_every). `launcher` (local jobs: the launching process's pid
+    and start time): the job stops itself once that process has ended (see watch_launcher)."""
 
     def __call__(self, raw: dict[str, Any], job_root: str, storage: str, artifacts: str, device: str,
-                 workers: int, threads: int, command: Sequence[str] = ()) -> dict[str, int]:
+                 workers: int, threads: int, command: Sequence[str] = (),
+                 launcher: tuple[int, int] | None = None) -> dict[str, int]:
         import submitit
         import torch
 
@@ -128,15 +146,50 @@ class WorkerJob:
         if command:  # the job's log starts with what it runs, as a command line
             print(f"harness: job {job_id} on {socket.gethostname()} runs the equivalent of: "
                   f"{shlex.join(a.replace(JOB_ID, job_id) for a in command)}", flush=True)
+        if launcher is not None:  # a local job: started with Ctrl-C ignored (launch), stopped by SIGINT
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, _interrupt_once)
+            watch_launcher(*launcher)
         torch.set_num_threads(threads)
         out = Path(job_root) / job_id
-        return runner.run(config_from_dict(raw), out, workers=workers, storage=storage, device=device,
-                          threads=threads, progress=False, artifacts=artifacts)
+        try:
+            return runner.run(config_from_dict(raw), out, workers=workers, storage=storage, device=device,
+                              threads=threads, progress=False, artifacts=artifacts)
+        except KeyboardInterrupt:
+            if launcher is None:
+                raise
+            # stopped by `harness launch local` (or watch_launcher): one line in the job's log, no traceback;
+            # an exit code other than submitit's requeue code, so its controller ends too
+            print(f"harness: job {job_id} stopped; its workers are stopped, its finished trials kept",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """A local job's SIGINT handler: KeyboardInterrupt, once (a terminal's Ctrl-C and the launching
+    command's stop may both arrive; the second must not cut the job's stopping of its workers short)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def watch_launcher(pid: int, start: int, poll_s: float = 1.0) -> None:
+    """A local job's thread that interrupts the job (SIGINT: it stops its workers and ends, and is
+    not requeued) once the `harness launch local` process that started it (`pid`, started at
+    `start`) has ended, also when that process was killed too hard (SIGKILL, the OOM killer) to stop
+    its jobs itself."""
+    def watch() -> None:
+        while process_alive(pid, start):
+            time.sleep(poll_s)
+        print(f"harness: the launching process (pid {pid}) has ended: stopping this job", file=sys.stderr,
+              flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="watch launcher", daemon=True).start()
 
 
 def job_command(spec: LaunchSpec, job_id: str = JOB_ID) -> list[str]:
@@ -245,9 +298,9 @@ def _storage_files(url: str) -> list[Path]:
     """The local files a SQLite or journal storage writes (the store and its lock or side files)."""
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
-        return [db, *(Path(f"{db}{s}") for s in ("-journal", "-wal", "-shm"))]
+        return [db, *(Path(f"{db}{s}") for s in ("-journal", "-wal", "-shm", ".harness.lock"))]
     if "://" not in url:
-        return [Path(url), Path(f"{url}.flock"), Path(f"{url}.lock")]
+        return [Path(url), *(Path(f"{url}{s}") for s in (".flock", ".lock", ".enqueue.lock"))]
     return []
 
 
@@ -348,7 +401,8 @@ def make_executor(spec: LaunchSpec, name: str) -> Any:
 def launch(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool = False) -> list[Any]:
     """Prepare the results folder and submit `spec.jobs` worker jobs (one Slurm array). Returns the
     submitit jobs (`job.job_id`, `job.result()` -> the runner's status counts). Local jobs beyond
-    the cores are refused unless `oversubscribe`."""
+    the cores are refused unless `oversubscribe`; local jobs run until the caller stops them
+    (`LocalProcesses(jobs).stop()`, as launch_from_args does), or until this process ends."""
     if spec.engine not in ENGINES:
         raise ConfigError(f"harness launch {spec.engine!r}: choose one of {', '.join(ENGINES)}")
     if spec.jobs < 1:
@@ -363,9 +417,23 @@ def launch(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool = False)
         prepare_results_dir(cfg, spec)
         args = (cfg.to_dict(), str(spec.job_root), spec.storage, spec.artifacts, spec.device,
                 spec.workers_per_job, spec.threads, job_command(spec))
+        if spec.engine == "local":  # its jobs end with it (LocalProcesses; watch_launcher if it is killed)
+            me = _stat("self")
+            if me is not None and len(me) > 19:
+                args = (*args, (os.getpid(), int(me[19])))
         try:
-            with executor.batch():
-                jobs = [executor.submit(WorkerJob(), *args) for _ in range(spec.jobs)]
+            if spec.engine == "local":  # one by one: those started before a failure are stopped again
+                jobs: list[Any] = []
+                try:
+                    for _ in range(spec.jobs):
+                        with _sigint_ignored():  # inherited: a terminal's Ctrl-C reaches this command only
+                            jobs.append(executor.submit(WorkerJob(), *args))
+                except BaseException:
+                    LocalProcesses(jobs).stop()
+                    raise
+            else:
+                with executor.batch():
+                    jobs = [executor.submit(WorkerJob(), *args) for _ in range(spec.jobs)]
         except (OSError, RuntimeError) as e:  # no sbatch on this machine, sbatch refused the array, ...
             raise ConfigError(f"harness launch {spec.engine}: submitting the jobs failed: {e}") from e
     return jobs
@@ -393,20 +461,213 @@ def spec_from_args(args: argparse.Namespace, cfg: ExperimentConfig) -> LaunchSpe
         setup=tuple(args.setup))
 
 
+# ----------------------------------------------------------------------------- local jobs: watched, then reaped
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached `harness launch local`: it stops its jobs as on Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored inside, so that the processes started here inherit that: a local job's
+    controller then ignores it (it ends when its job does; a KeyboardInterrupt there would print a
+    traceback onto this command's terminal), and so does its job until WorkerJob makes SIGINT stop
+    it (one line in the job's log). This command stops them all in order (LocalProcesses)."""
+    if not _in_main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Inside: SIGTERM and SIGHUP raise Terminated in the main thread (by default they end the process
+    at once, leaving its local jobs running); the previous handlers after."""
+    if not _in_main_thread():  # signal handlers are the main thread's
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    old = {s: signal.signal(s, raise_terminated) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (so [0] is the state, [1] the parent pid,
+    [19] the start time); None where there is no such process (or no /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, start time in clock ticks) of every process, from /proc (empty without it)."""
+    table: dict[int, tuple[int, int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in names:
+        fields = _stat(name) if name.isdigit() else None
+        if fields is not None and len(fields) > 19:
+            table[int(name)] = (int(fields[1]), int(fields[19]))
+    return table
+
+
+def process_alive(pid: int, start: int | None = None) -> bool:
+    """Whether process `pid` runs (a zombie does not) and, given its start time, is that process (not a
+    later one that reuses the pid). Without /proc: whether the pid answers a signal."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    fields = _stat(pid)
+    if fields is None or len(fields) <= 19 or fields[0] in ("Z", "X"):
+        return False
+    return start is None or int(fields[19]) == start
+
+
+class LocalProcesses:
+    """Every process of the local jobs this command started: each job's submitit controller (or the
+    shell that runs its setup lines first), the job it runs (again, when the job is requeued) and the
+    job's worker processes. `watch` notes the process trees (pid and start time, from /proc) while
+    the jobs run, so that `stop` finds a process also after its parent has died."""
+
+    def __init__(self, jobs: list[Any]):
+        self.jobs = jobs  # submitit LocalJobs (the caller's list: it may be filled later)
+        self.seen: dict[int, int] = {}  # pid -> start time
+
+    def _controllers(self) -> list[Any]:
+        """The Popen objects of the jobs' controllers: this process's children."""
+        return [p for j in self.jobs if (p := getattr(j, "_process", None)) is not None]
+
+    def watch(self) -> None:
+        """Note the processes now descending from a running controller or from a noted process that
+        still runs."""
+        table = _proc_table()
+        if not table:  # no /proc: the controllers only
+            self.seen.update({p.pid: 0 for p in self._controllers() if p.poll() is None})
+            return
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        roots = [p.pid for p in self._controllers() if p.poll() is None]
+        roots += [pid for pid, start in self.seen.items() if pid in table and table[pid][1] == start]
+        while roots:
+            pid = roots.pop()
+            if pid in table:
+                self.seen[pid] = table[pid][1]
+                roots += [c for c in children.get(pid, ()) if c not in self.seen]
+
+    def alive(self) -> list[int]:
+        """The noted processes that still run (the same processes: pid and start time)."""
+        return [pid for pid, start in self.seen.items() if process_alive(pid, start or None)]
+
+    def wait(self, poll_s: float = 1.0) -> None:
+        """Wait until every job's controller has ended, noting the process trees meanwhile."""
+        while any(p.poll() is None for p in self._controllers()):
+            self.watch()
+            time.sleep(poll_s)
+
+    def stop(self, grace_s: float = 10.0) -> int:
+        """Stop every noted process that still runs and wait for each: SIGINT first (a job then stops its
+        workers and ends, and its controller with it; controllers and workers ignore it), SIGKILL to
+        those left after `grace_s`.
+        Ctrl-C, SIGTERM and SIGHUP are ignored meanwhile: a second one does not cut the stopping short.
+        Returns how many processes were running."""
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, *STOP_SIGNALS)} \
+            if _in_main_thread() else {}
+        try:
+            self.watch()
+            running = self.alive()
+            if running:
+                jobs = sum(p.poll() is None for p in self._controllers())
+                print(f"harness: stopping {jobs} local job(s) ({len(running)} process(es))", file=sys.stderr,
+                      flush=True)
+            for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, 10.0)):
+                for pid in self.alive():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, sig)
+                deadline = time.monotonic() + wait_s
+                while time.monotonic() < deadline:
+                    for p in self._controllers():
+                        p.poll()  # reaps a controller that ended (this process's child)
+                    self.watch()  # one starting meanwhile (a requeued job, a worker) is stopped too
+                    if not self.alive():
+                        break
+                    time.sleep(0.05)
+                else:
+                    continue
+                break
+            for p in self._controllers():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=5.0)
+            return len(running)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+
 def launch_from_args(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     spec = spec_from_args(args, cfg)
-    jobs = launch(cfg, spec, oversubscribe=args.allow_oversubscribe)
-    try:
-        return _announce(cfg, spec, jobs, args.wait)
-    finally:
-        # submitit's LocalJob.__del__ fails when it first runs during interpreter shutdown: free them now.
-        jobs.clear()
-        gc.collect()
+    if spec.engine != "local":
+        jobs = launch(cfg, spec, oversubscribe=args.allow_oversubscribe)
+        try:
+            return _announce(cfg, spec, jobs, args.wait)
+        finally:
+            # submitit's LocalJob.__del__ fails when it first runs during interpreter shutdown: free them now.
+            jobs.clear()
+            gc.collect()
+    # Local jobs are this command's processes: it waits for them, and stops every one of them when it
+    # ends, also on Ctrl-C, SIGTERM, SIGHUP or an error.
+    jobs = []
+    procs = LocalProcesses(jobs)
+    with stop_signals_raise():
+        try:
+            jobs.extend(launch(cfg, spec, oversubscribe=args.allow_oversubscribe))
+            return _announce(cfg, spec, jobs, True, procs)
+        except Terminated as e:
+            print(f"harness: {signal.Signals(e.signum).name} received: stopping the local jobs; run the same "
+                  f"command again to resume", file=sys.stderr, flush=True)
+            return 128 + e.signum
+        finally:
+            procs.stop()
+            # submitit's LocalJob.__del__ fails when it first runs during interpreter shutdown: free them now.
+            jobs.clear()
+            gc.collect()
 
 
-def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bool) -> int:
-    """Print the job ids and how to watch and report; with `wait`, each job's counts. Exit code."""
+def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bool,
+              procs: LocalProcesses | None = None) -> int:
+    """Print the job ids and how to watch and report; with `wait`, each job's counts (local jobs:
+    `procs` notes their processes meanwhile). Exit code."""
     from harness.storage import redact_text
 
     ids = [str(j.job_id) for j in jobs]
@@ -417,6 +678,8 @@ def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bo
     print(f"report: harness report {spec.out}   (fetches every finished trial from {spec.artifacts})")
     if not wait:
         return 0
+    if procs is not None:
+        procs.wait()
     missing = 0
     for job in jobs:
         try:
@@ -467,7 +730,9 @@ def add_launch_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
                     help="each job's own results folder is DIR/<job id> (default LOGS/results)")
     la.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set model.hidden_size=64 (repeatable)")
-    la.add_argument("--wait", action="store_true", help="wait for every job and print its counts")
+    la.add_argument("--wait", action="store_true",
+                    help="wait for every job and print its counts (local jobs: always; they are stopped when "
+                         "this command ends)")
     la.add_argument("--allow-oversubscribe", action="store_true",
                     help="local: start more job processes (jobs × workers per job) than this machine has cores "
                          "(refused otherwise)")

@@ -361,6 +361,8 @@ def _worker_main(args: tuple, parent: int | None = None) -> None:
     (the main process then names the worker and the trial it held)."""
     if parent is not None:
         _die_with_parent(parent)
+    if hasattr(signal, "SIGUSR2"):  # Slurm's and submitit's preemption signal is for the job, which
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # stops its workers itself and requeues
     try:
         worker_loop(*args)
     except Exception as e:

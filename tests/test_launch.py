@@ -315,3 +315,18 @@ def test_every_error_line_is_redacted(capsys, monkeypatch):
     assert main(["status", "x"]) == 2
     err = capsys.readouterr().err
     assert err == "harness: error: cannot open sqlite:///a.db nor mysql+pymysql://me:***@h/db (second line)\n"
+
+
+def test_a_worker_job_requeues_itself_with_the_same_call():
+    """submitit's checkpointing: on a timeout or preemption it calls `checkpoint` with the job's own
+    arguments and requeues what it returns (the same call: the runner resumes; see
+    tests/test_launch_requeue.py for a local job preempted and requeued for real)."""
+    from submitit.helpers import DelayedSubmission
+
+    from harness.launch import WorkerJob
+
+    job = WorkerJob()
+    args = (tiny_raw("rq"), "/r/jobs", "sqlite:////r/o.db", "/a", "cpu", 1, 1, ["harness", "run"], (123, 456))
+    again = job.checkpoint(*args)
+    assert isinstance(again, DelayedSubmission) and again.function is job
+    assert again.args == args and again.kwargs == {}
