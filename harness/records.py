@@ -10,6 +10,11 @@ Every shard is written with the table's Arrow schema (`harness.schema`), and eve
 module returns has the same dtypes whatever the rows hold: integers `Int64` (`int64` where the
 schema forbids nulls), floats `float64`, strings `str`, booleans `boolean`, timestamps
 `datetime64[us, UTC]`. Columns beyond the schema keep the types Arrow infers for them.
+
+With `train.save_model` the trainer also hands the recorder the trial's weights (`TrialRecorder.weights`,
+a state_dict); `stage_trial` writes them beside the shards as `model.pt` (`MODEL_FILE`), so they are
+staged, published, quarantined and removed with the shards. The loaders read only the five shards: the
+weights file is for `torch.load`, named by the runs column `model_file` (relative to DIR).
 """
 
 from __future__ import annotations
@@ -35,20 +40,24 @@ from harness.schema import COLUMNS, SCHEMA_VERSION, SCHEMAS, TABLES
 if TYPE_CHECKING:
     from harness.config import ExperimentConfig
 
-__all__ = ["COLUMNS", "TABLES", "Results", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame", "trial_dir",
-           "is_done", "write_trial", "read_trial", "verify_trial", "quarantine_damaged", "load", "combine"]
+__all__ = ["COLUMNS", "TABLES", "MODEL_FILE", "Results", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame",
+           "trial_dir", "model_file", "find_model", "is_done", "write_trial", "read_trial", "verify_trial",
+           "quarantine_damaged", "load", "combine"]
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 class TrialRecorder:
     """Collects one trial's rows in memory. `on_eval(step, dev_acc) -> bool` (optional) is called
-    at every evaluation point; returning True asks the trainer to stop (a pruned trial)."""
+    at every evaluation point; returning True asks the trainer to stop (a pruned trial). `weights`:
+    the trial's model state_dict (CPU tensors) the trainer keeps with `train.save_model`, else None;
+    `stage_trial` writes it as the trial's MODEL_FILE."""
 
     def __init__(self, trial_id: str, on_eval: Callable[[int, float], bool] | None = None):
         self.trial_id = trial_id
         self.on_eval = on_eval
         self.rows: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+        self.weights: dict[str, Any] | None = None
 
     def add(self, table: str, **row: Any) -> None:
         self.rows[table].append({"trial_id": self.trial_id, **row})
@@ -114,15 +123,37 @@ def trial_dir(results_dir: str | Path, trial_id: str) -> Path:
     return Path(results_dir) / "trials" / trial_id
 
 
+# A trial's kept weights (train.save_model), in its shard folder beside the shards.
+MODEL_FILE = "model.pt"
+
+
+def model_file(trial_id: str) -> str:
+    """The runs column model_file of a trial whose weights are kept: its MODEL_FILE relative to the
+    results folder, with '/' (trials/<trial_id>/model.pt)."""
+    return f"trials/{trial_id}/{MODEL_FILE}"
+
+
+def find_model(results_dir: str | Path, trial_id: str) -> Path | None:
+    """The trial's weights file: still staged by this process (`staged_path`: a live tracker closes a
+    trial before the runner publishes it), else published (DIR/trials/<trial_id>/model.pt); None when
+    neither exists. The staged one first: a published one may be an earlier attempt's."""
+    for folder in (staged_path(results_dir, trial_id), trial_dir(results_dir, trial_id)):
+        if (folder / MODEL_FILE).is_file():
+            return folder / MODEL_FILE
+    return None
+
+
 def is_done(results_dir: str | Path, trial_id: str) -> bool:
     """A trial is done when its shard folder exists (it only ever appears complete)."""
     return (trial_dir(results_dir, trial_id) / "runs.parquet").is_file()
 
 
-def write_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame]) -> Path:
-    """Write one trial's shards to a temporary folder, then rename it to trials/<trial_id>.
-    A previous folder for the same id (a failed attempt being retried) is replaced."""
-    return publish_trial(stage_trial(results_dir, trial_id, tables), results_dir, trial_id)
+def write_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame],
+                weights: Mapping[str, Any] | None = None) -> Path:
+    """Write one trial's shards (and `weights`: see `stage_trial`) to a temporary folder, then rename
+    it to trials/<trial_id>. A previous folder for the same id (a failed attempt being retried) is
+    replaced."""
+    return publish_trial(stage_trial(results_dir, trial_id, tables, weights), results_dir, trial_id)
 
 
 STAGED_PREFIX = ".staged@"
@@ -134,14 +165,32 @@ def staged_path(results_dir: str | Path, trial_id: str) -> Path:
     return Path(results_dir) / "trials" / f"{STAGED_PREFIX}{socket.gethostname()}@{os.getpid()}@{trial_id}"
 
 
-def stage_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame]) -> Path:
+def stage_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame],
+                weights: Mapping[str, Any] | None = None) -> Path:
     """Write one trial's shards into its staged folder (`staged_path`), complete or not at all.
-    Nothing counts it as done until `publish_trial`. Returns the staged folder."""
+    Nothing counts it as done until `publish_trial`. Returns the staged folder.
+
+    `weights` (a state_dict: `TrialRecorder.weights`) is written beside them as MODEL_FILE
+    (torch.save, atomically), and the runs shard's model_file names it; without weights model_file is
+    null, whatever the row said (the column names a file only where there is one)."""
     staged = staged_path(results_dir, trial_id)
+    if "runs" in tables and (weights is not None or "model_file" in tables["runs"].columns):
+        tables = {**tables, "runs": tables["runs"].assign(model_file=model_file(trial_id) if weights is not None
+                                                          else None)}
     with staged_dir(staged, replace=True) as tmp:
         for name, df in tables.items():
             pq.write_table(to_arrow(name, df), tmp / f"{name}.parquet")
+        if weights is not None:
+            save_weights(weights, tmp / MODEL_FILE)
     return staged
+
+
+def save_weights(weights: Mapping[str, Any], path: Path) -> None:
+    """torch.save a state_dict to `path` atomically (a temporary file beside it, then os.replace)."""
+    import torch  # only here: the loaders and the report stay torch-free
+
+    with atomic_path(path) as tmp:
+        torch.save(weights, tmp)
 
 
 def publish_trial(staged: Path, results_dir: str | Path, trial_id: str) -> Path:

@@ -149,13 +149,18 @@ def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, ou
         row = recorder.rows["runs"][0]
     row.update(extra)
     recorder.rows["runs"][0] = row
-    (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables())
+    (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables(), recorder.weights)
     return row
+
+
+TOP_UP_WAIT_S = 1.0  # adaptive seeds: how often an idle worker looks again while trials run elsewhere
 
 
 def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, threads: int | None,
                 worker: int = 0, artifacts: str | None = None) -> int:
-    """Claim and run trials until none is waiting. Returns how many this worker ran."""
+    """Claim and run trials until none is waiting. With adaptive seeds, a worker that finds nothing
+    tops the queue up from the finished trials, and waits while trials that may add seeds still run
+    (on any worker, in any command on the storage). Returns how many this worker ran."""
     from harness.train import checkpoint_path
 
     out_dir = Path(out_dir)
@@ -233,7 +238,7 @@ def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: tor
     for spec, recorder, row in zip(specs, recorders, rows):
         row.update(extra, fused_group=specs[0].trial_id)
         recorder.rows["runs"][0] = row
-        (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables())
+        (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables(), recorder.weights)
     return rows
 
 

@@ -92,6 +92,9 @@ RUNS = pa.schema([
     _field("gpu_name", _STR, "torch.cuda.get_device_name on CUDA; null on a CPU"),
     _field("fused_group", _STR, "trained fused with the trials of the same value (the group's first "
                                 "trial id); null: trained on its own"),
+    _field("model_file", _STR, "the trial's kept weights (train.save_model: best or last), a torch.save'd "
+                               "state_dict, relative to the results folder (trials/<trial_id>/model.pt); "
+                               "null: none kept"),
 ])
 
 CURVES = pa.schema([

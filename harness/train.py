@@ -53,7 +53,7 @@ from harness.config import ConfigError, TrainConfig, TrialSpec
 from harness.data import Dataset, EncodedSplit
 from harness.models import build_model, param_groups, read_positions
 from harness.models.precision import upcast
-from harness.records import TrialRecorder, trial_dir
+from harness.records import TrialRecorder, model_file, trial_dir
 
 Autocast = Callable[[], contextlib.AbstractContextManager]  # a fresh autocast context per call
 
@@ -146,6 +146,10 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     with an evaluation point every `eval_every` steps, probe at the end, test the best-dev weights,
     the runs row.
 
+    `train.save_model` best or last: the best-dev-loss weights (those tested) or the weights after the
+    last step, as a CPU state_dict, go to `recorder.weights` and the row's model_file names where they
+    will be (records.stage_trial writes them beside the shards); none for a diverged trial.
+
     `checkpoint` (a file path; the runner's is DIR/trials/.ckpt-<trial_id>.pt): when the file holds a
     checkpoint of this trial, training resumes from it and ends bit-identical to an uninterrupted run on
     the same machine (timings aside); with `train.checkpoint_every` N > 0 the trial's state is saved
@@ -218,17 +222,20 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         status = "pruned"
 
     test_cols: dict[str, Any] = {"test_acc": None, "test_macro_f1": None, "test_loss": None}
+    weights = None  # train.save_model: the weights kept (a diverged trial keeps none)
     if status != "diverged":
         instruments.probe(step, "final")
-        if best.state is not None:
-            test_cols = _test(model, best.state, test, data, tc.eval_batch_size, autocast, recorder)
+        test_cols, weights = _test_and_keep(model, best.state, tc.save_model, test, data, tc.eval_batch_size,
+                                            autocast, recorder)
     row = {
         "status": status, "error": error, **test_cols, **best.columns(),
         "steps": step, "epochs": epoch, "stop_reason": stop or ("diverged" if status == "diverged" else "budget"),
         "target_dev_acc": tc.target_dev_acc, **best.target_columns(), **instruments.columns(),
         **clock.columns(samples_seen),
         **machine_columns(device), "started_at": started_at, "dataset": data.name, "data_id": data.data_id,
+        "model_file": model_file(spec.trial_id) if weights is not None else None,
     }
+    recorder.weights = weights  # written beside the shards (records.stage_trial)
     recorder.set_run(**settings_columns(spec), **row)
     ckpt.remove()  # the trial ended: its checkpoint has served
     return recorder.rows["runs"][0]
@@ -362,6 +369,11 @@ def _seeded_model(spec: TrialSpec, data: Dataset, device: torch.device, seeds: S
     return model
 
 
+def cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A copy of a state_dict on the CPU (what `train.save_model` keeps: loadable without the device)."""
+    return {name: t.detach().to("cpu", copy=True) for name, t in state.items()}
+
+
 def machine_columns(device: torch.device) -> dict[str, Any]:
     """The runs columns that say which machine and software produced a row."""
     return {"device": device_label(device), "torch_version": torch.__version__, **provenance(device)}
@@ -400,6 +412,21 @@ def _batches(n: int, tc: TrainConfig, steps_per_epoch: int, total_steps: int, se
             step += 1
             if step >= total_steps:
                 return
+
+
+def _test_and_keep(model: torch.nn.Module, state: dict[str, Tensor] | None, save_model: str, test: _Split,
+                   data: Dataset, batch_size: int, autocast: Autocast, recorder: TrialRecorder
+                   ) -> tuple[dict[str, Any], dict[str, Tensor] | None]:
+    """The end of a trial that did not diverge: the test columns of the best-dev weights `state` (null
+    without an evaluation point), and the weights `save_model` keeps as a CPU state_dict: `last` the
+    model's as training left them (taken before the test loads `state`), `best` `state`, `none` None."""
+    test_cols: dict[str, Any] = {"test_acc": None, "test_macro_f1": None, "test_loss": None}
+    weights = cpu_state(model.state_dict()) if save_model == "last" else None
+    if state is not None:
+        test_cols = _test(model, state, test, data, batch_size, autocast, recorder)
+        if save_model == "best":
+            weights = cpu_state(state)
+    return test_cols, weights
 
 
 def _test(model: torch.nn.Module, state: dict[str, Tensor], test: _Split, data: Dataset, batch_size: int,

@@ -50,8 +50,18 @@ from harness.models.fused import (
     probe_grads,
 )
 from harness.models.precision import upcast
-from harness.records import TrialRecorder
-from harness.train import Checkpoint, Seeds, device_label, provenance, restore_rng, rng_states, settings_columns, sync
+from harness.records import TrialRecorder, model_file
+from harness.train import (
+    Checkpoint,
+    Seeds,
+    cpu_state,
+    device_label,
+    provenance,
+    restore_rng,
+    rng_states,
+    settings_columns,
+    sync,
+)
 
 __all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "check_cuda_graph", "fuse_size", "fusable_key", "group_specs",
            "run_fused"]
@@ -533,17 +543,24 @@ class _FusedRun:
     # ------------------------------------------------------------------------- the end
     def finish(self) -> list[dict[str, Any]]:
         """The final probe (at each trial's stopping point: its weights have not changed since), the
-        test evaluation of each trial's best weights, and the runs rows."""
+        test evaluation of each trial's best weights, the weights `train.save_model` keeps (each trial's
+        as its unfused model's state_dict, on the recorder) and the runs rows."""
         data = self.data
         alive = [k for k, t in enumerate(self.trials) if t.status != "diverged"]
         if self.tc.instrument and alive:
             self.probe(None, "final", alive)
         tested = [k for k in alive if self.trials[k].has_best]
+        save = self.tc.save_model  # as run_trial: the weights after the last step, or the tested ones
+        weights: dict[int, dict[str, Tensor]] = {}
+        if save == "last":  # a stopped trial's weights have not changed since its stopping step
+            weights = {k: cpu_state(self.model.state_dict_of(k)) for k in alive}
         test: tuple[list[float], list[float], Tensor] | None = None
         if tested:
             with torch.no_grad():
                 torch._foreach_copy_([p.detach() for p in self.params], self.best_params)
             test = evaluate_fused(self.model, self.test, self.eval_rows, self.autocast)
+            if save == "best":
+                weights = {k: cpu_state(self.model.state_dict_of(k)) for k in tested}
         pred_np = test[2].cpu().numpy() if test is not None else None
         wall_s = time.perf_counter() - self.t_start
         rows = []
@@ -579,7 +596,9 @@ class _FusedRun:
                 "samples_per_s": t.samples_seen / t.train_s if t.train_s > 0 else None,
                 "device": device_label(self.device), "torch_version": torch.__version__, **provenance(self.device),
                 "started_at": self.started_at, "dataset": data.name, "data_id": data.data_id,
+                "model_file": model_file(t.spec.trial_id) if k in weights else None,
             }
+            t.recorder.weights = weights.get(k)  # written beside the shards (records.stage_trial)
             t.recorder.set_run(**settings_columns(t.spec), **row)
             rows.append(t.recorder.rows["runs"][0])
         return rows

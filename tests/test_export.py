@@ -261,6 +261,7 @@ def test_mlflow_parent_and_child_runs_read_back(results, tables, tmp_path):
         assert child["tags.harness.group"] == f"cell={run['cell']}"
         assert child["status"] == "FINISHED"
         assert child["metrics.test_acc"] == pytest.approx(run["test_acc"])
+        assert client.list_artifacts(child["run_id"]) == []  # no weights kept (train.save_model: none)
         history = sorted(client.get_metric_history(child["run_id"], "dev/acc"), key=lambda m: m.step)
         expected = _curve(tables, trial_id, "dev_acc")
         assert [m.step for m in history] == list(expected.index)
@@ -313,13 +314,32 @@ def wandb_records(path: Path) -> list:
     return out
 
 
+def finished_records(run_dir: Path, timeout_s: float = 60.0) -> list:
+    """The records of an offline run folder's transaction log once it ends with the run's exit record:
+    wandb's service may still be writing the log when `run.finish()` has returned (under load the file
+    then holds its 7-byte header alone)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        (log,) = run_dir.glob("run-*.wandb")
+        try:
+            recs = wandb_records(log) if log.stat().st_size > 7 else []
+        except Exception:  # a record still being written
+            if time.monotonic() > deadline:
+                raise
+            recs = []
+        if (recs and recs[-1].WhichOneof("record_type") == "exit") or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.2)
+
+
 def read_wandb_run(run_dir: Path) -> dict:
     """The run record, history (step -> {key: value}) and summary of an offline run folder."""
     import json
 
-    (log,) = run_dir.glob("run-*.wandb")
     info: dict = {"history": {}, "summary": {}, "config": {}}
-    for rec in wandb_records(log):
+    for rec in finished_records(run_dir):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             info["run"] = rec.run
@@ -356,6 +376,7 @@ def test_wandb_offline_runs_read_back(results, tables, tmp_path):
         np.testing.assert_allclose([info["history"][s]["grad_norm/embedding"] for s in norms.index], norms.to_numpy())
         assert info["summary"]["test_acc"] == pytest.approx(run["test_acc"])
         assert info["summary"]["status"] == "complete"
+        assert wandb_artifacts(run_dir) == []  # no weights kept (train.save_model: none)
         # settings in the config, system facts under config.system, outcomes and timings in the summary
         assert not NOT_SETTINGS & set(info["config"]) and info["config"]["bidirectional"] is True
         system = info["config"]["system"]
@@ -439,3 +460,85 @@ def test_export_refuses_an_out_inside_the_results_folder(tmp_path, monkeypatch, 
     for to, out in [("tensorboard", results / "tensorboard" / "run2"), ("mlflow", results / "mlflow"),
                     ("wandb", tmp_path / "elsewhere"), ("mlflow", "http://tracking:5000")]:
         check_out(results, to, out)  # the default folder (or below it), outside, or a server: fine
+
+
+# ----------------------------------------------------------------------------- kept weights (train.save_model)
+
+def wandb_artifacts(run_dir: Path) -> list:
+    """The artifact records (wandb_internal_pb2.ArtifactRecord) an offline run logged."""
+    return [rec.artifact for rec in finished_records(run_dir) if rec.WhichOneof("record_type") == "artifact"]
+
+
+def assert_wandb_model_artifact(run_dir: Path, trial_id: str, weights: Path) -> None:
+    """The offline run logged `weights` as its artifact model-<trial_id> of type "model": the manifest's
+    file is model.pt with the file's size and MD5, and the copy W&B staged for upload holds its bytes."""
+    import base64
+    import hashlib
+
+    (art,) = wandb_artifacts(run_dir)
+    assert (art.type, art.name, art.run_id) == ("model", f"model-{trial_id}", trial_id)
+    (entry,) = art.manifest.contents
+    data = weights.read_bytes()
+    assert (entry.path, entry.size) == ("model.pt", len(data))
+    assert entry.digest == base64.b64encode(hashlib.md5(data).digest()).decode()
+    assert Path(entry.local_path).read_bytes() == data
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    """One finished trial that kept its best weights (train.save_model: best)."""
+    from harness import runner
+
+    raw = tiny_raw("saved", grid={"cell": ["lstm"], "pad_size": [12], "seed": [0]})
+    raw["train"]["save_model"] = "best"
+    out = tmp_path_factory.mktemp("export-saved")
+    assert runner.run(config_from_dict(raw), out, workers=1, device="cpu", threads=1, progress=False)["complete"] == 1
+    return out
+
+
+def test_mlflow_attaches_the_kept_weights(saved, tmp_path, capsys):
+    import shutil
+
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    (row,) = records.load(saved).runs.to_dict("records")
+    weights = saved / row["model_file"]
+    res = export(saved, "mlflow", tmp_path / "mlflow")
+    client = MlflowClient(tracking_uri=res.out)
+    (child,) = [r for r in client.search_runs([client.get_experiment_by_name("saved").experiment_id])
+                if "harness.trial_id" in r.data.tags]
+    assert child.data.tags["harness.model_file"] == row["model_file"]
+    assert [a.path for a in client.list_artifacts(child.info.run_id, "model")] == ["model/model.pt"]
+    got = Path(client.download_artifacts(child.info.run_id, "model/model.pt", str(tmp_path)))
+    assert got.read_bytes() == weights.read_bytes()
+    state = torch.load(got, weights_only=True)
+    assert "fc.weight" in state
+    # A weights file gone missing (a copied folder without it): a warning, and the run without it.
+    bare = tmp_path / "bare"
+    shutil.copytree(saved, bare, ignore=shutil.ignore_patterns("mlflow", "wandb"))
+    (bare / row["model_file"]).unlink()
+    res = export(bare, "mlflow", tmp_path / "mlflow-bare")
+    assert res.written == 1 and "weights" in capsys.readouterr().err
+    client = MlflowClient(tracking_uri=res.out)
+    (child,) = [r for r in client.search_runs([client.get_experiment_by_name("saved").experiment_id])
+                if "harness.trial_id" in r.data.tags]
+    assert client.list_artifacts(child.info.run_id) == []
+
+
+def test_wandb_attaches_the_kept_weights(saved, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # W&B stages the copy it uploads there
+    (row,) = records.load(saved).runs.to_dict("records")
+    out = tmp_path / "wandb"
+    assert export(saved, "wandb", out).written == 1
+    (run_dir,) = (out / "wandb").glob(f"offline-run-*-{row['trial_id']}")
+    assert_wandb_model_artifact(run_dir, row["trial_id"], saved / row["model_file"])
+    (art,) = wandb_artifacts(run_dir)
+    assert Path(art.manifest.contents[0].local_path).is_relative_to(tmp_path / "wandb-data")
+
+
+def test_tensorboard_export_of_kept_weights_is_the_same(saved, tmp_path):
+    # TensorBoard keeps no artifacts: the export writes the trial as it would without weights.
+    assert export(saved, "tensorboard", tmp_path / "tb").written == 1
+    assert not list((tmp_path / "tb").rglob("*.pt"))

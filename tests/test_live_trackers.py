@@ -281,3 +281,45 @@ def test_fused_trials_are_tracked_each(tmp_path):
         expected = [(s, v) for s, _, name, v in view.scalars if name == "dev/acc"]
         assert len(expected) >= 2 and [s for s, _ in got["dev/acc"]] == [s for s, _ in expected]
         np.testing.assert_allclose([v for _, v in got["dev/acc"]], [v for _, v in expected], rtol=1e-6)
+
+
+def test_kept_weights_are_attached_at_the_trial_end(tmp_path, monkeypatch):
+    """train.save_model: the trial's weights file is an artifact of its live MLflow run (model/model.pt)
+    and of its live W&B run (type "model"), byte for byte the file in the trial's folder."""
+    pytest.importorskip("wandb")
+    from test_export import assert_wandb_model_artifact
+
+    from harness import runner
+
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # W&B stages the copy it uploads there
+    raw = tiny_raw("livesaved", {"cell": ["rnn"], "pad_size": [12], "seed": [0]})
+    raw["train"]["save_model"] = "last"
+    out = tmp_path / "res"
+    cfg = config_from_dict({**raw, "run": {"trackers": ["mlflow", "wandb"]}})
+    assert runner.run(cfg, out, workers=1, device="cpu", threads=1, progress=False)["complete"] == 1
+    (row,) = load(out).runs.to_dict("records")
+    weights = out / row["model_file"]
+    client, run = _client(out), _mlflow_runs(out)[row["trial_id"]]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
+    got = Path(client.download_artifacts(run.info.run_id, "model/model.pt", str(tmp_path)))
+    assert got.read_bytes() == weights.read_bytes()
+    (run_dir,) = (live.live_out(out, "wandb") / "wandb").glob(f"offline-run-*-{row['trial_id']}")
+    assert_wandb_model_artifact(run_dir, row["trial_id"], weights)
+
+
+def test_kept_weights_are_attached_when_the_trial_is_already_published(tmp_path):
+    """A fused group's trackers close after the runner published its trials: the file is found there."""
+    import dataclasses
+
+    from harness import records
+
+    spec, ds = _one_trial(tmp_path)
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, save_model="best"))
+    recorder = TrialRecorder(spec.trial_id)
+    hook = _tracked(tmp_path, spec, recorder, ["mlflow"])
+    row = run_trial(spec, ds, torch.device("cpu"), recorder)
+    records.write_trial(tmp_path, spec.trial_id, recorder.tables(), recorder.weights)
+    hook.close()
+    run = _mlflow_runs(tmp_path)[spec.trial_id]
+    got = Path(_client(tmp_path).download_artifacts(run.info.run_id, "model/model.pt", str(tmp_path / "dl")))
+    assert got.read_bytes() == (tmp_path / row["model_file"]).read_bytes()

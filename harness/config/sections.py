@@ -42,6 +42,7 @@ def parse_fuse(key: str, value: Any, where: Where) -> str | int:
 
 
 LIVE_TRACKERS = ("tensorboard", "mlflow", "wandb")  # what run.trackers may name (harness.export.live)
+SAVE_MODEL = ("none", "best", "last")  # what train.save_model may be (harness.train keeps those weights)
 
 
 def parse_trackers(key: str, value: Any, where: Where) -> list[str]:
@@ -158,6 +159,13 @@ class TrainConfig:
         "trial starts again after an interruption (Ctrl-C, kill -9, a requeue); 0: off. How a trial runs, "
         "not what it computes: left out of trial ids, not a grid axis, may change between runs into one "
         "directory", min=0, max=MAX_STEPS))
+    save_model: str = field(default="none", metadata=_meta(
+        "keep the trial's weights (its model's state_dict, torch.save) as DIR/trials/<trial_id>/model.pt, "
+        "named in the runs column model_file and attached as an artifact by `harness export` and the live "
+        "trackers (MLflow, W&B): best (the lowest-dev-loss weights the test accuracy is measured with), last "
+        "(the weights after the last step) or none. Not for a diverged or failed trial. How a trial runs, not "
+        "what it computes: left out of trial ids, not a grid axis, may change between runs into one directory",
+        choices=SAVE_MODEL))
 
 
 @dataclass
@@ -190,7 +198,7 @@ AXIS_ALIASES = {
 GRIDDABLE_SECTIONS = ("data", "model", "train")
 # Settings of how a trial runs, not of what it computes: left out of trial ids (config.grid.make_spec) and
 # of the fixed settings a resumed results directory must keep (plan._fixed_settings), and not grid axes.
-EXECUTION_KEYS = frozenset({"train.checkpoint_every"})
+EXECUTION_KEYS = frozenset({"train.checkpoint_every", "train.save_model"})
 # Settings added after results existed, each with the value that means what its absence meant: trial
 # ids leave a key out at that value (config.grid.make_spec), and so does the check of the fixed
 # settings a resumed results directory must keep (plan._fixed_settings). Add a new such key here only.

@@ -10,6 +10,10 @@ MLflow run gets its outcome metrics and status.
 
 W&B (optional) gets one offline run per trial, grouped and named as the export does.
 
+With `train.save_model`, a trial's weights file (runs column model_file) is attached at its end as
+`harness export` attaches it: an MLflow artifact under `model/`, a W&B artifact of type "model"
+(TensorBoard has no artifacts).
+
 They write beside the exports, never into them: DIR/tensorboard-live/, DIR/mlflow-live/ (a SQLite
 store DIR/mlflow-live/mlflow.db, artifacts beside it, as the export makes) and DIR/wandb-live/. So
 `harness export DIR --to tensorboard|mlflow|wandb` afterwards writes DIR/tensorboard/, DIR/mlflow/
@@ -182,6 +186,11 @@ class MlflowSink:
             for chunk in mlflow_export._chunks(metrics, mlflow_export.BATCH_METRICS):
                 self.client.log_batch(self.run_id, metrics=list(chunk))
 
+    def attach_model(self, path: Path) -> None:
+        """The trial's weights file as an artifact of its run (under `model/`)."""
+        with _locked(self.out):
+            mlflow_export.log_model_file(self.client, self.run_id, path)
+
     def close(self, row: dict[str, Any] | None) -> None:
         from mlflow.entities import Metric, RunTag
 
@@ -217,6 +226,12 @@ class WandbSink:
         for step in sorted(by_step):
             self.run.log(by_step[step], step=step)
 
+    def attach_model(self, path: Path) -> None:
+        """The trial's weights file as a W&B artifact of type "model" logged by the run."""
+        from harness.export import wandb as wandb_export
+
+        wandb_export.log_model_file(self.run, self.run.id, path)
+
     def close(self, row: dict[str, Any] | None) -> None:
         status = str(plain((row or {}).get("status")) or "failed")
         self.run.summary.update({**outcomes(row or {}), "status": status})
@@ -236,6 +251,7 @@ class LiveTracker:
     def __init__(self, results_dir: str | Path, trackers: Iterable[str], naming: Naming, row: dict[str, Any],
                  recorder: Any, inner: Callable[[int, float], bool] | None = None):
         self.recorder, self.inner = recorder, inner
+        self.results_dir = Path(results_dir)
         self.trial_id = recorder.trial_id
         self.view = naming.view({**row, "trial_id": self.trial_id})
         self.sinks: dict[str, Any] = {}
@@ -278,11 +294,27 @@ class LiveTracker:
             self._each(lambda s: s.write(scalars))
 
     def close(self) -> None:
-        """At the trial's end: what is left (a last evaluation not reported), then close each tracker."""
+        """At the trial's end: what is left (a last evaluation not reported), the weights file
+        (train.save_model) to the trackers that keep artifacts, then close each tracker."""
         self.update()
         runs = self.recorder.rows.get("runs") or [None]
+        self.attach_model(runs[0])
         self._each(lambda s: s.close(runs[0]))
         self.sinks.clear()
+
+    def attach_model(self, row: dict[str, Any] | None) -> None:
+        """Attach the trial's weights file, when its row names one, to every tracker that has an
+        `attach_model` (MLflow, W&B). The runner closes a trial's trackers before or after it publishes
+        the trial's folder: the file is looked for in the staged folder first (records.find_model)."""
+        from harness.records import find_model
+
+        if not self.sinks or plain((row or {}).get("model_file")) is None:
+            return
+        path = find_model(self.results_dir, self.trial_id)
+        if path is None:
+            warn("live", self.trial_id, FileNotFoundError(f"{row['model_file']} is not in {self.results_dir}"))
+            return
+        self._each(lambda s: s.attach_model(path) if hasattr(s, "attach_model") else None)
 
 
 def attach(plan: Any, spec: Any, recorder: Any) -> Any:

@@ -4,7 +4,8 @@ and a nested child run per trial (tag mlflow.parentRunId).
 A child run holds the trial's settings as params (integers as integers), its outcome as metrics
 (`steps_to_target`, `reached`, `test_acc`, `best_dev_acc`, …; timings as `time/<column>`), every
 scalar as a metric history with its step and time, and its system facts (hardware, versions,
-worker, ids, errors) as `harness.<column>` tags; it starts and ends when the trial did. A parent
+worker, ids, errors) as `harness.<column>` tags, and with `train.save_model` its weights file as the
+artifact `model/model.pt`; it starts and ends when the trial did. A parent
 run holds the experiment's config (config.yaml, flattened: `model.hidden_size`, `grid.cell`, …) as
 params and as an artifact, and spans its trials' times.
 
@@ -118,7 +119,15 @@ def _parent(client: Any, eid: str, exp: Experiment, key: str, views: list[TrialV
     return run.info.run_id
 
 
-def _child(client: Any, eid: str, parent_id: str, view: TrialView) -> str:
+MODEL_ARTIFACT_DIR = "model"  # a trial's weights file (train.save_model) is the run's artifact model/model.pt
+
+
+def log_model_file(client: Any, run_id: str, path: Path) -> None:
+    """A trial's weights file as an artifact of its run, under MODEL_ARTIFACT_DIR."""
+    client.log_artifact(run_id, str(path), artifact_path=MODEL_ARTIFACT_DIR)
+
+
+def _child(client: Any, eid: str, parent_id: str, view: TrialView, results_dir: Path) -> str:
     from mlflow.entities import Metric, RunTag
 
     start = _ms(view.started_at, 0) if view.started_at is not None else None
@@ -138,6 +147,9 @@ def _child(client: Any, eid: str, parent_id: str, view: TrialView) -> str:
     for chunk in _chunks(metrics, BATCH_METRICS):
         client.log_batch(rid, metrics=list(chunk))
     client.log_batch(rid, tags=[RunTag("harness.status", view.status)])
+    model = view.model_path(results_dir)
+    if model is not None:
+        log_model_file(client, rid, model)
     client.set_terminated(rid, RUN_STATUS.get(view.status, "FAILED"),
                           end_time=_ms(end, base) if end is not None else None)
     return rid
@@ -164,6 +176,6 @@ def write(exp: Experiment, out: str | Path) -> tuple[int, int]:
             continue
         parent_id = _parent(client, eid, exp, key, views, parents)
         for view in todo:
-            _child(client, eid, parent_id, view)
+            _child(client, eid, parent_id, view, exp.results_dir)
             written += 1
     return written, skipped

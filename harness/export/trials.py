@@ -9,7 +9,9 @@ Every exporter writes the same four things, each where its tracker expects it:
   and timings (`TrialView.timings`, exported as `time/<column>`) -> metrics / summary;
 - system facts (`TrialView.system`): hardware, versions, worker, ids, status, errors -> tags
   (MLflow), the `system` config group (W&B), a text table (TensorBoard); never hyperparameters;
-- time series (`TrialView.scalars`): scalars by step, with the wall time of each evaluation.
+- time series (`TrialView.scalars`): scalars by step, with the wall time of each evaluation;
+- the weights file (`TrialView.model_file`, with `train.save_model`) -> an artifact (MLflow, W&B;
+  TensorBoard has none).
 
 The configuration a trial belongs to is its settings without the seed, keyed by the same columns
 the report groups by, so a tracker's "group runs" view averages exactly the runs the report averages.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,10 +81,22 @@ class TrialView:
     started_at: float | None  # unix seconds
     timings: dict[str, float] = field(default_factory=dict)  # wall_s, train_s, … that are not null
     scalars: list[Scalar] = field(default_factory=list)  # sorted by step, then name
+    model_file: str | None = None  # the kept weights (runs column model_file), relative to the results folder
 
     @property
     def seed(self) -> Any:
         return self.params.get("seed")
+
+    def model_path(self, results_dir: Path) -> Path | None:
+        """The trial's weights file in `results_dir` (None: none kept, or not there: a warning says so)."""
+        if self.model_file is None:
+            return None
+        path = Path(results_dir) / self.model_file
+        if not path.is_file():
+            print(f"harness: warning: trial {self.trial_id}'s weights {path} are missing; exported without them",
+                  file=sys.stderr)
+            return None
+        return path
 
     @property
     def tags(self) -> dict[str, str]:
@@ -286,7 +301,8 @@ def trial_view(row: dict[str, Any], keys: list[str], scalars: list[Scalar]) -> T
         trial_id=tid, name=trial_name, group=group, parent=str(plain(row.get("study")) or "grid"),
         status=str(plain(row.get("status")) or "failed"), phase=str(plain(row.get("phase")) or "grid"),
         params=settings(row), summary=outcomes(row), system=system_facts(row),
-        started_at=_unix(row.get("started_at")), timings=timings, scalars=scalars)
+        started_at=_unix(row.get("started_at")), timings=timings, scalars=scalars,
+        model_file=plain(row.get("model_file")))
 
 
 def load_experiment(results_dir: str | Path) -> Experiment:

@@ -5,7 +5,8 @@ Nothing is sent; upload later with `wandb sync OUT/wandb/offline-run-*`.
 
 A run's config is the trial's settings, with its system facts (hardware, versions, worker, ids)
 under `system`; its summary holds the outcome metrics (`steps_to_target`, `reached`, `test_acc`, …),
-the timings as `time/<column>` and the status. Its start time is the trial's, and each history row's
+the timings as `time/<column>` and the status; with `train.save_model` it logs the trial's weights
+file as an artifact of type "model" named `model-<trial_id>`. Its start time is the trial's, and each history row's
 `_timestamp` is the trial's start plus its training seconds at that step, so W&B's wall-time axes
 and run dates are the trial's. `_runtime` (W&B's process clock) is measured by wandb's own service
 while exporting and cannot be set: the trial's duration is `time/wall_s`.
@@ -72,6 +73,15 @@ def history(view: TrialView) -> Iterator[tuple[int, dict[str, Any]]]:
         yield step, values if when is None else {**values, "_timestamp": when}
 
 
+def log_model_file(run: Any, trial_id: str, path: Path) -> None:
+    """A trial's weights file as a W&B artifact of type "model", `model-<trial_id>`, logged by `run`."""
+    import wandb
+
+    artifact = wandb.Artifact(name=f"model-{trial_id}", type="model", metadata={"trial_id": trial_id})
+    artifact.add_file(str(path), name=Path(path).name)
+    run.log_artifact(artifact)
+
+
 def _write_one(wandb: Any, exp: Experiment, view: TrialView, out: Path) -> None:
     system = {k: v for k, v in view.system.items() if k != "traceback"}
     with started_at(view.started_at):
@@ -82,6 +92,9 @@ def _write_one(wandb: Any, exp: Experiment, view: TrialView, out: Path) -> None:
         for step, values in history(view):
             run.log(values, step=step)
         run.summary.update({**view.metrics, "status": view.status})
+        model = view.model_path(exp.results_dir)
+        if model is not None:
+            log_model_file(run, view.trial_id, model)
     finally:
         run.finish(exit_code=0 if view.status != "failed" else 1)
 
