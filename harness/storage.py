@@ -20,7 +20,7 @@ import optuna
 import yaml
 
 from harness.files import atomic_write_text, staged_dir
-from harness.records import is_done, trial_dir
+from harness.records import MODEL_FILE, is_done, trial_dir
 
 STALE_AFTER_S = 60.0    # a RUNNING trial with no heartbeat for this long is taken as dead
 
@@ -185,11 +185,12 @@ def artifact_store(path: str | None) -> Any:
 
 
 def upload_shards(store: Any, trial: optuna.Trial, folder: Path) -> None:
-    """Put a finished trial's shard files (in `folder`, its staged folder) into the artifact store,
-    attached to its Optuna trial."""
+    """Put a finished trial's shard files (in `folder`, its staged folder) and its kept weights
+    (train.save_model) into the artifact store, attached to its Optuna trial."""
     from optuna.artifacts import upload_artifact
 
-    for path in sorted(Path(folder).glob("*.parquet")):
+    weights = Path(folder) / MODEL_FILE
+    for path in [*sorted(Path(folder).glob("*.parquet")), *([weights] if weights.is_file() else [])]:
         upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
 
 

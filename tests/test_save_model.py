@@ -218,3 +218,23 @@ def test_a_run_keeps_the_weights_of_every_trial(tmp_path):
     raw["train"]["save_model"] = "last"
     again = runner.run(config_from_dict(raw), out, workers=1, device="cpu", threads=1, progress=False)
     assert again["complete"] == 2 and again["missing"] == 0
+
+
+def test_kept_weights_travel_through_the_artifact_store(tmp_path):
+    # A trial fetched from the artifact store (finished into another results folder) comes with its
+    # weights file, byte for byte, as its shards do.
+    import shutil
+
+    from harness.storage import download_artifacts
+
+    raw = tiny_raw("smart", {"cell": ["rnn"], "pad_size": [12], "seed": [0]})
+    raw["train"]["save_model"] = "last"
+    out = tmp_path / "res"
+    runner.run(config_from_dict(raw), out, workers=1, device="cpu", threads=1, progress=False,
+               artifacts=str(tmp_path / "store"))
+    (tid,) = records.load(out).runs["trial_id"]
+    kept = (out / "trials" / tid / MODEL_FILE).read_bytes()
+    shutil.rmtree(out / "trials" / tid)  # as a folder that never had it
+    assert download_artifacts(out) == 1
+    assert (out / "trials" / tid / MODEL_FILE).read_bytes() == kept
+    assert records.load(out).runs["model_file"].tolist() == [f"trials/{tid}/{MODEL_FILE}"]
