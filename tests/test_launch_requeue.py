@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import tiny_raw
+from conftest import sigint_default, tiny_raw
 from optuna.trial import TrialState
 from test_checkpoint import TIMING, mark
 
@@ -42,7 +42,8 @@ def _start_launch(tmp_path: Path, raw: dict, jobs: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(tmp_path / "launch.out", "w") as out, open(tmp_path / "launch.err", "w") as err:
         # a session of its own, as a command started from a terminal is its own process group
-        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True)
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True,
+                                preexec_fn=sigint_default)  # Ctrl-C reaches it also under a background run
 
 
 def _said(tmp_path: Path) -> str:
