@@ -401,8 +401,10 @@ def _max_steps(cfg: ExperimentConfig, t: Any) -> int | None:
     n_train = cfg.data.synth.n_train if cfg.data.kind == "synthetic" else None
     if not n_train:
         return None
-    s = t.epochs * -(-n_train // t.batch_size)
-    return min(s, t.max_steps) if t.max_steps else s
+    try:
+        return t.budget(n_train)[1]
+    except ValueError:  # drop_last leaves no batch: the trial would fail at once
+        return 0
 
 
 def dry_run(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "auto", yes: bool = False

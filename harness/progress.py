@@ -77,11 +77,12 @@ def belongs(plan: Any, trial_id: str, row: dict[str, Any]) -> bool:
 def step_budget(train: Any, n_train: int | None) -> int | None:
     """At most how many steps a trial with train settings `train` takes on `n_train` training texts
     (as harness.train counts them); None when the size is not known."""
-    if not n_train or not train.batch_size:
+    if not n_train:
         return None
-    per_epoch = n_train // train.batch_size if train.drop_last else -(-n_train // train.batch_size)
-    total = train.epochs * per_epoch
-    return min(total, train.max_steps) if train.max_steps else total
+    try:
+        return train.budget(n_train)[1]
+    except ValueError:  # drop_last leaves no batch
+        return None
 
 
 def train_size(cfg: Any, out_dir: Path | None = None) -> int | None:

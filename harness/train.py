@@ -158,7 +158,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     tc, mc = spec.train, spec.model
     seeds = Seeds.from_base(tc.seed)
-    steps_per_epoch, total_steps = _budget(tc, len(data.train.labels))
+    steps_per_epoch, total_steps = tc.budget(len(data.train.labels))
 
     model = _seeded_model(spec, data, device, seeds)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
@@ -377,16 +377,6 @@ def cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
 def machine_columns(device: torch.device) -> dict[str, Any]:
     """The runs columns that say which machine and software produced a row."""
     return {"device": device_label(device), "torch_version": torch.__version__, **provenance(device)}
-
-
-def _budget(tc: TrainConfig, n_train: int) -> tuple[int, int]:
-    """(steps per epoch, total steps) of a trial on `n_train` training examples."""
-    bs = tc.batch_size
-    steps_per_epoch = n_train // bs if tc.drop_last else math.ceil(n_train / bs)
-    if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size {bs} is larger than the training set ({n_train}) with drop_last")
-    total_steps = tc.epochs * steps_per_epoch
-    return steps_per_epoch, total_steps if tc.max_steps is None else min(total_steps, tc.max_steps)
 
 
 def _batches(n: int, tc: TrainConfig, steps_per_epoch: int, total_steps: int, seed: int, device: torch.device,

@@ -440,14 +440,7 @@ class _FusedRun:
     def budget(self) -> tuple[int, int]:
         """Steps per epoch and the total steps (epochs, capped by max_steps), as run_trial counts them.
         Raises ValueError when drop_last leaves no batch. train.cuda_graph implies drop_last."""
-        tc, n, bs = self.tc, self.train.n, self.tc.batch_size
-        steps_per_epoch = n // bs if tc.drop_last or tc.cuda_graph else math.ceil(n / bs)
-        if steps_per_epoch == 0:
-            raise ValueError(f"train.batch_size {bs} is larger than the training set ({n}) with drop_last")
-        total_steps = tc.epochs * steps_per_epoch
-        if tc.max_steps is not None:
-            total_steps = min(total_steps, tc.max_steps)
-        return steps_per_epoch, total_steps
+        return self.tc.budget(self.train.n)
 
     @torch.no_grad()
     def norms_and_clip(self) -> tuple[Tensor | None, Tensor | None]:

@@ -167,6 +167,18 @@ class TrainConfig:
         "what it computes: left out of trial ids, not a grid axis, may change between runs into one directory",
         choices=SAVE_MODEL))
 
+    def budget(self, n_train: int) -> tuple[int, int]:
+        """(steps per epoch, total steps) of a trial on `n_train` training texts: `epochs` passes in
+        batches of batch_size (the last partial batch dropped with drop_last or cuda_graph), capped by
+        max_steps. The one count the trainers, the plan and the progress display share. Raises
+        ValueError when drop_last leaves no batch."""
+        bs = self.batch_size
+        per_epoch = n_train // bs if self.drop_last or self.cuda_graph else -(-n_train // bs)
+        if per_epoch == 0:
+            raise ValueError(f"train.batch_size {bs} is larger than the training set ({n_train}) with drop_last")
+        total = self.epochs * per_epoch
+        return per_epoch, total if self.max_steps is None else min(total, self.max_steps)
+
 
 @dataclass
 class RunConfig:
