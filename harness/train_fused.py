@@ -56,6 +56,7 @@ from harness.train import (
     Seeds,
     cpu_state,
     device_label,
+    eval_batch,
     provenance,
     restore_rng,
     rng_states,
@@ -248,7 +249,8 @@ class _FusedRun:
         self.probe_read = read_positions(self.mc.readout, probe_lengths, self.pad_size)
         self.probe_pad = metrics.pad_fraction(probe_lengths, self.pad_size)
         self.layer_names = ["input"] + [f"rnn.l{i}" for i in range(self.mc.num_layers)]
-        self.eval_rows = max(1, min(self.tc.eval_batch_size, 8 * self.tc.eval_batch_size // k))
+        rows = eval_batch(self.tc, device)  # on a CPU at most CPU_EVAL_BATCH
+        self.eval_rows = max(1, min(rows, 8 * rows // k))
         self.flush = False
         # Seconds (the group's, as wall_s): dev evaluations; the probe and per-group recording.
         self.eval_s = self.probe_s = 0.0

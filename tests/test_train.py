@@ -244,3 +244,29 @@ def test_cpu_capability_follows_the_environment():
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "DEFAULT"
+
+
+def test_a_cpu_evaluates_in_batches_of_at_most_256_rows_and_the_answer_does_not_change(tmp_path, monkeypatch):
+    spec, ds = one(tmp_path)
+    tc = spec.train
+    assert tc.eval_batch_size == 1024
+    assert train_mod.eval_batch(tc, torch.device("cpu")) == 256
+    assert train_mod.eval_batch(tc, torch.device("cuda")) == 1024  # (only the device type is read)
+    used = []
+    real = train_mod.evaluate
+    monkeypatch.setattr(train_mod, "evaluate", lambda m, s, b, a: used.append(b) or real(m, s, b, a))
+    train_mod.run_trial(spec, ds, torch.device("cpu"), TrialRecorder("a"))
+    assert used and set(used) == {256}
+    # The same model and rows evaluated at 16 and at 1,024 rows per batch: the same prediction wherever
+    # the two best logits are not within float32 rounding of each other, the same mean loss up to
+    # float32 rounding (a sum of n losses of about ln 10 each).
+    model = build_model(spec.model, ds.vocab_size, len(ds.class_names), ds.pad_index).eval()
+    split = train_mod._Split(ds.dev, torch.device("cpu"))
+    a, b = (real(model, split, n, train_mod.contextlib.nullcontext) for n in (16, 1024))
+    x, lengths, *_ = split.batch(slice(0, split.n))
+    with torch.no_grad():
+        top2 = model(x, lengths).topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-4
+    assert split.n > 16 and clear.sum() > split.n // 2
+    assert torch.equal(a[2][clear], b[2][clear])
+    assert a[0] == pytest.approx(b[0], rel=split.n * torch.finfo(torch.float32).eps)

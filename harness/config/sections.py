@@ -139,7 +139,8 @@ class TrainConfig:
     stop_at_target: bool = field(default=False, metadata=_meta(
         "end the trial at the first evaluation that reaches target_dev_acc (stop_reason 'target'): what a "
         "reach/time-to-target experiment needs, at a fraction of the cost; test accuracy is then the early model's"))
-    eval_batch_size: int = field(default=1024, metadata=_meta("batch size for dev/test", min=1))
+    eval_batch_size: int = field(default=1024, metadata=_meta(
+        "batch size for dev/test; on a CPU at most 256 (measured faster there: benchmarks/README §12)", min=1))
     probe_size: int = field(default=256, metadata=_meta("examples in the gradient-reach probe", min=1))
     probe_points: int = field(default=4, metadata=_meta(
         "log-spaced probe steps between step 0 and the end", min=0))
