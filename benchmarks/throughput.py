@@ -340,7 +340,7 @@ def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: in
         seed_model.train()
         _flush("harness")
         t = time.perf_counter()
-        train_mod.evaluate(model, dev_split, 1024, autocast)
+        train_mod.evaluate(model, dev_split, train_mod.eval_batch(TrainConfig(), device), autocast)  # as run_trial
         evals["eval"].append(time.perf_counter() - t)
     out.update({k: statistics.median(v) for k, v in evals.items()})
     return out
