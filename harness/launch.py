@@ -539,18 +539,12 @@ def _proc_table() -> dict[int, tuple[int, int]]:
 def process_alive(pid: int, start: int | None = None) -> bool:
     """Whether process `pid` runs (a zombie does not) and, given its start time, is that process (not a
     later one that reuses the pid). Without /proc: whether the pid answers a signal."""
-    if not Path("/proc/self/stat").exists():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+    from harness.storage import pid_alive
+
+    if start is None or not Path("/proc/self/stat").exists():
+        return pid_alive(pid)
     fields = _stat(pid)
-    if fields is None or len(fields) <= 19 or fields[0] in ("Z", "X"):
-        return False
-    return start is None or int(fields[19]) == start
+    return fields is not None and len(fields) > 19 and fields[0] not in ("Z", "X") and int(fields[19]) == start
 
 
 class LocalProcesses:

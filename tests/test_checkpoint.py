@@ -212,13 +212,18 @@ def test_the_runner_resumes_a_trial_from_its_checkpoint_in_the_results_folder(tm
     assert not ckpt.exists()
     a, b = records.load(ref), records.load(out)
     assert b["curves"]["resumed_from"].iloc[0] == 10  # the worker resumed from the checkpoint of step 10
+    assert_same_results(a, b)
+
+
+def assert_same_results(want, got) -> None:
+    """Two results folders' tables (records.load) are equal, exactly, apart from timings."""
     for t in ("curves", "grad_norms", "grad_time", "confusion"):
-        cols = [c for c in a[t].columns if c not in TIMING.get(t, [])]
-        assert len(a[t]) > 0
-        pd.testing.assert_frame_equal(a[t][cols], b[t][cols], check_exact=True, obj=t)
+        cols = [c for c in want[t].columns if c not in TIMING.get(t, [])]
+        assert len(want[t]) > 0
+        pd.testing.assert_frame_equal(want[t][cols], got[t][cols], check_exact=True, obj=t)
     keep = ["trial_id", "status", "test_acc", "test_macro_f1", "test_loss", "best_dev_acc", "best_step", "steps",
             "epochs", "grad_norm_init", "grad_norm_final", "vanishing_ratio_init", "vanishing_ratio_final"]
-    pd.testing.assert_frame_equal(a["runs"][keep], b["runs"][keep], check_exact=True)
+    pd.testing.assert_frame_equal(want["runs"][keep], got["runs"][keep], check_exact=True)
 
 
 def test_the_runner_resumes_a_fused_group_from_its_checkpoint(tmp_path):

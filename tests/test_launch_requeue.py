@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
 import torch
 import yaml
 from conftest import sigint_default, tiny_raw
 from optuna.trial import TrialState
-from test_checkpoint import TIMING, mark
+from test_checkpoint import assert_same_results, mark
 
 from harness import records, runner
 from harness.config import config_from_dict
@@ -182,14 +181,7 @@ def test_a_preempted_local_job_is_requeued_and_resumes_its_trial_from_its_checkp
     # and the same numbers as an uninterrupted run (timings aside)
     ref = tmp_path / "ref"
     runner.run(config_from_dict(raw), ref, workers=1, device="cpu", threads=1, progress=False)
-    want = records.load(ref)
-    for t in ("curves", "grad_norms", "grad_time", "confusion"):
-        cols = [c for c in want[t].columns if c not in TIMING.get(t, [])]
-        assert len(want[t]) > 0
-        pd.testing.assert_frame_equal(want[t][cols], got[t][cols], check_exact=True, obj=t)
-    keep = ["trial_id", "status", "test_acc", "test_macro_f1", "test_loss", "best_dev_acc", "best_step", "steps",
-            "epochs", "grad_norm_init", "grad_norm_final", "vanishing_ratio_init", "vanishing_ratio_final"]
-    pd.testing.assert_frame_equal(want["runs"][keep], got["runs"][keep], check_exact=True)
+    assert_same_results(records.load(ref), got)
 
 
 def test_local_processes_notes_a_tree_and_stops_it(tmp_path):
