@@ -268,3 +268,47 @@ def test_checkpoint_path_is_hidden_from_loaders(tmp_path):
     p = checkpoint_path(tmp_path, "abc")
     assert p.parent == records.trial_dir(tmp_path, "abc").parent and p.name.startswith(".")
     assert isinstance(p, Path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fuse", [1, 2])
+def test_a_run_killed_with_kill_9_resumes_its_trials_from_their_checkpoints(tmp_path, fuse):
+    """`harness run` (main process and worker) killed with SIGKILL mid-trial: the same command again
+    resumes the trial (a fused group with run.fuse 2) from its checkpoint and the tables equal an
+    uninterrupted run's, timings aside."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    raw = tiny_raw("k9", {"cell": ["lstm"], "pad_size": [12], "seed": [0, 1]})
+    raw["train"].update(TRAIN, epochs=60, checkpoint_every=20)  # 480 steps per trial, a checkpoint every 20
+    raw["run"] = {"fuse": fuse, "threads": 1}
+    ref = tmp_path / "ref"
+    runner.run(config_from_dict(raw), ref, workers=1, device="cpu", threads=1, progress=False)
+
+    out = tmp_path / "out"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(tmp_path / "c.yaml"), "--out", str(out),
+                             "--workers", "1", "--device", "cpu", "--quiet"], cwd=ROOT, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    ckpts: list[Path] = []
+    while not ckpts and time.monotonic() < deadline and proc.poll() is None:
+        ckpts = list((out / "trials").glob(".ckpt-*.pt")) if (out / "trials").is_dir() else []
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the main process and its worker, mid-trial
+    proc.wait(timeout=30)
+    assert len(ckpts) == 1, "no checkpoint appeared before the run ended"
+    mark(ckpts[0])  # written atomically: the file the kill left is a whole checkpoint
+    counts = runner.run(config_from_dict(raw), out, workers=1, device="cpu", threads=1, progress=False)
+    assert counts["complete"] == 2 and counts["missing"] == 0
+    got = records.load(out)
+    resumed = got["curves"].dropna(subset=["resumed_from"])
+    assert len(resumed) == (2 if fuse == 2 else 1) and (resumed["resumed_from"] > 0).all()
+    assert not list((out / "trials").glob(".ckpt-*"))
+    assert_same_results(records.load(ref), got)
