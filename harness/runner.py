@@ -48,6 +48,7 @@ from harness.queue import (
     GroupHeartbeat,
     Heartbeat,
     add_reruns,
+    any_waiting,
     claim,
     claim_matching,
     enqueue_missing,
@@ -623,6 +624,8 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
         _wait_while(lambda: running_elsewhere(studies), monitor)
         if fail_stale(queue, time.time()):  # a worker died unseen (another command's, or one that
             continue                        # was killed with its main process): run its trial again
+        if any_waiting(queue):  # queued again meanwhile (another command failed a dead worker's trial
+            continue            # as stale): claim it here, or wait while the other command runs it
         left = next_round()
         if not left or left == last:
             return []

@@ -118,6 +118,11 @@ def running_trials(study: optuna.Study) -> list[FrozenTrial]:
     return _queue(study).in_state(study._study_id, TrialState.RUNNING)
 
 
+def any_waiting(study: optuna.Study) -> bool:
+    """Whether the study holds a WAITING trial (an indexed lookup on a database)."""
+    return bool(_queue(study).in_state(study._study_id, TrialState.WAITING))
+
+
 # ----------------------------------------------------------------------------- enqueueing
 
 @contextmanager
