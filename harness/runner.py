@@ -53,7 +53,6 @@ from harness.queue import (
     claim_matching,
     enqueue_missing,
     enqueue_slots,
-    fail_stale,
     finish,
     finished_elsewhere,
     open_queue,
@@ -622,10 +621,12 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
         if dead:
             return dead
         _wait_while(lambda: running_elsewhere(studies), monitor)
-        if fail_stale(queue, time.time()):  # a worker died unseen (another command's, or one that
-            continue                        # was killed with its main process): run its trial again
-        if any_waiting(queue):  # queued again meanwhile (another command failed a dead worker's trial
-            continue            # as stale): claim it here, or wait while the other command runs it
+        # A worker that died unseen (another command's, or one killed with its main process) left its
+        # trial RUNNING: enqueue_missing fails it as stale and queues it again, both under the storage's
+        # enqueue lock, so of several commands one queues it and the others find it waiting. Either
+        # way this command goes on: it claims the trial, or waits while another command runs it.
+        if enqueue_missing(plan, queue)["enqueued"] or any_waiting(queue):
+            continue
         left = next_round()
         if not left or left == last:
             return []

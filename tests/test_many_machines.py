@@ -1,16 +1,21 @@
 """Several commands on one storage, as several machines run them: each with its own results folder,
 started at the same moment on a new database. Every trial is queued once and run once, every
-command exits 0, and a worker killed before its trial was told leaves no second copy of it."""
+command exits 0, a worker killed before its trial was told leaves no second copy of it, and a
+command killed with kill -9 mid-trial, then run again, leaves each trial once in every report."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import optuna
 import pytest
@@ -122,3 +127,127 @@ def test_four_workers_on_sqlite_run_a_grid_with_no_crash_and_no_wrong_row(tmp_pa
     assert len(trials) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert sorted(t.user_attrs["trial_id"] for t in trials) == sorted(runs["trial_id"])
     assert runs["worker"].nunique() >= 2
+
+
+def in_group(pid: object, pgid: int) -> bool:
+    """Whether the process `pid` (a trial's system attr) lives and belongs to process group `pgid`."""
+    try:
+        return pid is not None and os.getpgid(int(pid)) == pgid  # type: ignore[call-overload]
+    except ProcessLookupError:
+        return False
+
+
+def held_by(storage: object, name: str, pgid: int) -> tuple[int, optuna.trial.FrozenTrial | None]:
+    """How many trials of study `name` are COMPLETE, and a RUNNING one claimed on this host by a process
+    of group `pgid` (None if none; (0, None) while the study does not exist yet)."""
+    try:
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:
+        return 0, None
+    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    held = next((t for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                 and t.system_attrs.get("host") == socket.gethostname()
+                 and in_group(t.system_attrs.get("pid"), pgid)), None)
+    return done, held
+
+
+def stop_while_it_holds_a_trial(storage: object, name: str, proc: subprocess.Popen,
+                                limit_s: float = 300) -> optuna.trial.FrozenTrial | None:
+    """Once 2 trials of study `name` are COMPLETE, SIGSTOP the process group of `proc` (started with
+    start_new_session) at a moment it holds a RUNNING trial, and return that trial (looked at again
+    while the group is stopped, so no tell slips in between); None if that never happened."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        done, candidate = held_by(storage, name, proc.pid)
+        if done >= 2 and candidate is not None:
+            os.killpg(proc.pid, signal.SIGSTOP)
+            held = held_by(storage, name, proc.pid)[1]
+            if held is not None:
+                return held
+            os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_of_several_commands_then_resume_leaves_each_trial_once_in_the_report(tmp_path):
+    """The issue's criterion, end to end on PostgreSQL: three `harness run` commands share one storage
+    and one artifact folder, each with its own results folder. One is killed with kill -9 (its whole
+    process group: main process and worker) while it holds a RUNNING trial, once some trials have
+    finished; the other two finish (exit 0), the killed command's same command line runs again to
+    completion (exit 0), and then every trial id of the grid is in each folder's report exactly once,
+    and the study has exactly one COMPLETE trial per trial id (the killed one also a FAIL, stale)."""
+    from conftest import ROOT
+
+    from harness.storage import download_artifacts
+
+    url = storage_url("postgresql", tmp_path)
+    name = f"k9m-{uuid.uuid4().hex[:8]}"  # PostgreSQL is shared between tests
+    raw = tiny_raw(name, TWELVE)
+    raw["train"]["epochs"] = 2  # a trial takes about a second: long enough to be caught mid-trial
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    ids = sorted(s.trial_id for s in make_plan(config_from_dict(raw), tmp_path / "plan", write=False).specs)
+    assert len(ids) == 12
+    shared = tmp_path / "artifacts"
+    outs = [tmp_path / f"machine{i}" for i in range(3)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def argv(out: Path) -> list[str]:
+        return [sys.executable, "-m", "harness", "run", str(path), "--out", str(out), "--storage", url,
+                "--artifacts", str(shared), "--workers", "1", "--device", "cpu", "--quiet",
+                "--set", "run.threads=1"]
+
+    def start(i: int, attempt: str) -> subprocess.Popen:
+        with (tmp_path / f"machine{i}.{attempt}.log").open("w") as log:  # the child keeps its own copy
+            return subprocess.Popen(argv(outs[i]), cwd=ROOT, env=env, start_new_session=True, stdout=log,
+                                    stderr=subprocess.STDOUT)
+
+    def log(i: int, attempt: str) -> str:
+        return (tmp_path / f"machine{i}.{attempt}.log").read_text()
+
+    storage = open_storage(tmp_path, url)
+    procs = [start(i, "first") for i in range(3)]
+    victim = procs[0]
+    try:
+        held = stop_while_it_holds_a_trial(storage, name, victim)
+        assert held is not None, f"the command never held a RUNNING trial after 2 had finished:\n{log(0, 'first')}"
+        os.killpg(victim.pid, signal.SIGKILL)  # kill -9 of the command: its main process and its worker
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+        killed_tid = held.user_attrs["trial_id"]
+
+        codes = {i: p.wait(timeout=600) for i, p in enumerate(procs[1:], start=1)}  # asserted last
+        resumed = start(0, "resume")  # the same command line again
+        procs.append(resumed)
+        codes[0] = resumed.wait(timeout=600)
+
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        complete = sorted(t.user_attrs["trial_id"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+        assert complete == ids  # exactly one COMPLETE Optuna trial per trial id
+        others = [t for t in trials if t.state != optuna.trial.TrialState.COMPLETE]
+        assert all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("status") == "stale"
+                   for t in others), [(t.number, t.state, t.user_attrs) for t in others]
+        killed = next(t for t in trials if t.number == held.number)
+        assert killed.state == optuna.trial.TrialState.FAIL and killed.user_attrs["trial_id"] == killed_tid
+        assert not list((outs[0] / "trials").glob(f"{records.STAGED_PREFIX}*"))  # its staged shards are gone
+
+        report = subprocess.run([sys.executable, "-m", "harness", "report", str(outs[0])], cwd=ROOT,
+                                env={**env, "PGPASSWORD": urlsplit(url).password or ""},
+                                capture_output=True, text=True, timeout=600)
+        assert report.returncode == 0, report.stderr
+        text = (outs[0] / "report.md").read_text()
+        assert "over 12 trials" in text, text
+        for out in outs[1:]:
+            download_artifacts(out, url, str(shared))  # what `harness report DIR` fetches first
+        for out in outs:
+            got = records.load(out)["runs"]["trial_id"]
+            assert sorted(got) == ids, out  # every trial id of the grid, once, in every folder
+        assert codes == {0: 0, 1: 0, 2: 0}, (f"killed mid-trial {killed_tid}", codes,
+                                             {i: log(i, "resume" if i == 0 else "first") for i in codes})
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=60)
+        with contextlib.suppress(KeyError):  # KeyError: the study was never created
+            optuna.delete_study(study_name=name, storage=storage)
