@@ -625,7 +625,7 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
         # trial RUNNING: enqueue_missing fails it as stale and queues it again, both under the storage's
         # enqueue lock, so of several commands one queues it and the others find it waiting. Either
         # way this command goes on: it claims the trial, or waits while another command runs it.
-        if enqueue_missing(plan, queue)["enqueued"] or any_waiting(queue):
+        if enqueue_missing(plan, queue, retry=False)["enqueued"] or any_waiting(queue):
             continue
         left = next_round()
         if not left or left == last:

@@ -114,8 +114,11 @@ def test_failed_trial_is_retried_once_then_left_failed(tmp_path):
     raw = tiny_raw("fail", {"cell": ["lstm"], "train.drop_last": [True, False], "pad_size": [12]})
     raw["train"]["batch_size"] = 1000  # larger than the training set: fails with drop_last
     cfg = config_from_dict(raw)
+    attempts_after = []
     for _ in range(3):
         runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)
+        attempts_after.append(len(study_of(tmp_path, "fail").get_trials()))
+    assert attempts_after == [2, 3, 3]  # 2 trials; the failed one again on the next run only, then left
     runs = records.load(tmp_path)["runs"]
     failed = runs[runs["status"] == "failed"]
     assert len(failed) == 1 and "batch_size" in failed["error"].iloc[0]

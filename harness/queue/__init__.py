@@ -160,9 +160,11 @@ def fail_stale(study: optuna.Study, now: float) -> int:
     return n
 
 
-def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
+def enqueue_missing(plan: Plan, study: optuna.Study, retry: bool = True) -> dict[str, int]:
     """Enqueue every spec that is not done, not waiting and not running; fail stale RUNNING trials
-    (their worker died) so they are enqueued again; retry a failed trial once.
+    (their worker died) so they are enqueued again; retry a failed trial once (`retry`: a command
+    does so when it starts, not at the end of a round, so a trial that raised is retried on the next
+    run).
     Done means: a shard folder here that verifies (records.verify_trial), whatever the study says
     (a deleted or damaged folder is run again), or a trial finished in the study by a worker that
     wrote into another results folder (another folder id, see storage.RunSettings: a machine that
@@ -180,7 +182,7 @@ def enqueue_missing(plan: Plan, study: optuna.Study) -> dict[str, int]:
             if tid in seen.active or tid in seen.elsewhere or seen.attempts.get(tid, 0) >= MAX_ATTEMPTS:
                 continue
             if verify_trial(plan.out_dir, tid) is None:
-                if not _failed_shard(plan.out_dir, tid):
+                if not (retry and _failed_shard(plan.out_dir, tid)):
                     continue
                 counts["retried"] += 1
             attrs: dict[str, Any] = {"trial_id": tid}
