@@ -615,8 +615,10 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
             add_reruns(plan, searches)
             break
     last: frozenset[str] | None = None
+    requeued = False  # the previous round ended by queueing a dead worker's trial: nothing more to enqueue
     while True:  # one round; with adaptive seeds, rounds while needed trials are left and some ran
-        enqueue_missing(plan, queue)
+        if not requeued:  # (and no failed trial retried before the next run)
+            enqueue_missing(plan, queue)
         dead = run_workers()
         if dead:
             return dead
@@ -625,7 +627,8 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
         # trial RUNNING: enqueue_missing fails it as stale and queues it again, both under the storage's
         # enqueue lock, so of several commands one queues it and the others find it waiting. Either
         # way this command goes on: it claims the trial, or waits while another command runs it.
-        if enqueue_missing(plan, queue, retry=False)["enqueued"] or any_waiting(queue):
+        requeued = bool(enqueue_missing(plan, queue, retry=False)["enqueued"]) or any_waiting(queue)
+        if requeued:
             continue
         left = next_round()
         if not left or left == last:
