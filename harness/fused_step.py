@@ -1,7 +1,8 @@
 """The fused training step, run eagerly or replayed from a CUDA graph (`train.cuda_graph`).
 
-`FusedStep(...)(tokens, lengths, labels)` is one training step of a `FusedClassifier` on a batch of
-tokens (K, B, T), lengths (K, B) and labels (K, B): forward, each trial's mean cross-entropy,
+`FusedStep(...)(tokens, lengths, labels[, starts])` is one training step of a `FusedClassifier` on a
+batch of tokens (K, B, T), lengths (K, B), labels (K, B) and, for data with a lag, each text's first
+position starts (K, B): forward, each trial's mean cross-entropy,
 backward, the per-group gradient norms and per-trial clipping (`norms_and_clip`), and the
 `FusedAdam` step of the trials where `active` (K,) is True. It returns a `StepOut`.
 
@@ -62,16 +63,17 @@ class FusedStep:
         self.model, self.optimizer, self.active = model, optimizer, active
         self.norms_and_clip, self.autocast = norms_and_clip, autocast
         self.static, self.capture = static, capture
-        self.buffers: tuple[Tensor, Tensor, Tensor] | None = None  # tokens, lengths, labels
+        self.buffers: tuple[Tensor, ...] | None = None  # tokens, lengths, labels[, starts]
         self.calls = 0
         self.graph: Any = None  # torch.cuda.CUDAGraph once captured
         self.out: StepOut | None = None  # the graph's outputs
         self.stream: Any = torch.cuda.Stream(active.device) if capture else None
 
-    def __call__(self, tokens: Tensor, lengths: Tensor, labels: Tensor) -> StepOut:
+    def __call__(self, *batch: Tensor) -> StepOut:
+        """One step on batch = (tokens, lengths, labels[, starts])."""
         if not self.static:
-            return self.body(tokens, lengths, labels)
-        self._load(tokens, lengths, labels)
+            return self.body(*batch)
+        self._load(batch)
         self.calls += 1
         if self.graph is not None:
             self.graph.replay()
@@ -85,27 +87,29 @@ class FusedStep:
         assert self.out is not None
         return self.out
 
-    def body(self, tokens: Tensor, lengths: Tensor, labels: Tensor) -> StepOut:
+    def body(self, tokens: Tensor, lengths: Tensor, labels: Tensor, starts: Tensor | None = None) -> StepOut:
         """Forward, loss, backward, norms and clipping, Adam: what is captured and replayed."""
         self.model.zero_grad(set_to_none=True)  # backward allocates (from the graph's pool when capturing)
         with self.autocast():
-            logits = self.model(tokens, lengths)  # (K, B, C)
+            logits = self.model(tokens, lengths, starts=starts)  # (K, B, C)
         losses = per_trial_cross_entropy(upcast(logits), labels)  # (K,)
         losses.sum().backward()
         group_sq, total_norm = self.norms_and_clip()
         self.optimizer.step(self.active)
         return StepOut(losses.detach(), logits.detach(), group_sq, total_norm)
 
-    def _buffers(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _buffers(self) -> tuple[Tensor, ...]:
         assert self.buffers is not None
         return self.buffers
 
-    def _load(self, tokens: Tensor, lengths: Tensor, labels: Tensor) -> None:
+    def _load(self, batch: tuple[Tensor, ...]) -> None:
         """Copy the batch into the static buffers (made on the first call, with its shapes)."""
         if self.buffers is None:
-            self.buffers = (tokens.clone(), lengths.clone(), labels.clone())
+            self.buffers = tuple(t.clone() for t in batch)
             return
-        for buf, new, name in zip(self.buffers, (tokens, lengths, labels), ("tokens", "lengths", "labels")):
+        if len(batch) != len(self.buffers):
+            raise ValueError(f"FusedStep: a batch of {len(batch)} tensors, the static buffers hold {len(self.buffers)}")
+        for buf, new, name in zip(self.buffers, batch, ("tokens", "lengths", "labels", "starts")):
             if new.shape != buf.shape:
                 raise ValueError(f"train.cuda_graph: the step's {name} have shape {tuple(new.shape)}, but the "
                                  f"static buffers {tuple(buf.shape)}; a CUDA graph needs every batch the same size "

@@ -89,7 +89,7 @@ from harness.storage import (
     write_run_settings,
 )
 from harness.train import resolve_device, run_trial, settings_columns
-from harness.train_fused import check_cuda_graph, fusable_key, fuse_size, run_fused
+from harness.train_fused import check_cuda_graph, check_fusable, fusable, fusable_key, fuse_size, run_fused
 
 SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
 
@@ -200,7 +200,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
         if data_key not in datasets:
             datasets[data_key] = data_mod.load(spec.data, cache_dir(out_dir))
         graph = spec.train.cuda_graph and device.type == "cuda"  # the graph captures the fused step
-        if (fuse > 1 or graph) and not key.startswith("slot:") and spec.data.lag is None:  # fused: no lag spans
+        if (fuse > 1 or graph) and fusable(spec) is None:  # a search trial, or a plugin's cell, trains alone
             more = _claim_companions(plan, searches, trial, spec, fuse - 1, stamp) if fuse > 1 else []
             if more or graph:
                 group = [(trial, key, spec, recorder), *more]
@@ -526,6 +526,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     devices = device.split(",")
     # A device that is not there, or CUDA graphs without CUDA, is a usage error, found before any work.
     check_cuda_graph(cfg, [resolve_device(d) for d in devices])
+    check_fusable(cfg)  # run.fuse K or a CUDA graph with a cell or read-out that has no fused form
     check_bounds(cfg)  # sizes that would not fit this machine, step counts beyond reason
     out_dir = Path(out_dir)
     check_existing(cfg, out_dir)  # an existing folder's config.yaml and run.yaml, before anything is written

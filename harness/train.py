@@ -2,19 +2,18 @@
 device; everything it measures goes to the `TrialRecorder` it is handed (no files, no Optuna).
 
 Read `run_trial` first: the whole trial as one story (build, probe, the training loop with its
-evaluation points, probe, test, the runs row). The pieces it uses follow it:
+evaluation points, probe, test, the runs row). What it keeps per trial (the running sums, the best
+dev point and the stop rules, the instruments, the clock, the runs row) is `harness.ledger`'s, which
+the fused trainer (`harness.train_fused`) shares; here are only what one unfused model needs:
 
 - `train_step`: one optimisation step (forward, loss, backward, per-group gradient norms in one
   fused `torch._foreach_norm` call, optional clipping, Adam); its results stay on the device;
-- `RunningSums`: what the steps add up on the device between evaluation points;
-- `BestDev`: the best dev loss (weights kept for the test), early stopping, the target accuracy;
-- `Instruments`: what is recorded (curves rows; with `train.instrument`, gradient norms and update
-  ratios per parameter group and the gradient-reach probe);
-- `PhaseClock`: seconds per phase (training, dev evaluation, probe and recording), as AlgoPerf
-  keeps submission time apart from evaluation time;
+- `evaluate`: dev or test loss, accuracy and predictions;
+- `_probe`: the gradient-reach probe's per-position gradient norms;
 - `Checkpoint`: with `train.checkpoint_every`, the whole state of the trial every N steps in one file
-  (weights, Adam, the running sums, the best-dev state, the instruments', the recorder's rows, the
-  random states, the seconds so far), from which an interrupted trial resumes bit-identically.
+  (weights, Adam, the running sums, the ledger with the recorder's rows, the instruments', the random
+  states, the seconds so far), from which an interrupted trial resumes bit-identically (the fused
+  trainer saves its group's state through it too).
 
 Where the host waits on the device: a training step reads nothing back. The host reads device
 values only at an evaluation point (every `eval_every` steps and at the last step: the running sums,
@@ -36,9 +35,8 @@ import os
 import platform
 import re
 import socket
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +48,27 @@ from torch import Tensor
 
 from harness import metrics
 from harness.config import ConfigError, TrainConfig, TrialSpec
-from harness.data import Dataset, EncodedSplit
-from harness.models import build_model, param_groups, read_positions
+from harness.data import Dataset
+from harness.ledger import (
+    EvalPoint,
+    Instruments,
+    PhaseClock,
+    ProbeBatch,
+    RunningSums,
+    Split,
+    StepResult,
+    TrialLedger,
+    batches,
+    sync,
+)
+from harness.models import build_model, param_groups
 from harness.models.precision import upcast
 from harness.records import TrialRecorder, model_file, trial_dir
+
+_Split = Split  # the name tests and benchmarks used
+__all__ = ["CPU_EVAL_BATCH", "Checkpoint", "Diverged", "ParamGroups", "PhaseClock", "RunningSums", "Seeds",
+           "StepResult", "checkpoint_path", "eval_batch", "evaluate", "resolve_device", "run_trial",
+           "settings_columns", "sync", "train_step"]
 
 Autocast = Callable[[], contextlib.AbstractContextManager]  # a fresh autocast context per call
 
@@ -144,7 +159,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
 
     One linear story, so longer than the rest: build (seeded), probe at step 0, the training loop
     with an evaluation point every `eval_every` steps, probe at the end, test the best-dev weights,
-    the runs row.
+    the runs row. What is kept per trial is `harness.ledger`'s, shared with the fused trainer.
 
     `train.save_model` best or last: the best-dev-loss weights (those tested) or the weights after the
     last step, as a CPU state_dict, go to `recorder.weights` and the row's model_file names where they
@@ -158,92 +173,90 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     tc, mc = spec.train, spec.model
     seeds = Seeds.from_base(tc.seed)
-    steps_per_epoch, total_steps = tc.budget(len(data.train.labels))
+    _, total_steps = tc.budget(len(data.train.labels))
 
     model = _seeded_model(spec, data, device, seeds)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     spans = data.lag is not None  # texts that do not start at position 0: the read-outs need their starts
-    train, dev, test = (_Split(s, device, spans) for s in (data.train, data.dev, data.test))
+    train, dev, test = (Split(s, device, spans) for s in (data.train, data.dev, data.test))
     groups = ParamGroups.of(model, device)
+    ledger = TrialLedger(spec, recorder)
     instruments = Instruments(
-        model, groups, ProbeBatch.first(dev, data, tc.probe_size, mc.readout, mc.num_layers), autocast,
-        recorder, clock, on=tc.instrument, probe_at=set(metrics.log_spaced_steps(total_steps, tc.probe_points)))
-    sums, best = RunningSums.start(len(groups.names), device), BestDev()
-    step, epoch, samples_seen, stop = 0, 0.0, 0, None
+        list(model.parameters()), groups.names, lambda ts: groups.squared_norms(ts).unsqueeze(1),
+        lambda b: [g[None] for g in _probe(model, b.tokens, b.lengths, b.labels, autocast, b.starts)],
+        ProbeBatch.first(dev, data, tc.probe_size, mc.readout, mc.num_layers), [ledger], clock,
+        on=tc.instrument, probe_at=set(metrics.log_spaced_steps(total_steps, tc.probe_points)))
+    sums = RunningSums.start(len(groups.names), device)
+    best_state: dict[str, Tensor] | None = None  # the weights of the lowest dev loss, for the test
+    step, epoch, samples_seen = 0, 0.0, 0
     ckpt = Checkpoint(checkpoint, tc.checkpoint_every, spec.trial_id, total_steps)
     saved = ckpt.load(device)
     if saved is None:
-        instruments.probe(0, "init")
+        instruments.probe(0, "init", [0])
     else:  # resume: everything as it was after step saved["step"]
         step, epoch, samples_seen = saved["step"], saved["epoch"], saved["samples_seen"]
-        started_at = saved["started_at"]
-        ckpt.restore(saved, model, optimizer, sums, best, instruments, clock, recorder, device)
-    status, error = "complete", None
+        started_at, best_state = saved["started_at"], saved["best_state"]
+        ckpt.restore(saved, model, optimizer, sums, ledger, instruments, clock, device)
     # On a CPU, vanishing gradients underflow into float32 denormals, which are slow to compute with
     # (the per-step gradient norms cost 10-20x more); training flushes them to zero, the probe not.
     flush = device.type == "cpu"
     torch.set_flush_denormal(flush)
     clock.switch("train")
     try:
-        for epoch, idx in _batches(train.n, tc, steps_per_epoch, total_steps, seeds.data_order, device, start=step):
-            batch = train.batch(idx)  # (B, T), (B,), (B,)[, (B,)]
+        for epoch, idx in batches(train.n, tc, [seeds.data_order], device, start=step):
+            batch = train.batch(idx[0])  # (B, T), (B,), (B,)[, (B,)]
             out = train_step(model, optimizer, batch, autocast, tc.grad_clip, groups if tc.instrument else None)
             step += 1
-            samples_seen += len(idx)
-            sums.add(out, len(idx))
-            instruments.after_step(step, out, flush_after=flush)
+            samples_seen += idx.shape[1]
+            sums.add(out, idx.shape[1])
+            instruments.after_step(step, out, lambda: [0], flush_after=flush)
             if step % tc.eval_every == 0 or step == total_steps:  # an evaluation point
                 with clock.phase("eval"):
-                    sums.check_finite()
+                    if (at := sums.nonfinite_steps()[0]) >= 0:
+                        raise Diverged(f"non-finite training loss at step {at}")
                     dev_loss, dev_acc, _ = evaluate(model, dev, eval_batch(tc, device), autocast)
                     if not math.isfinite(dev_loss):
                         raise Diverged(f"non-finite dev loss at step {step}")
-                    train_s = clock.seconds["train"]
-                    instruments.record_eval(step, epoch, samples_seen, train_s, sums, dev_loss, dev_acc)
-                    best.update(model, dev_loss, dev_acc, step, samples_seen, train_s, tc.target_dev_acc)
+                    train_loss, train_acc, gnorm = sums.interval_means()[0]
+                    point = EvalPoint(step, epoch, samples_seen, clock.seconds["train"], train_loss, train_acc,
+                                      dev_loss, dev_acc, gnorm if tc.instrument else None)
+                    if ledger.evaluated(point):
+                        best_state = copy.deepcopy(model.state_dict())
+                    instruments.record_groups(step, sums, [0])
                     sums.reset()
-                    stop = _stop_reason(recorder, tc, best, step, dev_acc)
-                if stop:
+                    ledger.stop = ledger.stop_reason(step, dev_acc)
+                if ledger.stop:
                     break
             if ckpt.due(step):
                 with clock.phase("other"):
                     ckpt.save(step=step, epoch=epoch, samples_seen=samples_seen, started_at=started_at,
                               model=model.state_dict(), optimizer=optimizer.state_dict(), sums=sums.state(),
-                              best=best.state_dict(), instruments=instruments.state(), clock=clock.state(),
-                              rows={t: rows for t, rows in recorder.rows.items() if t != "runs"},
-                              rng=rng_states(device))
+                              best_state=best_state, ledgers=[ledger.state()], instruments=instruments.state(),
+                              clock=clock.state(), rng=rng_states(device))
     except Diverged as e:
-        status, error = "diverged", str(e)
+        ledger.diverge(str(e))
     finally:
         torch.set_flush_denormal(False)
     clock.switch("other")
-    if stop == "pruned":
-        status = "pruned"
+    ledger.end(step, epoch, samples_seen, clock.seconds["train"])
 
-    test_cols: dict[str, Any] = {"test_acc": None, "test_macro_f1": None, "test_loss": None}
-    weights = None  # train.save_model: the weights kept (a diverged trial keeps none)
-    if status != "diverged":
-        instruments.probe(step, "final")
-        test_cols, weights = _test_and_keep(model, best.state, tc.save_model, test, data, eval_batch(tc, device),
-                                            autocast, recorder)
-    row = {
-        "status": status, "error": error, **test_cols, **best.columns(),
-        "steps": step, "epochs": epoch, "stop_reason": stop or ("diverged" if status == "diverged" else "budget"),
-        "target_dev_acc": tc.target_dev_acc, **best.target_columns(), **instruments.columns(),
-        **clock.columns(samples_seen),
-        **machine_columns(device), "started_at": started_at, "dataset": data.name, "data_id": data.data_id,
-        "model_file": model_file(spec.trial_id) if weights is not None else None,
-    }
+    test_cols, weights = None, None  # train.save_model: the weights kept (a diverged trial keeps none)
+    if ledger.status != "diverged":
+        instruments.probe(step, "final", [0])
+        test_cols, weights = _test_and_keep(model, best_state, tc.save_model, test, data, eval_batch(tc, device),
+                                            autocast, ledger)
     recorder.weights = weights  # written beside the shards (records.stage_trial)
-    recorder.set_run(**settings_columns(spec), **row)
+    row = ledger.finish(test_cols, instruments.grad_norm_init_of(0), clock.columns(samples_seen),
+                        machine_columns(device), started_at, data,
+                        model_file(spec.trial_id) if weights is not None else None, settings_columns(spec))
     ckpt.remove()  # the trial ended: its checkpoint has served
-    return recorder.rows["runs"][0]
+    return row
 
 
 # ----------------------------------------------------------------------------- checkpoints
 
-CHECKPOINT_FORMAT = 1  # what a checkpoint file holds (run_trial); one of another format is not resumed
+CHECKPOINT_FORMAT = 2  # what a checkpoint file holds (run_trial); one of another format is not resumed
 
 
 def checkpoint_path(results_dir: str | Path, trial_id: str) -> Path:
@@ -320,21 +333,17 @@ class Checkpoint:
 
     @staticmethod
     def restore(saved: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                sums: RunningSums, best: BestDev, instruments: Instruments, clock: PhaseClock,
-                recorder: TrialRecorder, device: torch.device) -> None:
-        """Put back what `saved` holds: weights, Adam's state, the running sums, the best-dev state,
-        the instruments', the clock's seconds, the recorder's rows so far and (last: building the
-        model drew from them) the random states. The Optuna reports of the evaluation points before
-        the checkpoint are made again (the trial went on past them, so their answers are not asked)."""
+                sums: RunningSums, ledger: TrialLedger, instruments: Instruments, clock: PhaseClock,
+                device: torch.device) -> None:
+        """Put back what `saved` holds: weights, Adam's state, the running sums, the ledger (with the
+        recorder's rows so far), the instruments', the clock's seconds and (last: building the model
+        drew from them) the random states."""
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         sums.restore(saved["sums"])
-        best.restore(saved["best"])
+        ledger.restore(saved["ledgers"][0])
         instruments.restore(saved["instruments"])
         clock.restore(saved["clock"])
-        recorder.rows.update({t: list(rows) for t, rows in saved["rows"].items()})
-        for row in recorder.rows["curves"]:
-            recorder.report_eval(row["step"], row["dev_acc"])
         restore_rng(saved["rng"], device)
 
     def remove(self) -> None:
@@ -343,18 +352,6 @@ class Checkpoint:
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink(missing_ok=True)
-
-
-def _stop_reason(recorder: TrialRecorder, tc: TrainConfig, best: BestDev, step: int, dev_acc: float) -> str | None:
-    """Why the trial stops at this evaluation point, or None: pruned by its recorder, reached the target
-    with `stop_at_target`, or no dev-loss improvement for `require_improvement` steps."""
-    if recorder.report_eval(step, dev_acc):
-        return "pruned"
-    if tc.stop_at_target and best.target_hit is not None:
-        return "target"
-    if step - best.last_improve >= tc.require_improvement:
-        return "early_stop"
-    return None
 
 
 def _seeded_model(spec: TrialSpec, data: Dataset, device: torch.device, seeds: Seeds) -> torch.nn.Module:
@@ -379,79 +376,31 @@ def machine_columns(device: torch.device) -> dict[str, Any]:
     return {"device": device_label(device), "torch_version": torch.__version__, **provenance(device)}
 
 
-def _batches(n: int, tc: TrainConfig, steps_per_epoch: int, total_steps: int, seed: int, device: torch.device,
-             start: int = 0) -> Iterator[tuple[float, Tensor]]:
-    """For each training step, (epoch reached, as a fraction; the batch's example indices (B,) on the
-    device): each epoch a permutation of the n examples (drawn from a generator of its own, seeded
-    `seed`; in order without train.shuffle) cut into `steps_per_epoch` batches; `total_steps` in all.
-    `start`: the steps already taken (a resumed trial): they are skipped, their orders still drawn."""
-    order_gen = torch.Generator().manual_seed(seed)
-    bs, step = tc.batch_size, 0
-    for epoch in range(tc.epochs):
-        if step + steps_per_epoch <= start:  # an epoch a resumed trial has done: draw its order only
-            if tc.shuffle:
-                torch.randperm(n, generator=order_gen)
-            step += steps_per_epoch
-            continue
-        order = (torch.randperm(n, generator=order_gen) if tc.shuffle else torch.arange(n)).to(device)
-        for b in range(steps_per_epoch):
-            if step < start:
-                step += 1
-                continue
-            yield epoch + (b + 1) / steps_per_epoch, order[b * bs:(b + 1) * bs]
-            step += 1
-            if step >= total_steps:
-                return
-
-
-def _test_and_keep(model: torch.nn.Module, state: dict[str, Tensor] | None, save_model: str, test: _Split,
-                   data: Dataset, batch_size: int, autocast: Autocast, recorder: TrialRecorder
-                   ) -> tuple[dict[str, Any], dict[str, Tensor] | None]:
-    """The end of a trial that did not diverge: the test columns of the best-dev weights `state` (null
+def _test_and_keep(model: torch.nn.Module, state: dict[str, Tensor] | None, save_model: str, test: Split,
+                   data: Dataset, batch_size: int, autocast: Autocast, ledger: TrialLedger
+                   ) -> tuple[dict[str, Any] | None, dict[str, Tensor] | None]:
+    """The end of a trial that did not diverge: the test columns of the best-dev weights `state` (None
     without an evaluation point), and the weights `save_model` keeps as a CPU state_dict: `last` the
     model's as training left them (taken before the test loads `state`), `best` `state`, `none` None."""
-    test_cols: dict[str, Any] = {"test_acc": None, "test_macro_f1": None, "test_loss": None}
+    test_cols = None
     weights = cpu_state(model.state_dict()) if save_model == "last" else None
     if state is not None:
-        test_cols = _test(model, state, test, data, batch_size, autocast, recorder)
+        test_cols = _test(model, state, test, data, batch_size, autocast, ledger)
         if save_model == "best":
             weights = cpu_state(state)
     return test_cols, weights
 
 
-def _test(model: torch.nn.Module, state: dict[str, Tensor], test: _Split, data: Dataset, batch_size: int,
-          autocast: Autocast, recorder: TrialRecorder) -> dict[str, Any]:
-    """Load the best-dev weights `state`, evaluate on the test split, record its confusion matrix.
+def _test(model: torch.nn.Module, state: dict[str, Tensor], test: Split, data: Dataset, batch_size: int,
+          autocast: Autocast, ledger: TrialLedger) -> dict[str, Any]:
+    """Load the best-dev weights `state`, evaluate on the test split, record its confusion rows.
     Returns the runs row's test columns."""
     model.load_state_dict(state)
     test_loss, test_acc, pred = evaluate(model, test, batch_size, autocast)
-    cm = metrics.confusion_matrix(data.test.labels, pred.cpu().numpy(), len(data.class_names))
-    recorder.add_many("confusion", [
-        {"true_label": i, "pred_label": j, "count": int(cm[i, j]),
-         "true_name": data.class_names[i], "pred_name": data.class_names[j]}
-        for i in range(cm.shape[0]) for j in range(cm.shape[1])])
-    return {"test_acc": test_acc, "test_macro_f1": metrics.macro_f1(cm), "test_loss": test_loss}
+    return ledger.tested(test_loss, test_acc, pred.cpu().numpy(), data)
 
 
 # ----------------------------------------------------------------------------- one step, evaluation
-
-class _Split:
-    """An encoded split as tensors resident on the training device. `starts` (each text's first
-    position) only with `spans` (data with a lag); None means every text starts at position 0."""
-
-    def __init__(self, split: EncodedSplit, device: torch.device, spans: bool = False):
-        self.tokens = torch.from_numpy(split.tokens).to(device)    # (N, T) int64
-        self.lengths = torch.from_numpy(split.lengths).to(device)  # (N,) int64
-        self.labels = torch.from_numpy(split.labels).to(device)    # (N,) int64
-        self.starts = torch.from_numpy(split.starts).to(device) if spans else None  # (N,) int64
-        self.n = len(split.labels)
-
-    def batch(self, idx: Tensor | slice) -> tuple[Tensor, ...]:
-        """(tokens (B, T), lengths (B,), labels (B,)) of the examples `idx`, and their starts (B,)
-        when the split has them."""
-        out = self.tokens[idx], self.lengths[idx], self.labels[idx]
-        return out if self.starts is None else (*out, self.starts[idx])
-
 
 @dataclass(frozen=True)
 class ParamGroups:
@@ -470,16 +419,6 @@ class ParamGroups:
         one fused `torch._foreach_norm` call, on the device."""
         return torch.zeros(len(self.names), device=self.index.device).index_add_(
             0, self.index, torch.stack(torch._foreach_norm(tensors)) ** 2)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """One training step's measurements, all on the device (nothing read back)."""
-
-    loss: Tensor                      # () the batch's mean cross-entropy, detached
-    correct: Tensor                   # () int64: correct predictions in the batch
-    group_sq: Tensor | None = None    # (G,) squared gradient norm per group, before clipping
-    total_norm: Tensor | None = None  # () global gradient L2 norm, before clipping
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, ...],
@@ -521,7 +460,7 @@ def eval_batch(tc: TrainConfig, device: torch.device) -> int:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, split: _Split, batch_size: int, autocast: Autocast
+def evaluate(model: torch.nn.Module, split: Split, batch_size: int, autocast: Autocast
              ) -> tuple[float, float, Tensor]:
     """(mean cross-entropy, accuracy, predictions (N,) on the device) over the whole split."""
     was_training = model.training
@@ -544,286 +483,6 @@ def _forward(model: torch.nn.Module, x: Tensor, lengths: Tensor, starts: Tensor 
     """model(x, lengths), passing `starts` only where there are some (so models without a lag
     need not know of them)."""
     return model(x, lengths, **kw) if starts is None else model(x, lengths, starts=starts, **kw)
-
-
-# ----------------------------------------------------------------------------- bookkeeping
-
-@dataclass
-class RunningSums:
-    """What the training steps add up on the device since the last evaluation point, read there
-    only. `nonfinite_at` (the first step whose loss was not finite, -1 while none) and `steps` (the
-    step count, kept on the device for it) run over the whole trial; the rest restart at `reset`."""
-
-    loss_sum: Tensor      # () sum of the steps' mean losses
-    correct_sum: Tensor   # () correct predictions
-    gnorm_sum: Tensor     # () sum of the global gradient norms (instrumented trials)
-    group_sum: Tensor     # (G,) sum of the per-group gradient norms (instrumented trials)
-    nonfinite_at: Tensor  # ()
-    steps: Tensor         # ()
-    interval_steps: int = 0
-    samples_interval: int = 0
-
-    @classmethod
-    def start(cls, n_groups: int, device: torch.device) -> RunningSums:
-        zero = torch.zeros((), device=device)
-        return cls(zero.clone(), zero.clone(), zero.clone(), torch.zeros(n_groups, device=device), zero - 1,
-                   zero.clone())
-
-    def add(self, out: StepResult, n_samples: int) -> None:
-        """Add one step of `n_samples` examples (device ops only)."""
-        self.interval_steps += 1
-        self.samples_interval += n_samples
-        with torch.no_grad():
-            self.steps += 1
-            self.nonfinite_at = torch.where((self.nonfinite_at < 0) & ~torch.isfinite(out.loss), self.steps,
-                                            self.nonfinite_at)
-            self.loss_sum += out.loss
-            self.correct_sum += out.correct
-            if out.total_norm is not None:
-                self.gnorm_sum += out.total_norm
-                self.group_sum += out.group_sq.sqrt()
-
-    def check_finite(self) -> None:
-        """Raise Diverged if a step's loss was not finite (reads one value back)."""
-        if self.nonfinite_at.item() >= 0:
-            raise Diverged(f"non-finite training loss at step {int(self.nonfinite_at.item())}")
-
-    def reset(self) -> None:
-        """Start the next interval."""
-        zero = torch.zeros((), device=self.loss_sum.device)
-        self.loss_sum, self.correct_sum, self.gnorm_sum = zero.clone(), zero.clone(), zero.clone()
-        self.group_sum = torch.zeros(len(self.group_sum), device=self.group_sum.device)
-        self.interval_steps, self.samples_interval = 0, 0
-
-    def state(self) -> dict[str, Any]:
-        """For a checkpoint: every field (the tensors as they are, mid-interval)."""
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        for f in self.__dataclass_fields__:
-            setattr(self, f, state[f])
-
-
-@dataclass
-class BestDev:
-    """Over the evaluation points: the lowest dev loss (its step, and a copy of the weights for the
-    test), the best dev accuracy, the step of the last improvement (for early stopping) and the first
-    point at the target dev accuracy."""
-
-    loss: float = math.inf
-    step: int = 0
-    dev_acc: float = 0.0
-    state: dict[str, Tensor] | None = None
-    last_improve: int = 0
-    target_hit: tuple[int, int, float] | None = None  # (step, samples seen, training seconds)
-
-    def update(self, model: torch.nn.Module, dev_loss: float, dev_acc: float, step: int, samples_seen: int,
-               train_s: float, target_acc: float) -> None:
-        if self.target_hit is None and dev_acc >= target_acc:
-            self.target_hit = (step, samples_seen, train_s)
-        self.dev_acc = max(self.dev_acc, dev_acc)
-        if dev_loss < self.loss:
-            self.loss, self.step, self.last_improve = dev_loss, step, step
-            self.state = copy.deepcopy(model.state_dict())
-
-    def state_dict(self) -> dict[str, Any]:
-        """For a checkpoint: every field (the best weights included)."""
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        for f in self.__dataclass_fields__:
-            setattr(self, f, state[f])
-
-    def columns(self) -> dict[str, Any]:
-        """The runs row's best_dev_acc and best_step (null when no evaluation point was reached)."""
-        reached = self.state is not None
-        return {"best_dev_acc": self.dev_acc if reached else None, "best_step": self.step if reached else None}
-
-    def target_columns(self) -> dict[str, Any]:
-        """steps / samples / seconds (training time) to the target dev accuracy; null if never reached."""
-        hit = self.target_hit
-        return {"steps_to_target": hit[0] if hit else None, "samples_to_target": hit[1] if hit else None,
-                "seconds_to_target": hit[2] if hit else None}
-
-
-class PhaseClock:
-    """Wall seconds per phase of a trial, as AlgoPerf keeps accumulated_submission_time, eval_time
-    and logging_time apart: `train` (the training steps), `eval` (dev evaluations and their
-    bookkeeping), `probe` (the gradient-reach probe and the per-group gradient recording) and `other`
-    (building, the test, the rest). Switching phase synchronises the device, then charges the seconds
-    since the last switch to the phase that was running."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.seconds = {"train": 0.0, "eval": 0.0, "probe": 0.0, "other": 0.0}
-        self.current = "other"
-        self._start = self._since = time.perf_counter()
-
-    def switch(self, phase: str) -> str:
-        """Enter `phase`; returns the phase left."""
-        sync(self.device)
-        now = time.perf_counter()
-        self.seconds[self.current] += now - self._since
-        self._since = now
-        left, self.current = self.current, phase
-        return left
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Run the block as phase `name`, then go back to the phase it interrupted (on an exception
-        the clock stays in `name`: the caller's next switch charges it)."""
-        left = self.switch(name)
-        yield
-        self.switch(left)
-
-    def state(self) -> dict[str, Any]:
-        """For a checkpoint: the seconds per phase so far and the wall seconds since the start."""
-        seconds = dict(self.seconds)
-        seconds[self.current] += time.perf_counter() - self._since
-        return {"seconds": seconds, "wall_s": time.perf_counter() - self._start}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Go on from a checkpoint's `state`: its seconds added to the phases, its wall seconds to wall_s."""
-        for phase, s in state["seconds"].items():
-            self.seconds[phase] = self.seconds.get(phase, 0.0) + s
-        self._start -= state["wall_s"]
-
-    def columns(self, samples: int) -> dict[str, Any]:
-        """The runs row's timing columns, seconds; samples_per_s counts training time only."""
-        train_s = self.seconds["train"]
-        return {"wall_s": time.perf_counter() - self._start, "train_s": train_s,
-                "eval_s": self.seconds["eval"], "probe_s": self.seconds["probe"],
-                "samples_per_s": samples / train_s if train_s > 0 else None}
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA); a no-op on a CPU. For timing."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ----------------------------------------------------------------------------- instruments
-
-@dataclass(frozen=True)
-class ProbeBatch:
-    """The gradient-reach probe's fixed batch: the first `train.probe_size` dev examples.
-
-    The vanishing ratio compares the gradient at `source` with that at `read`: in the seed's layout
-    the first position of the sequence (0); with `data.lag` D the texts' last token (pad_size-1),
-    which a `last` read-out (at T-1) reads across exactly D steps."""
-
-    tokens: Tensor            # (B, T) on the device
-    lengths: Tensor           # (B,)
-    labels: Tensor            # (B,)
-    read: np.ndarray          # (B,) the input position the classifier reads, per example
-    pad_fraction: np.ndarray  # (T,) share of the batch that is padding at each position
-    layers: list[str]         # input, rnn.l0, rnn.l1, …
-    starts: Tensor | None = None  # (B,) the texts' first positions (data with a lag)
-    source: int = 0           # the position the vanishing ratio measures the gradient at
-
-    @classmethod
-    def first(cls, dev: _Split, data: Dataset, size: int, readout: str, num_layers: int) -> ProbeBatch:
-        n, seq_len = min(size, dev.n), data.train.tokens.shape[1]
-        lengths, starts = data.dev.lengths[:n], data.dev.starts[:n]
-        return cls(dev.tokens[:n], dev.lengths[:n], dev.labels[:n],
-                   read_positions(readout, lengths, seq_len, starts), metrics.pad_fraction(lengths, seq_len, starts),
-                   ["input"] + [f"rnn.l{i}" for i in range(num_layers)],
-                   starts=None if dev.starts is None else dev.starts[:n],
-                   source=0 if data.lag is None else data.pad_size - 1)
-
-
-class Instruments:
-    """What a trial records besides its runs row:
-
-    - at each evaluation point, the curves row; with `on` (train.instrument) also per parameter
-      group the mean gradient norm over the interval and the update ratio ‖Δθ‖/‖θ‖ since the
-      previous point (grad_norms rows; it keeps a copy of the parameters for that);
-    - with `on`, the gradient-reach probe (grad_time rows) at step 0, at the `probe_at` steps and at
-      the end; the first and last give vanishing_ratio init / final; and the first step's gradient
-      norm (grad_norm_init).
-
-    Its gradient work (probe, grad_norms rows) is timed as the clock's `probe` phase."""
-
-    def __init__(self, model: torch.nn.Module, groups: ParamGroups, probe_batch: ProbeBatch, autocast: Autocast,
-                 recorder: TrialRecorder, clock: PhaseClock, on: bool, probe_at: set[int]):
-        self.model, self.groups, self.probe_batch, self.autocast = model, groups, probe_batch, autocast
-        self.recorder, self.clock, self.on, self.probe_at = recorder, clock, on, probe_at
-        self.prev_params = [p.detach().clone() for p in model.parameters()] if on else []
-        self.grad_norm_init: Tensor | None = None
-        self.vanishing: dict[str, float] = {}  # "init" / "final" → vanishing ratio
-
-    def after_step(self, step: int, out: StepResult, flush_after: bool) -> None:
-        """After training step `step`: keep the first gradient norm; probe at the `probe_at` steps."""
-        if not self.on:
-            return
-        if self.grad_norm_init is None:
-            self.grad_norm_init = out.total_norm.clone()
-        if step in self.probe_at:
-            self.probe(step, flush_after=flush_after)
-
-    def probe(self, step: int, key: str | None = None, flush_after: bool = False) -> None:
-        """Run the gradient-reach probe with denormals kept (the gradients it measures are tiny), then
-        set flush-denormal to `flush_after`; record grad_time rows, and under `key` the vanishing ratio."""
-        if not self.on:
-            return
-        b = self.probe_batch
-        with self.clock.phase("probe"):
-            torch.set_flush_denormal(False)
-            try:
-                norms = _probe(self.model, b.tokens, b.lengths, b.labels, self.autocast, b.starts)
-            finally:
-                torch.set_flush_denormal(flush_after)
-            for layer, g in zip(b.layers, norms):
-                mean = g.mean(0)  # (T,)
-                self.recorder.add_many("grad_time", [
-                    {"step": step, "layer": layer, "position": t, "pad_fraction": float(b.pad_fraction[t]),
-                     "grad_norm": float(mean[t])} for t in range(len(b.pad_fraction))])
-            if key:
-                self.vanishing[key] = metrics.vanishing_ratio(norms[0], b.read, b.source)
-
-    def record_eval(self, step: int, epoch: float, samples_seen: int, train_s: float, sums: RunningSums,
-                    dev_loss: float, dev_acc: float) -> None:
-        """The evaluation point's rows: curves (means of `sums` over its interval), and grad_norms."""
-        n = max(sums.interval_steps, 1)
-        self.recorder.add("curves", step=step, epoch=epoch, samples_seen=samples_seen, elapsed_s=train_s,
-                          train_loss=sums.loss_sum.item() / n,
-                          train_acc=sums.correct_sum.item() / max(sums.samples_interval, 1),
-                          dev_loss=dev_loss, dev_acc=dev_acc, grad_norm=sums.gnorm_sum.item() / n if self.on else None)
-        if self.on:
-            with self.clock.phase("probe"):
-                self._record_groups(step, sums.group_sum, n)
-
-    def _record_groups(self, step: int, group_sum: Tensor, n: int) -> None:
-        """grad_norms rows: per group the mean gradient norm over `n` steps (`group_sum` (G,)) and the
-        update ratio ‖Δθ‖/‖θ‖ since the previous evaluation point."""
-        params = [p.detach() for p in self.model.parameters()]
-        with torch.no_grad():
-            delta_sq = self.groups.squared_norms(torch._foreach_sub(params, self.prev_params))
-            prev_sq = self.groups.squared_norms(self.prev_params)
-            torch._foreach_copy_(self.prev_params, params)
-        gmean = (group_sum / n).tolist()
-        dsq, psq = delta_sq.tolist(), prev_sq.tolist()
-        self.recorder.add_many("grad_norms", [
-            {"step": step, "group": g, "grad_norm": gmean[i], "update_ratio": metrics.update_ratio(dsq[i], psq[i])}
-            for i, g in enumerate(self.groups.names)])
-
-    def state(self) -> dict[str, Any]:
-        """For a checkpoint: the parameters at the previous evaluation point, the first gradient norm
-        and the vanishing ratios so far."""
-        return {"prev_params": self.prev_params, "grad_norm_init": self.grad_norm_init,
-                "vanishing": dict(self.vanishing)}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.prev_params, self.grad_norm_init = state["prev_params"], state["grad_norm_init"]
-        self.vanishing = dict(state["vanishing"])
-
-    def columns(self) -> dict[str, Any]:
-        """The runs row's grad_norm_init / _final and vanishing_ratio_init / _final (null when off)."""
-        curves = self.recorder.rows["curves"]
-        return {"grad_norm_init": float(self.grad_norm_init) if self.grad_norm_init is not None else None,
-                "grad_norm_final": curves[-1]["grad_norm"] if curves else None,
-                "vanishing_ratio_init": self.vanishing.get("init"),
-                "vanishing_ratio_final": self.vanishing.get("final")}
 
 
 def _probe(model: torch.nn.Module, tokens: Tensor, lengths: Tensor, labels: Tensor, autocast: Autocast,

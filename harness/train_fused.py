@@ -14,7 +14,11 @@ With a `checkpoint` path (the runner's: the file of the group's first trial id) 
 the group's whole state is saved every N steps and a run of the same trials resumes from it, as
 `run_trial` does for one trial (bit-identical on the same machine, timings aside).
 
-Trials fuse when `fusable_key` agrees: everything but the per-trial settings in `PER_TRIAL_KEYS`.
+What is kept per trial (the curves and runs rows, the best dev point, the stop rules, the probe, the
+clock) is `harness.ledger`'s, shared with `run_trial`: this module holds only the fused model's step,
+evaluation and checkpoint. A trial can be fused when `fusable` says so (search trials and cells or
+read-outs without a fused form cannot; data with a lag and every built-in read-out can), and trials
+fuse together when `fusable_key` agrees: everything but the per-trial settings in `PER_TRIAL_KEYS`.
 
 `train.cuda_graph` (harness.fused_step): the training step runs on static buffers (every batch full:
 drop_last) and, on CUDA, is captured once in a CUDA graph and replayed; evaluations, the probe and the
@@ -24,23 +28,32 @@ recording stay eager. On a CPU the static step runs eagerly (`harness run` refus
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from harness import metrics
+from harness import metrics, names
 from harness.config import ConfigError, ExperimentConfig, TrialSpec
-from harness.data import Dataset, EncodedSplit
+from harness.data import Dataset
 from harness.fused_step import FusedStep
-from harness.models import build_model, param_groups, read_positions
+from harness.ledger import (
+    EvalPoint,
+    Instruments,
+    PhaseClock,
+    ProbeBatch,
+    RunningSums,
+    Split,
+    StepResult,
+    TrialLedger,
+    batches,
+)
+from harness.models import build_model, param_groups
 from harness.models.fused import (
     FusedAdam,
     FusedClassifier,
@@ -55,17 +68,15 @@ from harness.train import (
     Checkpoint,
     Seeds,
     cpu_state,
-    device_label,
     eval_batch,
-    provenance,
+    machine_columns,
     restore_rng,
     rng_states,
     settings_columns,
-    sync,
 )
 
-__all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "check_cuda_graph", "fuse_size", "fusable_key", "group_specs",
-           "run_fused"]
+__all__ = ["AUTO_FUSE_CUDA", "PER_TRIAL_KEYS", "check_cuda_graph", "check_fusable", "fusable", "fusable_key",
+           "fuse_size", "group_specs", "run_fused"]
 
 # `run.fuse: auto` on a CUDA device: trials per fused group (until the H200 table says otherwise).
 AUTO_FUSE_CUDA = 32
@@ -101,6 +112,39 @@ def check_cuda_graph(cfg: ExperimentConfig, devices: Sequence[torch.device]) -> 
                           f"(--device cuda) or set train.cuda_graph: false")
 
 
+def fusable(spec: TrialSpec) -> str | None:
+    """None when `spec` can train in a fused group (`run_fused` asserts it); else why not. The one
+    place the rules live: a search trial runs alone (the sampler chooses its settings when it is
+    claimed, so no other trial is known to share its shape), and a cell or read-out needs a fused form
+    (`harness.names` says which have one; a plugin's has none). Data with a lag fuses."""
+    if spec.tag.get("phase") == "search":
+        return "a search trial's settings are sampled when it is claimed, so it trains alone"
+    if not names.fused_cell(spec.model.cell):
+        return f"model.cell {spec.model.cell!r} has no fused form"
+    if not names.fused_readout(spec.model.readout):
+        return f"model.readout {spec.model.readout!r} has no fused form"
+    return None
+
+
+def check_fusable(cfg: ExperimentConfig) -> None:
+    """Raise ConfigError, before any work, when the config asks to fuse (`run.fuse` an integer above 1,
+    or train.cuda_graph, which trains through the fused step) and a cell or read-out it names has no
+    fused form. `run.fuse: auto` fuses what can fuse and trains the rest one at a time."""
+    graph = True in cfg.setting_values("train.cuda_graph")
+    fuse = cfg.run.fuse
+    asked = isinstance(fuse, int) and not isinstance(fuse, bool) and fuse > 1
+    if not (asked or graph):
+        return
+    key = "run.fuse" if asked else "train.cuda_graph"
+    value = fuse if asked else "true"
+    for setting, ok in (("model.cell", names.fused_cell), ("model.readout", names.fused_readout)):
+        bad = [v for v in cfg.setting_values(setting) if not ok(v)]
+        if bad:
+            raise ConfigError(f"config key {key!r}: {value} trains trials through the fused model, but {setting} "
+                              f"{', '.join(map(repr, bad))} has no fused form (a plugin's); set run.fuse: off or auto "
+                              f"(auto fuses only what can fuse), train.cuda_graph: false, or leave it out of the grid")
+
+
 def fusable_key(spec: TrialSpec) -> tuple:
     """The shape key trials must share to be trained fused: the data identity and every resolved
     setting except `PER_TRIAL_KEYS` (cell, layernorm, widths, layers, pad size, batch size, read-out,
@@ -120,19 +164,8 @@ def group_specs(specs: Sequence[TrialSpec], k: int) -> list[list[TrialSpec]]:
     return [members[i:i + k] for members in by_key.values() for i in range(0, len(members), k)]
 
 
-class _Split:
-    """An encoded split as tensors resident on the training device."""
-
-    def __init__(self, split: EncodedSplit, device: torch.device):
-        self.tokens = torch.from_numpy(split.tokens).to(device)    # (N, T) int64
-        self.lengths = torch.from_numpy(split.lengths).to(device)  # (N,) int64
-        self.labels = torch.from_numpy(split.labels).to(device)    # (N,) int64
-        self.n = len(split.labels)
-
-
-
 @torch.inference_mode()
-def evaluate_fused(model: FusedClassifier, split: _Split, rows: int, autocast: Any
+def evaluate_fused(model: FusedClassifier, split: Split, rows: int, autocast: Any
                    ) -> tuple[list[float], list[float], Tensor]:
     """Per trial (mean cross-entropy, accuracy) over the whole split, and predictions (K, N) on the
     device; every trial reads the same `rows` examples per call."""
@@ -142,10 +175,11 @@ def evaluate_fused(model: FusedClassifier, split: _Split, rows: int, autocast: A
     loss_sum = torch.zeros(k, device=split.tokens.device)
     preds = []
     for i in range(0, split.n, rows):
-        sl = slice(i, i + rows)
+        x, lengths, y, *starts = split.batch(slice(i, i + rows))
         with autocast():
-            logits = model(split.tokens[sl].expand(k, -1, -1), split.lengths[sl].expand(k, -1))
-        loss_sum += per_trial_cross_entropy(upcast(logits), split.labels[sl].expand(k, -1), "sum")
+            logits = model(x.expand(k, -1, -1), lengths.expand(k, -1),
+                           starts=starts[0].expand(k, -1) if starts else None)
+        loss_sum += per_trial_cross_entropy(upcast(logits), y.expand(k, -1), "sum")
         preds.append(logits.argmax(2))
     model.train(was_training)
     pred = torch.cat(preds, 1)  # (K, N)
@@ -153,50 +187,19 @@ def evaluate_fused(model: FusedClassifier, split: _Split, rows: int, autocast: A
     return (loss_sum.double() / split.n).tolist(), acc.tolist(), pred
 
 
-@dataclass
-class _Trial:
-    """One trial's host-side bookkeeping (what run_trial keeps in local variables)."""
-
-    spec: TrialSpec
-    recorder: TrialRecorder
-    active: bool = True
-    status: str = "complete"
-    error: str | None = None
-    stop: str | None = None
-    step: int = 0
-    epoch: float = 0.0
-    samples_seen: int = 0
-    train_s: float = 0.0
-    best_loss: float = math.inf
-    best_step: int = 0
-    best_dev_acc: float = 0.0
-    has_best: bool = False
-    last_improve: int = 0
-    target_hit: tuple[int, int, float] | None = None
-    vanishing: dict[str, float] = field(default_factory=dict)
-
-
-def _stop_reason(t: _Trial, step: int, dev_acc: float) -> str | None:
-    """Why a trial stops at this evaluation point (as run_trial decides it), or None: pruned by its
-    recorder, reached the target with `stop_at_target`, or no dev-loss improvement for too long."""
-    if t.recorder.report_eval(step, dev_acc):
-        return "pruned"
-    if t.spec.train.stop_at_target and t.target_hit is not None:
-        return "target"
-    if step - t.last_improve >= t.spec.train.require_improvement:
-        return "early_stop"
-    return None
-
-
 def run_fused(specs: Sequence[TrialSpec], data: Dataset, device: torch.device,
               recorders: Sequence[TrialRecorder], checkpoint: Path | None = None) -> list[dict[str, Any]]:
     """Train and evaluate K fusable trials together. Returns their runs rows (also set on each
-    recorder), in the order of `specs`. Raises ValueError when the specs do not share a shape.
+    recorder), in the order of `specs`. Raises ValueError when a trial cannot be fused (`fusable`) or
+    the specs do not share a shape.
 
     `checkpoint`: as run_trial's, for the group (a checkpoint of the same trials in the same order
     is resumed; `train.checkpoint_every` N > 0 saves one every N steps; deleted at the end)."""
     if not specs or len(specs) != len(recorders):
         raise ValueError(f"run_fused: {len(specs)} specs and {len(recorders)} recorders")
+    for s in specs:
+        if (why := fusable(s)) is not None:
+            raise ValueError(f"run_fused: trial {s.trial_id} cannot be fused: {why}")
     keys = [fusable_key(s) for s in specs]
     for s, key in zip(specs, keys):
         if key != keys[0]:
@@ -207,27 +210,26 @@ def run_fused(specs: Sequence[TrialSpec], data: Dataset, device: torch.device,
 
 
 class _FusedRun:
+    """A fused group from build to runs rows: the fused model and its step; the rest is the ledger's."""
+
     def __init__(self, specs: list[TrialSpec], data: Dataset, device: torch.device,
                  recorders: list[TrialRecorder], checkpoint: Path | None = None):
-        self.t_start = time.perf_counter()
-        self.checkpoint = checkpoint
+        self.clock = PhaseClock(device)
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.checkpoint = checkpoint
         self.specs, self.data, self.device = specs, data, device
         self.k = k = len(specs)
-        self.trials = [_Trial(s, r) for s, r in zip(specs, recorders)]
-        self.tc, self.mc = specs[0].train, specs[0].model  # the shared settings
-        seeds = [Seeds.from_base(s.train.seed) for s in specs]
-        self.pad_size = data.train.tokens.shape[1]
+        self.tc, self.mc = tc, mc = specs[0].train, specs[0].model  # the shared settings
+        self.seeds = [Seeds.from_base(s.train.seed) for s in specs]
 
         models = []
-        for s, sd in zip(specs, seeds):
+        for s, sd in zip(specs, self.seeds):
             torch.manual_seed(sd.init)
             models.append(build_model(s.model, data.vocab_size, len(data.class_names), data.pad_index,
                                       data.embeddings))
         self.model = FusedClassifier.from_models(models).to(device).train()
         del models
-        self.model.set_dropout([torch.Generator(device).manual_seed(sd.dropout) for sd in seeds])
-        self.order_gens = [torch.Generator().manual_seed(sd.data_order) for sd in seeds]
+        self.model.set_dropout([torch.Generator(device).manual_seed(sd.dropout) for sd in self.seeds])
         self.params = list(self.model.parameters())
         self.optimizer = FusedAdam(self.params, torch.tensor([s.train.lr for s in specs]))
         self.group_names, group_of_param = param_groups(self.model)
@@ -237,212 +239,123 @@ class _FusedRun:
         self.clip = (torch.tensor([math.inf if c is None else c for c in clips], device=device)
                      if any(c is not None for c in clips) else None)
         self.active_t = torch.ones(k, dtype=torch.bool, device=device)  # updated in place (a graph reads it)
-        graph = self.tc.cuda_graph  # static shapes; captured and replayed on CUDA, eager elsewhere
+        graph = tc.cuda_graph  # static shapes; captured and replayed on CUDA, eager elsewhere
         self.step_fn = FusedStep(self.model, self.optimizer, self.active_t, self.norms_and_clip,
                                  lambda: self.autocast(cache=not graph), static=graph,
                                  capture=graph and device.type == "cuda")
 
-        self.train, self.dev, self.test = (_Split(s, device) for s in (data.train, data.dev, data.test))
-        n_probe = min(self.tc.probe_size, self.dev.n)
-        self.probe_batch = (self.dev.tokens[:n_probe], self.dev.lengths[:n_probe], self.dev.labels[:n_probe])
-        probe_lengths = data.dev.lengths[:n_probe]
-        self.probe_read = read_positions(self.mc.readout, probe_lengths, self.pad_size)
-        self.probe_pad = metrics.pad_fraction(probe_lengths, self.pad_size)
-        self.layer_names = ["input"] + [f"rnn.l{i}" for i in range(self.mc.num_layers)]
-        rows = eval_batch(self.tc, device)  # on a CPU at most CPU_EVAL_BATCH
+        spans = data.lag is not None  # texts that do not start at position 0: the read-outs need their starts
+        self.train, self.dev, self.test = (Split(s, device, spans) for s in (data.train, data.dev, data.test))
+        self.ledgers = [TrialLedger(s, r) for s, r in zip(specs, recorders)]
+        _, total_steps = tc.budget(self.train.n)
+        self.instruments = Instruments(
+            self.params, self.group_names, lambda ts: group_sq_norms(ts, self.group_idx, self.n_groups), self.probe,
+            ProbeBatch.first(self.dev, data, tc.probe_size, mc.readout, mc.num_layers), self.ledgers, self.clock,
+            on=tc.instrument, probe_at=set(metrics.log_spaced_steps(total_steps, tc.probe_points)))
+        self.sums = RunningSums.start(self.n_groups, device, k)
+        self.best_params = [p.detach().clone() for p in self.params]  # each trial's weights at its lowest dev loss
+        rows = eval_batch(tc, device)  # on a CPU at most CPU_EVAL_BATCH
         self.eval_rows = max(1, min(rows, 8 * rows // k))
         self.flush = False
-        # Seconds (the group's, as wall_s): dev evaluations; the probe and per-group recording.
-        self.eval_s = self.probe_s = 0.0
-        self.t_resume = time.perf_counter()
 
     def autocast(self, cache: bool = True) -> Any:
         """bf16 autocast when train.precision says so (a CUDA graph needs its weight cache off)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.precision == "bf16",
                               cache_enabled=cache)
 
-    # ------------------------------------------------------------------------- recording
-    def probe(self, step: int | None, key: str | None, trials: list[int]) -> None:
-        """The gradient-reach probe for all trials at once, recorded for `trials` (at each trial's own
-        stopping step when `step` is None). Its seconds go to probe_s, not to training."""
-        sync(self.device)
-        t0 = time.perf_counter()
-        torch.set_flush_denormal(False)  # the probe measures tiny gradients: keep denormals
-        try:
-            norms = [g.cpu().numpy() for g in probe_grads(self.model, *self.probe_batch, self.autocast)]
-        finally:
-            torch.set_flush_denormal(self.flush)
-        for k in trials:
-            t = self.trials[k]
-            at = t.step if step is None else step
-            for layer, g in zip(self.layer_names, norms):
-                mean = g[k].mean(0)  # (T,)
-                t.recorder.add_many("grad_time", [
-                    {"step": at, "layer": layer, "position": p, "pad_fraction": float(self.probe_pad[p]),
-                     "grad_norm": float(mean[p])} for p in range(self.pad_size)])
-            if key:
-                t.vanishing[key] = metrics.vanishing_ratio(norms[0][k], self.probe_read)
-        seconds = time.perf_counter() - t0
-        self.probe_s += seconds
-        self.t_resume += seconds  # a probe between evaluations is not training time
+    def probe(self, batch: ProbeBatch) -> list[np.ndarray]:
+        """The gradient-reach probe of every trial: per layer (K, B, T) gradient norms on the host."""
+        return [g.cpu().numpy() for g in probe_grads(self.model, batch.tokens, batch.lengths, batch.labels,
+                                                     self.autocast, batch.starts)]
 
     def active(self) -> list[int]:
-        return [k for k, t in enumerate(self.trials) if t.active]
-
-    def end_trial(self, k: int, step: int, epoch: float, samples: int, train_s: float) -> None:
-        t = self.trials[k]
-        t.active, t.step, t.epoch, t.samples_seen, t.train_s = False, step, epoch, samples, train_s
+        return [k for k, t in enumerate(self.ledgers) if t.active]
 
     # ------------------------------------------------------------------------- training
     def run(self) -> list[dict[str, Any]]:
-        """Train the group to the end and return each trial's runs row. One linear story (as
-        train.run_trial), so longer than the rest."""
-        tc, device = self.tc, self.device
-        train = self.train
-        bs = tc.batch_size
-        steps_per_epoch, total_steps = self.budget()
-        probe_at = set(metrics.log_spaced_steps(total_steps, tc.probe_points))
+        """Train the group to the end and return each trial's runs row. One linear story, as
+        train.run_trial's."""
+        tc, device, clock = self.tc, self.device, self.clock
+        _, total_steps = tc.budget(self.train.n)
         ckpt = Checkpoint(self.checkpoint, tc.checkpoint_every, ",".join(s.trial_id for s in self.specs), total_steps)
-        step, epoch_float, samples_seen, step_counter, grad_norm_init = self.begin(ckpt.load(device))
-        start = step
-        sync(device)
-        self.t_resume = time.perf_counter()
+        saved = ckpt.load(device)
+        step, epoch, samples_seen = 0, 0.0, 0
+        if saved is None:
+            self.instruments.probe(0, "init", list(range(self.k)))
+        else:  # resume: everything as it was after step saved["step"]
+            step, epoch, samples_seen = self.restore(saved)
         self.flush = device.type == "cpu"  # as run_trial: flush float32 denormals while training
         torch.set_flush_denormal(self.flush)
+        clock.switch("train")
         try:
-            for epoch, orders in self.epoch_orders(start // steps_per_epoch):
-                for b in range(max(0, start - epoch * steps_per_epoch), steps_per_epoch):
-                    idx = orders[:, b * bs:(b + 1) * bs]  # (K, B)
-                    y = train.labels[idx]
-                    loss_d, logits, group_sq, total_norm = self.step_fn(train.tokens[idx], train.lengths[idx], y)
-                    step += 1
-                    self.interval_steps += 1
-                    samples_seen += idx.shape[1]
-                    self.samples_interval += idx.shape[1]
-                    with torch.no_grad():
-                        step_counter += 1
-                        self.nonfinite_at = torch.where((self.nonfinite_at < 0) & ~torch.isfinite(loss_d),
-                                                        step_counter, self.nonfinite_at)
-                        self.loss_sum += loss_d
-                        self.correct_sum += (logits.argmax(2) == y).sum(1)
-                        if tc.instrument and group_sq is not None and total_norm is not None:
-                            self.gnorm_sum += total_norm
-                            self.group_sum += group_sq.sqrt()
-                            if grad_norm_init is None:
-                                grad_norm_init = total_norm.clone()
-                    if tc.instrument and step in probe_at:
-                        self.probe(step, None, self.active())
-                    epoch_float = epoch + (b + 1) / steps_per_epoch
-                    if step % tc.eval_every == 0 or step == total_steps:
-                        self.eval_point(step, epoch_float, samples_seen)
-                        if not self.active():
-                            break
-                    if step >= total_steps:
+            for epoch, idx in batches(self.train.n, tc, [sd.data_order for sd in self.seeds], device, start=step):
+                batch = self.train.batch(idx)  # (K, B, T), (K, B), (K, B)[, (K, B)]
+                out = self.step_fn(*batch)
+                step += 1
+                samples_seen += idx.shape[1]
+                with torch.no_grad():
+                    correct = (out.logits.argmax(2) == batch[2]).sum(1)
+                norms = (out.group_sq, out.total_norm) if tc.instrument else (None, None)
+                result = StepResult(out.losses, correct, *norms)
+                self.sums.add(result, idx.shape[1])
+                self.instruments.after_step(step, result, self.active, flush_after=self.flush)
+                if step % tc.eval_every == 0 or step == total_steps:
+                    self.evaluation_point(step, epoch, samples_seen)
+                    if not self.active():
                         break
-                    if ckpt.due(step):
-                        self.save(ckpt, step, epoch_float, samples_seen, step_counter, grad_norm_init)
-                if not self.active() or step >= total_steps:
-                    break
-            sync(device)
+                if ckpt.due(step):
+                    with clock.phase("other"):
+                        self.save(ckpt, step, epoch, samples_seen)
         finally:
             self.flush = False
             torch.set_flush_denormal(False)
-        for kk in self.active():  # ran to the budget
-            self.end_trial(kk, step, epoch_float, samples_seen, self.train_s)
-        self.grad_norm_init = grad_norm_init.tolist() if grad_norm_init is not None else None
+        clock.switch("other")
+        for k in self.active():  # ran to the budget
+            self.ledgers[k].end(step, epoch, samples_seen, clock.seconds["train"])
         rows = self.finish()
         ckpt.remove()  # the group ended: its checkpoint has served
         return rows
 
-    def begin(self, saved: dict[str, Any] | None) -> tuple[int, float, int, Tensor, Tensor | None]:
-        """The training loop's starting point: step 0 (after the probe at init), or where the checkpoint
-        `saved` left off. Returns (step, epoch, samples seen, the step counter on the device, the first
-        gradient norm)."""
-        k, device = self.k, self.device
-        if self.tc.instrument and saved is None:
-            self.probe(0, "init", list(range(k)))
-        zeros = torch.zeros(k, device=device)
-        self.loss_sum, self.correct_sum, self.gnorm_sum = zeros.clone(), zeros.clone(), zeros.clone()
-        self.nonfinite_at = zeros - 1
-        self.group_sum = torch.zeros(self.n_groups, k, device=device)
-        self.prev_params = [p.detach().clone() for p in self.params]
-        self.best_params = [p.detach().clone() for p in self.params]
-        self.interval_steps, self.samples_interval, self.train_s = 0, 0, 0.0
-        if saved is not None:
-            return self.restore(saved)
-        return 0, 0.0, 0, torch.zeros((), device=device), None
-
-    def epoch_orders(self, first: int) -> Any:
-        """For each epoch from `first` on, (epoch, each trial's order of the training examples (K, N) on
-        the device). The orders of the epochs before `first` (a resumed group's) are drawn, not used."""
-        n = self.train.n
-        for epoch in range(self.tc.epochs):
-            orders = torch.stack([torch.randperm(n, generator=g) if self.tc.shuffle else torch.arange(n)
-                                  for g in self.order_gens])  # (K, N)
-            if epoch >= first:
-                yield epoch, orders.to(self.device)
-
-    # ------------------------------------------------------------------------- checkpoints
-    _TRIAL_STATE = tuple(f.name for f in dataclasses.fields(_Trial) if f.name not in ("spec", "recorder"))
-
-    def save(self, ckpt: Checkpoint, step: int, epoch: float, samples_seen: int, step_counter: Tensor,
-             grad_norm_init: Tensor | None) -> None:
-        """Write the group's checkpoint after `step`; its seconds are not training time."""
-        sync(self.device)
-        now = time.perf_counter()
-        opt = self.optimizer
-        ckpt.save(
-            step=step, epoch=epoch, samples_seen=samples_seen, step_counter=step_counter,
-            grad_norm_init=grad_norm_init, started_at=self.started_at,
-            model=self.model.state_dict(),
-            adam={"exp_avg": opt.exp_avg, "exp_avg_sq": opt.exp_avg_sq, "steps": opt.steps},
-            dropout=[g.get_state() if g is not None else None for g in self.model.generators],
-            rng=rng_states(self.device), active=self.active_t,
-            sums={"loss_sum": self.loss_sum, "correct_sum": self.correct_sum, "gnorm_sum": self.gnorm_sum,
-                  "nonfinite_at": self.nonfinite_at, "group_sum": self.group_sum,
-                  "interval_steps": self.interval_steps, "samples_interval": self.samples_interval},
-            prev_params=self.prev_params, best_params=self.best_params,
-            trials=[{f: getattr(t, f) for f in self._TRIAL_STATE} for t in self.trials],
-            rows=[{name: rows for name, rows in t.recorder.rows.items() if name != "runs"} for t in self.trials],
-            timing={"train_s": self.train_s + (now - self.t_resume), "eval_s": self.eval_s, "probe_s": self.probe_s,
-                    "wall_s": now - self.t_start})
-        self.t_resume += time.perf_counter() - now
+    def evaluation_point(self, step: int, epoch: float, samples_seen: int) -> None:
+        """Evaluate every trial on dev; for each active one, end it if it diverged, else record the
+        point and stop it if it was pruned, reached its target or stopped improving."""
+        with self.clock.phase("eval"):
+            nonfinite = self.sums.nonfinite_steps()
+            dev_loss, dev_acc, _ = evaluate_fused(self.model, self.dev, self.eval_rows, self.autocast)
+            means, train_s = self.sums.interval_means(), self.clock.seconds["train"]
+            recorded, improved = [], []
+            for k in self.active():
+                ledger = self.ledgers[k]
+                if nonfinite[k] >= 0 or not math.isfinite(dev_loss[k]):
+                    ledger.diverge(f"non-finite training loss at step {nonfinite[k]}" if nonfinite[k] >= 0
+                                   else f"non-finite dev loss at step {step}")
+                    ledger.end(step, epoch, samples_seen, train_s)
+                    continue
+                train_loss, train_acc, gnorm = means[k]
+                point = EvalPoint(step, epoch, samples_seen, train_s, train_loss, train_acc, dev_loss[k], dev_acc[k],
+                                  gnorm if self.tc.instrument else None)
+                if ledger.evaluated(point):
+                    improved.append(k)
+                recorded.append(k)
+            self.instruments.record_groups(step, self.sums, recorded)
+            self.keep_best(improved)
+            self.sums.reset()
+            for k in recorded:
+                ledger = self.ledgers[k]
+                ledger.stop = ledger.stop_reason(step, dev_acc[k])
+                if ledger.stop:
+                    ledger.end(step, epoch, samples_seen, train_s)
+            self.active_t.copy_(torch.tensor([t.active for t in self.ledgers]))  # in place: the step holds it
 
     @torch.no_grad()
-    def restore(self, saved: dict[str, Any]) -> tuple[int, float, int, Tensor, Tensor | None]:
-        """Put back a checkpoint (tensors the step holds, in place); returns the loop's (step, epoch,
-        samples seen, step counter, first gradient norm). The random states last; the Optuna reports
-        of the evaluation points before it are made again (their answers are not asked)."""
-        self.model.load_state_dict(saved["model"])
-        opt, adam = self.optimizer, saved["adam"]
-        torch._foreach_copy_(opt.exp_avg, adam["exp_avg"])
-        torch._foreach_copy_(opt.exp_avg_sq, adam["exp_avg_sq"])
-        opt.steps.copy_(adam["steps"])
-        torch._foreach_copy_(self.prev_params, saved["prev_params"])
-        torch._foreach_copy_(self.best_params, saved["best_params"])
-        self.active_t.copy_(saved["active"])
-        for name, value in saved["sums"].items():
-            setattr(self, name, value)
-        for t, state, rows in zip(self.trials, saved["trials"], saved["rows"]):
-            for name, value in state.items():
-                setattr(t, name, value)
-            t.recorder.rows.update({name: list(r) for name, r in rows.items()})
-            for row in t.recorder.rows["curves"]:
-                t.recorder.report_eval(row["step"], row["dev_acc"])
-        timing = saved["timing"]
-        self.train_s, self.eval_s, self.probe_s = timing["train_s"], timing["eval_s"], timing["probe_s"]
-        self.t_start -= timing["wall_s"]
-        self.started_at = saved["started_at"]
-        for gen, state in zip(self.model.generators, saved["dropout"]):
-            if gen is not None:
-                gen.set_state(state.cpu())
-        restore_rng(saved["rng"], self.device)
-        return saved["step"], saved["epoch"], saved["samples_seen"], saved["step_counter"], saved["grad_norm_init"]
-
-    def budget(self) -> tuple[int, int]:
-        """Steps per epoch and the total steps (epochs, capped by max_steps), as run_trial counts them.
-        Raises ValueError when drop_last leaves no batch. train.cuda_graph implies drop_last."""
-        return self.tc.budget(self.train.n)
+    def keep_best(self, improved: list[int]) -> None:
+        """Copy the current weights of the trials in `improved` to their best weights."""
+        if not improved:
+            return
+        mask = torch.zeros(self.k, dtype=torch.bool, device=self.device)
+        mask[improved] = True
+        for best, p in zip(self.best_params, self.params):
+            best.copy_(torch.where(mask.view(-1, *([1] * (p.dim() - 1))), p.detach(), best))
 
     @torch.no_grad()
     def norms_and_clip(self) -> tuple[Tensor | None, Tensor | None]:
@@ -457,143 +370,68 @@ class _FusedRun:
             clip_per_trial(grads, self.clip, total_norm)
         return group_sq, total_norm
 
-    def record_groups(self, step: int, n: int, trials: list[int]) -> None:
-        """Per-group gradient norms (mean over the interval) and update ratios since the previous
-        evaluation point, for every trial in `trials`."""
-        with torch.no_grad():
-            deltas = [p.detach() - q for p, q in zip(self.params, self.prev_params)]
-            delta_sq = group_sq_norms(deltas, self.group_idx, self.n_groups).T.tolist()  # K x G
-            prev_sq = group_sq_norms(self.prev_params, self.group_idx, self.n_groups).T.tolist()
-            torch._foreach_copy_(self.prev_params, [p.detach() for p in self.params])
-        gmean = (self.group_sum / n).T.tolist()
-        for k in trials:
-            self.trials[k].recorder.add_many("grad_norms", [
-                {"step": step, "group": g, "grad_norm": gmean[k][i],
-                 "update_ratio": metrics.update_ratio(delta_sq[k][i], prev_sq[k][i])}
-                for i, g in enumerate(self.group_names)])
-
-    def eval_point(self, step: int, epoch_now: float, samples_seen: int) -> None:
-        """Read the running sums, evaluate every trial on dev, record the active ones, and stop the
-        ones that diverged, were pruned or stopped improving."""
-        tc, device = self.tc, self.device
-        sync(device)
-        t_eval = time.perf_counter()
-        self.train_s += t_eval - self.t_resume
-        nonfinite = self.nonfinite_at.tolist()
-        n = max(self.interval_steps, 1)
-        dev_loss, dev_acc, _ = evaluate_fused(self.model, self.dev, self.eval_rows, self.autocast)
-        loss_sum, correct_sum, gnorm_sum = self.loss_sum.tolist(), self.correct_sum.tolist(), self.gnorm_sum.tolist()
-        recorded, improved = [], []
-        for k in self.active():
-            t = self.trials[k]
-            if nonfinite[k] >= 0 or not math.isfinite(dev_loss[k]):
-                t.status = "diverged"
-                t.error = (f"non-finite training loss at step {int(nonfinite[k])}" if nonfinite[k] >= 0
-                           else f"non-finite dev loss at step {step}")
-                self.end_trial(k, step, epoch_now, samples_seen, self.train_s)
-                continue
-            t.recorder.add("curves", step=step, epoch=epoch_now, samples_seen=samples_seen, elapsed_s=self.train_s,
-                           train_loss=loss_sum[k] / n, train_acc=correct_sum[k] / max(self.samples_interval, 1),
-                           dev_loss=dev_loss[k], dev_acc=dev_acc[k],
-                           grad_norm=gnorm_sum[k] / n if tc.instrument else None)
-            recorded.append(k)
-        if tc.instrument and recorded:
-            t_rec = time.perf_counter()
-            self.record_groups(step, n, recorded)
-            sync(device)
-            self.probe_s += time.perf_counter() - t_rec
-            t_eval += time.perf_counter() - t_rec
-        for k in recorded:
-            t = self.trials[k]
-            if t.target_hit is None and dev_acc[k] >= t.spec.train.target_dev_acc:
-                t.target_hit = (step, samples_seen, self.train_s)
-            t.best_dev_acc = max(t.best_dev_acc, dev_acc[k])
-            if dev_loss[k] < t.best_loss:
-                t.best_loss, t.best_step, t.last_improve, t.has_best = dev_loss[k], step, step, True
-                improved.append(k)
-        if improved:
-            self.keep_best(improved)
-        for k in recorded:
-            t = self.trials[k]
-            t.stop = _stop_reason(t, step, dev_acc[k])
-            if t.stop:
-                self.end_trial(k, step, epoch_now, samples_seen, self.train_s)
-        self.active_t.copy_(torch.tensor([t.active for t in self.trials]))  # in place: the step holds it
-        zeros = torch.zeros(self.k, device=device)
-        self.loss_sum, self.correct_sum, self.gnorm_sum = zeros.clone(), zeros.clone(), zeros.clone()
-        self.group_sum = torch.zeros(self.n_groups, self.k, device=device)
-        self.interval_steps, self.samples_interval = 0, 0
-        sync(device)
-        self.t_resume = time.perf_counter()
-        self.eval_s += self.t_resume - t_eval
+    # ------------------------------------------------------------------------- checkpoints
+    def save(self, ckpt: Checkpoint, step: int, epoch: float, samples_seen: int) -> None:
+        """Write the group's checkpoint after `step`."""
+        opt = self.optimizer
+        ckpt.save(
+            step=step, epoch=epoch, samples_seen=samples_seen, started_at=self.started_at,
+            model=self.model.state_dict(),
+            adam={"exp_avg": opt.exp_avg, "exp_avg_sq": opt.exp_avg_sq, "steps": opt.steps},
+            dropout=[g.get_state() if g is not None else None for g in self.model.generators],
+            rng=rng_states(self.device), active=self.active_t, sums=self.sums.state(), best_params=self.best_params,
+            ledgers=[t.state() for t in self.ledgers], instruments=self.instruments.state(), clock=self.clock.state())
 
     @torch.no_grad()
-    def keep_best(self, improved: list[int]) -> None:
-        """Copy the current weights of the trials in `improved` to their best weights."""
-        mask = torch.zeros(self.k, dtype=torch.bool, device=self.device)
-        mask[improved] = True
-        for best, p in zip(self.best_params, self.params):
-            best.copy_(torch.where(mask.view(-1, *([1] * (p.dim() - 1))), p.detach(), best))
+    def restore(self, saved: dict[str, Any]) -> tuple[int, float, int]:
+        """Put back a checkpoint (tensors the step holds, in place); returns the loop's (step, epoch,
+        samples seen). The random states last."""
+        self.model.load_state_dict(saved["model"])
+        opt, adam = self.optimizer, saved["adam"]
+        torch._foreach_copy_(opt.exp_avg, adam["exp_avg"])
+        torch._foreach_copy_(opt.exp_avg_sq, adam["exp_avg_sq"])
+        opt.steps.copy_(adam["steps"])
+        torch._foreach_copy_(self.best_params, saved["best_params"])
+        self.active_t.copy_(saved["active"])
+        self.sums.restore(saved["sums"])
+        for ledger, state in zip(self.ledgers, saved["ledgers"]):
+            ledger.restore(state)
+        self.instruments.restore(saved["instruments"])
+        self.clock.restore(saved["clock"])
+        self.started_at = saved["started_at"]
+        for gen, state in zip(self.model.generators, saved["dropout"]):
+            if gen is not None:
+                gen.set_state(state.cpu())
+        restore_rng(saved["rng"], self.device)
+        return saved["step"], saved["epoch"], saved["samples_seen"]
 
     # ------------------------------------------------------------------------- the end
     def finish(self) -> list[dict[str, Any]]:
         """The final probe (at each trial's stopping point: its weights have not changed since), the
         test evaluation of each trial's best weights, the weights `train.save_model` keeps (each trial's
         as its unfused model's state_dict, on the recorder) and the runs rows."""
-        data = self.data
-        alive = [k for k, t in enumerate(self.trials) if t.status != "diverged"]
-        if self.tc.instrument and alive:
-            self.probe(None, "final", alive)
-        tested = [k for k in alive if self.trials[k].has_best]
+        alive = [k for k, t in enumerate(self.ledgers) if t.status != "diverged"]
+        self.instruments.probe(None, "final", alive)
+        tested = [k for k in alive if self.ledgers[k].best.reached]
         save = self.tc.save_model  # as run_trial: the weights after the last step, or the tested ones
         weights: dict[int, dict[str, Tensor]] = {}
         if save == "last":  # a stopped trial's weights have not changed since its stopping step
             weights = {k: cpu_state(self.model.state_dict_of(k)) for k in alive}
-        test: tuple[list[float], list[float], Tensor] | None = None
+        test: tuple[list[float], list[float], np.ndarray] | None = None
         if tested:
             with torch.no_grad():
                 torch._foreach_copy_([p.detach() for p in self.params], self.best_params)
-            test = evaluate_fused(self.model, self.test, self.eval_rows, self.autocast)
+            loss, acc, pred = evaluate_fused(self.model, self.test, self.eval_rows, self.autocast)
+            test = loss, acc, pred.cpu().numpy()
             if save == "best":
                 weights = {k: cpu_state(self.model.state_dict_of(k)) for k in tested}
-        pred_np = test[2].cpu().numpy() if test is not None else None
-        wall_s = time.perf_counter() - self.t_start
         rows = []
-        for k, t in enumerate(self.trials):
-            test_loss = test_acc = test_f1 = None
-            if k in tested and test is not None and pred_np is not None:
-                test_loss, test_acc = test[0][k], test[1][k]
-                cm = metrics.confusion_matrix(data.test.labels, pred_np[k], len(data.class_names))
-                test_f1 = metrics.macro_f1(cm)
-                t.recorder.add_many("confusion", [
-                    {"true_label": i, "pred_label": j, "count": int(cm[i, j]),
-                     "true_name": data.class_names[i], "pred_name": data.class_names[j]}
-                    for i in range(cm.shape[0]) for j in range(cm.shape[1])])
-            if t.stop == "pruned":
-                t.status = "pruned"
-            curves = t.recorder.rows["curves"]
-            row = {
-                "status": t.status, "error": t.error,
-                "test_acc": test_acc, "test_macro_f1": test_f1, "test_loss": test_loss,
-                "best_dev_acc": t.best_dev_acc if t.has_best else None,
-                "best_step": t.best_step if t.has_best else None,
-                "steps": t.step, "epochs": t.epoch,
-                "stop_reason": t.stop or ("diverged" if t.status == "diverged" else "budget"),
-                "target_dev_acc": t.spec.train.target_dev_acc,
-                "steps_to_target": t.target_hit[0] if t.target_hit else None,
-                "samples_to_target": t.target_hit[1] if t.target_hit else None,
-                "seconds_to_target": t.target_hit[2] if t.target_hit else None,
-                "grad_norm_init": float(self.grad_norm_init[k]) if self.grad_norm_init is not None else None,
-                "grad_norm_final": curves[-1]["grad_norm"] if curves else None,
-                "vanishing_ratio_init": t.vanishing.get("init"),
-                "vanishing_ratio_final": t.vanishing.get("final"),
-                "wall_s": wall_s, "train_s": t.train_s, "eval_s": self.eval_s, "probe_s": self.probe_s,
-                "samples_per_s": t.samples_seen / t.train_s if t.train_s > 0 else None,
-                "device": device_label(self.device), "torch_version": torch.__version__, **provenance(self.device),
-                "started_at": self.started_at, "dataset": data.name, "data_id": data.data_id,
-                "model_file": model_file(t.spec.trial_id) if k in weights else None,
-            }
-            t.recorder.weights = weights.get(k)  # written beside the shards (records.stage_trial)
-            t.recorder.set_run(**settings_columns(t.spec), **row)
-            rows.append(t.recorder.rows["runs"][0])
+        for k, ledger in enumerate(self.ledgers):
+            test_cols = ledger.tested(test[0][k], test[1][k], test[2][k], self.data) if test and k in tested else None
+            ledger.recorder.weights = weights.get(k)  # written beside the shards (records.stage_trial)
+            timing = self.clock.columns(ledger.samples_seen, ledger.train_s)  # the group's seconds, its own training
+            rows.append(ledger.finish(
+                test_cols, self.instruments.grad_norm_init_of(k), timing, machine_columns(self.device),
+                self.started_at, self.data,
+                model_file(ledger.spec.trial_id) if k in weights else None, settings_columns(ledger.spec)))
         return rows

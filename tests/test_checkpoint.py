@@ -259,8 +259,8 @@ def mark(ckpt: Path) -> None:
     """Tag the checkpoint's first curves row (of each trial) with a column `resumed_from`: the results of
     a run that resumed from it show it (the workers are processes of their own, so a warning would not)."""
     saved = torch.load(ckpt, weights_only=False)
-    for rows in saved["rows"] if isinstance(saved["rows"], list) else [saved["rows"]]:
-        rows["curves"][0]["resumed_from"] = saved["step"]
+    for ledger in saved["ledgers"]:  # one per trial of the file (a fused group's: each of its trials)
+        ledger["rows"]["curves"][0]["resumed_from"] = saved["step"]
     torch.save(saved, ckpt)
 
 

@@ -148,6 +148,20 @@ def test_four_trials_of_one_shape_train_as_one_fused_group(tmp_path):
     assert after["started_at"].tolist() == before.tolist()
 
 
+def test_trials_with_a_lag_and_a_span_read_out_train_as_one_fused_group(tmp_path):
+    """Data with a lag used to be kept out of fused groups by the runner; the fused trainer reads each
+    text's span now, so such trials fuse and record what they record unfused."""
+    raw = tiny_raw("fuselag", {**ONE_SHAPE, "lag": [3], "model.readout": ["last_valid"]})
+    assert run(raw, tmp_path / "fused", 4)["complete"] == 4
+    assert run(raw, tmp_path / "plain", "off")["complete"] == 4
+    fused, plain = records.combine(tmp_path / "fused"), records.combine(tmp_path / "plain")
+    assert_same_tables(fused, plain)
+    a, b = (t["runs"].set_index("trial_id").sort_index() for t in (fused, plain))
+    assert (a["lag"] == 3).all() and a["fused_group"].nunique() == 1 and b["fused_group"].isna().all()
+    assert a["steps"].tolist() == b["steps"].tolist()
+    assert a["test_acc"].tolist() == pytest.approx(b["test_acc"].tolist(), abs=1e-4)
+
+
 def test_two_workers_with_fuse_run_every_trial_exactly_once(tmp_path):
     raw = tiny_raw("fuse2w", {"cell": ["rnn", "lstm"], "pad_size": [12], "seed": [0, 1, 2, 3]})
     counts = run(raw, tmp_path, 4, workers=2)

@@ -10,7 +10,7 @@ from conftest import PARITY_RTOL, tiny_specs
 
 from harness.records import TABLES, TrialRecorder
 from harness.train import run_trial
-from harness.train_fused import fusable_key, group_specs, run_fused
+from harness.train_fused import fusable, fusable_key, group_specs, run_fused
 
 CPU = torch.device("cpu")
 # The CPU parity tests run in float64 (conftest.float64: why, and where PARITY_RTOL comes from).
@@ -75,6 +75,23 @@ def test_fused_trials_record_what_separate_runs_record(tmp_path, cell, layernorm
     assert len(ss) == 4 and len(group_specs(ss, 8)) == 1
     rows, fused, plain = run_both(ss, ds)
     assert [r["trial_id"] for r in rows] == [s.trial_id for s in ss]
+    for f, p in zip(fused, plain):
+        assert_same_tables(f, p)
+
+
+@in_float64
+@pytest.mark.parametrize("lag", [None, 3])
+@pytest.mark.parametrize("readout", ["last", "last_valid", "mean", "max"])
+def test_every_read_out_with_and_without_a_lag_fuses_as_separate_runs(tmp_path, readout, lag):
+    """Each built-in read-out, on texts at position 0 and on texts shifted by a lag (the read-outs and
+    the probe then read each text's own span): fused trials write what separate runs write."""
+    grid = {"cell": ["gru"], "model.readout": [readout], "seed": [0, 1], **({"lag": [lag]} if lag else {})}
+    ss, ds = specs(tmp_path, grid, grad_clip=1.0)
+    assert ds.lag == lag and all(s.data.lag == lag and fusable(s) is None for s in ss)
+    if lag:  # the texts do not all start at 0: a read-out that ignored the starts would read padding
+        assert (ds.train.starts > 0).any()
+    rows, fused, plain = run_both(ss, ds)
+    assert [r["status"] for r in rows] == ["complete", "complete"]
     for f, p in zip(fused, plain):
         assert_same_tables(f, p)
 
