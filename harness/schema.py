@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from harness.names import CELLS
+
 # Bumped whenever a column's meaning or type changes (2: typed nulls, started_at a timestamp). Adding a
 # column is no change: shards written before it read it as typed nulls (`harness.records.conform`).
 SCHEMA_VERSION = 2
@@ -29,7 +31,7 @@ RUNS = pa.schema([
     _field("trial_id", _STR, "stable hash of the resolved settings and the data identity", nullable=False),
     _field("status", _STR, "complete | diverged | failed | pruned"),
     _field("error", _STR, "why a trial diverged or failed (one line)"),
-    _field("cell", _STR, "recurrent cell: rnn | lstm | gru"),
+    _field("cell", _STR, f"recurrent cell: {' | '.join(CELLS)} (the registered ones, harness.names) or a plugin's"),
     _field("layernorm", _STR, "none | output | recurrent"),
     _field("batch_size", _I64, "training batch size"),
     _field("pad_size", _I64, "tokens per text"),

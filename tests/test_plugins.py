@@ -18,9 +18,10 @@ except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
 from harness import data as data_mod
-from harness import plugins, records, runner
+from harness import names, plugins, records, runner
 from harness.config import ConfigError, config_from_dict
 from harness.models import CELL_FACTORIES, READOUTS, build_model
+from harness.models.cells import BuiltinCell
 
 PLUGIN_DIR = ROOT / "tests" / "plugins" / "example_plugin"
 MODULE = "harness_example_plugin"
@@ -125,20 +126,51 @@ def test_a_broken_plugin_is_named_when_it_is_loaded(tmp_path, monkeypatch):
     cfg = config_from_dict(raw)  # the name is known; nothing is imported yet
     with pytest.raises(plugins.PluginError, match=r"'broken' \(harness.cells = harness_no_such_module:cell\)"):
         build_model(cfg.model, 50, 3, 0)
-    # A plugin whose layer has the wrong width is refused at the first forward pass, naming the cell.
-    monkeypatch.setitem(CELL_FACTORIES, "broken", lambda i, h, bi, ln: torch.nn.GRU(i, h + 1, batch_first=True))
-    model = build_model(cfg.model, 50, 3, 0)
-    with pytest.raises(ValueError, match=r"cell 'broken': layer 0 returned shape \(2, 4, 9\)"):
-        model(torch.zeros(2, 4, dtype=torch.long), torch.tensor([4, 4]))
+    # A cell whose layer has the wrong width is refused at the first forward pass, naming the cell (a
+    # registry entry of the name takes the entry point's place).
+    with names.registered_cell("broken", label="the broken cell", color="k", factory=f"{__name__}:too_wide"):
+        model = build_model(cfg.model, 50, 3, 0)
+        with pytest.raises(ValueError, match=r"cell 'broken': layer 0 returned shape \(2, 4, 9\)"):
+            model(torch.zeros(2, 4, dtype=torch.long), torch.tensor([4, 4]))
 
 
-def test_builtins_are_declared_as_entry_points_too():
+def too_wide(i, h, bidirectional, layernorm):
+    return torch.nn.GRU(i, h + 1, batch_first=True)
+
+
+def test_builtin_cells_and_readouts_are_registry_entries_not_entry_points():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
-    implementations = {plugins.CELL_GROUP: CELL_FACTORIES, plugins.READOUT_GROUP: READOUTS,
-                       plugins.DATASET_GROUP: {"synthetic": data_mod.prepare_synthetic,
-                                               "thucnews": data_mod.prepare_thucnews}}
-    for group, builtin in plugins.BUILTIN.items():
-        assert tuple(declared[group]) == builtin, group
-        for name, target in declared[group].items():
-            module, attr = target.split(":")
-            assert getattr(importlib.import_module(module), attr) is implementations[group][name], (group, name)
+    assert plugins.CELL_GROUP not in declared and plugins.READOUT_GROUP not in declared
+    assert plugins.BUILTIN[plugins.CELL_GROUP] == names.CELLS == ("rnn", "lstm", "gru")
+    assert plugins.BUILTIN[plugins.READOUT_GROUP] == names.READOUTS == ("last", "last_valid", "mean", "max")
+    for name in names.CELLS:
+        assert isinstance(CELL_FACTORIES[name], BuiltinCell) and plugins.load(plugins.CELL_GROUP, name) is \
+            CELL_FACTORIES[name]
+    for name in names.READOUTS:
+        assert plugins.load(plugins.READOUT_GROUP, name) is READOUTS[name] is getattr(
+            importlib.import_module("harness.models"), f"readout_{name}")
+    # The built-in data set kinds are still declared as entry points.
+    implementations = {"synthetic": data_mod.prepare_synthetic, "thucnews": data_mod.prepare_thucnews}
+    assert tuple(declared[plugins.DATASET_GROUP]) == plugins.BUILTIN[plugins.DATASET_GROUP]
+    for name, target in declared[plugins.DATASET_GROUP].items():
+        module, attr = target.split(":")
+        assert getattr(importlib.import_module(module), attr) is implementations[name]
+
+
+def test_an_old_install_declaring_builtins_as_entry_points_changes_nothing(tmp_path, monkeypatch):
+    """A package installed before the built-ins left pyproject.toml (or another package) still declares
+    their names: a built-in name always means the built-in, listed once, whatever the entry point says."""
+    install(tmp_path, "old-harness", {"harness.cells": {"rnn": "harness.models:rnn_cell",
+                                                        "lstm": "harness_no_such_module:lstm_cell"},
+                                      "harness.readouts": {"mean": "harness_no_such_module:readout_mean"}})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert plugins.allowed_names(plugins.CELL_GROUP)[:3] == ("rnn", "lstm", "gru")
+    assert plugins.allowed_names(plugins.CELL_GROUP).count("lstm") == 1
+    assert "lstm" not in plugins.plugin_names(plugins.CELL_GROUP)
+    assert "mean" not in plugins.plugin_names(plugins.READOUT_GROUP)
+    assert plugins.load(plugins.CELL_GROUP, "lstm") is CELL_FACTORIES["lstm"]
+    assert plugins.load(plugins.READOUT_GROUP, "mean") is READOUTS["mean"]
+    raw = {**tiny_raw(), "grid": {"seed": [0]}}
+    raw["model"].update({"cell": "lstm", "readout": "mean"})
+    model = build_model(config_from_dict(raw).model, 50, 3, 0)
+    assert isinstance(model.rnn[0], torch.nn.LSTM) and model.readout is READOUTS["mean"]

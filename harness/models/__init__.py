@@ -1,12 +1,13 @@
 """The classifier: embedding → stack of single-layer recurrent layers → read-out → [LayerNorm] → linear.
 
-Registries map the YAML names (listed once, in `harness.names`) to implementations: `CELLS`
-(rnn, lstm, gru; `CELL_FACTORIES` builds a layer of each), `READOUTS` (last, last_valid, mean, max);
-importing this module checks that each registry covers exactly those names. Any other name is a
-plugin's (`harness.plugins`), loaded when a model is built (`cell_factory`, `readout_fn`).
-Each recurrent layer is its own module (a one-layer `nn.LSTM` etc., which keeps cuDNN on a GPU, or
-a hand-written LayerNorm cell for `layernorm: recurrent`), so every layer's output sequence can be
-probed for gradients.
+Cells and read-outs come from the registry (`harness.registry`; the built-ins are registered in
+`harness.names`): `CELL_FACTORIES` (name -> factory, the entry's "module:attr" imported on use),
+`CELLS` (name -> PyTorch module, for the cells built from one: rnn, lstm, gru) and `READOUTS`
+(name -> function) are live views of it, and `read_positions` takes each read-out's probe position
+from its entry. Any other name is a plugin's (`harness.plugins`), loaded when a model is built
+(`cell_factory`, `readout_fn`). Each recurrent layer is its own module (a one-layer `nn.LSTM` etc.,
+which keeps cuDNN on a GPU, or a hand-written LayerNorm cell for `layernorm: recurrent`), so every
+layer's output sequence can be probed for gradients.
 """
 
 from __future__ import annotations
@@ -19,40 +20,27 @@ from torch import Tensor, nn
 
 from harness import names, plugins
 from harness.config import ModelConfig
-from harness.models.cells import make_layer
+from harness.models.cells import BuiltinCell, gru_cell, lstm_cell, rnn_cell
+from harness.registry import RegistryView, cell_entries, readout_entries
 
 __all__ = ["CELLS", "CELL_FACTORIES", "READOUTS", "CellFactory", "RecurrentClassifier", "build_model", "cell_factory",
-           "param_groups", "readout_fn"]
+           "gru_cell", "lstm_cell", "param_groups", "read_positions", "readout_fn", "rnn_cell"]
 
-CELLS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-names.check_registry("cell", CELLS, names.CELLS)
-
-# A cell plugin: (input_size, hidden_size, bidirectional, layernorm) -> a module mapping (B, T, I) to
+# A cell's factory: (input_size, hidden_size, bidirectional, layernorm) -> a module mapping (B, T, I) to
 # (B, T, D*H), or to a tuple whose first element is that. `layernorm` is True for model.layernorm
 # `recurrent` (LayerNorm inside the cell); a cell without such a form raises ValueError then.
 CellFactory = Callable[[int, int, bool, bool], nn.Module]
 
-
-def _builtin_cell(cell: str) -> CellFactory:
-    def factory(input_size: int, hidden_size: int, bidirectional: bool, layernorm: bool) -> nn.Module:
-        """One layer: PyTorch's module (cuDNN on a GPU), or the hand-written cell with recurrent LN."""
-        if layernorm:
-            return make_layer(cell, input_size, hidden_size, bidirectional, layernorm=True)
-        return CELLS[cell](input_size, hidden_size, num_layers=1, batch_first=True, bidirectional=bidirectional)
-
-    factory.__name__ = factory.__qualname__ = f"{cell}_cell"
-    return factory
-
-
-# The built-in cells as factories: what pyproject.toml's `harness.cells` entry points name.
-rnn_cell, lstm_cell, gru_cell = (_builtin_cell(c) for c in ("rnn", "lstm", "gru"))
-CELL_FACTORIES: dict[str, CellFactory] = {"rnn": rnn_cell, "lstm": lstm_cell, "gru": gru_cell}
-names.check_registry("cell factory", CELL_FACTORIES, names.CELLS)
+# Registered cell -> its factory (imported when looked up), and -> its PyTorch module where it is a BuiltinCell.
+CELL_FACTORIES: RegistryView[CellFactory] = RegistryView(cell_entries, lambda e: e.load())
+CELLS: RegistryView[type[nn.Module]] = RegistryView(
+    cell_entries, lambda e: f.module if isinstance(f := e.load(), BuiltinCell) else None)
 
 
 def cell_factory(name: str) -> CellFactory:
-    """The factory of a built-in cell, or of a plugin's (imported now)."""
-    return CELL_FACTORIES[name] if name in CELL_FACTORIES else plugins.load(plugins.CELL_GROUP, name)
+    """The factory of a registered cell, or of a plugin's (imported now)."""
+    entry = names.cell_entry(name)
+    return entry.load() if entry is not None else plugins.load(plugins.CELL_GROUP, name)
 
 
 # ----------------------------------------------------------------------------- read-outs
@@ -104,22 +92,23 @@ def readout_max(out: Tensor, lengths: Tensor, directions: int, starts: Tensor | 
     return out.masked_fill(~_valid_mask(out, lengths, starts), float("-inf")).amax(1)
 
 
-READOUTS: dict[str, Callable[..., Tensor]] = {
-    "last": readout_last, "last_valid": readout_last_valid, "mean": readout_mean, "max": readout_max,
-}
-names.check_registry("readout", READOUTS, names.READOUTS)
+# Registered read-out -> its function (imported when looked up).
+READOUTS: RegistryView[Callable[..., Tensor]] = RegistryView(readout_entries, lambda e: e.load())
 
 
 def readout_fn(name: str) -> Callable[[Tensor, Tensor, int], Tensor]:
-    """A built-in read-out, or a plugin's (imported now)."""
-    return READOUTS[name] if name in READOUTS else plugins.load(plugins.READOUT_GROUP, name)
+    """A registered read-out, or a plugin's (imported now)."""
+    entry = names.readout_entry(name)
+    return entry.load() if entry is not None else plugins.load(plugins.READOUT_GROUP, name)
 
 
 def read_positions(readout: str, lengths: np.ndarray, seq_len: int, starts: np.ndarray | None = None
                    ) -> np.ndarray:
     """(B,) the input position whose output the classifier reads for each text (for the forward
-    direction): seq_len-1 (T-1) for `last`, the text's last token (starts+lengths-1) otherwise."""
-    if readout == "last":
+    direction), as the read-out's entry says (`reads`): seq_len-1 (T-1) for "last_position" (`last`),
+    the text's last token (starts+lengths-1) for "last_token" (every other built-in, and a plugin's)."""
+    entry = names.readout_entry(readout)
+    if entry is not None and entry.reads == "last_position":
         return np.full(len(lengths), seq_len - 1)
     last = lengths - 1 if starts is None else starts + lengths - 1
     return np.clip(last, 0, seq_len - 1)

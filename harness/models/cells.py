@@ -1,13 +1,22 @@
-"""Hand-written single-layer recurrent layers (RNN / LSTM / GRU) with optional recurrent LayerNorm.
+"""The built-in cells: their factories, and hand-written single-layer recurrent layers (RNN / LSTM /
+GRU) with optional recurrent LayerNorm.
 
-Used when a config asks for ``layernorm: recurrent`` (LayerNorm inside the cell, Ba, Kiros & Hinton
-2016). Parameters are named and shaped exactly like ``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` with
-``num_layers=1, batch_first=True`` (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``
-and the ``_reverse`` ones when bidirectional), PyTorch gate order (LSTM i,f,g,o; GRU r,z,n). With
-``layernorm=False`` there are no other parameters: a PyTorch module's ``state_dict`` loads with
-``strict=True`` and the outputs match PyTorch's. With ``layernorm=True`` the LayerNorm gains/biases
-live in submodules ``ln_ih_l0``, ``ln_hh_l0`` (and ``ln_c_l0`` for the LSTM), plus ``_reverse``
-(the ``eps`` used for a kind of LN is that of its forward-direction module, default 1e-5).
+``rnn_cell``, ``lstm_cell``, ``gru_cell`` are the factories the built-ins' registry entries name
+(``harness.names``): each a ``BuiltinCell`` that builds PyTorch's one-layer module (cuDNN on a GPU), or
+its hand-written ``RecurrentLayer`` for ``layernorm: recurrent``. ``make_layer`` finds a registered
+cell's hand-written layer through its entry. A new cell built the same way needs a ``RecurrentLayer``
+subclass, a ``BuiltinCell`` and its one registration; any other factory works too (the
+``harness.models.CellFactory`` contract).
+
+The hand-written layers are used when a config asks for ``layernorm: recurrent`` (LayerNorm inside
+the cell, Ba, Kiros & Hinton 2016). Parameters are named and shaped exactly like ``torch.nn.LSTM`` /
+``nn.GRU`` / ``nn.RNN`` with ``num_layers=1, batch_first=True`` (``weight_ih_l0``, ``weight_hh_l0``,
+``bias_ih_l0``, ``bias_hh_l0`` and the ``_reverse`` ones when bidirectional), PyTorch gate order
+(LSTM i,f,g,o; GRU r,z,n). With ``layernorm=False`` there are no other parameters: a PyTorch
+module's ``state_dict`` loads with ``strict=True`` and the outputs match PyTorch's. With
+``layernorm=True`` the LayerNorm gains/biases live in submodules ``ln_ih_l0``, ``ln_hh_l0`` (and
+``ln_c_l0`` for the LSTM), plus ``_reverse`` (the ``eps`` used for a kind of LN is that of its
+forward-direction module, default 1e-5).
 
 Layout of the computation: the input projection for all steps and both directions is one batched
 matmul ``(D, T*B, I) @ (D, I, G)`` before the loop, the reverse direction's input taken in reversed
@@ -32,9 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.names import CELLS, check_registry
+from harness.names import cell_entry
+from harness.registry import RegistryView, cell_entries
 
-__all__ = ["RecurrentLayer", "LSTMLayer", "GRULayer", "RNNLayer", "make_layer"]
+__all__ = ["BuiltinCell", "GRULayer", "LSTMLayer", "RNNLayer", "RecurrentLayer", "gru_cell", "lstm_cell", "make_layer",
+           "rnn_cell"]
 
 
 class RecurrentLayer(nn.Module):
@@ -279,15 +290,43 @@ class GRULayer(RecurrentLayer):
         return hs
 
 
-_CELLS: dict[str, type[RecurrentLayer]] = {"rnn": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
-check_registry("hand-written cell", _CELLS, CELLS)
+class BuiltinCell:
+    """A cell factory ``(input_size, hidden_size, bidirectional, layernorm) -> nn.Module`` from PyTorch's
+    one-layer module (``module(input, hidden, num_layers=1, batch_first=True, bidirectional=...)``, cuDNN
+    on a GPU) and its hand-written ``layer`` (used for the recurrent-LayerNorm form)."""
+
+    def __init__(self, module: type[nn.Module], layer: type[RecurrentLayer]):
+        self.module, self.layer = module, layer
+
+    def __call__(self, input_size: int, hidden_size: int, bidirectional: bool, layernorm: bool) -> nn.Module:
+        if layernorm:
+            return self.layer(input_size, hidden_size, bidirectional=bidirectional, layernorm=True)
+        return self.module(input_size, hidden_size, num_layers=1, batch_first=True, bidirectional=bidirectional)
+
+    def __repr__(self) -> str:
+        return f"BuiltinCell({self.module.__name__}, {self.layer.__name__})"
+
+
+rnn_cell = BuiltinCell(nn.RNN, RNNLayer)
+lstm_cell = BuiltinCell(nn.LSTM, LSTMLayer)
+gru_cell = BuiltinCell(nn.GRU, GRULayer)
+
+
+def _layer_of(entry: object) -> type[RecurrentLayer] | None:
+    factory = entry.load()  # type: ignore[attr-defined]
+    return factory.layer if isinstance(factory, BuiltinCell) else None
+
+
+# Cell name -> hand-written layer, for every registered cell whose factory is a BuiltinCell (live).
+_CELLS: RegistryView[type[RecurrentLayer]] = RegistryView(cell_entries, _layer_of)
 
 
 def make_layer(cell: str, input_size: int, hidden_size: int, bidirectional: bool,
                layernorm: bool) -> nn.Module:
-    """Build the hand-written layer for ``cell`` in {"rnn", "lstm", "gru"}: ``(B, T, I) -> (B, T, D*H)``."""
-    try:
-        cls = _CELLS[cell]
-    except KeyError:
-        raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}") from None
+    """Build the hand-written layer of a registered cell with one (``rnn``, ``lstm``, ``gru``):
+    ``(B, T, I) -> (B, T, D*H)``."""
+    entry = cell_entry(cell)
+    cls = _layer_of(entry) if entry is not None else None
+    if cls is None:
+        raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
     return cls(input_size, hidden_size, bidirectional=bidirectional, layernorm=layernorm)

@@ -34,13 +34,15 @@ from torch import Tensor, nn
 from harness.config import ModelConfig
 from harness.models import READOUTS, RecurrentClassifier
 from harness.models.precision import upcast
+from harness.registry import RegistryView, cell_entries
 
 __all__ = ["FusedAdam", "FusedClassifier", "FusedRecurrentLayer", "SHAPE_FIELDS", "clip_per_trial",
            "group_sq_norms", "per_trial_cross_entropy", "probe_grads"]
 
 # ModelConfig fields every fused trial must share; the others (dropout, init, forget_bias) may differ.
 SHAPE_FIELDS = ("cell", "layernorm", "embed_dim", "hidden_size", "num_layers", "bidirectional", "readout")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# Registered cell with a fused form (its entry's `fused`) -> its number of H-sized gate blocks (a live view).
+GATES: RegistryView[int] = RegistryView(cell_entries, lambda e: e.gates if e.fused else None)
 LN_EPS = 1e-5  # nn.LayerNorm's default, used by the hand-written cells and the output LayerNorm
 
 
@@ -61,12 +63,14 @@ class FusedRecurrentLayer(nn.Module):
     def __init__(self, k: int, cell: str, input_size: int, hidden_size: int, bidirectional: bool,
                  layernorm: bool):
         super().__init__()
-        if cell not in GATES:
-            raise ValueError(f"cell must be one of {sorted(GATES)}, got {cell!r}")
+        if cell not in GATES or not callable(getattr(self, f"_{cell}", None)):  # the step loop `_<cell>` below
+            raise ValueError(f"cell {cell!r} has no fused form (fused cells: {', '.join(GATES)}); train it "
+                             f"unfused (run.fuse and train.cuda_graph off)")
         self.k, self.cell, self.input_size, self.hidden_size = k, cell, input_size, hidden_size
         self.directions = 2 if bidirectional else 1
         self.layernorm = layernorm
-        d, g = self.directions, GATES[cell] * hidden_size
+        self.gates = GATES[cell]
+        d, g = self.directions, self.gates * hidden_size
         self.weight_ih = nn.Parameter(torch.zeros(k, d, g, input_size))
         self.weight_hh = nn.Parameter(torch.zeros(k, d, g, hidden_size))
         self.bias_ih = nn.Parameter(torch.zeros(k, d, g))
@@ -96,7 +100,7 @@ class FusedRecurrentLayer(nn.Module):
         """x (K, B, T, I) → (K, B, T, D·H), the reverse half at position t having read x[:, :, t:]."""
         k, b, t_len, i_size = x.shape
         d, h = self.directions, self.hidden_size
-        g, kd = GATES[self.cell] * h, k * d
+        g, kd = self.gates * h, k * d
         w_ih_t = self.weight_ih.view(kd, g, i_size).transpose(1, 2)  # (KD, I, G)
         w_hh_t = self.weight_hh.view(kd, g, h).transpose(1, 2)  # (KD, H, G)
         b_hh = self.bias_hh.view(kd, 1, g)
@@ -112,7 +116,7 @@ class FusedRecurrentLayer(nn.Module):
             xp = torch.baddbmm(bias, xd, w_ih_t)  # (KD, T*B, G)
         xs = xp.view(kd, t_len, b, g).unbind(1)  # T x (KD, B, G)
         h0 = x.new_zeros(kd, b, h)
-        loop = {"rnn": self._rnn, "lstm": self._lstm, "gru": self._gru}[self.cell]
+        loop = getattr(self, f"_{self.cell}")  # the cell's step loop (checked in __init__)
         out = torch.stack(loop(xs, w_hh_t, b_hh, h0), 1).view(k, d, t_len, b, h)  # (K, D, T, B, H)
         if d == 2:
             fwd, rev = out.unbind(1)
@@ -326,10 +330,11 @@ class FusedClassifier(nn.Module):
             masks.append(mask.transpose(0, 1) if time_major else mask)
         return x * torch.stack(masks)
 
-    def forward(self, tokens: Tensor, lengths: Tensor, return_hidden: bool = False
+    def forward(self, tokens: Tensor, lengths: Tensor, return_hidden: bool = False, starts: Tensor | None = None
                 ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """tokens (K, B, T) int64, lengths (K, B) → logits (K, B, C); with return_hidden also
-        [embedding output (K, B, T, E), layer 0 output (K, B, T, F), …] for the probe."""
+        """tokens (K, B, T) int64, lengths (K, B) [, starts (K, B): each text's first position, None = 0]
+        → logits (K, B, C); with return_hidden also [embedding output (K, B, T, E), layer 0 output
+        (K, B, T, F), …] for the probe. The read-out is the unfused model's, on the K·B texts at once."""
         k, b, t_len = tokens.shape
         if k != self.k:
             raise ValueError(f"tokens: expected {self.k} trials on dim 0, got shape {tuple(tokens.shape)}")
@@ -343,7 +348,12 @@ class FusedClassifier(nn.Module):
             x = layer(x)
             hidden.append(x)
         f = x.shape[3]
-        v = self.readout(x.reshape(k * b, t_len, f), lengths.reshape(k * b), self.directions).view(k, b, f)
+        flat, flat_lengths = x.reshape(k * b, t_len, f), lengths.reshape(k * b)
+        if starts is None:  # the reference layout; a read-out need not know of starts
+            v = self.readout(flat, flat_lengths, self.directions)
+        else:
+            v = self.readout(flat, flat_lengths, self.directions, starts.reshape(k * b))
+        v = v.view(k, b, f)
         if self.norm is not None:
             v = torch.addcmul(self.norm.bias.unsqueeze(1), F.layer_norm(v, (f,), eps=LN_EPS),
                               self.norm.weight.unsqueeze(1))
@@ -383,15 +393,16 @@ def clip_per_trial(grads: Sequence[Tensor], max_norm: Tensor, total_norm: Tensor
 
 
 def probe_grads(model: FusedClassifier, tokens: Tensor, lengths: Tensor, labels: Tensor,
-                autocast: Callable[[], Any]) -> list[Tensor]:
-    """The gradient-reach probe for every trial on one batch (tokens (B, T), lengths (B,), labels (B,),
-    the same for all trials): per layer (input, rnn.l0, …) ‖∂L_b/∂x_{b,t}‖ as (K, B, T) float tensors,
-    L_b trial k's cross-entropy of example b. Dropout off; the model stays in train mode."""
+                autocast: Callable[[], Any], starts: Tensor | None = None) -> list[Tensor]:
+    """The gradient-reach probe for every trial on one batch (tokens (B, T), lengths (B,), labels (B,)
+    [, starts (B,)], the same for all trials): per layer (input, rnn.l0, …) ‖∂L_b/∂x_{b,t}‖ as (K, B, T)
+    float tensors, L_b trial k's cross-entropy of example b. Dropout off; the model stays in train mode."""
     k = model.k
     model.dropout_on = False
     try:
         with torch.enable_grad(), autocast():
-            logits, hidden = model(tokens.expand(k, -1, -1), lengths.expand(k, -1), return_hidden=True)
+            logits, hidden = model(tokens.expand(k, -1, -1), lengths.expand(k, -1), return_hidden=True,
+                                   starts=None if starts is None else starts.expand(k, -1))
             loss = per_trial_cross_entropy(upcast(logits), labels.expand(k, -1), "sum").sum()
         grads = torch.autograd.grad(loss, hidden)
     finally:

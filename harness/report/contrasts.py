@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config.headline import Headline, HeadlineError, read_headline
+from harness.names import cell_entry
 from harness.report.fmt import fmt_value
 from harness.report.stats import ordered_levels
 from harness.stats.d50_ratio import N_BOOT, D50Ratio, bracket_bounds, ratio_from_draws
@@ -224,8 +225,9 @@ def _d(x: float | None) -> str:
 
 
 def _name(group: str, value: object) -> str:
-    if group == "cell" and str(value) in ("rnn", "lstm", "gru"):
-        return f"the {str(value).upper()}"
+    """A cell by its registry label ('the LSTM'), an arm as 'arm lstm-fb0', anything else as given."""
+    if group == "cell" and (entry := cell_entry(str(value))) is not None:
+        return entry.label
     return f"arm {value}" if group == "arm" else str(value)
 
 

@@ -34,14 +34,16 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
-from harness.names import CELLS, LAYERNORMS, level_rank
+from harness.names import LAYERNORMS, level_rank
+from harness.registry import RegistryView, cell_entries
 from harness.report.fmt import fmt_setting, fmt_value
 from harness.report.outcomes import fits_group_key
 from harness.report.stats import ARM, group_key, ordered_levels
 from harness.stats.survival import km_median
 
-# One colour per cell and one line style and marker per layernorm, in the names' registry order.
-CELL_COLORS = dict(zip(CELLS, ("#d62728", "#1f77b4", "#2ca02c"), strict=True))
+# One colour per registered cell (its entry's `color`, a live view of the registry) and one line style
+# and marker per layernorm.
+CELL_COLORS: RegistryView[str] = RegistryView(cell_entries, lambda e: e.color)
 LN_STYLES = dict(zip(LAYERNORMS, ("-", "--", ":"), strict=True))
 LN_MARKERS = dict(zip(LAYERNORMS, ("o", "s", "^"), strict=True))
 GROUP_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

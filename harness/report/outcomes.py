@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.names import level_rank
+from harness.names import cell_entry, level_rank
 from harness.report.stats import ARM, group_key, ordered_levels, sort_configs
 from harness.stats.frontier import D50Fit, fit_d50
 from harness.stats.rates import wilson_interval
@@ -273,8 +273,10 @@ def mixed_machines(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 
 def cell_name(cell: object) -> str:
-    """'the RNN', 'the LSTM', 'the GRU' (other names as given)."""
-    return f"the {str(cell).upper()}" if str(cell) in ("rnn", "lstm", "gru") else str(cell)
+    """How a sentence names a cell: its registry entry's label ('the RNN', 'the LSTM', 'the GRU'); a
+    plugin's or any other name as given."""
+    entry = cell_entry(str(cell))
+    return entry.label if entry is not None else str(cell)
 
 
 def group_name(key: str, value: object) -> str:
