@@ -107,7 +107,7 @@ def default_pairs(levels: Sequence[object]) -> list[tuple[object, object]]:
 
 # ============================================================================ rates at each distance
 
-CONTRAST_COLUMNS = ["a", "b", "k_a", "n_a", "k_b", "n_b", "diff", "low", "high", "p", "p_holm", "decided"]
+CONTRAST_COLUMNS = ["a", "b", "k_a", "n_a", "k_b", "n_b", "diff", "low", "high", "p", "p_holm", "decided", "fragile"]
 
 
 def arm_contrasts(outcomes: pd.DataFrame, group: str = "arm", distance: str | None = None,
@@ -117,7 +117,8 @@ def arm_contrasts(outcomes: pd.DataFrame, group: str = "arm", distance: str | No
     outcome: columns *by, the distance, a, b, k_a, n_a, k_b, n_b, diff (rate a − rate b, a fraction),
     low, high (`two_rates.rate_difference`'s exact interval at `confidence`: coverage at least `confidence`
     for every pair of true rates), p (Boschloo's two-sided exact p-value), p_holm (Holm's step-down
-    adjustment across every row returned) and decided (p_holm < alpha and the interval excludes 0).
+    adjustment across every row returned), decided (p_holm < alpha and the interval excludes 0) and
+    fragile (`one_flip_undoes`: a decided row that one run's outcome, flipped, would leave undecided).
 
     `distance`: the distance column (default `outcomes.distance_column`). `pairs`: default every pair
     of the groups' levels (`default_pairs`, levels in registry order)."""
@@ -147,7 +148,30 @@ def arm_contrasts(outcomes: pd.DataFrame, group: str = "arm", distance: str | No
         return out
     out["p_holm"] = holm_adjust(out["p"].to_numpy(float))
     out["decided"] = (out["p_holm"] < alpha) & ((out["low"] > 0) | (out["high"] < 0))
+    p = out["p"].to_numpy(float)
+    out["fragile"] = [bool(r["decided"]) and one_flip_undoes(i, r, p, confidence, alpha)
+                      for i, (_, r) in enumerate(out.iterrows())]
     return out
+
+
+def one_flip_undoes(i: int, row: Mapping, p: np.ndarray, confidence: float = CONFIDENCE, alpha: float = ALPHA
+                    ) -> bool:
+    """Whether row `i` (decided) becomes undecided when one run's outcome flips toward no difference: a
+    success of the group ahead becomes a failure, or a failure of the group behind a success (a fragility
+    index of 1, Walsh et al. 2014). The row's exact interval and Boschloo p are computed anew and Holm's
+    correction redone over every row's p-values `p`, the others unchanged. A run at the edge of learning
+    flips with another seed, CPU kernel set or numerical path, so such a decision may not reproduce."""
+    ka, na, kb, nb = (int(row[c]) for c in ("k_a", "n_a", "k_b", "n_b"))
+    step = 1 if row["diff"] > 0 else -1
+    for ka2, kb2 in ((ka - step, kb), (ka, kb + step)):
+        if not (0 <= ka2 <= na and 0 <= kb2 <= nb):
+            continue
+        r = rate_difference(ka2, na, kb2, nb, confidence)
+        q = p.copy()
+        q[i] = r.p_value
+        if not (holm_adjust(q)[i] < alpha and (r.low > 0 or r.high < 0)):
+            return True
+    return False
 
 
 # ============================================================================ D50 and its ratio
@@ -236,9 +260,10 @@ def _where_text(where: Mapping) -> str:
 
 
 def decision_text(row: Mapping, alpha: float = ALPHA) -> str:
-    """'decided' or why not: the interval includes 0, and/or the Holm-adjusted p-value is not below alpha."""
+    """'decided', 'decided† (one run flipping undoes it)' or why not: the interval includes 0, and/or the
+    Holm-adjusted p-value is not below alpha."""
     if row["decided"]:
-        return "decided"
+        return "decided† (one run flipping undoes it)" if row.get("fragile") else "decided"
     why = []
     if row["low"] <= 0.0 <= row["high"]:
         why.append("the interval includes 0")
@@ -343,8 +368,9 @@ def d50_lines(d50s: Sequence[GroupD50], ratio_pairs: Sequence[tuple[object, obje
 
 
 def direction_verdict(rows: pd.DataFrame, better: str, worse: str, distance: str) -> tuple[str, str]:
-    """('holds' | 'contradicted' | 'not shown' | 'not tested', the evidence): whether some decided row of
-    `rows` (arm_contrasts) has `better` reaching the target more often than `worse`, and none the reverse."""
+    """('holds' | 'holds†' | 'contradicted' | 'not shown' | 'not tested', the evidence): whether some decided
+    row of `rows` (arm_contrasts) has `better` reaching the target more often than `worse`, and none the
+    reverse; 'holds†' when every such row is fragile (one run's outcome flipping would undo it)."""
     a, b = rows["a"].astype(str), rows["b"].astype(str)
     same = rows[(a == better) & (b == worse)].assign(sign=1.0)
     flipped = rows[(a == worse) & (b == better)].assign(sign=-1.0)
@@ -362,7 +388,10 @@ def direction_verdict(rows: pd.DataFrame, better: str, worse: str, distance: str
     if len(down):
         return "contradicted", "decided the other way at " + "; ".join(where(r) for _, r in down.iterrows())
     if len(up):
-        return "holds", "decided at " + "; ".join(where(r) for _, r in up.iterrows())
+        evidence = "decided at " + "; ".join(where(r) for _, r in up.iterrows())
+        if up["fragile"].astype(bool).all():
+            return "holds†", evidence + ", where one run's outcome flipping would undo it"
+        return "holds", evidence
     return "not shown", "no decided difference at any " + distance
 
 
@@ -411,7 +440,10 @@ def contrasts_markdown(outcomes: pd.DataFrame, group: str, distance: str, by: Se
               f"{distance}: the difference with its exact 95% interval (Chan–Zhang: inverts two one-sided exact "
               "unconditional score tests, coverage at least 95% for any true rates), Boschloo's exact p-value, "
               f"Holm's correction over the {len(rows)} rows; 'decided' needs both Holm p < 0.05 and an interval "
-              "that excludes 0. D50: the distance at which the success rate crosses one half (logistic fit on "
+              "that excludes 0; 'decided†': one run's outcome flipping toward no difference (a success of the "
+              f"{group} ahead lost, or one of the {group} behind gained) would leave it undecided, and a run at "
+              "the edge of learning flips with another seed, machine or kernel set, so it may not reproduce. "
+              "D50: the distance at which the success rate crosses one half (logistic fit on "
               "log(1 + D), 95% stratified bootstrap interval, somewhat optimistic at few seeds); the ratio's "
               "interval resamples runs within each group and distance.")
     return "\n\n".join(out) + "\n\n" + method + "\n\n" + _table(rows, group, distance, by)

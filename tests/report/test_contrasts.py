@@ -90,8 +90,12 @@ def test_markdown_states_decided_rows_and_never_an_undecided_one():
     lines = md.split("\n\n")
     p, holm = 2 / 4 ** 5, 4 * 2 / 4 ** 5
     r = rate_difference(5, 5, 0, 5)
+    # 4/5 against 0/5 (one LSTM run flipped) is no longer decided after Holm over the 4 rows: fragile.
+    flipped = rate_difference(4, 5, 0, 5)
+    assert not (min(4 * flipped.p_value, 1) < 0.05 and flipped.low > 0)
     assert lines[0] == (f"At lag 32 the LSTM reached the target in 5/5 runs, the RNN in 0/5; difference +100 points "
-                        f"[+{100 * r.low:.0f}, +100] (Boschloo p = {p:.2g}, Holm {holm:.2g}): decided.")
+                        f"[+{100 * r.low:.0f}, +100] (Boschloo p = {p:.2g}, Holm {holm:.2g}): decided† (one run "
+                        "flipping undoes it).")
     assert lines[1].startswith("The other 3 comparisons of cell against cell at one lag remain undecided")
     assert not any(s.startswith("At lag 64") for s in lines)       # 3/5 vs 0/5 is not decided: no sentence
     assert lines[2].startswith("D50: rnn between 8 and 32 (a bracket read off the data), lstm ")
@@ -160,7 +164,7 @@ def test_a_pre_registered_direction_holds_only_where_a_contrast_is_decided():
         {"lag": 8, "a": "lstm", "b": "rnn", "k_a": 12, "n_a": 12, "k_b": 0, "n_b": 12, "diff": 1.0, "decided": True},
         {"lag": 16, "a": "lstm", "b": "rnn", "k_a": 7, "n_a": 12, "k_b": 3, "n_b": 12, "diff": 1 / 3, "decided": False},
         {"lag": 8, "a": "gru", "b": "rnn", "k_a": 0, "n_a": 12, "k_b": 12, "n_b": 12, "diff": -1.0, "decided": True},
-    ])
+    ]).assign(fragile=False)
     assert C.direction_verdict(rows, "lstm", "rnn", "lag") == ("holds", "decided at lag 8: 12/12 against 0/12")
     assert C.direction_verdict(rows, "rnn", "lstm", "lag")[0] == "contradicted"   # the pair read the other way
     assert C.direction_verdict(rows, "rnn", "gru", "lag") == ("holds", "decided at lag 8: 12/12 against 0/12")
@@ -168,3 +172,29 @@ def test_a_pre_registered_direction_holds_only_where_a_contrast_is_decided():
     assert C.direction_verdict(rows, "lstm", "gru", "lag")[0] == "not tested"
     text = C.direction_lines(rows, [("lstm", "rnn", "real: 70 vs 40")], "arm", "lag")[0]
     assert "- real: 70 vs 40: lstm more often than rnn: **holds** (decided at lag 8" in text
+
+
+def test_a_decision_one_flipped_run_would_undo_is_marked_fragile():
+    """The bench's lag-16 row (12/12 against 5/12) among 12 rows: Holm p 0.016, decided; with one
+    lstm-fb0 run more reaching the target (6/12, what the fused bench found) Holm p is 0.061. The
+    report marks it, and a direction resting on it only 'holds†'. 12/12 against 0/12 is robust."""
+    runs = []
+    for lag, (kl, kf, kr) in {0: (12, 12, 12), 8: (12, 12, 0), 16: (12, 5, 0), 32: (4, 0, 0)}.items():
+        for arm, k in (("rnn", kr), ("lstm-fb0", kf), ("lstm", kl)):
+            runs += [{"arm": arm, "lag": lag, "seed": s, "reached": float(s < k)} for s in range(12)]
+    pairs = [("lstm", "rnn"), ("lstm-fb0", "rnn"), ("lstm", "lstm-fb0")]  # the bench's headline.contrasts
+    rows = C.arm_contrasts(pd.DataFrame(runs), "arm", "lag", pairs=pairs)
+    assert len(rows) == 12
+    at16 = rows[(rows["lag"] == 16) & (rows["a"] == "lstm") & (rows["b"] == "lstm-fb0")].iloc[0]
+    assert at16["decided"] and at16["p_holm"] == pytest.approx(0.016, abs=5e-4) and at16["fragile"]
+    # the flip that undoes it, computed apart: lstm-fb0 at 6/12, Holm over the same 12 p-values
+    p = rows["p"].to_numpy(float).copy()
+    p[at16.name] = rate_difference(12, 12, 6, 12).p_value
+    assert C.holm_adjust(p)[at16.name] >= 0.05
+    at8 = rows[(rows["lag"] == 8) & (rows["a"] == "lstm") & (rows["b"] == "rnn")].iloc[0]
+    assert at8["decided"] and not at8["fragile"]
+    assert not rows.loc[~rows["decided"], "fragile"].any()    # only a decided row can be fragile
+    assert C.decision_text(at16) == "decided† (one run flipping undoes it)" and C.decision_text(at8) == "decided"
+    verdict, evidence = C.direction_verdict(rows, "lstm", "lstm-fb0", "lag")
+    assert verdict == "holds†" and evidence.startswith("decided at lag 16: 12/12 against 5/12, where one run")
+    assert C.direction_verdict(rows, "lstm-fb0", "rnn", "lag")[0] == "holds"   # lag 8: 12/12 against 0/12
