@@ -328,7 +328,7 @@ def step_costs(ds: data_mod.Dataset, lists: dict, cell: str, pad: int, batch: in
             if r >= 2:
                 times[k].append(time.perf_counter() - t)
     out = {k: statistics.median(v) for k, v in times.items()}
-    dev_split, dev_iter = train_mod._Split(ds.dev, device), DatasetIterater(lists["dev"], batch, device)
+    dev_split, dev_iter = train_mod.Split(ds.dev, device), DatasetIterater(lists["dev"], batch, device)
     evals: dict[str, list[float]] = {"plain_eval": [], "eval": []}
     for _ in range(2):
         _flush("plain")

@@ -466,15 +466,15 @@ class TrialLedger:
         """Set and return the runs row: the settings columns, then how the trial ended."""
         if self.stop == "pruned":
             self.status = "pruned"
-        curves = self.recorder.rows["curves"]
+        curves, best = self.recorder.rows["curves"], self.best.columns()
         row = {
             "status": self.status, "error": self.error,
             **(test_cols or {"test_acc": None, "test_macro_f1": None, "test_loss": None}),
-            **{k: v for k, v in self.best.columns().items() if k in ("best_dev_acc", "best_step")},
+            "best_dev_acc": best["best_dev_acc"], "best_step": best["best_step"],
             "steps": self.step, "epochs": self.epoch,
             "stop_reason": self.stop or ("diverged" if self.status == "diverged" else "budget"),
             "target_dev_acc": self.spec.train.target_dev_acc,
-            **{k: v for k, v in self.best.columns().items() if k.endswith("_to_target")},
+            **{k: best[k] for k in ("steps_to_target", "samples_to_target", "seconds_to_target")},
             "grad_norm_init": grad_norm_init,
             "grad_norm_final": curves[-1]["grad_norm"] if curves else None,
             "vanishing_ratio_init": self.vanishing.get("init"),

@@ -10,8 +10,6 @@ read-outs and data kinds from other packages add to these through entry points (
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from harness.registry import (
     CELL_NAMES,
     READOUT_NAMES,
@@ -32,7 +30,7 @@ from harness.registry import (
 )
 
 __all__ = ["CELLS", "DATA_KINDS", "LAYERNORMS", "READOUTS", "SPLITS", "STATUSES", "CellEntry", "ReadoutEntry",
-           "cell_entries", "cell_entry", "check_registry", "fused_cell", "fused_readout", "level_rank",
+           "cell_entries", "cell_entry", "fused_cell", "fused_readout", "level_rank",
            "readout_entries", "readout_entry", "register_cell", "register_readout", "registered_cell",
            "registered_readout", "unregister_cell", "unregister_readout"]
 
@@ -71,10 +69,3 @@ def level_rank(value: object, unknown: int = 99) -> int:
     if value in LAYERNORMS:
         return LAYERNORMS.index(value)
     return CELLS.index(value) if value in CELLS else unknown
-
-
-def check_registry(kind: str, registered: Iterable[str], names: Iterable[str]) -> None:
-    """Raise if an implementation registry does not cover exactly `names` (a programming error)."""
-    got, want = tuple(registered), tuple(names)
-    if set(got) != set(want):
-        raise RuntimeError(f"the {kind} registry has {sorted(got)}, but harness.names lists {sorted(want)}")

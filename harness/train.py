@@ -65,7 +65,6 @@ from harness.models import build_model, param_groups
 from harness.models.precision import upcast
 from harness.records import TrialRecorder, model_file, trial_dir
 
-_Split = Split  # the name tests and benchmarks used
 __all__ = ["CPU_EVAL_BATCH", "Checkpoint", "Diverged", "ParamGroups", "PhaseClock", "RunningSums", "Seeds",
            "StepResult", "checkpoint_path", "eval_batch", "evaluate", "resolve_device", "run_trial",
            "settings_columns", "sync", "train_step"]

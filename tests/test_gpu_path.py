@@ -70,13 +70,13 @@ def test_asking_for_cuda_without_one_is_a_clear_error(tmp_path):
 
 def _capture_splits(monkeypatch) -> list:
     made = []
-    original = train_mod._Split.__init__
+    original = train_mod.Split.__init__
 
     def init(self, split, device, *rest):
         original(self, split, device, *rest)
         made.append(self)
 
-    monkeypatch.setattr(train_mod._Split, "__init__", init)
+    monkeypatch.setattr(train_mod.Split, "__init__", init)
     return made
 
 

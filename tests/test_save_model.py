@@ -16,9 +16,10 @@ from conftest import PARITY_RTOL, tiny_raw, tiny_specs
 
 from harness import records, runner
 from harness.config import ConfigError, config_from_dict, expand_grid
+from harness.ledger import Split
 from harness.models import build_model
 from harness.records import MODEL_FILE, TrialRecorder
-from harness.train import _Split, evaluate, run_trial
+from harness.train import evaluate, run_trial
 
 CPU = torch.device("cpu")
 # 256 training titles in batches of 32: 24 steps, an evaluation every 3. At lr 0.01 the RNN's lowest dev
@@ -40,7 +41,7 @@ def fresh_model(spec, ds, path: Path) -> torch.nn.Module:
 
 def scores(model, ds, split: str, spec) -> tuple[float, float]:
     """(loss, accuracy) of `model` on a split, as the trainer evaluates."""
-    loss, acc, _ = evaluate(model, _Split(getattr(ds, split), CPU), spec.train.eval_batch_size, _no_autocast)
+    loss, acc, _ = evaluate(model, Split(getattr(ds, split), CPU), spec.train.eval_batch_size, _no_autocast)
     return loss, acc
 
 

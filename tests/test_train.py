@@ -261,7 +261,7 @@ def test_a_cpu_evaluates_in_batches_of_at_most_256_rows_and_the_answer_does_not_
     # the two best logits are not within float32 rounding of each other, the same mean loss up to
     # float32 rounding (a sum of n losses of about ln 10 each).
     model = build_model(spec.model, ds.vocab_size, len(ds.class_names), ds.pad_index).eval()
-    split = train_mod._Split(ds.dev, torch.device("cpu"))
+    split = train_mod.Split(ds.dev, torch.device("cpu"))
     a, b = (real(model, split, n, train_mod.contextlib.nullcontext) for n in (16, 1024))
     x, lengths, *_ = split.batch(slice(0, split.n))
     with torch.no_grad():

@@ -1,7 +1,6 @@
 """Read-outs pick the right positions; the classifier's layers, init and groups."""
 
 import numpy as np
-import pytest
 import torch
 
 from harness import names
@@ -83,8 +82,6 @@ def test_recurrent_layernorm_uses_custom_cells():
 def test_registries_hold_exactly_the_shared_names():
     assert tuple(CELLS) == names.CELLS and tuple(HAND_WRITTEN_CELLS) == names.CELLS
     assert tuple(READOUTS) == names.READOUTS
-    with pytest.raises(RuntimeError, match="readout registry"):
-        names.check_registry("readout", ["last", "first"], names.READOUTS)
 
 
 def test_pretrained_embeddings_are_copied_not_shared():
