@@ -17,6 +17,7 @@ them for equivalence between two results folders.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,12 @@ class Headline:
     bench runs):
 
         headline:
-          seeds: 12                     # every configuration runs exactly this many seeds (power calculation)
+          seeds: [1000, 1001, ...]      # the confirmatory seeds every configuration runs (a power calculation);
+                                        # an integer n means seeds 0 .. n-1
+          exploration_seeds: [0, 1, 2]  # optional: seeds that shaped the design (never confirmatory)
+          target_rule: "..."            # optional: how the target and budget were fixed, in words
+          budget_check: {factor: 3, seeds: 6}   # optional: the configurations next to each frontier again at
+                                        # factor x the budget, on the first `seeds` headline seeds
           group: arm                    # optional: the column naming the groups (default: arm if any, else cell)
           where: {model.readout: last}  # optional: the other factors' levels every estimand is taken at
           contrasts: [[lstm, rnn], [lstm, lstm-fb0]]   # rate a − rate b at each distance
@@ -43,7 +49,7 @@ class Headline:
           d50_ratio_margin: 1.5         # reproduction: each group's D50 in two folders within [1/1.5, 1.5]x
     """
 
-    seeds: int | None = None
+    seeds: tuple[int, ...] | None = None   # the confirmatory seeds
     group: str | None = None
     where: dict = field(default_factory=dict)
     contrasts: list[tuple[str, str]] = field(default_factory=list)
@@ -51,9 +57,36 @@ class Headline:
     d50_ratios: list[tuple[str, str]] = field(default_factory=list)
     d50_ratio_margin: float | None = None
     directions: list[tuple[str, str, str]] = field(default_factory=list)   # (better, worse, fact)
+    exploration_seeds: tuple[int, ...] = ()
+    target_rule: str = ""
+    budget_check: BudgetCheck | None = None
+
+    def seed_range(self) -> str:
+        """The confirmatory seeds in words: '1000–1011', or '0, 2, 5'."""
+        return seed_text(self.seeds or ())
 
 
-HEADLINE_KEYS = ("seeds", "group", "where", "contrasts", "d50", "d50_ratios", "d50_ratio_margin", "directions")
+@dataclass(frozen=True)
+class BudgetCheck:
+    """`headline.budget_check`: rerun the configurations next to each frontier at `factor` × the
+    budget on the first `seeds` headline seeds (None: all of them)."""
+
+    factor: int = 3
+    seeds: int | None = None
+
+
+def seed_text(seeds: tuple[int, ...] | list[int]) -> str:
+    """Seeds in words: a run of consecutive seeds as 'a–b', else a comma list."""
+    s = sorted(seeds)
+    if not s:
+        return "none"
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}–{s[-1]}"
+    return ", ".join(map(str, s))
+
+
+HEADLINE_KEYS = ("seeds", "exploration_seeds", "target_rule", "budget_check", "group", "where", "contrasts", "d50",
+                 "d50_ratios", "d50_ratio_margin", "directions")
 
 
 def _pairs(raw: Any, key: str) -> list[tuple[str, str]]:
@@ -85,10 +118,17 @@ def parse_headline(h: Any) -> Headline | None:
     if unknown:
         raise HeadlineError(f"headline: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
                             f"{', '.join(HEADLINE_KEYS)}")
-    seeds, margin = h.get("seeds"), h.get("d50_ratio_margin")
-    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
-        raise HeadlineError(f"headline.seeds: expected a positive integer, got {seeds!r}")
-    if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool) or margin <= 1):
+    seeds = _seeds(h.get("seeds"), "seeds")
+    explored = _seeds(h.get("exploration_seeds"), "exploration_seeds") or ()
+    if seeds and set(seeds) & set(explored):
+        raise HeadlineError(f"headline.seeds: {seed_text(sorted(set(seeds) & set(explored)))} also in "
+                            "headline.exploration_seeds; confirmatory seeds must be ones no exploration ran")
+    rule = h.get("target_rule", "")
+    if not isinstance(rule, str):
+        raise HeadlineError(f"headline.target_rule: expected text, got {rule!r}")
+    margin = h.get("d50_ratio_margin")
+    if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool)
+                               or not math.isfinite(margin) or margin <= 1):
         raise HeadlineError(f"headline.d50_ratio_margin: expected a number above 1 (e.g. 1.5), got {margin!r}")
     where = h.get("where") or {}
     if not isinstance(where, Mapping):
@@ -100,7 +140,37 @@ def parse_headline(h: Any) -> Headline | None:
     ratios = _pairs(h.get("d50_ratios"), "d50_ratios") if "d50_ratios" in h else list(contrasts)
     return Headline(seeds, None if h.get("group") is None else str(h["group"]), dict(where), contrasts,
                     [str(x) for x in d50], ratios, None if margin is None else float(margin),
-                    _directions(h.get("directions")))
+                    _directions(h.get("directions")), explored, rule, _budget_check(h.get("budget_check")))
+
+
+def _seeds(raw: Any, key: str) -> tuple[int, ...] | None:
+    """headline.seeds / exploration_seeds: a positive integer n (seeds 0 .. n-1) or a list of distinct
+    non-negative integers."""
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw < 1:
+            raise HeadlineError(f"headline.{key}: expected a positive integer or a list of seeds, got {raw!r}")
+        return tuple(range(raw))
+    ok = isinstance(raw, list) and raw and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw)
+    if not ok or len(set(raw)) != len(raw):
+        raise HeadlineError(f"headline.{key}: expected a positive integer or a list of distinct non-negative seeds, "
+                            f"got {raw!r}")
+    return tuple(raw)
+
+
+def _budget_check(raw: Any) -> BudgetCheck | None:
+    """headline.budget_check: {factor: integer >= 2, seeds: positive integer (optional)}."""
+    if raw is None:
+        return None
+    ok = isinstance(raw, Mapping) and set(raw) <= {"factor", "seeds"}
+    factor, seeds = (raw.get("factor", 3), raw.get("seeds")) if ok else (None, None)
+    ok = ok and isinstance(factor, int) and not isinstance(factor, bool) and factor >= 2
+    ok = ok and (seeds is None or (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1))
+    if not ok:
+        raise HeadlineError(f"headline.budget_check: expected {{factor: an integer of at least 2, seeds: a positive "
+                            f"integer}}, got {raw!r}")
+    return BudgetCheck(factor, seeds)
 
 
 def _directions(raw: Any) -> list[tuple[str, str, str]]:
@@ -119,7 +189,14 @@ def headline_to_dict(h: Headline) -> dict[str, Any]:
     """The section as plain data (what `config.yaml` in the results holds); unset keys left out."""
     out: dict[str, Any] = {}
     if h.seeds is not None:
-        out["seeds"] = h.seeds
+        out["seeds"] = list(h.seeds)
+    if h.exploration_seeds:
+        out["exploration_seeds"] = list(h.exploration_seeds)
+    if h.target_rule:
+        out["target_rule"] = h.target_rule
+    if h.budget_check is not None:
+        out["budget_check"] = {"factor": h.budget_check.factor,
+                               **({"seeds": h.budget_check.seeds} if h.budget_check.seeds else {})}
     if h.group is not None:
         out["group"] = h.group
     if h.where:

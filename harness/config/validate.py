@@ -62,8 +62,8 @@ def check_headline(cfg: ExperimentConfig, where: Where) -> None:
         raise ConfigError(f"config key 'headline': {', '.join(unknown)} is not a level of {group}; the grid has "
                           f"{', '.join(levels or [])}{where('headline')}")
     seeds = cfg.grid.get("train.seed", [cfg.train.seed])
-    if h.seeds is not None and cfg.adaptive is None and sorted(seeds)[:h.seeds] != list(range(h.seeds)):
-        raise ConfigError(f"config key 'headline.seeds': {h.seeds} seeds (0 .. {h.seeds - 1}) pre-registered, but "
+    if h.seeds is not None and cfg.adaptive is None and not set(h.seeds) <= set(seeds):
+        raise ConfigError(f"config key 'headline.seeds': seeds {h.seed_range()} pre-registered, but "
                           f"grid.seed is {seeds}{where('headline.seeds')}")
 
 

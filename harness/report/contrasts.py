@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.config.headline import Headline, HeadlineError, read_headline
+from harness.config.headline import Headline, HeadlineError, read_headline, seed_text
 from harness.names import cell_entry
 from harness.report.fmt import fmt_value
 from harness.report.stats import ordered_levels
@@ -80,11 +80,13 @@ def by_keys(outcomes: pd.DataFrame, varying: Sequence[str], group: str, distance
     return out
 
 
-def fixed_seeds(outcomes: pd.DataFrame, seeds: int | None) -> pd.DataFrame:
-    """The runs with seed < `seeds` (all runs when `seeds` is None or there is no seed column)."""
+def fixed_seeds(outcomes: pd.DataFrame, seeds: int | Sequence[int] | None) -> pd.DataFrame:
+    """The runs whose seed is one of `seeds` (an integer n: seeds 0 .. n-1; all runs when `seeds` is
+    None or there is no seed column)."""
     if seeds is None or "seed" not in outcomes.columns:
         return outcomes
-    return outcomes[pd.to_numeric(outcomes["seed"], errors="coerce") < seeds]
+    keep = range(seeds) if isinstance(seeds, int) else seeds
+    return outcomes[pd.to_numeric(outcomes["seed"], errors="coerce").isin(list(keep))]
 
 
 def _known(outcomes: pd.DataFrame, distance: str) -> pd.DataFrame:
@@ -461,20 +463,29 @@ def _adaptive_min_seeds(data: Any) -> int | None:
     return None
 
 
-def seeds_note(headline: Headline | None, adaptive_min: int | None) -> tuple[int | None, str]:
+def seeds_note(headline: Headline | None, adaptive_min: int | None) -> tuple[tuple[int, ...] | None, str]:
     """(seeds to keep, the line that says why): a fixed design's seeds. Under adaptive seeding only
     seeds below min_seeds ran whatever the outcomes; a headline's `seeds` limits them further."""
     planned = headline.seeds if headline is not None else None
     if adaptive_min is None:
         if planned is None:
             return None, ""
-        return planned, f"Pre-registered: seeds 0–{planned - 1} of every configuration (`headline.seeds`)."
-    keep = adaptive_min if planned is None else min(planned, adaptive_min)
+        explored = headline.exploration_seeds
+        if explored:
+            line = (f"Confirmatory seeds {headline.seed_range()} of every configuration (`headline.seeds`), "
+                    f"disjoint from the exploration seeds {seed_text(explored)} that shaped the design "
+                    "(`headline.exploration_seeds`).")
+        else:
+            line = (f"Seeds {headline.seed_range()} of every configuration (`headline.seeds`); the config names no "
+                    "exploration seeds, so nothing says these seeds were unseen when the design was fixed.")
+        return planned, line
+    first = tuple(range(adaptive_min))
+    keep = first if planned is None else tuple(s for s in planned if s < adaptive_min)
     line = (f"Adaptive seeding chose how many seeds each configuration got beyond the first {adaptive_min}, so "
-            f"intervals on those extra seeds are not valid (exploratory); these contrasts use seeds 0–{keep - 1} "
-            f"of every configuration, which ran whatever the outcomes.")
-    if planned is not None and planned > adaptive_min:
-        line += (f" The headline asks for {planned} seeds, more than the {adaptive_min} that adaptive seeding "
+            f"intervals on those extra seeds are not valid (exploratory); these contrasts use seeds "
+            f"{seed_text(keep)} of every configuration, which ran whatever the outcomes.")
+    if planned is not None and len(planned) > len(keep):
+        line += (f" The headline asks for seeds {headline.seed_range()}, more than adaptive seeding "
                  "fixes: run the headline configurations at a fixed number of seeds to test it as registered.")
     return keep, line
 

@@ -83,7 +83,7 @@ def test_counts_that_differ_clearly_disagree():
     assert c.verdict == "DISAGREE" and "1 of 10 configurations" in c.reason
     assert cc.compare(a, b, None, keys=KEYS, test="fisher").verdict == "DISAGREE"
     # headline.seeds keeps the pre-registered seeds only: seeds 0-4 of 0/10 and 10/10 still differ.
-    assert cc.compare(a, b, C.Headline(seeds=5, d50=["rnn"], d50_ratio_margin=1.5), keys=KEYS).verdict == "DISAGREE"
+    assert cc.compare(a, b, C.Headline(seeds=tuple(range(5)), d50=["rnn"], d50_ratio_margin=1.5), keys=KEYS).verdict == "DISAGREE"
     assert cc.compare(a, b.assign(lag=b["lag"] + 1), None, keys=KEYS).verdict == "INCONCLUSIVE"  # nothing in common
 
 

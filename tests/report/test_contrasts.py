@@ -114,7 +114,7 @@ headline:
   d50_ratio_margin: 1.5
 """
     h = C.read_headline(text)
-    assert h == C.Headline(seeds=12, group=None, where={"model.readout": "last"},
+    assert h == C.Headline(seeds=tuple(range(12)), group=None, where={"model.readout": "last"},
                            contrasts=[("lstm", "rnn"), ("lstm", "lstm-fb0")], d50=["rnn", "lstm-fb0", "lstm"],
                            d50_ratios=[("lstm", "rnn"), ("lstm", "lstm-fb0")], d50_ratio_margin=1.5)
     assert C.read_headline("name: x\n") is None and C.read_headline(None) is None
