@@ -1,151 +1,265 @@
-"""Does the default synthetic task behave like real news titles? Each real-title fact, its synthetic
-analogue, side by side.
+"""Does the synthetic default reach the real titles' conclusions? The bench protocol on both, side by side.
 
-The real numbers are quoted from shared/DESIGN.md ("Real-title facts the default task must reproduce
-in direction"): THUCNews titles (10k train / 5k dev / 5k test), the reference model and loop, 5
-epochs, batch 64, test accuracy. This script trains the same rows on the embedded synthetic data set
-at its defaults (titles of 4-32 characters, mean 19; 13% of a title's characters point to its class)
-with the same model settings and loop (Adam lr 1e-3, dropout 0.3, 5 epochs, batch 64, read-out
-`last` unless the row says otherwise), one arm per row (`grid.arm`), and prints each row's mean test
-accuracy over the seeds beside the real numbers, then each real-title direction and whether it holds
-here. The training set is 10,000 titles as in the real rows; dev and test are 1,000 each (smaller than
-the real 5,000 to keep the run short: a test accuracy's standard error is about 1.5 points).
+`configs/bench.yaml` is run twice with only the data section changed: once on the embedded synthetic
+titles as the bench has them, once on a folder of real THUCNews titles (by default
+`../shared/data/thucnews-titles`: 8,000 / 1,000 / 1,000, the bench's sizes). Both use the exploration
+seeds (`headline.exploration_seeds`), never the bench's confirmatory ones. For each data set the same
+target rule the bench uses is applied to its own runs (`target_for`: halfway from chance to the best
+configuration's median best dev accuracy within the budget), and the script prints, per arm:
 
-    python benchmarks/validity.py                       # 2 seeds, results/validity (18 CPU-minutes, measured)
-    python benchmarks/validity.py --seeds 3 --workers 2 --out /tmp/validity
-    python benchmarks/validity.py --report-only DIR     # the table from a finished folder, no training
+- reached / runs at each lag (best dev accuracy within the budget at least the target);
+- D50, or the bracket where the outcomes split perfectly;
+- the decided arm-vs-arm contrasts (exact Boschloo test per lag, Holm over the rows, 95% Chan-Zhang
+  interval excluding 0);
+- whether each arm learns at all at each lag (median test accuracy above chance by an exact binomial
+  test, `harness.metrics`-style, on the run with the median accuracy);
 
-A direction "holds" by a fixed rule written below before any run (margins in accuracy points over
-chance, 10%), on the seed mean; with 2 seeds a row near a margin can flip on another machine, and the
-table prints every seed's accuracy so a reader can see how near.
+then the verdict of the reproduction check (`benchmarks/compare_conclusions.py`, count level: DISAGREE,
+AGREE, INCONCLUSIVE) between the two data sets' outcomes, and whether the synthetic default matches:
+the same D50 bracket per arm (or D50s within 1.5x) and the same decided contrasts.
+
+    python benchmarks/validity.py                                  # both runs, then the table
+    python benchmarks/validity.py --real DIR --seeds 0,1,2 --out /tmp/validity
+    python benchmarks/validity.py --report-only /tmp/validity      # the table from finished folders
+
+Runs go to OUT/synthetic and OUT/real (resumed when present). About 2 x 72 trials at 6 seeds: 12-20
+minutes on 2 cores. Without a real folder (a user's machine has no `shared/`) it says so and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import records, runner
-from harness.config import config_from_dict
+import numpy as np
+import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CHANCE = 0.10
-LEARNS = 0.20     # "learns": mean test accuracy at least chance + 20 points
-AT_CHANCE = 0.05  # "at chance": at most chance + 5 points
-CLEARLY = 0.10    # "clearly better": at least 10 points higher
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-REF = {"model.embed_dim": 300, "model.hidden_size": 128}   # the reference model's sizes
-SMALL = {"model.embed_dim": 64, "model.hidden_size": 64}   # the real rows' smaller model
+from harness import records, runner  # noqa: E402
+from harness.config import config_from_dict  # noqa: E402
+from harness.stats.d50_ratio import split_bracket  # noqa: E402
+from harness.stats.frontier import fit_d50  # noqa: E402
+from harness.stats.multiplicity import holm_adjust  # noqa: E402
+from harness.stats.two_rates import rate_difference, two_sample_pvalue  # noqa: E402
+
+BENCH = ROOT / "configs" / "bench.yaml"
+REAL = ROOT.parent / "shared" / "data" / "thucnews-titles"
+ALPHA = 0.05
+D50_MARGIN = 1.5
 
 
 @dataclass(frozen=True)
-class Row:
-    arm: str
-    setting: str
-    plain: str      # the reference code's own loop on real titles (test accuracy, %)
-    harness: str    # this harness on real titles
-    settings: dict
+class Outcomes:
+    """One data set's runs at its own target: one row per run with arm, lag, seed, reached, best
+    (best dev accuracy within the budget), test_acc, learned."""
+
+    name: str
+    target: float
+    ceiling: float
+    chance: float
+    budget: int
+    runs: pd.DataFrame
 
 
-ROWS = [
-    Row("ref-lstm", "2×128 BiLSTM, emb 300, pad 32, read-out last", "69.9–71.2", "72.3",
-        {"cell": "lstm", **REF, "pad_size": 32}),
-    Row("ref-rnn", "same, vanilla RNN", "39.9–41.8", "34.4", {"cell": "rnn", **REF, "pad_size": 32}),
-    *[Row(f"fb0-pad{p}", f"emb = h = 64 LSTM, forget bias 0, pad {p}", plain, real,
-          {"cell": "lstm", **SMALL, "pad_size": p})
-      for p, plain, real in ((32, "63.0", "63.4"), (64, "10.3", "10.0"), (128, "9.9", "9.6"))],
-    *[Row(f"fb3-pad{p}", f"same, forget bias 3, pad {p}", plain, real,
-          {"cell": "lstm", **SMALL, "pad_size": p, "model.forget_bias": 3.0})
-      for p, plain, real in ((32, "—", "74.7"), (64, "72.0", "71.2"), (128, "43.7", "50.6"))],
-    Row("rnn-pad128-mean", "emb = h = 64 RNN, pad 128, read-out mean", "60.5", "71.3",
-        {"cell": "rnn", **SMALL, "pad_size": 128, "model.readout": "mean"}),
-    Row("rnn-pad128-last_valid", "same, read-out last_valid", "—", "63.9",
-        {"cell": "rnn", **SMALL, "pad_size": 128, "model.readout": "last_valid"}),
-]
+def bench_raw() -> dict:
+    return yaml.safe_load(BENCH.read_text(encoding="utf-8"))
 
 
-def config(seeds: int, workers: int) -> dict:
-    """The experiment: one arm per row, the reference loop's settings fixed."""
-    return {
-        "name": "validity",
-        "data": {"kind": "synthetic", "synth": {"n_train": 10000, "n_dev": 1000, "n_test": 1000}},
-        "model": {"num_layers": 2, "bidirectional": True, "dropout": 0.3, "readout": "last", "forget_bias": 0.0},
-        "train": {"epochs": 5, "batch_size": 64, "lr": 1e-3, "eval_every": 100, "require_improvement": 100000,
-                  "target_dev_acc": 0.5, "probe_size": 64, "probe_points": 1},
-        "grid": {"arm": {r.arm: r.settings for r in ROWS}, "seed": list(range(seeds))},
-        "run": {"workers": workers, "threads": 1},
-    }
+def protocol(raw: dict, real: Path | None, seeds: list[int], workers: int) -> dict:
+    """The bench config with the exploration seeds, no headline, and the data section for `real` (None:
+    the synthetic default as the bench has it)."""
+    cfg = copy.deepcopy(raw)
+    cfg.pop("headline", None)
+    cfg["name"] = "validity-real" if real else "validity-synthetic"
+    cfg["grid"]["seed"] = list(seeds)
+    if real is not None:
+        data = cfg["data"]
+        data.pop("synth", None)
+        data.update({"kind": "thucnews", "dir": str(real)})
+    cfg.setdefault("run", {})["workers"] = workers
+    return cfg
 
 
-def accuracies(results: Path) -> dict[str, list[float]]:
-    """arm -> the test accuracies of its complete runs, in seed order."""
-    runs = records.load(results).runs
-    runs = runs[runs["status"] == "complete"].sort_values("seed")
-    return {arm: g["test_acc"].astype(float).tolist() for arm, g in runs.groupby("arm")}
+def target_for(best: pd.DataFrame, chance: float) -> tuple[float, float]:
+    """(target, ceiling): the ceiling is the highest median best-dev-accuracy of any (arm, lag); the
+    target is halfway from chance to it, rounded to 0.01. The bench's `target_dev_acc` is this rule
+    applied to the synthetic default's exploration runs."""
+    ceiling = float(best.groupby(["arm", "lag"])["best"].median().max())
+    return round(chance + (ceiling - chance) / 2, 2), ceiling
 
 
-def _mean(acc: dict[str, list[float]], arm: str) -> float:
-    v = acc.get(arm, [])
-    return sum(v) / len(v) if v else float("nan")
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exactly (a sum of log-space terms)."""
+    if k <= 0:
+        return 1.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+            for i in range(k, n + 1)]
+    m = max(logs)
+    return min(1.0, math.exp(m) * sum(math.exp(v - m) for v in logs))
 
 
-# The real-title directions, each a rule on the seed means (fixed before any run).
-Direction = tuple[str, Callable[[Callable[[str], float]], bool]]
-DIRECTIONS: list[Direction] = [
-    ("at the reference setting the LSTM learns clearly better than the RNN (real: 70 vs 40)",
-     lambda m: m("ref-lstm") - m("ref-rnn") >= CLEARLY),
-    ("forget bias 0: learns at pad 32, at chance from pad 64 on (real: 63 / 10 / 10)",
-     lambda m: m("fb0-pad32") >= CHANCE + LEARNS and max(m("fb0-pad64"), m("fb0-pad128")) <= CHANCE + AT_CHANCE),
-    ("forget bias 3 still learns at pad 64, where forget bias 0 is at chance (real: 71 vs 10)",
-     lambda m: m("fb3-pad64") >= CHANCE + LEARNS and m("fb3-pad64") - m("fb0-pad64") >= CLEARLY),
-    ("forget bias 3 at pad 128 above chance and above forget bias 0 (real: 51 vs 10)",
-     lambda m: m("fb3-pad128") > CHANCE + AT_CHANCE and m("fb3-pad128") > m("fb0-pad128")),
-    ("the RNN at pad 128 learns with read-out mean and with last_valid (real: 71 / 64)",
-     lambda m: min(m("rnn-pad128-mean"), m("rnn-pad128-last_valid")) >= CHANCE + LEARNS),
-]
+def outcomes(folder: Path, name: str) -> Outcomes:
+    """The runs of a finished folder at the target rule, with each run's best dev accuracy."""
+    tables = records.load(folder)
+    runs, curves = tables.runs, tables.curves
+    runs = runs[runs["status"] == "complete"].copy()
+    budget = int(runs["steps"].max())
+    best = curves[curves["step"] <= budget].groupby("trial_id")["dev_acc"].max()
+    runs["best"] = runs["trial_id"].map(best).astype(float)
+    n_classes = int(runs["num_classes"].iloc[0]) if "num_classes" in runs else 10
+    chance = 1.0 / n_classes
+    target, ceiling = target_for(runs, chance)
+    runs["reached"] = (runs["best"] >= target).astype(float)
+    n_test = runs["n_test"].astype(float) if "n_test" in runs else pd.Series(1000.0, index=runs.index)
+    p0 = runs["chance_acc"].astype(float) if "chance_acc" in runs else pd.Series(chance, index=runs.index)
+    runs["learned"] = [binom_sf(int(round(a * n)), int(n), p) < 1e-3
+                       for a, n, p in zip(runs["test_acc"].astype(float), n_test, p0)]
+    keep = ["trial_id", "arm", "lag", "seed", "best", "reached", "test_acc", "learned"]
+    return Outcomes(name, target, ceiling, chance, budget, runs[keep].reset_index(drop=True))
 
 
-def table(acc: dict[str, list[float]]) -> str:
-    """The side-by-side markdown table and the directions."""
-    lines = ["| setting | real: reference code's loop | real: harness | synthetic: harness (mean; per seed) |",
-             "| --- | --- | --- | --- |"]
-    for r in ROWS:
-        seeds = ", ".join(f"{100 * a:.1f}" for a in acc.get(r.arm, []))
-        mean = _mean(acc, r.arm)
-        lines.append(f"| {r.setting} | {r.plain} | {r.harness} | {100 * mean:.1f} ({seeds}) |")
-    lines += ["", "| real-title direction | holds on the synthetic task |", "| --- | --- |"]
-    for text, rule in DIRECTIONS:
-        lines.append(f"| {text} | {'yes' if rule(lambda a: _mean(acc, a)) else 'NO'} |")
-    return "\n".join(lines)
+def d50_text(runs: pd.DataFrame) -> tuple[str, tuple[float, float] | None, float | None]:
+    """(words, bracket or None, point or None) for one arm's runs."""
+    fit = fit_d50(runs["lag"].to_numpy(float), runs["reached"].to_numpy(float), n_boot=400)
+    bracket = split_bracket(runs["lag"].to_numpy(float), runs["reached"].to_numpy(float))
+    if fit.status == "all_reached":
+        return f"beyond {int(runs['lag'].max())}", bracket, None
+    if fit.status == "none_reached":
+        return f"below {int(runs['lag'].min())}", bracket, None
+    if fit.status == "separated" and bracket is not None:
+        lo, hi = bracket
+        return f"between {lo:g} and {hi:g} (bracket)", bracket, None
+    if fit.d50 is None:
+        return f"not estimable ({fit.status})", None, None
+    lo = "…" if fit.low is None else f"{fit.low:.0f}"
+    hi = "…" if fit.high is None else f"{fit.high:.0f}"
+    return f"{fit.d50:.1f} [{lo}, {hi}]", None, float(fit.d50)
+
+
+def contrasts(o: Outcomes, pairs: list[tuple[str, str]]) -> list[dict]:
+    """Each pair at each lag: counts, Boschloo p, Holm-adjusted p, the 95% interval, decided."""
+    rows = []
+    for a, b in pairs:
+        for lag in sorted(o.runs["lag"].unique()):
+            ra = o.runs[(o.runs["arm"] == a) & (o.runs["lag"] == lag)]["reached"]
+            rb = o.runs[(o.runs["arm"] == b) & (o.runs["lag"] == lag)]["reached"]
+            ka, na, kb, nb = int(ra.sum()), len(ra), int(rb.sum()), len(rb)
+            if not na or not nb:
+                continue
+            diff = rate_difference(ka, na, kb, nb)
+            rows.append({"pair": f"{a} − {b}", "lag": int(lag), "a": f"{ka}/{na}", "b": f"{kb}/{nb}",
+                         "p": two_sample_pvalue(ka, na, kb, nb), "low": diff.low, "high": diff.high})
+    if rows:
+        for r, adj in zip(rows, holm_adjust([r["p"] for r in rows])):
+            r["p_holm"] = float(adj)
+            r["decided"] = bool(adj < ALPHA and (r["low"] > 0 or r["high"] < 0))
+            r["sign"] = (1 if r["low"] > 0 else -1) if r["decided"] else 0
+    return rows
+
+
+def verdict(syn: Outcomes, real: Outcomes, pairs: list[tuple[str, str]]) -> str:
+    """The reproduction check's verdict between the two data sets' outcomes (its count-level test)."""
+    try:
+        import compare_conclusions as cc
+    except ImportError as e:  # pragma: no cover - the script lives beside this one
+        return f"not run ({e})"
+    from harness.config.headline import Headline
+
+    arms = sorted(set(syn.runs["arm"]))
+    h = Headline(seeds=None, group="arm", contrasts=pairs, d50=arms)
+    a = syn.runs.assign(seed=0).rename(columns={"lag": "lag"})
+    b = real.runs.assign(seed=0)
+    try:
+        c = cc.compare(a, b, h, keys=["arm", "lag"])
+    except TypeError:
+        c = cc.compare(a, b, h)
+    return f"{c.verdict}: {c.reason}" if hasattr(c, "reason") else str(c.verdict)
+
+
+def table(syn: Outcomes, real: Outcomes, pairs: list[tuple[str, str]]) -> tuple[str, bool]:
+    """The markdown side-by-side table and whether the synthetic default matches the real titles."""
+    lags = sorted(set(syn.runs["lag"]) | set(real.runs["lag"]))
+    out = [f"Target rule: halfway from chance ({syn.chance:.0%}) to the best configuration's median best dev "
+           f"accuracy within {syn.budget:,} steps. Synthetic: ceiling {syn.ceiling:.3f}, target {syn.target:.2f}. "
+           f"Real: ceiling {real.ceiling:.3f}, target {real.target:.2f}.", "",
+           "| arm | data | " + " | ".join(f"lag {d}" for d in lags) + " | D50 | learned above chance at lag |",
+           "| --- | --- | " + " | ".join("---" for _ in lags) + " | --- | --- |"]
+    same = True
+    for arm in sorted(set(syn.runs["arm"]), key=lambda a: list(syn.runs["arm"]).index(a)):
+        d50s = {}
+        for o in (syn, real):
+            r = o.runs[o.runs["arm"] == arm]
+            cells = []
+            for d in lags:
+                g = r[r["lag"] == d]
+                cells.append(f"{int(g['reached'].sum())}/{len(g)} ({g['best'].median():.2f})" if len(g) else "—")
+            words, bracket, point = d50_text(r)
+            d50s[o.name] = (bracket, point, words)
+            learned = [str(int(d)) for d in lags if (r[r["lag"] == d]["learned"].mean() > 0.5)]
+            out.append(f"| {arm} | {o.name} | " + " | ".join(cells) + f" | {words} | {', '.join(learned) or 'none'} |")
+        (ba, pa, wa), (bb, pb, wb) = d50s[syn.name], d50s[real.name]
+        if pa is not None and pb is not None:
+            same &= 1 / D50_MARGIN <= (pa + 1) / (pb + 1) <= D50_MARGIN
+        else:
+            same &= wa == wb
+    out += ["", "Cells: reached / runs (median best dev accuracy within the budget).", "",
+            "| contrast | lag | synthetic | real |", "| --- | --- | --- | --- |"]
+    cs, cr = contrasts(syn, pairs), contrasts(real, pairs)
+    for x, y in zip(cs, cr):
+        def w(r: dict) -> str:
+            tag = "decided" if r["decided"] else "not decided"
+            return f"{r['a']} vs {r['b']}, Holm p {r['p_holm']:.2g}: {tag}"
+        out.append(f"| {x['pair']} | {x['lag']} | {w(x)} | {w(y)} |")
+        same &= x["sign"] == y["sign"]
+    out += ["", f"Reproduction check (count level, synthetic vs real): {verdict(syn, real, pairs)}", "",
+            f"Same D50 bracket per arm (or D50s within {D50_MARGIN}x) and the same decided contrasts: "
+            f"{'yes' if same else 'NO'}"]
+    return "\n".join(out), same
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=2, help="seeds per row (default 2)")
+    ap.add_argument("--real", type=Path, default=REAL, help=f"a THUCNews-format folder (default {REAL})")
+    ap.add_argument("--seeds", default=None, help="comma list (default: headline.exploration_seeds of the bench)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "validity")
-    ap.add_argument("--report-only", type=Path, metavar="DIR", help="print the table from a finished folder")
+    ap.add_argument("--report-only", type=Path, metavar="OUT", help="the table from OUT/synthetic and OUT/real")
     args = ap.parse_args(argv)
-    if args.seeds < 1 or args.workers < 1:
-        print("validity.py: --seeds and --workers must be at least 1", file=sys.stderr)
+    raw = bench_raw()
+    head = raw.get("headline") or {}
+    pairs = [tuple(p) for p in head.get("contrasts", [])]
+    try:
+        seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds
+                 else list(head.get("exploration_seeds") or range(6)))
+    except ValueError:
+        print(f"validity.py: --seeds {args.seeds!r}: expected a comma list of integers", file=sys.stderr)
+        return 2
+    if args.workers < 1 or not seeds:
+        print("validity.py: --workers must be at least 1 and --seeds non-empty", file=sys.stderr)
         return 2
     out = args.report_only or args.out
-    if args.report_only:
-        if not (out / "config.yaml").is_file():
-            print(f"validity.py: {out} is not a results folder (no config.yaml)", file=sys.stderr)
+    if not args.report_only:
+        if not (args.real / "train.txt").is_file():
+            print(f"validity.py: {args.real} holds no real titles (no train.txt): pass --real DIR", file=sys.stderr)
             return 2
-    else:
-        runner.run(config_from_dict(config(args.seeds, args.workers)), out, workers=args.workers, device="cpu",
-                   threads=1, progress=True)
-    acc = accuracies(out)
-    if not acc:
-        print(f"validity.py: no complete runs in {out}", file=sys.stderr)
-        return 2
-    print(table(acc))
-    return 0
+        for name, real in (("synthetic", None), ("real", args.real)):
+            cfg = config_from_dict(protocol(raw, real, seeds, args.workers))
+            runner.run(cfg, out / name, workers=args.workers, device="cpu", threads=1, progress=True)
+    for name in ("synthetic", "real"):
+        if not (out / name / "config.yaml").is_file():
+            print(f"validity.py: {out / name} is not a results folder (no config.yaml)", file=sys.stderr)
+            return 2
+    syn, real = outcomes(out / "synthetic", "synthetic"), outcomes(out / "real", "real")
+    text, same = table(syn, real, pairs)
+    print(text)
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

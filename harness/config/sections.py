@@ -78,6 +78,18 @@ class SynthConfig:
     min_len: int = field(default=4, metadata=_meta("shortest title, characters", min=1))
     max_len: int = field(default=32, metadata=_meta("longest title, characters", min=1))
     mean_len: float = field(default=19.0, metadata=_meta("mean title length, characters", min=1.0))
+    length_concentration: float = field(default=10.0, metadata=_meta(
+        "spread of title lengths: a + b of the beta-binomial (larger = narrower; 10 gives sd 4.9 at the "
+        "defaults, 20 gives 3.9)", min=0.1))
+    word_len: int = field(default=1, metadata=_meta(
+        "class-indicative characters come in words of this many consecutive characters (1: each "
+        "character on its own)", min=1, max=8))
+    signal_concentration: float | None = field(default=None, metadata=_meta(
+        "null: every title has `signal` as its share of indicative characters; a number c: each title draws "
+        "its own share from a Beta with mean `signal` and a + b = c (smaller = titles differ more: some "
+        "carry much evidence, some almost none)", min=0.1))
+    background_zipf: float = field(default=1.0, metadata=_meta(
+        "exponent of the background characters' Zipf distribution (rank r has weight r^-s)", min=0.0))
 
 
 @dataclass

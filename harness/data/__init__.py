@@ -84,11 +84,24 @@ class Dataset:
         return self.pad_size + (self.lag or 0)
 
 
+# Generator keys added after version 1: left out of the identity at these defaults (the output is then
+# version 1's byte for byte), so older results keep their data and trial ids.
+SYNTH_ADDED_LATER = {"length_concentration": 10.0, "word_len": 1, "signal_concentration": None, "background_zipf": 1.0}
+
+
+def synth_id(cfg: DataConfig) -> str:
+    """'synth-<hash>' of the synthetic settings and the generator version."""
+    synth = dataclasses.asdict(cfg.synth)
+    for key, default in SYNTH_ADDED_LATER.items():
+        if synth.get(key) == default:
+            synth.pop(key)
+    return "synth-" + stable_hash({"synth": synth, "version": GENERATOR_VERSION})
+
+
 def prepare_synthetic(cfg: DataConfig, cache_dir: Path) -> Path:
     """The synthetic set's folder, cache_dir/synth-<hash of its settings>, written on first use
     (the built-in `harness.datasets` entry point `synthetic`)."""
-    data_dir = Path(cache_dir) / ("synth-" + stable_hash({"synth": dataclasses.asdict(cfg.synth),
-                                                          "version": GENERATOR_VERSION}))
+    data_dir = Path(cache_dir) / synth_id(cfg)
     if not (data_dir / "class.txt").is_file():
         with staged_dir(data_dir) as tmp:  # another worker may win the race; its copy is identical
             write_synthetic(tmp, cfg.synth)
@@ -120,7 +133,7 @@ def identify(cfg: DataConfig) -> str:
     """The data identity, writing nothing into a results folder: a hash of the synthetic settings, or
     of a folder's files (a plugin's data set is written to a temporary folder to be hashed)."""
     if cfg.kind == "synthetic":
-        return "synth-" + stable_hash({"synth": dataclasses.asdict(cfg.synth), "version": GENERATOR_VERSION})
+        return synth_id(cfg)
     if cfg.kind == "thucnews":
         return "dir-" + content_hash(prepare_thucnews(cfg, Path()), cfg.embedding)
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,10 +239,9 @@ def load(cfg: DataConfig, cache_dir: str | Path) -> Dataset:
         ident["lag"] = lag
     lag_part = "" if lag is None else f"-lag{lag}"
     cache = Path(cache_dir) / f"encoded-{data_id}-pad{pad_size}{lag_part}-{stable_hash(ident)}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-            vocab_size, pad_index = int(arrays.pop("vocab_size")), int(arrays.pop("pad_index"))
+    cached = _read_cache(cache)
+    if cached is not None:
+        arrays, vocab_size, pad_index = cached
     else:
         splits = {s: read_split(data_dir / f"{s}.txt", len(class_names)) for s in SPLITS}
         vocab = _vocab(cfg, data_dir, [t for t, _ in splits["train"]])
@@ -250,6 +262,23 @@ def load(cfg: DataConfig, cache_dir: str | Path) -> Dataset:
     name = data_dir.name if cfg.kind == "thucnews" else cfg.kind
     return Dataset(**split, vocab_size=vocab_size, pad_index=pad_index, class_names=class_names,
                    embeddings=embeddings, data_id=data_id, name=name, pad_size=pad_size, lag=lag)
+
+
+def _read_cache(cache: Path) -> tuple[dict[str, np.ndarray], int, int] | None:
+    """An encoded data set's arrays, vocabulary size and pad index from its cache file, read without
+    pickles (allow_pickle=False: a file in a results folder never runs code); None when there is none,
+    or one that cannot be used (damaged, holding objects, missing arrays): it is encoded again."""
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        vocab_size, pad_index = int(arrays.pop("vocab_size")), int(arrays.pop("pad_index"))
+        if any(f"{s}_{a}" not in arrays for s in SPLITS for a in ("tokens", "lengths", "labels")):
+            return None
+        return arrays, vocab_size, pad_index
+    except Exception:  # damaged or foreign: the texts are encoded again (and the file replaced)
+        return None
 
 
 def _vocab(cfg: DataConfig, data_dir: Path, train_texts: list[str]) -> dict[str, int]:

@@ -1,10 +1,18 @@
 """Embedded synthetic data set: news-title-like character strings in 10 THUCNews-like classes.
 
-Each title is a string of CJK characters. Every character is drawn, independently and at a uniformly
-random position, either from the title's class's indicative set (with probability ``signal``) or from
-a Zipf-distributed background shared by all classes. The indicative sets are disjoint, drawn from the
-less common part of the background vocabulary, and Zipf-weighted themselves. Title lengths follow a
-beta-binomial between ``min_len`` and ``max_len`` whose mean is exactly ``mean_len``.
+Each title is a string of CJK characters. Every character is drawn either from the title's class's
+indicative set or from a Zipf-distributed background shared by all classes (exponent
+``background_zipf``). The indicative sets are disjoint, drawn from the less common part of the
+background vocabulary, and Zipf-weighted themselves. Title lengths follow a beta-binomial between
+``min_len`` and ``max_len`` whose mean is exactly ``mean_len`` (spread: ``length_concentration``).
+
+Where the evidence sits: with ``word_len`` 1 and ``signal_concentration`` null (the defaults) every
+character is indicative with probability ``signal``, independently. With ``word_len`` w the title is
+cut into blocks of w consecutive characters (at a random offset) and each block is an indicative word
+with the title's probability, so evidence comes in words, as in Chinese titles; with
+``signal_concentration`` c each title draws that probability from a Beta with mean ``signal`` and
+a + b = c, so titles differ in how much evidence they carry. Either way a character is indicative
+with probability ``signal`` on average.
 
 Everything derives from one ``numpy.random.Generator(PCG64(seed))``: the same `SynthConfig` gives
 byte-identical files. Bump `GENERATOR_VERSION` whenever the output for the same settings changes.
@@ -23,12 +31,10 @@ CLASS_NAMES: list[str] = [
     "finance", "realty", "stocks", "education", "science",
     "society", "politics", "sports", "game", "entertainment",
 ]
-GENERATOR_VERSION: int = 1
+GENERATOR_VERSION: int = 1  # unchanged by the keys added later: at their defaults the output is version 1's
 
-BACKGROUND_ZIPF = 1.0   # exponent of the background character distribution (rank r has weight r^-s)
 KEYWORD_ZIPF = 1.0      # exponent of the weights inside each class's indicative set
 COMMON_FRACTION = 0.1   # the most frequent tenth of the vocabulary is never class-indicative
-LENGTH_CONCENTRATION = 10.0  # beta-binomial a+b: smaller = more spread; sd ≈ 4.9 at the defaults
 # CJK Unified Ideographs, then Extension A, then Extension B: code point ranges [start, end).
 _CJK_RANGES = ((0x4E00, 0xA000), (0x3400, 0x4DC0), (0x20000, 0x2A6E0))
 
@@ -70,8 +76,30 @@ def _lengths(rng: np.random.Generator, n: int, cfg: SynthConfig) -> np.ndarray:
     p = (cfg.mean_len - cfg.min_len) / span if span > 0 else 0.0
     if span == 0 or p <= 0.0 or p >= 1.0:
         return np.full(n, int(round(cfg.mean_len)), dtype=np.int64)
-    probs = rng.beta(p * LENGTH_CONCENTRATION, (1.0 - p) * LENGTH_CONCENTRATION, size=n)
+    c = cfg.length_concentration
+    probs = rng.beta(p * c, (1.0 - p) * c, size=n)
     return cfg.min_len + rng.binomial(span, probs).astype(np.int64)
+
+
+def _indicative(rng: np.random.Generator, lengths: np.ndarray, cfg: SynthConfig) -> np.ndarray:
+    """(sum(lengths),) bool: which characters come from the class's indicative set."""
+    total = int(lengths.sum())
+    if cfg.word_len == 1 and cfg.signal_concentration is None:
+        return rng.random(total) < cfg.signal  # version 1's draw, kept byte for byte
+    n, w = len(lengths), cfg.word_len
+    if cfg.signal_concentration is None or cfg.signal in (0.0, 1.0):
+        share = np.full(n, cfg.signal)
+    else:
+        c = cfg.signal_concentration
+        share = rng.beta(cfg.signal * c, (1.0 - cfg.signal) * c, size=n)
+    offset = rng.integers(0, w, size=n)                      # where the title's first block starts
+    title = np.repeat(np.arange(n), lengths)                 # title of each character
+    pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    block = (pos + np.repeat(offset, lengths)) // w          # block of each character within its title
+    n_blocks = (lengths + offset + w - 1) // w
+    first = np.cumsum(n_blocks) - n_blocks
+    is_word = rng.random(int(n_blocks.sum())) < np.repeat(share, n_blocks)
+    return is_word[first[title] + block]
 
 
 def generate(cfg: SynthConfig) -> dict[str, list[tuple[str, int]]]:
@@ -82,7 +110,7 @@ def generate(cfg: SynthConfig) -> dict[str, list[tuple[str, int]]]:
 
     # Vocabulary: background rank r -> a code point (a seeded shuffle, so frequent chars are spread).
     chars_by_rank = rng.permutation(_code_points(V))
-    bg_p = _zipf(V, BACKGROUND_ZIPF)
+    bg_p = _zipf(V, cfg.background_zipf)
     # Indicative sets: disjoint, drawn from the ranks below the most common tenth.
     n_common = min(int(V * COMMON_FRACTION), V - C * K)
     kw_ranks = n_common + rng.choice(V - n_common, size=C * K, replace=False)
@@ -97,7 +125,7 @@ def generate(cfg: SynthConfig) -> dict[str, list[tuple[str, int]]]:
     total = int(lengths.sum())
     owner = np.repeat(labels, lengths)  # class of each character's title
 
-    is_kw = rng.random(total) < cfg.signal
+    is_kw = _indicative(rng, lengths, cfg)
     bg = chars_by_rank[rng.choice(V, size=total, p=bg_p)]
     kw = kw_chars[owner, rng.choice(K, size=total, p=kw_p)]
     codes = np.where(is_kw, kw, bg)

@@ -13,6 +13,7 @@ from harness.config import SynthConfig
 from harness.data.synth import CLASS_NAMES, GENERATOR_VERSION, generate, write_synthetic
 
 SMALL = SynthConfig(n_train=3000, n_dev=500, n_test=500)
+V1_DIGEST = "8ab9a1dc40083bfb"  # sha256 of version 1's files for SMALL, before the later keys existed
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +164,72 @@ def test_indicative_chars_spread_over_positions(small) -> None:
                 halves[int(2 * i >= n)] += 1
     ratio = halves[1] / halves[0]
     assert 0.8 < ratio < 1.2, halves
+
+
+def test_defaults_are_version_1_byte_for_byte() -> None:
+    """The keys added after version 1 change nothing at their defaults: a digest of version 1's
+    output for SMALL (computed from the generator before the keys existed)."""
+    import hashlib
+
+    text = "".join(f"{t}\t{y}\n" for split in ("train", "dev", "test") for t, y in generate(SMALL)[split])
+    assert hashlib.sha256(text.encode()).hexdigest()[:16] == V1_DIGEST
+
+
+def _odd_runs(data: list[tuple[str, int]], kw: set[str]) -> tuple[float, float]:
+    """(share of the maximal runs of indicative characters inside a title that have odd length, share
+    of characters that are indicative)."""
+    odd = runs = n_kw = total = 0
+    for text, _ in data:
+        flags = [ch in kw for ch in text]
+        n_kw, total = n_kw + sum(flags), total + len(flags)
+        i = 0
+        while i < len(flags):
+            j = i
+            while j < len(flags) and flags[j] == flags[i]:
+                j += 1
+            if flags[i] and i > 0 and j < len(flags):
+                runs += 1
+                odd += (j - i) % 2
+            i = j
+    return odd / runs, n_kw / total
+
+
+def test_words_put_evidence_in_runs() -> None:
+    """word_len 2: indicative characters come in runs of even length (odd only where a background
+    draw hits an indicative character: about 8% of background draws at the defaults); with word_len 1 most are single
+    characters. The share of indicative characters stays about `signal` either way."""
+    cfg = dataclasses.replace(SMALL, signal=0.25, word_len=2, n_train=2000)
+    kw = set(_kw_set(cfg))
+    odd_words, share_words = _odd_runs(generate(cfg)["train"], kw)
+    odd_chars, share_chars = _odd_runs(generate(dataclasses.replace(cfg, word_len=1))["train"], kw)
+    assert odd_words < 0.35 < 0.65 < odd_chars, (odd_words, odd_chars)
+    # ~19,000 blocks: the binomial sd of the share is about 0.003; background draws that hit an
+    # indicative character add about 0.03 (measured 0.279 and 0.281 at signal 0.25).
+    assert 0.26 < share_words < 0.30 and 0.26 < share_chars < 0.30, (share_words, share_chars)
+
+
+def test_signal_concentration_spreads_titles() -> None:
+    """signal_concentration c: the per-title share of indicative characters varies more than a
+    binomial's (Beta(s c, (1 - s) c) has variance s (1 - s) / (c + 1) on top of it)."""
+    base = dataclasses.replace(SMALL, signal=0.3, n_train=3000)
+    kw = set(_kw_set(base))
+
+    def shares(cfg: SynthConfig) -> np.ndarray:
+        return np.array([sum(ch in kw for ch in t) / len(t) for t, _ in generate(cfg)["train"]])
+
+    flat, spread = shares(base), shares(dataclasses.replace(base, signal_concentration=2.0))
+    assert abs(flat.mean() - spread.mean()) < 0.02   # same mean share (0.33: signal plus background hits)
+    # Beta(0.6, 1.4) alone has sd 0.26; the binomial part at length ~19 about 0.1.
+    assert spread.std() > 2 * flat.std()
+
+
+def _kw_set(cfg: SynthConfig) -> np.ndarray:
+    """The indicative characters the generator draws for `cfg` (the same rng calls, in order)."""
+    from harness.data.synth import COMMON_FRACTION, _code_points
+
+    rng = np.random.default_rng(cfg.seed)
+    V, C, K = cfg.vocab_size, cfg.n_classes, cfg.keywords_per_class
+    chars_by_rank = rng.permutation(_code_points(V))
+    n_common = min(int(V * COMMON_FRACTION), V - C * K)
+    kw_ranks = n_common + rng.choice(V - n_common, size=C * K, replace=False)
+    return np.array([chr(int(c)) for c in chars_by_rank[kw_ranks]])
