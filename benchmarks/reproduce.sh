@@ -3,12 +3,17 @@
 # two results folders — once with the machine's own kernels, once with torch's ATen kernels and
 # oneDNN limited to another instruction set (AVX2, or the scalar `default` where AVX2 is already the
 # machine's best) — writes both reports, and compares them with benchmarks/compare_conclusions.py:
-# an exact test of each configuration's success counts (minP-adjusted across configurations), then equivalence
-# of the pre-registered headline (config.yaml's `headline:`). Exit 0 only when every pair AGREEs; 1
-# when a pair DISAGREEs (counts that differ), else 3 when one is INCONCLUSIVE (no headline, or one not
-# shown equivalent), 2 on bad input. Takes twice the bench's run time; THIRD=1 adds a third run with
-# the scalar kernels (ATen `default`, oneDNN SSE4.1) and compares every pair (three times the bench's
-# run time). benchmarks/check_power.py ROOT/native measures the check's false-alarm rate and power.
+# the same config (execution keys aside), an exact test of each configuration's success counts
+# (minP-adjusted across configurations), then positive evidence from the pre-registered headline
+# (config.yaml's `headline:`): every headline configuration's rates equivalent within 1/3 (exact 90%
+# interval of the difference) and every headline contrast decided alike in both. Exit 0 only when every
+# pair AGREEs; 1 when a pair DISAGREEs (counts that differ), else 3 when one is INCONCLUSIVE (a
+# configuration missing, no headline, a rate not shown equivalent — at 12 seeds any count from 4 to 8
+# of 12, or any two counts that differ — or a contrast decided in one folder only), 2 on bad input or
+# differing configs. Takes twice the bench's run time; THIRD=1 adds a third run with the scalar
+# kernels (ATen `default`, oneDNN SSE4.1) and compares every pair (three times the bench's run time).
+# `benchmarks/check_power.py ROOT/native` measures the check's error rates on independent folders drawn
+# at ROOT/native's rates.
 #
 #   benchmarks/reproduce.sh [OUT_ROOT]        # default results/reproduce: OUT_ROOT/native, OUT_ROOT/other
 #   THIRD=1 benchmarks/reproduce.sh           # also OUT_ROOT/scalar

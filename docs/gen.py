@@ -63,7 +63,8 @@ ADAPTIVE_DOCS = {
                "`[arm, lstm-fb0, lstm]`)",
 }
 HEADLINE_DOCS = {
-    "seeds": "every configuration runs exactly seeds 0 … seeds-1 (the grid's seeds; a power calculation)",
+    "seeds": "the confirmatory seeds every configuration runs: a list (e.g. 1000 … 1011), or n for seeds 0 … n-1; the grid must "
+             "hold them (a power calculation fixes how many)",
     "group": "the column naming the groups (default: `arm` when the grid has arms, else `cell`)",
     "where": "the other factors' levels every estimand is taken at, e.g. `{model.readout: last}`",
     "contrasts": "pairs `[a, b]`: success rate a − b at each distance",
@@ -72,6 +73,12 @@ HEADLINE_DOCS = {
     "d50_ratio_margin": "reproduction: each D50 within this factor (> 1) between two results folders",
     "directions": "facts the task must show: `{better: A, worse: B, fact: text}` (fact optional); reported as "
                   "holds, not shown or contradicted",
+    "exploration_seeds": "seeds that shaped the design (never confirmatory; disjoint from `seeds`)",
+    "target_rule": "how the target and budget were fixed, in words",
+    "budget_check": "`{factor: F, seeds: n}`: once a group's headline runs are finished, its configuration at the "
+                    "first distance where fewer than half reached the target is trained again at F× the budget "
+                    "(epochs and max_steps × F, stop_at_target on) on the first n headline seeds (default: all); the "
+                    "report's Budget check section counts the outcomes that changed (F: an integer ≥ 2, default 3)",
 }
 
 

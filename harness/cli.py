@@ -20,8 +20,9 @@ def _print_dry_run(doc: dict, workers: int) -> None:
     for t in doc["trials"]:
         factors = " ".join(f"{k}={v}" for k, v in t["factors"].items())
         steps = t["budget"]["max_steps"]
+        check = f"  (budget check, {t['budget_check']}× the budget)" if t.get("budget_check") else ""
         print(f"{t['trial_id']}  {'done   ' if t['done'] else 'to run '} {factors}  "
-              f"steps<={steps if steps is not None else '?'}")
+              f"steps<={steps if steps is not None else '?'}{check}")
     for st in doc.get("studies", []):
         fixed = " ".join(f"{k}={v}" for k, v in st["fixed"].items())
         steps = st["budget"]["max_steps"]
@@ -36,6 +37,12 @@ def _print_dry_run(doc: dict, workers: int) -> None:
         a = doc["adaptive"]
         print(f"adaptive seeds: between {a['min_trials']} and {a['max_trials']} trials in all ({a['min_seeds']} to "
               f"{a['max_seeds']} seeds per configuration); listed: the {n} needed so far")
+    if "budget_check" in doc:
+        b = doc["budget_check"]
+        print(f"budget check (headline.budget_check): may add up to {b['max_trials']} trials, the configuration "
+              f"at each of {b['lines']} frontiers' first failing distance on {b['seeds']} seeds at {b['factor']}× "
+              f"the budget (at most {b['max_steps']} more training steps), once that frontier's runs are finished; "
+              f"{len(b['checked'])} chosen so far")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ fused one (`harness.train_fused.run_fused`, K trials at once). Each trainer keep
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from harness.config import TrainConfig, TrialSpec
 from harness.data import Dataset, EncodedSplit
 from harness.models import read_positions
 from harness.records import TrialRecorder
+from harness.stats.chance import learned_at_all
 
 __all__ = ["BestDev", "EvalPoint", "Instruments", "PhaseClock", "ProbeBatch", "RunningSums", "Split", "StepResult",
            "TrialLedger", "batches", "sync"]
@@ -375,6 +377,22 @@ class Instruments:
 
 # ----------------------------------------------------------------------------- one trial's story
 
+# The runs row's columns of the test (null for a trial without one: diverged, or no evaluation point).
+TEST_COLUMNS = ("test_acc", "test_macro_f1", "test_loss", "n_test", "chance_acc", "learned_p", "learned")
+
+
+def learned_columns(acc: float, labels: np.ndarray) -> dict[str, Any]:
+    """Whether a test accuracy `acc` (fraction) on the test `labels` is above chance: n_test, chance_acc
+    (the most common class's share, `metrics.majority_share`), learned_p (the exact one-sided binomial
+    p-value of round(acc · n_test) correct, `harness.stats.chance`) and learned (learned_p < 0.001)."""
+    n = int(np.asarray(labels).size)
+    if n == 0 or acc is None or not math.isfinite(acc):
+        return {"n_test": n or None, "chance_acc": None, "learned_p": None, "learned": None}
+    chance = metrics.majority_share(labels)
+    _, p, learned = learned_at_all(acc, n, chance)
+    return {"n_test": n, "chance_acc": chance, "learned_p": p, "learned": learned}
+
+
 @dataclass(frozen=True)
 class EvalPoint:
     """One evaluation point of one trial (seconds are training time so far)."""
@@ -452,13 +470,14 @@ class TrialLedger:
 
     def tested(self, loss: float, acc: float, pred: np.ndarray, data: Dataset) -> dict[str, Any]:
         """The test of the best-dev weights (`pred` (N,) the predictions): its confusion rows, and the
-        runs row's test columns."""
+        runs row's test columns, with whether the run learned at all (`learned_columns`)."""
         cm = metrics.confusion_matrix(data.test.labels, pred, len(data.class_names))
         self.recorder.add_many("confusion", [
             {"true_label": i, "pred_label": j, "count": int(cm[i, j]),
              "true_name": data.class_names[i], "pred_name": data.class_names[j]}
             for i in range(cm.shape[0]) for j in range(cm.shape[1])])
-        return {"test_acc": acc, "test_macro_f1": metrics.macro_f1(cm), "test_loss": loss}
+        return {"test_acc": acc, "test_macro_f1": metrics.macro_f1(cm), "test_loss": loss,
+                **learned_columns(acc, data.test.labels)}
 
     def finish(self, test_cols: dict[str, Any] | None, grad_norm_init: float | None, timing: dict[str, Any],
                machine: dict[str, Any], started_at: str, data: Dataset, model_file: str | None,
@@ -469,7 +488,7 @@ class TrialLedger:
         curves, best = self.recorder.rows["curves"], self.best.columns()
         row = {
             "status": self.status, "error": self.error,
-            **(test_cols or {"test_acc": None, "test_macro_f1": None, "test_loss": None}),
+            **(test_cols or dict.fromkeys(TEST_COLUMNS)),
             "best_dev_acc": best["best_dev_acc"], "best_step": best["best_step"],
             "steps": self.step, "epochs": self.epoch,
             "stop_reason": self.stop or ("diverged" if self.status == "diverged" else "budget"),
@@ -488,8 +507,9 @@ class TrialLedger:
     _STATE = ("best", "active", "status", "error", "stop", "step", "epoch", "samples_seen", "train_s", "vanishing")
 
     def state(self) -> dict[str, Any]:
-        """For a checkpoint: the fields above and the recorder's rows so far (runs aside)."""
-        return {**{f: getattr(self, f) for f in self._STATE},
+        """For a checkpoint: the fields above (the best dev point as a dict: a checkpoint holds only
+        tensors and plain values) and the recorder's rows so far (runs aside)."""
+        return {**{f: getattr(self, f) for f in self._STATE}, "best": dataclasses.asdict(self.best),
                 "rows": {t: rows for t, rows in self.recorder.rows.items() if t != "runs"}}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -497,6 +517,8 @@ class TrialLedger:
         trial went on past them, so their answers are not asked)."""
         for f in self._STATE:
             setattr(self, f, state[f])
+        hit = state["best"]["target_hit"]
+        self.best = BestDev(**{**state["best"], "target_hit": tuple(hit) if hit is not None else None})
         self.recorder.rows.update({t: list(rows) for t, rows in state["rows"].items()})
         for row in self.recorder.rows["curves"]:
             self.recorder.report_eval(row["step"], row["dev_acc"])

@@ -17,6 +17,15 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
 
 
+def majority_share(y_true: np.ndarray) -> float:
+    """The share (fraction) of the most common label in `y_true`: the accuracy of always predicting
+    that class, the chance level a classifier must beat. nan for no labels."""
+    y = np.asarray(y_true, dtype=np.int64)
+    if y.size == 0:
+        return math.nan
+    return float(np.bincount(y).max() / y.size)
+
+
 def macro_f1(confusion: np.ndarray) -> float:
     """Unweighted mean over classes of F1 = 2·TP / (2·TP + FP + FN); a class with no true and no
     predicted examples counts as F1 = 0 (as scikit-learn's zero_division=0)."""

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from harness import adaptive as adaptive_mod
+from harness import budget_check as budget_mod
 from harness import data as data_mod
 from harness import study as study_mod
 from harness.config import (
@@ -46,7 +47,9 @@ class Plan:
     """What a run is made of: the grid trials (or, for a study, the re-runs of each study's best
     setting once they are known) and the search studies. With adaptive seeds, `specs` are the
     trials the finished runs say are needed so far, `reserve` the other seeds up to max_seeds and
-    `adaptive` the decision behind them (harness.adaptive)."""
+    `adaptive` the decision behind them (harness.adaptive). With headline.budget_check, `specs` end
+    with the budget-check trials the finished runs call for so far, `reserve` holds the other check
+    trials they may still call for, and `budget_check` the decision behind them (harness.budget_check)."""
 
     cfg: ExperimentConfig
     out_dir: Path
@@ -55,6 +58,7 @@ class Plan:
     studies: list[SearchStudy] = field(default_factory=list)
     reserve: list[TrialSpec] = field(default_factory=list)
     adaptive: adaptive_mod.Decision | None = None
+    budget_check: budget_mod.BudgetDecision | None = None
 
     @property
     def by_id(self) -> dict[str, TrialSpec]:
@@ -79,6 +83,7 @@ class Plan:
         self.specs[:] = fresh.specs
         self.reserve[:] = fresh.reserve
         self.adaptive = fresh.adaptive
+        self.budget_check = fresh.budget_check
 
     @property
     def factor_names(self) -> list[str]:
@@ -158,6 +163,10 @@ def _check_steps(cfg: ExperimentConfig, n_train: int) -> None:
     caps = _extremes(cfg, "train.max_steps")
     per_epoch = -(-n_train // batch)
     steps = epochs * per_epoch if None in caps else min(epochs * per_epoch, max(caps))
+    factor = budget_mod.max_steps_factor(cfg)
+    if steps <= MAX_STEPS < steps * factor:
+        raise ConfigError(f"config key 'headline.budget_check.factor': {factor} × the longest trial's {steps} "
+                          f"steps is more than {MAX_STEPS}; lower the factor or train.epochs")
     if steps > MAX_STEPS:
         raise ConfigError(f"config key 'train.epochs': {epochs} epochs × {per_epoch} steps per epoch ({n_train} "
                           f"training texts, batch_size {batch}) is {steps} steps, more than {MAX_STEPS}; lower "
@@ -212,7 +221,7 @@ def make_plan(cfg: ExperimentConfig, out_dir: str | Path, write: bool = True) ->
     if cfg.study is None and cfg.adaptive is not None:
         return _adaptive_plan(cfg, out_dir, data_id)
     if cfg.study is None:
-        return Plan(cfg, out_dir, expand_grid(cfg, data_id), data_id)
+        return _with_budget_check(Plan(cfg, out_dir, expand_grid(cfg, data_id), data_id))
     return Plan(cfg, out_dir, [], data_id, study_mod.search_studies(cfg))
 
 
@@ -221,6 +230,24 @@ def _adaptive_plan(cfg: ExperimentConfig, out_dir: Path, data_id: str) -> Plan:
     pool = adaptive_mod.pool(cfg, data_id)
     decision = adaptive_mod.decide(cfg, pool, finished_runs(out_dir, [s.trial_id for s in pool]))
     return Plan(cfg, out_dir, decision.needed, data_id, reserve=decision.reserve, adaptive=decision)
+
+
+def _with_budget_check(plan: Plan) -> Plan:
+    """`plan` with the budget-check trials its finished grid trials call for appended to its specs
+    (harness.budget_check; nothing without headline.budget_check)."""
+    if not budget_mod.enabled(plan.cfg):
+        return plan
+    ids = [s.trial_id for members in budget_mod.lines(plan.cfg, plan.specs).values() for s in members]
+    plan.budget_check = budget_mod.decide(plan.cfg, plan.specs, finished_runs(plan.out_dir, ids))
+    plan.specs += plan.budget_check.trials
+    plan.reserve += plan.budget_check.reserve
+    return plan
+
+
+def runs_in_rounds(cfg: ExperimentConfig) -> bool:
+    """Whether the finished trials can add trials (adaptive seeds, a budget check): the runner then
+    runs in rounds, and an idle worker tops the queue up."""
+    return cfg.adaptive is not None or budget_mod.enabled(cfg)
 
 
 def finished_runs(out_dir: Path, trial_ids: list[str]) -> pd.DataFrame:
@@ -431,13 +458,20 @@ def dry_run(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "auto",
     else:
         doc["trials"] = [{"trial_id": spec.trial_id, "factors": spec.factors,
                           "done": verify_trial(plan.out_dir, spec.trial_id) is None,
-                          "budget": {"max_steps": _max_steps(cfg, spec.train)}} for spec in plan.specs]
+                          "budget": {"max_steps": _max_steps(cfg, spec.train)},
+                          **({"budget_check": spec.tag[budget_mod.COLUMN]} if budget_mod.COLUMN in spec.tag else {})}
+                         for spec in plan.specs]
         to_run = [(1, t["budget"]["max_steps"]) for t in doc["trials"] if not t["done"]]
         done = sum(t["done"] for t in doc["trials"])
     if cfg.adaptive is not None:
         lo, hi = adaptive_mod.trial_bounds(cfg)
         doc["adaptive"] = {"min_trials": lo, "max_trials": hi, "min_seeds": cfg.adaptive.min_seeds,
                            "max_seeds": cfg.adaptive.max_seeds}
+    if plan.budget_check is not None:
+        b = plan.budget_check
+        longest = max((_max_steps(cfg, s.train) or 0 for s in [*b.trials, *b.reserve]), default=0)
+        doc["budget_check"] = {"factor": cfg.headline.budget_check.factor, "seeds": len(budget_mod.check_seeds(cfg)),
+                               **budget_mod.summary(b), "max_steps": b.max_trials * longest}
     reruns = cfg.study is not None and cfg.study.rerun_best
     doc["totals"] = {"trials": plan.total, "done": done, "to_run": plan.total - done,
                      "max_steps": sum(n * (b or 0) for n, b in to_run), "reruns_after_search": reruns}

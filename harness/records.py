@@ -14,7 +14,8 @@ schema forbids nulls), floats `float64`, strings `str`, booleans `boolean`, time
 With `train.save_model` the trainer also hands the recorder the trial's weights (`TrialRecorder.weights`,
 a state_dict); `stage_trial` writes them beside the shards as `model.pt` (`MODEL_FILE`), so they are
 staged, published, quarantined and removed with the shards. The loaders read only the five shards: the
-weights file is for `torch.load`, named by the runs column `model_file` (relative to DIR).
+weights file is for `torch.load(path, weights_only=True)` (files.load_tensors; files.weights_problem says
+why one cannot be used), named by the runs column `model_file` (relative to DIR).
 """
 
 from __future__ import annotations

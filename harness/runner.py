@@ -33,6 +33,7 @@ from harness import data as data_mod
 from harness import study as study_mod
 from harness.config import ExperimentConfig, TrialSpec
 from harness.export import live
+from harness.files import NoRoom, no_room
 from harness.plan import (
     Plan,
     cache_dir,
@@ -41,6 +42,7 @@ from harness.plan import (
     load_results_config,
     make_plan,
     prepare_data,
+    runs_in_rounds,
     write_adaptive,
     write_config,
 )
@@ -88,7 +90,7 @@ from harness.storage import (
     upload_shards,
     write_run_settings,
 )
-from harness.train import resolve_device, run_trial, settings_columns
+from harness.train import remove_stale_checkpoint_tmps, resolve_device, run_trial, settings_columns
 from harness.train_fused import check_cuda_graph, check_fusable, fusable, fusable_key, fuse_size, run_fused
 
 SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
@@ -142,6 +144,7 @@ def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, ou
     try:
         row = run_trial(spec, dataset, device, recorder, checkpoint=checkpoint)
     except Exception as e:  # a failing trial is recorded, the grid goes on
+        _raise_no_room(e, out_dir)  # unless the machine refused a write: not the trial's fault
         error = f"{type(e).__name__}: {e}"
         recorder.set_run(**settings_columns(spec), status="failed", error=error,
                          traceback=traceback.format_exc(limit=8), dataset=dataset.name,
@@ -149,8 +152,30 @@ def execute(spec: TrialSpec, dataset: data_mod.Dataset, device: torch.device, ou
         row = recorder.rows["runs"][0]
     row.update(extra)
     recorder.rows["runs"][0] = row
-    (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables(), recorder.weights)
+    _write_shards(out_dir, spec.trial_id, recorder, publish)
     return row
+
+
+NO_ROOM_EXIT = 75  # a worker's exit code when the machine refused a write (EX_TEMPFAIL): the run stops
+
+
+def _raise_no_room(e: BaseException, out_dir: Path) -> None:
+    """Raise `e` as files.NoRoom when it is a write the machine refused (no space, over quota, no
+    permission, read-only; however torch reports it), naming its folder (DIR/trials unless the error
+    names a file). Such a trial is not failed: the run stops and the trial waits for the next run."""
+    refused = no_room(e, Path(out_dir) / "trials")
+    if refused is not None:
+        raise refused from None
+
+
+def _write_shards(out_dir: Path, trial_id: str, recorder: TrialRecorder, publish: bool) -> None:
+    """Write (publish, or only stage) a finished trial's shards and kept weights; a write the machine
+    refuses raises files.NoRoom (the staged folder is gone with it: the trial runs again)."""
+    try:
+        (write_trial if publish else stage_trial)(out_dir, trial_id, recorder.tables(), recorder.weights)
+    except (OSError, RuntimeError) as e:
+        _raise_no_room(e, out_dir)
+        raise
 
 
 TOP_UP_WAIT_S = 1.0  # adaptive seeds: how often an idle worker looks again while trials run elsewhere
@@ -182,7 +207,7 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     ran = 0
     while True:
         claimed = next((c for q in queues if (c := claim(q, stamp)) is not None), None)
-        if claimed is None and cfg.adaptive is not None:
+        if claimed is None and runs_in_rounds(cfg):  # adaptive seeds, a budget check
             if _top_up(plan, queues[-1]):
                 continue
             if running_elsewhere([queues[-1]]):  # their outcomes may add seeds: wait for them, do not exit
@@ -229,6 +254,7 @@ def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: tor
     try:
         rows = run_fused(specs, dataset, device, recorders, checkpoint=checkpoint_path(out_dir, specs[0].trial_id))
     except Exception as e:  # the whole group failed: each of its trials is a failed row
+        _raise_no_room(e, out_dir)  # unless the machine refused a write: not the trials' fault
         error, tb = f"{type(e).__name__}: {e}", traceback.format_exc(limit=8)
         rows = []
         for spec, recorder in zip(specs, recorders):
@@ -238,7 +264,7 @@ def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: tor
     for spec, recorder, row in zip(specs, recorders, rows):
         row.update(extra, fused_group=specs[0].trial_id)
         recorder.rows["runs"][0] = row
-        (write_trial if publish else stage_trial)(out_dir, spec.trial_id, recorder.tables(), recorder.weights)
+        _write_shards(out_dir, spec.trial_id, recorder, publish)
     return rows
 
 
@@ -300,8 +326,8 @@ def _trial_spec(plan: Plan, searches: dict, trial: Trial, key: str
 
 
 def _top_up(plan: Plan, queue: Any) -> bool:
-    """Adaptive seeds: re-decide from the finished trials and enqueue the seeds now needed, so a
-    worker that ran out goes on without waiting for the round to end. Returns whether any was."""
+    """Adaptive seeds or a budget check: re-decide from the finished trials and enqueue the trials now
+    needed, so a worker that ran out goes on without waiting for the round to end. Returns whether any was."""
     plan.update(make_plan(plan.cfg, plan.out_dir))
     return enqueue_missing(plan, queue)["enqueued"] > 0
 
@@ -360,10 +386,12 @@ def _reporting_hook(trial: Trial):
 
 # ----------------------------------------------------------------------------- worker processes
 
-def _worker_main(args: tuple, parent: int | None = None) -> None:
+def _worker_main(args: tuple, parent: int | None = None, reports: Any = None) -> None:
     """A worker process: dies with its parent (`parent`: its pid), so a main process killed with
     kill -9 leaves no worker running; an error outside a trial is one line on stderr and exit 1
-    (the main process then names the worker and the trial it held)."""
+    (the main process then names the worker and the trial it held). A write the machine refused
+    (files.NoRoom) goes to the main process through `reports` (a queue: the disk may be full) and
+    the worker exits with NO_ROOM_EXIT, its trial left unfinished (not failed): the next run runs it."""
     if parent is not None:
         _die_with_parent(parent)
     if hasattr(signal, "SIGUSR2"):  # Slurm's and submitit's preemption signal is for the job, which
@@ -371,6 +399,11 @@ def _worker_main(args: tuple, parent: int | None = None) -> None:
     try:
         worker_loop(*args)
     except Exception as e:
+        refused = no_room(e, Path(args[0]) / "trials")  # a trial's write, or publishing, uploading its shards
+        if refused is not None:
+            if reports is not None:
+                reports.put((refused.errno, refused.strerror, refused.filename))
+            sys.exit(NO_ROOM_EXIT)
         print(f"harness: worker {args[4]} (pid {os.getpid()}) failed: {type(e).__name__}: {redact_text(str(e))}",
               file=sys.stderr, flush=True)
         sys.exit(1)
@@ -401,13 +434,14 @@ def _watch_parent(parent: int) -> None:
 
 
 def _start_workers(plan: Plan, workers: int, storage: str | None, devices: list[str], threads: int,
-                   artifacts: str | None) -> list[mp.process.BaseProcess]:
+                   artifacts: str | None, reports: Any = None) -> list[mp.process.BaseProcess]:
     """Spawn the worker processes with SIGINT ignored (inherited through exec), so Ctrl-C reaches
-    the main process only and it stops them: no half-written tracebacks from each worker."""
+    the main process only and it stops them: no half-written tracebacks from each worker. `reports`:
+    the queue a worker puts a refused write on (see _worker_main)."""
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, name=f"worker {i}",
                          args=((plan.out_dir, storage, devices[i % len(devices)], threads, i, artifacts),
-                               os.getpid()))
+                               os.getpid(), reports))
              for i in range(workers)]
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
@@ -461,22 +495,35 @@ def _run_workers(plan: Plan, monitor: Any, workers: int, storage: str | None, de
                  threads: int, artifacts: str | None, held: Any = None) -> list[str]:
     """Run the workers until each has found nothing left to claim. A worker that dies is named at
     once, with the trial it held (`held`, see held_trials; the others go on); returns those messages.
-    Ctrl-C stops every worker, then re-raises."""
-    procs = _start_workers(plan, workers, storage, devices, threads, artifacts)
+    A worker stopped by a write the machine refused says nothing: once every worker has ended, the
+    first such refusal is raised here (files.NoRoom: one line, the trial waits). Ctrl-C stops every
+    worker, then re-raises."""
+    reports = mp.get_context("spawn").SimpleQueue()
+    procs = _start_workers(plan, workers, storage, devices, threads, artifacts, reports)
     dead: dict[int, str] = {}
+    refused: list[tuple] = []
     try:
         while True:
             for i, p in enumerate(procs):
-                if p.exitcode and i not in dead:
+                if p.exitcode == NO_ROOM_EXIT and i not in dead:
+                    dead[i] = ""
+                    while not reports.empty():
+                        refused.append(reports.get())
+                elif p.exitcode and i not in dead:
                     dead[i] = _died(p, held)
                     rest = "; the other workers go on" if len(procs) > 1 else ""
                     tqdm.write(f"harness: {dead[i]}{rest}", file=sys.stderr)
             monitor.poll()
             if not any(p.is_alive() for p in procs):
-                return list(dead.values())
+                break
             time.sleep(0.5)
     finally:
         _stop(procs)
+    while not reports.empty():
+        refused.append(reports.get())
+    if refused:
+        raise NoRoom(*refused[0])
+    return [d for d in dead.values() if d]
 
 
 def _wait_while(busy: Any, monitor: Any) -> None:
@@ -528,6 +575,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
     check_cuda_graph(cfg, [resolve_device(d) for d in devices])
     check_fusable(cfg)  # run.fuse K or a CUDA graph with a cell or read-out that has no fused form
     check_bounds(cfg)  # sizes that would not fit this machine, step counts beyond reason
+    live.check_libraries(cfg.run.trackers)  # a tracker whose library is missing: exit 2 and the install line
     out_dir = Path(out_dir)
     check_existing(cfg, out_dir)  # an existing folder's config.yaml and run.yaml, before anything is written
     created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
@@ -548,6 +596,7 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
               f"so that `harness status` and `harness report` can connect", file=sys.stderr)
     quarantine_damaged(out_dir)
     remove_orphan_stages(out_dir)  # shards a killed worker of this host staged and never published
+    remove_stale_checkpoint_tmps(out_dir)  # checkpoint writes a killed worker left half done
     store = open_storage(out_dir, storage)
     queue = open_queue(plan, store)
     searches = open_searches(plan, store) if cfg.study else {}
@@ -588,9 +637,10 @@ def _say(enabled: bool, message: str) -> None:
 
 
 def _next_round(plan: Plan, storage: str | None, artifacts: str | None) -> frozenset[str]:
-    """Adaptive seeds: re-decide from every finished trial (fetching those finished elsewhere),
-    write DIR/adaptive.json, and return the ids of the needed trials not done yet."""
-    if plan.cfg.adaptive is None:
+    """Adaptive seeds or a budget check: re-decide from every finished trial (fetching those finished
+    elsewhere), write DIR/adaptive.json (adaptive seeds), and return the ids of the needed trials not
+    done yet."""
+    if not runs_in_rounds(plan.cfg):
         return frozenset()
     download_artifacts(plan.out_dir, storage, artifacts)
     plan.update(make_plan(plan.cfg, plan.out_dir))

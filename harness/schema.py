@@ -48,6 +48,12 @@ RUNS = pa.schema([
     _field("test_acc", _F64, "test accuracy of the best-dev-loss weights (fraction)"),
     _field("test_macro_f1", _F64, "test macro F1 of the same weights"),
     _field("test_loss", _F64, "test cross-entropy (nats)"),
+    _field("n_test", _I64, "test examples the test accuracy is over; null: no test"),
+    _field("chance_acc", _F64, "the test split's most common class's share (fraction): the accuracy of always "
+           "predicting it; null: no test"),
+    _field("learned_p", _F64, "exact one-sided binomial p-value of round(test_acc × n_test) correct against "
+           "chance_acc (harness.stats.chance); null: no test"),
+    _field("learned", _BOOL, "learned at all: learned_p < 0.001 (test accuracy above chance); null: no test"),
     _field("best_dev_acc", _F64, "highest dev accuracy at an evaluation point"),
     _field("best_step", _I64, "step of the lowest dev loss"),
     _field("steps", _I64, "optimizer steps taken"),
@@ -70,7 +76,9 @@ RUNS = pa.schema([
     # Beyond the list every consumer relies on: settings, provenance and timing details.
     _field("name", _STR, "the experiment's name"),
     _field("arm", _STR, "the named bundle of settings (grid.arm) the trial ran; null: the grid has no arms"),
-    _field("phase", _STR, "grid | search | rerun"),
+    _field("phase", _STR, "grid | search | rerun | budget_check"),
+    _field("budget_check", _I64, "a budget-check run's factor: a headline configuration trained again at factor × "
+           "the budget (headline.budget_check; harness.budget_check); null: any other run"),
     _field("study", _STR, "the search study of a sampled or re-run trial"),
     _field("study_trial", _I64, "the Optuna trial number within that study"),
     _field("dropout", _F64, "dropout between recurrent layers"),
@@ -147,6 +155,6 @@ COLUMNS: dict[str, list[str]] = {t: list(s.names) for t, s in SCHEMAS.items()}
 # The runs columns that hold numbers (statistics read them as floats, nulls as nan).
 NUMERIC_RUN_COLUMNS = tuple(f.name for f in RUNS if pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
 # The runs columns copied onto each Optuna trial as user attributes (what `optuna-dashboard` shows).
-SUMMARY_COLUMNS = ("status", "steps", "test_acc", "test_macro_f1", "best_dev_acc", "steps_to_target",
+SUMMARY_COLUMNS = ("status", "steps", "test_acc", "test_macro_f1", "learned", "best_dev_acc", "steps_to_target",
                    "seconds_to_target", "vanishing_ratio_init", "vanishing_ratio_final", "wall_s",
                    "samples_per_s", "error", "stop_reason")

@@ -76,11 +76,26 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
                     r.pop("factors")
                     info["running"].append({**r, **(t.params or {})})
     info["missing"] = info["total"] - sum(info["finished"].values())
+    info["models"] = _model_problems(out_dir, runs)
     if plan.adaptive is not None:  # decided from the shards now, as the runner decides
         from harness.adaptive import summary
 
         info["adaptive"] = summary(cfg, plan.adaptive)
     return info
+
+
+def _model_problems(out_dir: Path, runs: Any) -> list[dict[str, str]]:
+    """The kept weights files (runs column model_file, train.save_model) that cannot be used:
+    missing, or not loadable with weights_only=True (files.weights_problem), with the trial and why."""
+    if not len(runs) or "model_file" not in runs.columns:
+        return []
+    from harness.files import weights_problem  # imports torch: only where weights were kept
+
+    out = []
+    for tid, rel in zip(runs["trial_id"], runs["model_file"]):
+        if isinstance(rel, str) and (problem := weights_problem(out_dir / rel)) is not None:
+            out.append({"trial_id": tid, "model_file": rel, "problem": problem})
+    return out
 
 
 _UNKNOWN = object()
@@ -125,6 +140,10 @@ def format_status(info: dict[str, Any]) -> str:
         lines.append("slowest:")
         for r in info["slowest"]:
             lines.append(f"  {r['trial_id']}  {r['wall_s']:.1f}s  {_factors(r)}")
+    if info.get("models"):
+        lines.append("kept weights that cannot be used (train.save_model):")
+        for m in info["models"]:
+            lines.append(f"  {m['trial_id']}  {m['model_file']}: {m['problem']}")
     if info["failures"]:
         lines.append("failed or diverged:")
         for r in info["failures"]:

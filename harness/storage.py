@@ -31,6 +31,11 @@ class StorageUnreachable(Exception):
     """The storage database cannot be reached (the message names its URL, without the password)."""
 
 
+class TrackerUnreachable(StorageUnreachable):
+    """A tracker's store (an MLflow tracking server's URL, a SQLite file) cannot be reached or written:
+    one line naming it, exit 1, as for the storage database."""
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
     """SQLite lets one process write at a time; several workers on one file wait up to 60 s for the
     lock (SQLite's default is 5 s, which a loaded machine exceeds) instead of failing."""

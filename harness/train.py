@@ -35,7 +35,8 @@ import os
 import platform
 import re
 import socket
-import warnings
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ from torch import Tensor
 from harness import metrics
 from harness.config import ConfigError, TrainConfig, TrialSpec
 from harness.data import Dataset
+from harness.files import NotLoadable, load_tensors, no_room, one_line
 from harness.ledger import (
     EvalPoint,
     Instruments,
@@ -153,7 +155,7 @@ def provenance(device: torch.device) -> dict[str, str | None]:
 # ----------------------------------------------------------------------------- the trial
 
 def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: TrialRecorder,
-              checkpoint: Path | None = None) -> dict[str, Any]:
+              checkpoint: Path | None = None, resume: bool = True) -> dict[str, Any]:
     """Train and evaluate one trial. Returns the trial's runs row (also set on the recorder).
 
     One linear story, so longer than the rest: build (seeded), probe at step 0, the training loop
@@ -167,7 +169,9 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     `checkpoint` (a file path; the runner's is DIR/trials/.ckpt-<trial_id>.pt): when the file holds a
     checkpoint of this trial, training resumes from it and ends bit-identical to an uninterrupted run on
     the same machine (timings aside); with `train.checkpoint_every` N > 0 the trial's state is saved
-    there every N steps; the file is deleted when the trial ends (complete, diverged, pruned, stopped)."""
+    there every N steps; the file is deleted when the trial ends (complete, diverged, pruned, stopped).
+    A file that cannot be used is a warning line and the trial starts from step 0 (`resume` False:
+    from step 0 whatever the file holds)."""
     clock = PhaseClock(device)
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     tc, mc = spec.train, spec.model
@@ -190,13 +194,16 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     best_state: dict[str, Tensor] | None = None  # the weights of the lowest dev loss, for the test
     step, epoch, samples_seen = 0, 0.0, 0
     ckpt = Checkpoint(checkpoint, tc.checkpoint_every, spec.trial_id, total_steps)
-    saved = ckpt.load(device)
+    saved = ckpt.load(device) if resume else None
     if saved is None:
         instruments.probe(0, "init", [0])
     else:  # resume: everything as it was after step saved["step"]
-        step, epoch, samples_seen = saved["step"], saved["epoch"], saved["samples_seen"]
-        started_at, best_state = saved["started_at"], saved["best_state"]
-        ckpt.restore(saved, model, optimizer, sums, ledger, instruments, clock, device)
+        try:
+            step, epoch, samples_seen = saved["step"], saved["epoch"], saved["samples_seen"]
+            started_at, best_state = saved["started_at"], saved["best_state"]
+            ckpt.restore(saved, model, optimizer, sums, ledger, instruments, clock, device)
+        except Exception as e:  # this trial's file, but its state does not fit: start over, never fail
+            return _start_over(ckpt, e, spec, data, device, recorder)
     # On a CPU, vanishing gradients underflow into float32 denormals, which are slow to compute with
     # (the per-step gradient norms cost 10-20x more); training flushes them to zero, the probe not.
     flush = device.type == "cpu"
@@ -253,15 +260,58 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     return row
 
 
+def _start_over(ckpt: Checkpoint, e: BaseException, spec: TrialSpec, data: Dataset, device: torch.device,
+                recorder: TrialRecorder) -> dict[str, Any]:
+    """A checkpoint of this trial whose state did not fit (raised `e` while restoring): one warning
+    line, the file deleted, the rows it put back dropped, and the trial run from step 0."""
+    ckpt.unusable(e)
+    for rows in recorder.rows.values():
+        rows.clear()
+    return run_trial(spec, data, device, recorder, ckpt.path, resume=False)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
-CHECKPOINT_FORMAT = 2  # what a checkpoint file holds (run_trial); one of another format is not resumed
+CHECKPOINT_FORMAT = 3  # what a checkpoint file holds (run_trial); one of another format is not resumed
+# 3: only tensors and plain values (read back with weights_only=True); 2 held a pickled BestDev.
+
+# What every checkpoint holds besides its format, trial id and step budget (run_trial's and a fused group's).
+CHECKPOINT_KEYS = ("step", "epoch", "samples_seen", "started_at", "model", "sums", "ledgers", "instruments", "clock",
+                   "rng")
+
+# An unfinished checkpoint write (Checkpoint.save) is .ckpt-<id>.pt.tmp-<host>-<pid>.
+_TMP = re.compile(r"^\.ckpt-.+\.pt\.tmp-(?P<host>.+)-(?P<pid>\d+)$")
+TMP_STALE_S = 3600.0  # a temporary file of another host untouched this long is no live write's
 
 
 def checkpoint_path(results_dir: str | Path, trial_id: str) -> Path:
     """Where a trial's checkpoint lives: DIR/trials/.ckpt-<trial_id>.pt (a hidden file: loaders,
     progress and the damage check skip it), on the folder every worker of the run shares."""
     return trial_dir(results_dir, trial_id).parent / f".ckpt-{trial_id}.pt"
+
+
+def remove_stale_checkpoint_tmps(results_dir: str | Path) -> int:
+    """Delete the temporary files of checkpoint writes that no live process is making (a worker
+    killed mid-write leaves one): of this host, those whose pid is dead; of another host, those
+    untouched for TMP_STALE_S seconds. Returns how many were deleted."""
+    from harness.storage import pid_alive
+
+    folder, host, n = Path(results_dir) / "trials", socket.gethostname(), 0
+    if not folder.is_dir():
+        return 0
+    for f in folder.glob(".ckpt-*.pt.tmp-*"):
+        m = _TMP.match(f.name)
+        if m is None:
+            continue
+        try:
+            stale = (not pid_alive(int(m["pid"])) if m["host"] == host
+                     else time.time() - f.stat().st_mtime > TMP_STALE_S)
+            if stale:
+                f.unlink()
+                n += 1
+        except OSError:
+            continue  # gone meanwhile, or not ours to delete: the next run tries again
+    return n
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:
@@ -277,10 +327,33 @@ def restore_rng(rng: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
 
 
+def plain(value: Any, where: str = "checkpoint") -> Any:
+    """`value` as what `weights_only=True` reads back: tensors, None, bools, ints, floats, strings,
+    and lists, tuples and dicts of them; numpy scalars become Python's (the same number). Anything
+    else raises TypeError naming where it is (`where`): a checkpoint must never need a class to load."""
+    if isinstance(value, np.generic):  # first: np.float64 is a float, yet pickles as numpy's
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, Tensor)):
+        return value
+    if isinstance(value, dict):
+        return type(value)((k, plain(v, f"{where}[{k!r}]")) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise TypeError(f"{where} is of type {type(value).__name__}: a checkpoint holds only tensors and plain values")
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr (the workers are processes of their own: Python's warnings module
+    would add a source line, or say nothing at all)."""
+    print(f"harness: warning: {message}", file=sys.stderr, flush=True)
+
+
 class Checkpoint:
     """A trial's checkpoint file (`path`; None: no checkpoints): saved every `every` steps before the
     last (`due`, `save`: atomically, a temporary file then os.replace), read back at the start
-    (`load`, `restore`), deleted at the end (`remove`)."""
+    (`load`, `restore`), deleted at the end (`remove`). It holds only tensors and plain values and is
+    read with `weights_only=True`: a file in a results folder never runs code. A file that cannot be
+    used for any reason is one warning line and the trial starts from step 0 (`unusable`)."""
 
     def __init__(self, path: Path | None, every: int, trial_id: str, total_steps: int):
         self.path, self.every, self.trial_id, self.total_steps = path, every, trial_id, total_steps
@@ -291,44 +364,65 @@ class Checkpoint:
 
     def save(self, **state: Any) -> None:
         """torch.save `state` (with the format, trial id and step budget that `load` checks) to the
-        path atomically: a temporary file beside it (fsynced), then os.replace. A file that cannot be
-        written (disk full, no permission) is a warning, not the trial's end: the trial goes on."""
+        path atomically: a temporary file beside it (fsynced), then os.replace. A write the machine
+        refuses (no space, over quota, no permission, read-only: files.no_room, however torch reports
+        it) raises files.NoRoom: the run stops and the trial waits, resuming from the previous
+        checkpoint. Any other failure to write is a warning line: the trial goes on without it."""
         assert self.path is not None
         tmp = self.path.with_name(f"{self.path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+        payload = plain({"format": CHECKPOINT_FORMAT, "trial_id": self.trial_id, "total_steps": self.total_steps,
+                         **state})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
-                torch.save({"format": CHECKPOINT_FORMAT, "trial_id": self.trial_id,
-                            "total_steps": self.total_steps, **state}, f)
+                torch.save(payload, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
-        except OSError as e:
-            warnings.warn(f"checkpoint {self.path} not written ({e}); trial {self.trial_id} goes on",
-                          RuntimeWarning, stacklevel=2)
+        except (OSError, RuntimeError) as e:
+            refused = no_room(e, self.path.parent, needed=_nbytes(payload))
+            if refused is not None:
+                raise refused from None
+            _warn(f"checkpoint {self.path} not written ({type(e).__name__}: {one_line(str(e), 200)}); "
+                  f"trial {self.trial_id} goes on")
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
     def load(self, device: torch.device) -> dict[str, Any] | None:
-        """The checkpoint of this trial, or None (no path, no file; or a file that cannot be read or is
-        not this trial's: a warning says so and the trial starts from step 0). The file is the
-        harness's own, in the run's results folder, so it is read as a full pickle (rows hold numpy
-        scalars)."""
+        """The checkpoint of this trial, or None (no path, no file; or a file that cannot be used: not
+        readable, not a torch file, holding more than tensors and plain values, of another format,
+        another trial's, or missing part of the state: a warning line says so and the trial starts
+        from step 0)."""
         if self.path is None or not self.path.is_file():
             return None
         try:
-            saved = torch.load(self.path, map_location=device, weights_only=False)
+            saved = load_tensors(self.path, map_location=device)
             if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError(f"not a checkpoint of format {CHECKPOINT_FORMAT}")
-            if saved["trial_id"] != self.trial_id or saved["total_steps"] != self.total_steps:
-                raise ValueError(f"it is trial {saved['trial_id']}'s of {saved['total_steps']} steps, not "
+            if saved.get("trial_id") != self.trial_id or saved.get("total_steps") != self.total_steps:
+                raise ValueError(f"it is trial {saved.get('trial_id')}'s of {saved.get('total_steps')} steps, not "
                                  f"{self.trial_id}'s of {self.total_steps}")
-        except Exception as e:  # any unreadable or foreign file: start over rather than fail the trial
-            warnings.warn(f"checkpoint {self.path} not resumed ({type(e).__name__}: {e}); trial {self.trial_id} "
-                          f"starts from step 0", RuntimeWarning, stacklevel=3)
+            missing = [k for k in CHECKPOINT_KEYS if k not in saved]
+            if missing:
+                raise ValueError(f"it holds no {', '.join(missing)}")
+            step = saved["step"]
+            if not (isinstance(step, int) and not isinstance(step, bool) and 0 < step < self.total_steps):
+                raise ValueError(f"its step {step!r} is not one of 1..{self.total_steps - 1}")
+        except (OSError, NotLoadable, ValueError) as e:
+            self.unusable(e, remove=False)
             return None
         return saved
+
+    def unusable(self, e: BaseException, remove: bool = True) -> None:
+        """Say in one warning line that the file is not resumed and why; with `remove`, delete it (its
+        state did not fit the trial: the next save replaces it anyway)."""
+        why = str(e) if isinstance(e, (NotLoadable, ValueError)) else f"{type(e).__name__}: {e}"
+        why = why.removeprefix(f"{self.path}: ")
+        _warn(f"checkpoint {self.path} not resumed ({one_line(why, 240)}); trial {self.trial_id} starts from step 0")
+        if remove and self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
 
     @staticmethod
     def restore(saved: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -351,6 +445,17 @@ class Checkpoint:
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink(missing_ok=True)
+
+
+def _nbytes(value: Any) -> int:
+    """About how many bytes torch.save writes for `value`: its tensors' (the rest is small)."""
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 0
 
 
 def _seeded_model(spec: TrialSpec, data: Dataset, device: torch.device, seeds: Seeds) -> torch.nn.Module:

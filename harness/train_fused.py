@@ -217,6 +217,7 @@ class _FusedRun:
         self.clock = PhaseClock(device)
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.checkpoint = checkpoint
+        self.resume = True  # False: from step 0 whatever the checkpoint file holds
         self.specs, self.data, self.device = specs, data, device
         self.k = k = len(specs)
         self.tc, self.mc = tc, mc = specs[0].train, specs[0].model  # the shared settings
@@ -278,12 +279,21 @@ class _FusedRun:
         tc, device, clock = self.tc, self.device, self.clock
         _, total_steps = tc.budget(self.train.n)
         ckpt = Checkpoint(self.checkpoint, tc.checkpoint_every, ",".join(s.trial_id for s in self.specs), total_steps)
-        saved = ckpt.load(device)
+        saved = ckpt.load(device) if self.resume else None
         step, epoch, samples_seen = 0, 0.0, 0
         if saved is None:
             self.instruments.probe(0, "init", list(range(self.k)))
         else:  # resume: everything as it was after step saved["step"]
-            step, epoch, samples_seen = self.restore(saved)
+            try:
+                step, epoch, samples_seen = self.restore(saved)
+            except Exception as e:  # the group's file, but its state does not fit: start over, never fail
+                ckpt.unusable(e)
+                recorders = [t.recorder for t in self.ledgers]
+                for rows in (rows for r in recorders for rows in r.rows.values()):
+                    rows.clear()
+                fresh = _FusedRun(self.specs, self.data, device, recorders, self.checkpoint)
+                fresh.resume = False
+                return fresh.run()
         self.flush = device.type == "cpu"  # as run_trial: flush float32 denormals while training
         torch.set_flush_denormal(self.flush)
         clock.switch("train")

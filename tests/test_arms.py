@@ -253,7 +253,7 @@ def test_the_report_names_the_arms(arm_run):
     assert data.keys[0] == "arm" and "cell" not in data.keys  # the arm stands for its cell
     assert "arm" in data.varying and "cell" not in data.varying
     text = write_report(arm_run).read_text()
-    assert "Arm rnn stops learning" in text and "arm gru-wide" in text
+    assert "): Arm rnn: " in text and "arm gru-wide" in text  # the frontier lead, each arm by its name
     assert "**arm gru-wide vs rnn**" in text  # the effect of switching arms
     assert "| arm |" in text  # the summary tables have an arm column
 
@@ -281,8 +281,8 @@ def test_a_headline_is_read_checked_and_written_back():
     cfg = config_from_dict(headline_raw())
     h = cfg.headline
     assert (h.seeds, h.contrasts, h.d50, h.d50_ratios, h.d50_ratio_margin) == (
-        2, [("lstm", "rnn")], ["rnn", "lstm"], [("lstm", "rnn")], 1.5)
-    assert cfg.to_dict()["headline"] == {"seeds": 2, "contrasts": [["lstm", "rnn"]], "d50": ["rnn", "lstm"],
+        (0, 1), [("lstm", "rnn")], ["rnn", "lstm"], [("lstm", "rnn")], 1.5)
+    assert cfg.to_dict()["headline"] == {"seeds": [0, 1], "contrasts": [["lstm", "rnn"]], "d50": ["rnn", "lstm"],
                                          "d50_ratios": [["lstm", "rnn"]], "d50_ratio_margin": 1.5}
     assert config_from_dict(cfg.to_dict()).headline == h  # config.yaml round-trips
     d = config_from_dict(headline_raw(directions=[{"better": "lstm", "worse": "rnn", "fact": "real: 70 vs 40"}]))
@@ -293,8 +293,15 @@ def test_a_headline_is_read_checked_and_written_back():
 @pytest.mark.parametrize("bad,words", [
     ({"d50": ["gru"]}, ["'headline'", "gru is not a level of arm", "rnn, lstm"]),
     ({"contrasts": [["lstm", "tcn"]]}, ["tcn is not a level of arm"]),
-    ({"seeds": 3}, ["'headline.seeds'", "3 seeds", "[0, 1]"]),
+    ({"seeds": 3}, ["'headline.seeds'", "seeds 0–2", "[0, 1]"]),
     ({"seeds": 0}, ["headline.seeds", "positive integer"]),
+    ({"seeds": [0, 1], "exploration_seeds": [1, 5]}, ["headline.seeds", "1 also in headline.exploration_seeds"]),
+    ({"d50_ratio_margin": float("nan")}, ["headline.d50_ratio_margin", "above 1"]),
+    ({"d50_ratio_margin": float("inf")}, ["headline.d50_ratio_margin", "above 1"]),
+    ({"contrasts": [["lstm", "lstm"]]}, ["headline.contrasts", "lstm is compared with itself"]),
+    ({"directions": [{"better": "rnn", "worse": "rnn"}]}, ["headline.directions", "rnn is compared with itself"]),
+    ({"group": "bogus"}, ["headline.group", "'bogus' is not arm, cell or a grid axis"]),
+    ({"budget_check": {"factor": 1}}, ["headline.budget_check", "at least 2"]),
     ({"d50_ratio_margin": 1.0}, ["headline.d50_ratio_margin", "above 1"]),
     ({"bogus": 1}, ["unknown key(s) bogus"]),
     ({"directions": [{"better": "lstm", "worse": "gru"}]}, ["gru is not a level of arm"]),
@@ -304,3 +311,30 @@ def test_a_bad_headline_is_a_config_error_naming_the_key(bad, words):
     with pytest.raises(ConfigError) as e:
         config_from_dict(headline_raw(**bad))
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_headline_errors_name_the_file_and_line(tmp_path):
+    """A malformed headline value is placed in the file like every other key."""
+    import yaml
+
+    from harness.config import load_config
+
+    raw = headline_raw(d50_ratio_margin=0.5)
+    path = tmp_path / "hl.yaml"
+    text = yaml.safe_dump(raw, sort_keys=False)
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "d50_ratio_margin" in t)
+    with pytest.raises(ConfigError, match=rf"'headline.d50_ratio_margin'.*hl\.yaml, line {line}"):
+        load_config(path)
+
+
+def test_a_headline_needs_a_distance_and_reachable_seeds():
+    raw = headline_raw()
+    raw["grid"]["lag"] = [0]
+    with pytest.raises(ConfigError, match="varies no distance"):
+        config_from_dict(raw)
+    raw = headline_raw(seeds=[0, 5])
+    raw["grid"].pop("seed")
+    raw["adaptive"] = {"min_seeds": 2, "max_seeds": 3}
+    with pytest.raises(ConfigError, match="adaptive seeding runs at most seeds 0–2"):
+        config_from_dict(raw)

@@ -1,6 +1,6 @@
-"""The scripts under benchmarks/ (other than compare_conclusions.py and check_power.py, tested in
-tests/report/): a missing or empty results folder, or a missing config, is one line on stderr and
-exit 2, before any work."""
+"""The scripts under benchmarks/: a missing or empty results folder, or a missing config, is one line on
+stderr and exit 2, before any work. compare_conclusions.py and check_power.py are tested in depth in
+tests/report/test_compare_conclusions.py; here only as scripts (a subprocess each)."""
 
 import importlib.util
 import sys
@@ -45,3 +45,20 @@ def test_a_missing_or_empty_results_folder_is_one_line(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("script", ["adaptive_saving", "overhead"])
 def test_a_missing_config_is_one_line(tmp_path, monkeypatch, capsys, script):
     assert "--config nope.yaml: no such file" in _refused(script, ["--config", "nope.yaml"], monkeypatch, capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, argv, says", [
+    ("compare_conclusions", ["nowhere_a", "nowhere_b"], "compare_conclusions: nowhere_a: no such folder"),
+    ("compare_conclusions", ["a", "b", "--margin", "0"],
+     "compare_conclusions: argument --margin: expected a difference"),
+    ("check_power", ["--profiles", "nope"], "check_power: unknown profile 'nope'"),
+])
+def test_the_reproduction_scripts_refuse_bad_arguments_in_one_line(tmp_path, script, argv, says):
+    """compare_conclusions.py and check_power.py as scripts (tested in depth in
+    tests/report/test_compare_conclusions.py): bad arguments are one line on stderr and exit 2."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *argv], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and r.stderr.startswith(says), r.stderr

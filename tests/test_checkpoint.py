@@ -62,7 +62,7 @@ def test_a_trial_resumed_from_its_checkpoint_ends_bit_identical(tmp_path, cell, 
     ckpt = tmp_path / "trials" / f".ckpt-{spec.trial_id}.pt"
     with pytest.raises(Interrupted):
         run_trial(spec, ds, device, TrialRecorder(spec.trial_id, on_eval=interrupt_at(interrupt)), checkpoint=ckpt)
-    saved = torch.load(ckpt, weights_only=False)
+    saved = torch.load(ckpt, weights_only=True)
     assert saved["step"] == interrupt // ckpt_every * ckpt_every  # the last checkpoint before the interruption
     assert not list(ckpt.parent.glob("*.tmp-*"))  # written atomically: no temporary file left
 
@@ -120,7 +120,7 @@ def test_a_fused_group_resumed_from_its_checkpoint_ends_bit_identical(tmp_path, 
         assert_same_tables(a, b)
 
 
-def test_writing_checkpoints_changes_nothing_and_a_foreign_one_is_not_resumed(tmp_path):
+def test_writing_checkpoints_changes_nothing_and_a_foreign_one_is_not_resumed(tmp_path, capsys):
     specs, ds = tiny_specs(tmp_path, {"cell": ["lstm"], "pad_size": [12], "seed": [0, 1]}, **TRAIN,
                            checkpoint_every=4)
     device = torch.device("cpu")
@@ -130,28 +130,34 @@ def test_writing_checkpoints_changes_nothing_and_a_foreign_one_is_not_resumed(tm
     with pytest.raises(Interrupted):  # leaves a checkpoint of trial 1 where trial 0's would be
         run_trial(specs[1], ds, device, TrialRecorder(specs[1].trial_id, on_eval=interrupt_at(9)), checkpoint=ckpt)
     assert ckpt.is_file()
+    capsys.readouterr()
     again = TrialRecorder(specs[0].trial_id)
-    with pytest.warns(RuntimeWarning, match="not resumed.*starts from step 0"):
-        run_trial(specs[0], ds, device, again, checkpoint=ckpt)
+    run_trial(specs[0], ds, device, again, checkpoint=ckpt)
+    warned = capsys.readouterr().err.splitlines()
+    assert len(warned) == 1 and warned[0].startswith(f"harness: warning: checkpoint {ckpt} not resumed (it is trial")
+    assert warned[0].endswith(f"trial {specs[0].trial_id} starts from step 0")
     assert_same_tables(plain, again)
     assert not ckpt.exists()
 
     ckpt.write_bytes(b"torn")  # a damaged file: started over as well
     again = TrialRecorder(specs[0].trial_id)
-    with pytest.warns(RuntimeWarning, match="not resumed"):
-        run_trial(specs[0], ds, device, again, checkpoint=ckpt)
+    run_trial(specs[0], ds, device, again, checkpoint=ckpt)
+    warned = capsys.readouterr().err.splitlines()
+    assert len(warned) == 1 and "not resumed" in warned[0] and "starts from step 0" in warned[0]
     assert_same_tables(plain, again)
 
 
-def test_a_checkpoint_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path):
+def test_a_checkpoint_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path, capsys):
     specs, ds = tiny_specs(tmp_path, {"cell": ["rnn"], "pad_size": [12]}, **TRAIN, checkpoint_every=5)
     plain = TrialRecorder(specs[0].trial_id)
     run_trial(specs[0], ds, torch.device("cpu"), plain)
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     again = TrialRecorder(specs[0].trial_id)
-    with pytest.warns(RuntimeWarning, match="not written.*goes on"):
-        row = run_trial(specs[0], ds, torch.device("cpu"), again, checkpoint=blocked / "trials" / ".ckpt-x.pt")
+    capsys.readouterr()
+    row = run_trial(specs[0], ds, torch.device("cpu"), again, checkpoint=blocked / "trials" / ".ckpt-x.pt")
+    warned = capsys.readouterr().err.splitlines()
+    assert warned and all(" not written (" in w and w.endswith("goes on") for w in warned), warned
     assert row["status"] == "complete"
     assert_same_tables(plain, again)
 
@@ -258,7 +264,7 @@ def test_the_runner_resumes_a_fused_group_from_its_checkpoint(tmp_path):
 def mark(ckpt: Path) -> None:
     """Tag the checkpoint's first curves row (of each trial) with a column `resumed_from`: the results of
     a run that resumed from it show it (the workers are processes of their own, so a warning would not)."""
-    saved = torch.load(ckpt, weights_only=False)
+    saved = torch.load(ckpt, weights_only=True)
     for ledger in saved["ledgers"]:  # one per trial of the file (a fused group's: each of its trials)
         ledger["rows"]["curves"][0]["resumed_from"] = saved["step"]
     torch.save(saved, ckpt)
@@ -312,3 +318,80 @@ def test_a_run_killed_with_kill_9_resumes_its_trials_from_their_checkpoints(tmp_
     assert len(resumed) == (2 if fuse == 2 else 1) and (resumed["resumed_from"] > 0).all()
     assert not list((out / "trials").glob(".ckpt-*"))
     assert_same_results(records.load(ref), got)
+
+
+# ----------------------------------------------------------------------------- hygiene (issue 29)
+
+@pytest.mark.parametrize("damage", ["no state", "no step", "step beyond the budget", "wrong model", "wrong ledger"])
+def test_a_checkpoint_of_this_trial_that_cannot_be_used_is_a_warning_and_a_start_from_step_0(tmp_path, capsys,
+                                                                                             damage):
+    """The right trial id and budget, but the state is missing or does not fit: one warning line, the
+    trial runs from step 0 (the same tables as an uninterrupted run), never a failed trial."""
+    from harness.train import CHECKPOINT_FORMAT
+
+    specs, ds = tiny_specs(tmp_path, {"cell": ["rnn"], "pad_size": [12]}, **TRAIN, checkpoint_every=5)
+    spec, device = specs[0], torch.device("cpu")
+    plain = TrialRecorder(spec.trial_id)
+    run_trial(spec, ds, device, plain)
+    ckpt = tmp_path / f".ckpt-{spec.trial_id}.pt"
+    with pytest.raises(Interrupted):
+        run_trial(spec, ds, device, TrialRecorder(spec.trial_id, on_eval=interrupt_at(12)), checkpoint=ckpt)
+    saved = torch.load(ckpt, weights_only=True)
+    head = {k: saved[k] for k in ("format", "trial_id", "total_steps")}
+    assert head["format"] == CHECKPOINT_FORMAT
+    damaged = {"no state": head, "no step": {k: v for k, v in saved.items() if k != "step"},
+               "step beyond the budget": {**saved, "step": saved["total_steps"] + 5},
+               "wrong model": {**saved, "model": {"nope": torch.zeros(2)}},
+               "wrong ledger": {**saved, "ledgers": [{"best": 3}]}}[damage]
+    torch.save(damaged, ckpt)
+    capsys.readouterr()
+    again = TrialRecorder(spec.trial_id)
+    row = run_trial(spec, ds, device, again, checkpoint=ckpt)
+    warned = capsys.readouterr().err.splitlines()
+    assert len(warned) == 1, warned
+    assert warned[0].startswith(f"harness: warning: checkpoint {ckpt} not resumed (") and "Traceback" not in warned[0]
+    assert warned[0].endswith(f"trial {spec.trial_id} starts from step 0")
+    assert row["status"] == "complete"
+    assert_same_tables(plain, again)
+    assert not ckpt.exists()
+
+
+def test_stale_temporary_checkpoint_files_are_removed_and_live_ones_kept(tmp_path):
+    """Only the temporary files no live process is writing: of this host, a dead pid's; of another
+    host, one untouched for an hour. The checkpoints themselves and other files are left alone."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from harness.train import remove_stale_checkpoint_tmps
+
+    trials = tmp_path / "trials"
+    trials.mkdir()
+    host = socket.gethostname()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = {"dead": f".ckpt-a.pt.tmp-{host}-{dead.pid}", "live": f".ckpt-b.pt.tmp-{host}-{os.getpid()}",
+             "old elsewhere": ".ckpt-c.pt.tmp-other-host-1", "new elsewhere": ".ckpt-d.pt.tmp-other-host-2",
+             "checkpoint": ".ckpt-e.pt", "other": "notes.txt"}
+    for name in names.values():
+        (trials / name).write_bytes(b"x")
+    hour_ago = time.time() - 3700
+    os.utime(trials / names["old elsewhere"], (hour_ago, hour_ago))
+    assert remove_stale_checkpoint_tmps(tmp_path) == 2
+    assert sorted(p.name for p in trials.iterdir()) == sorted(
+        names[k] for k in ("live", "new elsewhere", "checkpoint", "other"))
+    assert remove_stale_checkpoint_tmps(tmp_path / "nothing-here") == 0
+
+
+def test_a_checkpoint_holds_only_tensors_and_plain_values(tmp_path):
+    """What makes weights_only=True possible: plain() turns numpy scalars into Python's and refuses
+    anything that would need a class to load, naming where it is."""
+    import numpy as np
+
+    from harness.train import plain
+
+    got = plain({"a": [np.float64(0.5), (np.int64(3), None)], "t": torch.ones(2), "s": "x"})
+    assert got["a"] == [0.5, (3, None)] and type(got["a"][0]) is float and type(got["a"][1][0]) is int
+    with pytest.raises(TypeError, match=r"checkpoint\['rows'\]\[0\] is of type object"):
+        plain({"rows": [object()]})

@@ -1,5 +1,6 @@
 """`harness export`: what each tracker's own reader gets back equals the results tables."""
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -542,3 +543,112 @@ def test_tensorboard_export_of_kept_weights_is_the_same(saved, tmp_path):
     # TensorBoard keeps no artifacts: the export writes the trial as it would without weights.
     assert export(saved, "tensorboard", tmp_path / "tb").written == 1
     assert not list((tmp_path / "tb").rglob("*.pt"))
+
+
+# ----------------------------------------------------------------------------- bad stores and weights (issue 29)
+
+def test_mlflow_an_unreachable_server_is_one_line_within_30_s(results, monkeypatch, capsys):
+    """Nothing listens on port 9: one line naming the URL, exit 1, well within 30 s (MLflow's own
+    retries would take minutes)."""
+    import time
+
+    for key in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(key, raising=False)
+    start = time.monotonic()
+    assert main(["export", str(results), "--to", "mlflow", "http://127.0.0.1:9/"]) == 1
+    assert time.monotonic() - start < 30
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("harness: error: cannot reach the MLflow tracking store "
+                                               "http://127.0.0.1:9/"), err
+
+
+def test_mlflow_a_read_only_store_is_one_line_naming_the_file(results, tmp_path, capsys):
+    """A store on a read-only file system (as root: a tmpfs remounted read-only; else permissions):
+    one line naming the file, exit 1, within 30 s (MLflow itself retries for about 100 s)."""
+    import sqlite3
+    import subprocess
+    import time
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    store = folder / "mlflow.db"
+    root = os.geteuid() == 0
+    if root and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode != 0:
+        pytest.skip("running as root and cannot mount a tmpfs to make read-only")
+    try:
+        sqlite3.connect(store).close()
+        if root:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        else:
+            store.chmod(0o444)
+            folder.chmod(0o555)
+        start = time.monotonic()
+        assert main(["export", str(results), "--to", "mlflow", f"sqlite:///{store}"]) == 1
+        assert time.monotonic() - start < 30
+    finally:
+        if root:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"harness: error: cannot write the MLflow store {store} ("), err
+
+
+def test_mlflow_check_store_refuses_a_file_that_is_not_a_database(tmp_path):
+    from harness.export.mlflow import check_store
+    from harness.storage import TrackerUnreachable
+
+    bad = tmp_path / "mlflow.db"
+    bad.write_bytes(os.urandom(4096))
+    with pytest.raises(TrackerUnreachable, match=f"^cannot write the MLflow store {re.escape(str(bad))} "):
+        check_store(f"sqlite:///{bad}")
+    check_store(f"sqlite:///{tmp_path / 'new.db'}")  # a new store: fine
+
+
+def test_mlflow_skips_weights_that_do_not_load_in_one_line(saved, tmp_path, capsys):
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    (row,) = records.load(saved).runs.to_dict("records")
+    bad = tmp_path / "bad"
+    shutil.copytree(saved, bad, ignore=shutil.ignore_patterns("mlflow", "wandb"))
+    (bad / row["model_file"]).write_bytes(os.urandom(100))
+    capsys.readouterr()
+    res = export(bad, "mlflow", tmp_path / "mlflow-bad")
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("harness: warning:")]
+    assert err == [f"harness: warning: trial {row['trial_id']}'s weights {bad / row['model_file']} are not a torch "
+                   f"file (not the zip archive torch.save writes); exported without them"]
+    client = MlflowClient(tracking_uri=res.out)
+    (child,) = [r for r in client.search_runs([client.get_experiment_by_name("saved").experiment_id])
+                if "harness.trial_id" in r.data.tags]
+    assert res.written == 1 and client.list_artifacts(child.info.run_id) == []
+
+
+def test_a_run_with_a_tracker_whose_library_is_missing_stops_before_any_work(tmp_path, monkeypatch):
+    """As docs/integrations.md says: exit 2 (a ConfigError) with the line that installs it, nothing written."""
+    from harness import runner
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` raise ImportError
+    cfg = config_from_dict({**tiny_raw("lib"), "run": {"trackers": ["wandb"]}})
+    with pytest.raises(ConfigError, match=r"^run.trackers: wandb needs the 'wandb' library.*" +
+                       re.escape(install_hint("wandb"))):
+        runner.run(cfg, tmp_path / "res", workers=1, device="cpu", threads=1, progress=False)
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("name", ["a" * 65, "..", "."])
+def test_an_arm_name_a_file_name_or_a_tracker_would_refuse_is_refused_at_config_load(tmp_path, name):
+    """Arm names go into TensorBoard's run folders and trackers' run names: 300 characters once made
+    `--to tensorboard` fail half-way ("File name too long"). Refused with the file and line instead."""
+    from harness.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: x\ndata: {{kind: synthetic}}\ngrid:\n  arm:\n    ok: {{cell: rnn}}\n"
+                    f"    '{name}': {{cell: lstm}}\n")
+    with pytest.raises(ConfigError, match=rf"^config key 'grid.arm': arm name .* is not allowed; allowed: a non-empty "
+                       rf"name of at most 64 .*\({re.escape(str(path))}, line 4\)$"):
+        load_config(path)
+    ok = path.read_text().replace(f"'{name}'", "'" + "b" * 64 + "'")
+    path.write_text(ok)
+    assert load_config(path).grid["arm"] == ["ok", "b" * 64]

@@ -574,3 +574,134 @@ def test_a_trial_named_in_a_torn_line_is_run_again_at_once(tmp_path):
     after = {t.number: t for t in fresh.get_trials()}
     assert after[victim.number].state == TrialState.FAIL and after[victim.number].user_attrs["status"] == "stale"
     assert after[1].state == TrialState.WAITING
+
+
+# ----------------------------------------------------------------------------- the machine refuses a write (issue 29)
+
+TORCH_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"  # torch's writer, disk full
+
+
+def _chained(outer: BaseException, inner: BaseException) -> BaseException:
+    outer.__context__ = inner
+    return outer
+
+
+@pytest.mark.parametrize("error,code", [
+    (OSError(28, "No space left on device"), 28),
+    (OSError(122, "Disk quota exceeded"), 122),
+    (PermissionError(13, "Permission denied"), 13),
+    (OSError(30, "Read-only file system"), 30),
+    (RuntimeError(TORCH_FULL), 28),  # no errno at all: a writable folder, so the disk
+    (_chained(RuntimeError(TORCH_FULL), OSError(28, "No space left on device")), 28),  # a file object's write
+    (_chained(RuntimeError("[enforce fail at inline_container.cc:603] . file write failed"),
+              OSError(122, "Disk quota exceeded")), 122),
+])
+def test_a_refused_write_is_recognised_however_the_library_reports_it(tmp_path, error, code):
+    from harness.files import NoRoom, no_room
+
+    refused = no_room(error, tmp_path, needed=3 * 2**20)
+    assert isinstance(refused, NoRoom) and refused.errno == code
+    assert refused.filename == str(tmp_path)
+    assert refused.strerror.startswith(os.strerror(code))
+    if code in (28, 122):
+        assert "MB free there" in refused.strerror and "the write needs about 3.0 MB" in refused.strerror
+
+
+@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), ValueError("x"), RuntimeError("CUDA error"),
+                                   KeyError("step")])
+def test_other_errors_are_not_a_refused_write(tmp_path, error):
+    from harness.files import no_room
+
+    assert no_room(error, tmp_path) is None
+
+
+REFUSALS = {"ENOSPC": lambda: OSError(28, "No space left on device"),
+            "EDQUOT": lambda: OSError(122, "Disk quota exceeded"),
+            "EACCES": lambda: PermissionError(13, "Permission denied"),
+            "EROFS": lambda: OSError(30, "Read-only file system"),
+            "torch-writer": lambda: RuntimeError(TORCH_FULL)}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+def test_a_refused_checkpoint_write_stops_the_trial_without_failing_it(tmp_path, monkeypatch, kind):
+    """The writer of the checkpoint raises each kind of refusal: runner.execute raises NoRoom (no
+    failed row, no shards), the checkpoint already there is untouched, no temporary file is left."""
+    import torch
+    from conftest import tiny_specs
+
+    from harness import runner, train
+    from harness.files import NoRoom
+
+    specs, ds = tiny_specs(tmp_path, {"cell": ["rnn"], "pad_size": [12]}, epochs=2, batch_size=32, checkpoint_every=5)
+    out = tmp_path / "out"
+    ckpt = train.checkpoint_path(out, specs[0].trial_id)
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *a, **kw):  # the first checkpoint is written, the second refused
+        calls.append(1)
+        if len(calls) > 1:
+            f.write(b"partial")
+            raise REFUSALS[kind]()
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(train.torch, "save", save)
+    with pytest.raises(NoRoom) as e:
+        runner.execute(specs[0], ds, torch.device("cpu"), out, {}, publish=False, checkpoint=ckpt)
+    assert e.value.filename == str(ckpt.parent)
+    assert not records.staged_path(out, specs[0].trial_id).exists() and not records.is_done(out, specs[0].trial_id)
+    assert torch.load(ckpt, weights_only=True)["step"] == 5  # the previous checkpoint, whole
+    assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]  # no temporary file left
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+def test_a_refused_shard_write_stops_the_trial_without_failing_it(tmp_path, monkeypatch, kind):
+    import torch
+    from conftest import tiny_specs
+
+    from harness import runner
+    from harness.files import NoRoom
+
+    specs, ds = tiny_specs(tmp_path, {"cell": ["rnn"], "pad_size": [12]}, save_model="last")
+    out = tmp_path / "out"
+
+    def save_weights(weights, path):
+        raise REFUSALS[kind]()
+
+    monkeypatch.setattr(records, "save_weights", save_weights)
+    with pytest.raises(NoRoom) as e:
+        runner.execute(specs[0], ds, torch.device("cpu"), out, {}, publish=False)
+    assert e.value.filename == str(out / "trials")
+    assert not records.staged_path(out, specs[0].trial_id).exists() and not records.is_done(out, specs[0].trial_id)
+
+
+@pytest.mark.slow
+def test_a_disk_full_mid_trial_stops_the_run_and_the_same_command_finishes_every_trial(tmp_path):
+    """A 3 MB tmpfs that fills with checkpoints and kept weights mid-run: one line naming the folder,
+    exit 1, no trial failed and no retry spent; run twice more on the full disk, the same; once there
+    is room, the same command finishes every trial, each once and complete."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if not _mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)):
+        pytest.skip("cannot mount a small tmpfs here (needs root / CAP_SYS_ADMIN) to fill a disk")
+    try:
+        raw = tiny_raw("full", FOUR)
+        raw["model"].update(embed_dim=32, hidden_size=128)  # LSTM weights of about 1 MB: checkpoints of ~5 MB
+        raw["train"].update(epochs=2, batch_size=32, checkpoint_every=4, save_model="last")
+        config = tmp_path / "c.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        out = mnt / "o"
+        for _ in range(3):  # the retry of a failed trial would be spent by the second
+            line = one_line_error(harness(*run_cmd(config, out)))
+            assert "No space left on device" in line and str(out / "trials") in line and "MB free there" in line
+            assert "the disk is full" in line, line
+            shards = list((out / "trials").glob("*/runs.parquet")) if (out / "trials").is_dir() else []
+            assert not any(records.read_trial(out, p.parent.name)["runs"]["status"].eq("failed").any()
+                           for p in shards)
+        assert _mount("-o", "remount,size=64m", str(mnt))
+        p = harness(*run_cmd(config, out))
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+        runs = runs_of(out)
+        assert len(runs) == 4 and runs.index.is_unique and (runs["status"] == "complete").all()
+        assert not list((out / "trials").glob(".ckpt-*"))  # no checkpoint nor temporary file left
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)

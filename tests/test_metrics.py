@@ -38,3 +38,9 @@ def test_pad_fraction_and_update_ratio():
     assert metrics.pad_fraction(np.array([1, 3]), 4).tolist() == [0.0, 0.5, 0.5, 1.0]
     assert metrics.update_ratio(9.0, 100.0) == pytest.approx(0.3)
     assert math.isnan(metrics.update_ratio(1.0, 0.0))
+
+
+def test_majority_share_is_the_accuracy_of_always_predicting_the_commonest_class():
+    assert metrics.majority_share(np.array([0, 1, 1, 2, 1])) == pytest.approx(3 / 5)
+    assert metrics.majority_share(np.array([3, 3, 0, 0])) == pytest.approx(0.5)
+    assert math.isnan(metrics.majority_share(np.array([], dtype=np.int64)))

@@ -219,6 +219,18 @@ def test_a_run_keeps_the_weights_of_every_trial(tmp_path):
     raw["train"]["save_model"] = "last"
     again = runner.run(config_from_dict(raw), out, workers=1, device="cpu", threads=1, progress=False)
     assert again["complete"] == 2 and again["missing"] == 0
+    # harness status names a kept weights file that cannot be used: missing, or not loadable (issue 29).
+    from harness.status import format_status, status
+
+    assert status(out)["models"] == []
+    first, second = runs["model_file"]
+    (out / first).write_bytes(os.urandom(100))
+    (out / second).unlink()
+    info = status(out)
+    assert [(m["model_file"], m["problem"]) for m in info["models"]] == [
+        (first, "not a torch file (not the zip archive torch.save writes)"), (second, "missing")]
+    text = format_status(info)
+    assert "kept weights that cannot be used (train.save_model):" in text and f"{second}: missing" in text
 
 
 def test_kept_weights_travel_through_the_artifact_store(tmp_path):

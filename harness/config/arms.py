@@ -25,6 +25,9 @@ from harness.config.sections import short_axis_name
 
 ARM = "arm"  # the axis's name under grid:, in trial factors and in the runs table
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+# An arm's name goes into file names (TensorBoard's run folders) and trackers' run names and tags:
+# at most this many characters, none of them a path's '/' (and not '.' or '..').
+ARM_NAME_MAX = 64
 _SEED = "train.seed"
 
 
@@ -40,9 +43,14 @@ def build_arms(raw: Any, where: Where) -> dict[str, dict[str, Any]]:
 
 
 def _arm_name(name: Any, where: Where) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(f"config key 'grid.arm': arm name {name!r} is not allowed; allowed: a non-empty name of "
-                          f"letters, digits, '-', '_' and '.'{where('grid.arm')}")
+    """An arm's name as a file name and a tracker accept it: 1 to ARM_NAME_MAX of [A-Za-z0-9._-],
+    not '.' or '..'."""
+    ok = isinstance(name, str) and _NAME.fullmatch(name) and len(name) <= ARM_NAME_MAX and name not in (".", "..")
+    if not ok:
+        shown = repr(name) if len(repr(name)) <= 80 else f"{repr(name)[:60]}... ({len(str(name))} characters)"
+        raise ConfigError(f"config key 'grid.arm': arm name {shown} is not allowed; allowed: a non-empty name of "
+                          f"at most {ARM_NAME_MAX} letters, digits, '-', '_' and '.' (not '.' or '..')"
+                          f"{where('grid.arm')}")
     return name
 
 

@@ -90,6 +90,10 @@ class SynthConfig:
         "carry much evidence, some almost none)", min=0.1))
     background_zipf: float = field(default=1.0, metadata=_meta(
         "exponent of the background characters' Zipf distribution (rank r has weight r^-s)", min=0.0))
+    background_tilt: float = field(default=0.0, metadata=_meta(
+        "how much every background character leans to some classes: class c draws background character x "
+        "with weight zipf(x) * exp(tilt * z[x, c]), z standard normal per (character, class); 0: the background "
+        "is the same for every class and only the indicative sets carry the class", min=0.0, max=5.0))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from harness.config.arms import ARM, arm_keys, build_arms, check_arm_axes, check
 from harness.config.errors import ConfigError, Where, did_you_mean, reject_unknown_keys
 from harness.config.experiment import ExperimentConfig
 from harness.config.fields import canonical_axis, check_name, check_value, field_info, lookup_field
-from harness.config.headline import parse_headline
+from harness.config.headline import HeadlineError, parse_headline
 from harness.config.sections import SECTIONS, short_axis_name
 from harness.config.validate_study import build_study
 
@@ -35,7 +35,11 @@ def config_from_dict(raw: Any, source: str | None = None, lines: dict[str, int |
     study = build_study(raw["study"], grid, where) if raw.get("study") is not None else None
     adaptive = build_adaptive(raw["adaptive"], grid, study is not None, where) \
         if raw.get("adaptive") is not None else None
-    headline = parse_headline(raw.get("headline"))
+    try:
+        headline = parse_headline(raw.get("headline"))
+    except HeadlineError as e:  # "headline.KEY: what is wrong" -> the same, placed in the file
+        key, _, rest = str(e).partition(":")
+        raise ConfigError(f"config key '{key}':{rest}{where(key)}") from None
     cfg = ExperimentConfig(name=name, grid=grid, arms=arms, study=study, adaptive=adaptive, headline=headline,
                            source=source, **sections)
     check_distinct_arms(arms, {k: cfg.fixed_value(k) for k in arm_keys(arms)}, where)
@@ -53,6 +57,19 @@ def check_headline(cfg: ExperimentConfig, where: Where) -> None:
     if h is None:
         return
     group = h.group or ("arm" if "arm" in cfg.grid else "cell")
+    if group not in ("arm", "cell") and not any(k == group or k.endswith("." + group) for k in cfg.grid):
+        raise ConfigError(f"config key 'headline.group': {group!r} is not arm, cell or a grid axis; the grid has "
+                          f"{', '.join(cfg.grid)}{where('headline.group')}")
+    for key, pairs in (("contrasts", h.contrasts), ("d50_ratios", h.d50_ratios),
+                       ("directions", [(a, b) for a, b, _ in h.directions])):
+        same = [a for a, b in pairs if a == b]
+        if same:
+            raise ConfigError(f"config key 'headline.{key}': {same[0]} is compared with itself"
+                              f"{where('headline.' + key)}")
+    distance = any(len(cfg.setting_values(k)) > 1 for k in ("data.lag", "data.pad_size"))
+    if (h.d50 or h.d50_ratios or h.contrasts) and not distance:
+        raise ConfigError("config key 'headline': contrasts and D50s are taken per distance, but the grid varies no "
+                          f"distance (data.lag or data.pad_size){where('headline')}")
     levels = (list(cfg.grid["arm"]) if group == "arm" and "arm" in cfg.grid
               else [str(v) for v in cfg.setting_values("model.cell")] if group == "cell" else None)
     named = [x for pair in (*h.contrasts, *h.d50_ratios) for x in pair] + list(h.d50) + \
@@ -62,9 +79,30 @@ def check_headline(cfg: ExperimentConfig, where: Where) -> None:
         raise ConfigError(f"config key 'headline': {', '.join(unknown)} is not a level of {group}; the grid has "
                           f"{', '.join(levels or [])}{where('headline')}")
     seeds = cfg.grid.get("train.seed", [cfg.train.seed])
+    if h.seeds is not None and cfg.adaptive is not None and not set(h.seeds) <= set(range(cfg.adaptive.max_seeds)):
+        raise ConfigError(f"config key 'headline.seeds': seeds {h.seed_range()} pre-registered, but adaptive seeding "
+                          f"runs at most seeds 0–{cfg.adaptive.max_seeds - 1}{where('headline.seeds')}")
     if h.seeds is not None and cfg.adaptive is None and not set(h.seeds) <= set(seeds):
         raise ConfigError(f"config key 'headline.seeds': seeds {h.seed_range()} pre-registered, but "
                           f"grid.seed is {seeds}{where('headline.seeds')}")
+    if h.budget_check is not None:
+        check_budget_check(cfg, where)
+
+
+def check_budget_check(cfg: ExperimentConfig, where: Where) -> None:
+    """headline.budget_check needs the grid's own trials at fixed seeds (no study, no adaptive seeds),
+    a distance that varies (data.lag or data.pad_size), and no more seeds than the headline has."""
+    key, b = "headline.budget_check", cfg.headline.budget_check
+    other = "study" if cfg.study is not None else "adaptive" if cfg.adaptive is not None else None
+    if other:
+        raise ConfigError(f"config key '{key}': needs a grid run at fixed seeds, not with `{other}:`{where(key)}")
+    if not any(len(cfg.setting_values(k)) > 1 for k in ("data.lag", "data.pad_size")):
+        raise ConfigError(f"config key '{key}': the grid varies no distance (data.lag or data.pad_size), so "
+                          f"there is no frontier to check{where(key)}")
+    seeds = cfg.headline.seeds or cfg.grid.get("train.seed", [cfg.train.seed])
+    if b.seeds is not None and b.seeds > len(seeds):
+        raise ConfigError(f"config key '{key}.seeds': {b.seeds} seeds, but the headline has {len(seeds)}"
+                          f"{where(key + '.seeds')}")
 
 
 def check_embedding_name(name: str, where: Where) -> None:

@@ -86,7 +86,8 @@ class Dataset:
 
 # Generator keys added after version 1: left out of the identity at these defaults (the output is then
 # version 1's byte for byte), so older results keep their data and trial ids.
-SYNTH_ADDED_LATER = {"length_concentration": 10.0, "word_len": 1, "signal_concentration": None, "background_zipf": 1.0}
+SYNTH_ADDED_LATER = {"length_concentration": 10.0, "word_len": 1, "signal_concentration": None, "background_zipf": 1.0,
+                     "background_tilt": 0.0}
 
 
 def synth_id(cfg: DataConfig) -> str:
@@ -308,7 +309,22 @@ def describe(data_dir: str | Path, tokenizer: str = "char") -> dict:
     vocab_path = data_dir / "vocab.pkl"
     out["vocab"] = (f"vocab.pkl, {len(load_vocab_pickle(vocab_path))} tokens" if vocab_path.is_file()
                     else "built from train.txt")
+    out["embeddings"] = _check_embeddings(data_dir, tokenizer)
     return out
+
+
+def _check_embeddings(data_dir: Path, tokenizer: str) -> dict[str, str]:
+    """Every .npz in the folder checked as `harness run` checks the one `data.embedding` names
+    (thucnews.load_embeddings: no pickles, an 'embeddings' array of finite real numbers, one row per
+    token): file name -> "N x D". The vocabulary is vocab.pkl, else the one built from train.txt with
+    the default data.vocab_size and data.min_freq (a config with others counts other rows)."""
+    files = sorted(data_dir.glob("*.npz"))
+    if not files:
+        return {}
+    defaults = DataConfig()
+    vocab = _vocab(dataclasses.replace(defaults, tokenizer=tokenizer), data_dir,
+                   [t for t, _ in read_split(data_dir / "train.txt", len(read_classes(data_dir)))])
+    return {f.name: "{} x {}".format(*load_embeddings(f, len(vocab)).shape) for f in files}
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:

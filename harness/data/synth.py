@@ -102,6 +102,27 @@ def _indicative(rng: np.random.Generator, lengths: np.ndarray, cfg: SynthConfig)
     return is_word[first[title] + block]
 
 
+def _background(rng: np.random.Generator, owner: np.ndarray, bg_p: np.ndarray, cfg: SynthConfig) -> np.ndarray:
+    """(len(owner),) background ranks: Zipf, tilted per class by `background_tilt` (0: one
+    distribution for all classes, version 1's draw)."""
+    if cfg.background_tilt == 0.0:
+        return rng.choice(len(bg_p), size=len(owner), p=bg_p)
+    z = rng.standard_normal((cfg.n_classes, len(bg_p)))
+    w = bg_p[None, :] * np.exp(cfg.background_tilt * z)          # (C, V)
+    cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+    u = rng.random(len(owner))
+    return _draw_by_class(cdf, owner, u)
+
+
+def _draw_by_class(cdf: np.ndarray, owner: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws: out[i] = first index with cdf[owner[i]] >= u[i]."""
+    out = np.empty(len(owner), dtype=np.int64)
+    for c in range(cdf.shape[0]):
+        at = owner == c
+        out[at] = np.searchsorted(cdf[c], u[at], side="right")
+    return np.minimum(out, cdf.shape[1] - 1)
+
+
 def generate(cfg: SynthConfig) -> dict[str, list[tuple[str, int]]]:
     """Generate ``{"train": [(text, label), ...], "dev": ..., "test": ...}`` from `cfg`."""
     _check(cfg)
@@ -126,7 +147,7 @@ def generate(cfg: SynthConfig) -> dict[str, list[tuple[str, int]]]:
     owner = np.repeat(labels, lengths)  # class of each character's title
 
     is_kw = _indicative(rng, lengths, cfg)
-    bg = chars_by_rank[rng.choice(V, size=total, p=bg_p)]
+    bg = chars_by_rank[_background(rng, owner, bg_p, cfg)]
     kw = kw_chars[owner, rng.choice(K, size=total, p=kw_p)]
     codes = np.where(is_kw, kw, bg)
 

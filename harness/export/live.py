@@ -19,8 +19,10 @@ store DIR/mlflow-live/mlflow.db, artifacts beside it, as the export makes) and D
 `harness export DIR --to tensorboard|mlflow|wandb` afterwards writes DIR/tensorboard/, DIR/mlflow/
 and DIR/wandb/ as it always does, with nothing skipped and nothing twice.
 
-A tracker that cannot be used (its library is missing, a write fails) is one warning line on stderr
-and is dropped for that trial (a missing library: said once per worker); the trial goes on.
+A tracker whose library is not installed stops `harness run` before any work (exit 2, with the line
+that installs it: `check_libraries`). A tracker that cannot be used in a worker all the same (its
+library missing on another machine, a write fails) is one warning line on stderr and is dropped for
+that trial (a missing library: said once per worker); the trial goes on.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ from harness.export.trials import (
 
 SUFFIX = "-live"
 _warned: set[str] = set()  # trackers whose library is missing: said once per process
+
+
+def check_libraries(trackers: Iterable[str]) -> None:
+    """Refuse, before any work, a tracker (`run.trackers`) whose library is not installed: a
+    ConfigError (exit 2) that names the extra to install (harness.extras.require)."""
+    from harness.extras import EXTRAS, require
+
+    for name in trackers:
+        require(EXTRAS[name][0], name, f"run.trackers: {name}")
 
 
 def live_out(results_dir: str | Path, tracker: str) -> Path:

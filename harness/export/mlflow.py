@@ -16,6 +16,7 @@ OUT/mlflow.db with artifacts in OUT/artifacts. View a local store with
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 
 from harness.export.trials import Experiment, TrialView
 from harness.extras import require
+from harness.files import one_line
+from harness.storage import TrackerUnreachable, redact_text
 
 TRIAL_TAG = "harness.trial_id"     # on a child run: which trial it holds
 PARENT_TAG = "harness.parent"      # on a parent run: "grid" or the study's name
@@ -155,12 +158,56 @@ def _child(client: Any, eid: str, parent_id: str, view: TrialView, results_dir: 
     return rid
 
 
-def write(exp: Experiment, out: str | Path) -> tuple[int, int]:
-    """Write every trial not exported yet. Returns (written, skipped)."""
-    require("mlflow", "mlflow", "harness export --to mlflow")
+# MLflow's HTTP client retries a server that does not answer for minutes (7 retries, backoff 2, 120 s
+# timeout by default): set before the client is made, unless the user set them, a tracking server that
+# is not there is one line within about 20 s.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def check_store(uri: str) -> None:
+    """Refuse, at once and in one line naming it, a store that cannot be written: a SQLite file
+    that cannot be opened or written (read-only, no permission; MLflow itself would retry for about
+    100 s, then not name it). Servers are checked by their first request (see HTTP_DEFAULTS)."""
+    import sqlite3
+
+    if not uri.startswith("sqlite:///"):
+        return
+    path = uri[len("sqlite:///"):]
+    try:
+        con = sqlite3.connect(path, timeout=5)
+        try:
+            con.execute("BEGIN IMMEDIATE")  # a write, undone: fails on a read-only file or folder
+            con.execute("CREATE TABLE IF NOT EXISTS harness_write_probe (x)")
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise TrackerUnreachable(f"cannot write the MLflow store {path} ({e}): choose a writable OUT, or fix "
+                                 f"the file's or its folder's permissions") from None
+
+
+def _client(uri: str) -> Any:
+    """An MlflowClient on `uri`, with HTTP_DEFAULTS, whose store answers (else TrackerUnreachable)."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    check_store(uri)
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri(out))
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as e:  # connection refused, a timeout, a server error: MlflowException, requests'
+        raise TrackerUnreachable(f"cannot reach the MLflow tracking store {redact_text(uri)} "
+                                 f"({type(e).__name__}: {one_line(redact_text(str(e)), 300)})") from None
+    return client
+
+
+def write(exp: Experiment, out: str | Path) -> tuple[int, int]:
+    """Write every trial not exported yet. Returns (written, skipped). A store that cannot be reached
+    or written raises TrackerUnreachable (one line naming it)."""
+    require("mlflow", "mlflow", "harness export --to mlflow")
+    client = _client(tracking_uri(out))
     eid = _experiment_id(client, exp, out)
     runs = _all_runs(client, eid)
     parents = {r.data.tags[PARENT_TAG]: r.info.run_id for r in runs if PARENT_TAG in r.data.tags}

@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from harness import records
+from harness.files import weights_problem
 from harness.schema import RUNS
 
 # Runs columns that are a trial's settings (the config keys that define it), exported as
@@ -88,12 +89,14 @@ class TrialView:
         return self.params.get("seed")
 
     def model_path(self, results_dir: Path) -> Path | None:
-        """The trial's weights file in `results_dir` (None: none kept, or not there: a warning says so)."""
+        """The trial's weights file in `results_dir` (None: none kept, or not usable: missing, not
+        loadable with weights_only=True, not a state_dict; one warning line says so)."""
         if self.model_file is None:
             return None
         path = Path(results_dir) / self.model_file
-        if not path.is_file():
-            print(f"harness: warning: trial {self.trial_id}'s weights {path} are missing; exported without them",
+        problem = weights_problem(path)
+        if problem is not None:
+            print(f"harness: warning: trial {self.trial_id}'s weights {path} are {problem}; exported without them",
                   file=sys.stderr)
             return None
         return path

@@ -27,11 +27,15 @@ from harness.files import atomic_path, atomic_write_text
 from harness.report import figures, findings, stats
 from harness.report import outcomes as O
 from harness.report import question as Q
+from harness.report import targets as T
+from harness.report.budget import budget_markdown, split_tables
 from harness.report.catalogue import CATALOGUE, Drawn, draw, figure_names
 from harness.report.effects import EffectRow, compute_effects, holm_note
 from harness.report.effects import mark_near_frontier as mark_effects_near_frontier
+from harness.report.mechanism import mechanism_markdown
 from harness.report.question import Question
 from harness.report.sections import (
+    accuracy_intro,
     adaptive_markdown,
     effects_markdown,
     frontier_markdown,
@@ -41,6 +45,7 @@ from harness.report.sections import (
     success_markdown,
     summary_markdown,
 )
+from harness.report.targets import frontier_targets_markdown
 
 __all__ = ["write_report", "download_remote_shards", "compute", "build_figures", "render", "ReportData", "Figures",
            "FIGURE_NAMES", "CATALOGUE"]
@@ -73,6 +78,8 @@ class ReportData:
     group: str = "cell"             # the factor that names a group (colour, legend, sentences): cell, or arm
     arms: list[str] = field(default_factory=list)                  # grid.arm's names, in the config's order
     question: Question = field(default_factory=Question)           # what the results vary (`question`)
+    budget_checks: pd.DataFrame = field(default_factory=pd.DataFrame)  # outcomes of headline.budget_check's runs
+    target_frontier: Any = None     # `targets.TargetFrontier`: D50 at every target (computed on first use)
 
 
 def download_remote_shards(results_dir: str | Path) -> int:
@@ -94,7 +101,8 @@ def compute(results_dir: str | Path) -> ReportData:
     cfg, text = _load_config(d)
     if cfg is None and not (d / "trials").is_dir():
         raise ConfigError(f"{d} is not a results directory (no config.yaml and no trials/)")
-    tables = _load_tables(d)
+    # headline.budget_check's runs are not the grid's: taken out of every table here, kept apart for their section.
+    tables, checks = split_tables(_load_tables(d))
     runs = stats.prepare_runs(tables["runs"])
     if cfg is not None and cfg.study is not None and "phase" in runs.columns:
         # Configurations are compared at their own best settings: the re-runs, once they exist.
@@ -124,7 +132,8 @@ def compute(results_dir: str | Path) -> ReportData:
         chance=stats.chance_level(tables["confusion"], n_classes), target=target, planned=planned,
         max_seeds=stats.n_seeds(runs, keys), outcomes=outcomes, success=success,
         fits=O.frontier_fits(outcomes, varying), mixed=O.mixed_machines(runs, keys), adaptive=adaptive,
-        group=stats.group_key(runs), arms=arms, question=question)
+        group=stats.group_key(runs), arms=arms, question=question,
+        budget_checks=O.run_outcomes(stats.prepare_runs(checks["runs"]), checks["curves"]))
 
 
 def _arm_names(cfg: ExperimentConfig | None, runs: pd.DataFrame) -> list[str]:
@@ -257,9 +266,17 @@ def render(data: ReportData, built: Figures | None = None) -> str:
              success_markdown(data)]
     if q.has_frontier:
         parts += ["## Frontier: where learning stops (D50)\n", _FRONTIER_INTRO, frontier_markdown(data)]
+        parts += ["## Frontier at every target\n", frontier_targets_markdown(T.of(data))]
+        mechanism = mechanism_markdown(data)  # only where a lag varies
+        if mechanism:
+            parts += ["## Mechanism: gradient reach against learning\n", mechanism]
+    budget = budget_markdown(data)  # only with headline.budget_check
+    if budget:
+        parts += ["## Budget check\n", budget]
     parts += ["## Effects\n", _fits(q, _EFFECTS_INTRO) + (f" {holm_note(data.effects)}.\n" if data.effects else "\n"),
               effects_markdown(data),
-              "## Summary per configuration: test accuracy (secondary)\n", _fits(q, _ACC_INTRO), summary_markdown(data),
+              "## Summary per configuration: test accuracy (secondary)\n", _fits(q, accuracy_intro(data)),
+              summary_markdown(data),
               "## Figures\n"]
     for d in built.figures:
         parts.append(f"### {d.title}\n\n![{d.title}](figures/{d.name}.png)\n\n{d.caption} "
@@ -319,12 +336,6 @@ _EFFECTS_INTRO = (
     "configurations near the frontier that it pools (marked † in the Success table) flip often enough to "
     "undo it (simulated: each such run drawn anew at its configuration's rate). An unmarked decision can "
     "still fail to reproduce; benchmarks/compare_conclusions.py tests two folders against each other.")
-_ACC_INTRO = (
-    "Test accuracy after the fixed budget, for the runs that finished (diverged and failed runs have none "
-    "but are counted). It is bimodal near the frontier (a run learns or stays at chance), so it is shown as "
-    "the runs' values (2 runs), or the interquartile mean with the range (4 runs and more), without an "
-    "interval.\n")
-
 
 _NO_FRONTIER = {
     "configuration near the frontier: its runs are mixed, or the next distance tested (every other factor the "

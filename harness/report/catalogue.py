@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from harness.report import figures, stats
 from harness.report import outcomes as O
+from harness.report import targets as T
 from harness.report.fmt import fmt_setting, fmt_value
 
 if TYPE_CHECKING:
@@ -144,6 +145,31 @@ def _frontier_fit_caption(data: ReportData) -> str:
             "seeds per distance); a wide pale bar is a bracket where the outcomes split perfectly (no finite fit)."
             + _panels(_others(data)) + (" pad_size mixes the padding distance with truncation." if dist == "pad_size"
                                          else ""))
+
+
+def _targets(data: ReportData) -> Figure:
+    tf = T.of(data)
+    return figures.frontier_targets(tf.d50s, tf.group, distance=tf.distance, by=tf.selection.by,
+                                    distances=sorted(tf.points[tf.distance].unique()),
+                                    headline_target=tf.headline_target)[0]
+
+
+def _targets_caption(data: ReportData) -> str:
+    tf = T.of(data)
+    budget = f"{tf.budget:,} steps" if tf.budget is not None else "the budget"
+    cap = (f" The runs stopped at the first evaluation that reached {tf.capped:g} (`train.stop_at_target`), so no "
+           "higher target is drawn." if tf.capped is not None and tf.capped < tf.ceiling else "")
+    head = "" if tf.headline_target is None else f"; the dashed line is the headline's target {tf.headline_target:g}"
+    return (f"D50 against the target dev accuracy, one line per {tf.group}: a run counts as reaching a target when its "
+            f"best dev accuracy within {budget} is at least that target, and D50 is fitted at each target as for the "
+            "headline (a dot with its bootstrap interval; a pale vertical span is a bracket where the outcomes "
+            "separate; ▲ / ▼: every / no run reached it at every distance)" + head + f". Targets from chance + "
+            f"{T.ABOVE_CHANCE:g} to {tf.targets[-1]:.3g}." + cap + _panels(tf.selection.by))
+
+
+def _has_targets(data: ReportData) -> bool:
+    tf = T.of(data)
+    return tf is not None and len(tf.d50s) > 0
 
 
 def _survival_keys(data: ReportData) -> list[str]:
@@ -340,6 +366,9 @@ CATALOGUE: tuple[FigureEntry, ...] = (
     FigureEntry("frontier_fit", "Success against {distance}, with D50", _frontier_fit_caption,
                 (FRONTIER, Need(lambda d: bool(d.fits), "no run has an outcome yet")),
                 lambda d: figures.frontier_fit(d.fits, distance=_distance(d))[0]),
+    FigureEntry("frontier_targets", "D50 at every target dev accuracy", _targets_caption,
+                (FRONTIER, Need(_has_targets, "no run has a best dev accuracy above chance yet, or chance is unknown")),
+                _targets),
     FigureEntry("survival", "Time to target (Kaplan–Meier)", _survival_caption, (OUTCOMES,), _survival),
     FigureEntry("frontier", "Test accuracy against {distance}", lambda d: _accuracy_caption(d, _distance(d)),
                 (FRONTIER,),

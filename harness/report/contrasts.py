@@ -43,8 +43,9 @@ import pandas as pd
 from harness.config.headline import Headline, HeadlineError, read_headline, seed_text
 from harness.names import cell_entry
 from harness.report.fmt import fmt_value
+from harness.report.outcomes import budget_steps, d50_range_text, steps_text, unsplit_reason
 from harness.report.stats import ordered_levels
-from harness.stats.d50_ratio import N_BOOT, D50Ratio, bracket_bounds, ratio_from_draws
+from harness.stats.d50_ratio import N_BOOT, D50Ratio, range_bounds, ratio_from_draws
 from harness.stats.frontier import D50Fit, d50_draws, fit_d50
 from harness.stats.multiplicity import holm_adjust
 from harness.stats.two_rates import rate_difference
@@ -143,8 +144,9 @@ def arm_contrasts(outcomes: pd.DataFrame, group: str = "arm", distance: str | No
                 ka, na = (int(x) for x in counts.loc[(d, a)])
                 kb, nb = (int(x) for x in counts.loc[(d, b)])
                 r = rate_difference(ka, na, kb, nb, confidence)
+                # Clamped to the possible range: a difference of two rates lies in [-1, 1].
                 rows.append({**where, distance: d, "a": a, "b": b, "k_a": ka, "n_a": na, "k_b": kb, "n_b": nb,
-                             "diff": r.diff, "low": r.low, "high": r.high, "p": r.p_value})
+                             "diff": r.diff, "low": max(r.low, -1.0), "high": min(r.high, 1.0), "p": r.p_value})
     out = pd.DataFrame(rows, columns=cols)
     if out.empty:
         return out
@@ -285,33 +287,60 @@ def contrast_sentence(row: Mapping, group: str, distance: str) -> str:
             f"Holm {_p(row['p_holm'])}): {decision_text(row)}.")
 
 
-def d50_value_text(fit: D50Fit, tested: Sequence[float], distance: str) -> str:
-    """'41 [33, 52]', 'between 32 and 64 (a bracket)', 'beyond the largest distance tested (lag 64)', …"""
+def d50_value_text(fit: D50Fit, tested: Sequence[float], distance: str, budget: float | None = None) -> str:
+    """'41 [33, 52]', 'between 32 and 64 (a bracket: …)', 'beyond the largest distance tested (lag 64: …)', …;
+    a run that did not reach the target is said not to within `budget` steps."""
     lo_t, hi_t = min(tested), max(tested)
     if fit.status == "fit":
         low = f"< {_d(lo_t)}" if fit.low is None else _d(fit.low)
         high = f"> {_d(hi_t)}" if fit.high is None else _d(fit.high)
         extra = " (extrapolated beyond the distances tested)" if fit.extrapolated else ""
         return f"{_d(fit.d50)} [{low}, {high}]{extra}"
+    if fit.status == "separated" and not fit.perfect:
+        return f"not estimable ({unsplit_reason(fit, distance)}; the data put it {d50_range_text(fit, distance)})"
     if fit.status == "separated":
-        if fit.low is not None and fit.high is not None:
-            return f"between {_d(fit.low)} and {_d(fit.high)} (a bracket read off the data)"
-        return (f"below {_d(fit.high)} (a bracket)" if fit.low is None else f"beyond {_d(fit.low)} (a bracket)")
-    return {"all_reached": f"beyond the largest distance tested ({distance} {_d(hi_t)}: every run reached the target)",
-            "none_reached": f"below the smallest distance tested ({distance} {_d(lo_t)}: no run reached the target)",
+        return f"between {_d(fit.low)} and {_d(fit.high)} (a bracket: the outcomes split perfectly)"
+    within = steps_text(budget)
+    return {"all_reached": (f"beyond the largest distance tested ({distance} {_d(hi_t)}: every run reached the target "
+                            f"within {within})"),
+            "none_reached": (f"below the smallest distance tested ({distance} {_d(lo_t)}: no run reached the target "
+                             f"within {within})"),
             "no_decline": "none (success does not fall with distance)",
             "one_distance": f"unknown (only {distance} {_d(lo_t)} was tested)"}[fit.status]
 
 
+def _range_words(span: tuple[float, float] | None, bounded: bool, confidence: float) -> str:
+    """'between 0 and 8', 'above 16', 'at most 8', or a fitted D50's '[12, 25] (its 95% interval)'."""
+    if span is None:
+        return "unknown"
+    lo, hi = span
+    if not bounded:
+        high = "open" if math.isinf(hi) else _d(hi)
+        return f"in [{_d(lo)}, {high}] (its {100 * confidence:g}% bootstrap interval)"
+    if math.isinf(hi):
+        return f"above {_d(lo)}"
+    return f"at most {_d(hi)}" if lo == 0.0 else f"between {_d(lo)} and {_d(hi)}"
+
+
 def ratio_text(r: D50Ratio, a: str, b: str) -> str:
-    """'ratio lstm/rnn 2.3 [1.6, 3.4]', with the ends beyond the range said in words."""
-    conf = f"{100 * r.confidence:g}%"
+    """'ratio lstm/rnn 2.3 [1.6, 3.4]', or where a D50 is only known to lie in a range, the bounds
+    those ranges give ('ratio lstm/rnn at least 2 (bounds …: lstm's D50 above 16, rnn's at most 8)')."""
     if r.bracketed:
-        names = " and ".join(f"{x}'s" for x, k in ((a, "a"), (b, "b")) if k in r.bracketed)
-        span = f"at least {r.low:.2g}, no upper bound" if math.isinf(r.high) else \
-            f"between {r.low:.2g} and {r.high:.2g}"
-        return (f"ratio {a}/{b} {span} (bounds, not an interval: {names} D50 is only known to lie inside "
-                f"its bracket)")
+        lo, hi = r.low, r.high
+        if lo > 0 and math.isinf(hi):
+            span = f"at least {lo:.2g}, no upper bound"
+        elif lo > 0:
+            span = f"between {lo:.2g} and {hi:.2g}"
+        elif math.isfinite(hi):
+            span = f"at most {hi:.2g}"
+        else:
+            return (f"ratio {a}/{b}: not defined (neither D50 is bounded on both sides: {a}'s "
+                    f"{_range_words(r.range_a, 'a' in r.bracketed, r.confidence)}, {b}'s "
+                    f"{_range_words(r.range_b, 'b' in r.bracketed, r.confidence)})")
+        return (f"ratio {a}/{b} {span} (bounds, not an interval: {a}'s D50 lies "
+                f"{_range_words(r.range_a, 'a' in r.bracketed, r.confidence)}, {b}'s "
+                f"{_range_words(r.range_b, 'b' in r.bracketed, r.confidence)})")
+    conf = f"{100 * r.confidence:g}%"
     if math.isnan(r.ratio):
         return (f"ratio {a}/{b}: not defined (neither D50 lies inside the distances tested, or one does not "
                 f"exist)")
@@ -338,15 +367,8 @@ def _table(rows: pd.DataFrame, group: str, distance: str, by: Sequence[str]) -> 
     return md_table(pd.DataFrame(out))
 
 
-def _separated(g: GroupD50) -> tuple[float, float] | None:
-    """The bracket of a group whose runs split perfectly by distance, else None."""
-    f = g.fit
-    ok = f.status == "separated" and f.low is not None and f.high is not None
-    return (float(f.low), float(f.high)) if ok else None
-
-
 def d50_lines(d50s: Sequence[GroupD50], ratio_pairs: Sequence[tuple[object, object]], distance: str,
-              confidence: float = CONFIDENCE) -> list[str]:
+              confidence: float = CONFIDENCE, budget: float | None = None) -> list[str]:
     """One line per level of the other factors: 'D50: rnn 18 [12, 25], lstm 41 [33, 52]; ratio lstm/rnn
     2.3 [1.6, 3.4].'"""
     lines = []
@@ -356,13 +378,13 @@ def d50_lines(d50s: Sequence[GroupD50], ratio_pairs: Sequence[tuple[object, obje
             wheres.append(g.where)
     for where in wheres:
         here = {str(g.group): g for g in d50s if g.where == where}
-        parts = [f"{name} {d50_value_text(g.fit, g.tested, distance)}" for name, g in here.items()]
+        parts = [f"{name} {d50_value_text(g.fit, g.tested, distance, budget)}" for name, g in here.items()]
         ratios = []
         for a, b in ratio_pairs:
             ga, gb = here.get(str(a)), here.get(str(b))
             if ga is not None and gb is not None:
                 r = ratio_from_draws(ga.point, ga.draws, gb.point, gb.draws, confidence)
-                r = bracket_bounds(r, _separated(ga), ga.draws, _separated(gb), gb.draws)
+                r = range_bounds(r, ga.fit, gb.fit)
                 ratios.append(ratio_text(r, str(a), str(b)))
         scope = f" ({_where_text(where)})" if where else ""
         lines.append(f"D50{scope}: " + ", ".join(parts) + ("; " + "; ".join(ratios) if ratios else "") + ".")
@@ -436,7 +458,8 @@ def contrasts_markdown(outcomes: pd.DataFrame, group: str, distance: str, by: Se
                    f"{group} against {group} at one {distance} {'remain' if rest != 1 else 'remains'} undecided "
                    "(the exact interval includes 0, or the Holm-adjusted p-value is 0.05 or more; table below).")
     d50s = group_d50s(outcomes, group, distance, by, d50_groups, n_boot=n_boot, rng=rng)
-    out += d50_lines(d50s, ratio_pairs if ratio_pairs is not None else pairs_used, distance)
+    out += d50_lines(d50s, ratio_pairs if ratio_pairs is not None else pairs_used, distance,
+                     budget=budget_steps(outcomes))
     out += direction_lines(rows, directions, group, distance)
     method = (f"Each row compares the share of runs that reached the target between two {group}s at one "
               f"{distance}: the difference with its exact 95% interval (Chan–Zhang: inverts two one-sided exact "

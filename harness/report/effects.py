@@ -18,6 +18,17 @@ No accuracy row is formed where a run of the comparison stopped at the target (`
 that reached the target, so comparing it across distances or configurations measures when the runs
 stopped, not how well they learned (`STOP_AT_TARGET_NOTE`).
 
+Where a distance varies (`outcomes.distance_column`: lag, or pad_size), no row averages over it: the
+distance's own effect is given within each group (arm, or cell) and never averaged over groups, and
+every other factor's effect within each distance. Averaging a steps-to-target difference over
+distances mixes "sooner" at one with "never" at another (the RNN that never reaches the target at lag
+8 with the LSTM that gets there 25 steps later). A time row where one side's runs never reached the
+target says so (`EffectRow.never`): the report words it as "did not reach the target within N steps",
+not as a number of steps.
+
+Intervals are clamped to the possible range (`correct`): a difference of accuracies to [-1, 1], a
+difference of restricted times to [-tau, tau]; `EffectRow.clamped` says where that cut one.
+
 Every row of a report (both measures, every factor and scope) forms one family for Holm's
 correction (`harness.stats.paired.corrected_effects`), and a difference is claimed only when the
 corrected interval excludes zero and there are at least `paired.MIN_PAIRS` seeds.
@@ -33,8 +44,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from harness.report.fmt import fmt_value
+from harness.report.outcomes import distance_column
 from harness.report.stats import group_key, ordered_levels, varying
-from harness.stats.paired import MIN_PAIRS, EffectDecision, corrected_effects, replication_probability
+from harness.stats.paired import MIN_PAIRS, EffectDecision, all_equal, corrected_effects, replication_probability
 
 STOP_AT_TARGET_NOTE = ("Test-accuracy comparisons are left out wherever runs stopped at the target "
                        "(`train.stop_at_target`): such a run ends at the first evaluation that reaches the target, "
@@ -53,7 +66,12 @@ class EffectRow:
     settings of the other factors). `pairs`: matched run pairs behind them; `left_out`: matched pairs
     without the measure on both sides (a run diverged or failed). For time rows, `tau` (steps) and
     `reached` (pairs where both / only the level / only the baseline / neither reached the target).
-    `decision`: set by `correct`."""
+    `decision`: set by `correct`. `scope`: the (key, value) settings the row is restricted to (`within`
+    in words: 'all', 'arm=rnn', 'lag=16'); `primary`: a row that stands where an average over every
+    group or distance would have been (the findings state it). `never`: for a time row, 'level' or
+    'baseline' when every run of that side failed to reach the target, with `never_within` the
+    fewest steps any of them ran (so "did not reach the target within never_within steps" holds for
+    each); `clamped`: the interval was cut to the possible range."""
 
     factor: str
     baseline: object
@@ -68,6 +86,22 @@ class EffectRow:
     reached: tuple[int, int, int, int] = (0, 0, 0, 0)
     decision: EffectDecision | None = None
     near_frontier: bool = False   # pools a configuration near the frontier (see mark_near_frontier)
+    scope: tuple[tuple[str, object], ...] = ()
+    primary: bool = False
+    never: str | None = None
+    never_within: float | None = None
+    clamped: bool = False
+
+    @property
+    def test(self) -> str:
+        """The test the decision rests on: 'paired t' or, where every seed's difference is the same (no t
+        interval), 'sign test'."""
+        return "sign test" if all_equal(self.diffs) else "paired t"
+
+    @property
+    def comparison(self) -> tuple:
+        """What the row compares, whatever the measure: (factor, baseline, level, within)."""
+        return (self.factor, str(self.baseline), str(self.level), self.within)
 
     @property
     def seeds(self) -> int:
@@ -114,7 +148,8 @@ def restricted_times(p: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
 
 
 def effect_pair_rows(outcomes: pd.DataFrame, factor: str, baseline: object, level: object,
-                     match_on: Sequence[str], within: str) -> list[EffectRow]:
+                     match_on: Sequence[str], within: str, scope: Sequence[tuple[str, object]] = (),
+                     primary: bool = False) -> list[EffectRow]:
     """The accuracy row (unless a run of the comparison stopped at the target) and, when any run
     reached the target, the time row of one comparison."""
     p = matched(outcomes, factor, baseline, level, match_on)
@@ -123,7 +158,8 @@ def effect_pair_rows(outcomes: pd.DataFrame, factor: str, baseline: object, leve
     others = [k for k in match_on if k != "seed"]
     strata = int(p[others].drop_duplicates().shape[0]) if others else 1
     acc = p["acc_b"] - p["acc_a"]
-    head = dict(factor=factor, baseline=baseline, level=level, within=within, pairs=len(p), strata=strata)
+    head = dict(factor=factor, baseline=baseline, level=level, within=within, pairs=len(p), strata=strata,
+                scope=tuple(scope), primary=primary)
     stopped = bool(((p["stop_a"] == "target") | (p["stop_b"] == "target")).any())
     rows = [] if stopped else [EffectRow(**head, measure="acc", diffs=per_seed(p, acc),
                                          left_out=int(acc.isna().sum()))]
@@ -132,9 +168,52 @@ def effect_pair_rows(outcomes: pd.DataFrame, factor: str, baseline: object, leve
         ra, rb = np.minimum(q["time_a"], tau), np.minimum(q["time_b"], tau)
         fa, fb = (q["reached_a"] == 1.0) & (q["time_a"] <= tau), (q["reached_b"] == 1.0) & (q["time_b"] <= tau)
         counts = (int((fa & fb).sum()), int((fb & ~fa).sum()), int((fa & ~fb).sum()), int((~fa & ~fb).sum()))
+        never, within_steps = None, None
+        for side, tag in (("b", "level"), ("a", "baseline")):
+            if not (q[f"reached_{side}"] == 1.0).any():
+                never, within_steps = tag, float(q[f"time_{side}"].min())
         rows.append(EffectRow(**head, measure="time", diffs=per_seed(q, rb - ra), left_out=len(p) - len(q),
-                              tau=tau, reached=counts))
+                              tau=tau, reached=counts, never=never, never_within=within_steps))
     return rows
+
+
+def varying_distance(outcomes: pd.DataFrame, keys: Sequence[str]) -> str | None:
+    """The distance column (`outcomes.distance_column`) when it is one of `keys` and varies, else None."""
+    d = distance_column(outcomes)
+    return d if d in keys and d in outcomes.columns and outcomes[d].nunique(dropna=True) > 1 else None
+
+
+def _scope_text(scope: Sequence[tuple[str, object]]) -> str:
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in scope) or "all"
+
+
+def scopes(outcomes: pd.DataFrame, factor: str, group: str | None, distance: str | None
+           ) -> list[tuple[tuple[tuple[str, object], ...], bool]]:
+    """The scopes a factor's effect is given in, each (settings, primary). Without a varying distance:
+    over all runs (primary) and, for a factor other than the group, within each group. With one: the
+    distance's effect within each group (primary; no average over groups), every other factor's within
+    each distance (primary) and, for a factor other than the group, within each group and distance."""
+    groups = ordered_levels(outcomes[group]) if group else []
+    if distance is None:
+        out = [((), True)]
+        if factor != group:
+            out += [(((group, c),), False) for c in groups]
+        return out
+    if factor == distance:
+        return [(((group, c),), True) for c in groups] if groups else [((), True)]
+    dists = sorted(outcomes[distance].dropna().unique(), key=float)
+    out = [(((distance, d),), True) for d in dists]
+    if factor != group:
+        out += [(((group, c), (distance, d)), False) for c in groups for d in dists]
+    return out
+
+
+def in_scope(outcomes: pd.DataFrame, scope: Sequence[tuple[str, object]]) -> pd.DataFrame:
+    """The runs at every (key, value) of `scope`."""
+    mask = np.ones(len(outcomes), dtype=bool)
+    for k, v in scope:
+        mask &= (outcomes[k] == v).to_numpy()
+    return outcomes[mask]
 
 
 def effect_rows(outcomes: pd.DataFrame, keys: Sequence[str]) -> list[EffectRow]:
@@ -146,24 +225,56 @@ def effect_rows(outcomes: pd.DataFrame, keys: Sequence[str]) -> list[EffectRow]:
     keys = list(keys)
     g = group_key(outcomes)
     multi = g in outcomes.columns and outcomes[g].nunique() > 1
+    distance = varying_distance(outcomes, keys)
     for factor in varying(outcomes, keys):
         levels = ordered_levels(outcomes[factor])
         match_on = [k for k in keys if k != factor] + ["seed"]
-        scopes: list[tuple[str, pd.DataFrame]] = [("all", outcomes)]
-        if factor != g and multi:
-            scopes += [(f"{g}={c}", outcomes[outcomes[g] == c]) for c in ordered_levels(outcomes[g])]
-        for within, sub in scopes:
+        for scope, primary in scopes(outcomes, factor, g if multi else None, distance):
+            sub = in_scope(outcomes, scope)
             for level in levels[1:]:
-                out += effect_pair_rows(sub, factor, levels[0], level, match_on, within)
+                out += effect_pair_rows(sub, factor, levels[0], level, match_on, _scope_text(scope), scope, primary)
     return out
 
 
 def correct(rows: Sequence[EffectRow]) -> list[EffectRow]:
-    """The rows with their decisions: Holm-corrected t intervals over the whole family."""
+    """The rows with their decisions: Holm-corrected t intervals over the whole family, each clamped to
+    the range its measure can take (`possible_range`)."""
     if not rows:
         return []
     decisions = corrected_effects([r.diffs for r in rows])
-    return [replace(r, decision=d) for r, d in zip(rows, decisions)]
+    out = []
+    for r, d in zip(rows, decisions):
+        low, high = possible_range(r)
+        c_low, c_high = (d.low, d.high) if math.isnan(d.low) else (max(d.low, low), min(d.high, high))
+        clamped = not math.isnan(d.low) and (c_low != d.low or c_high != d.high)
+        out.append(replace(r, decision=replace(d, low=c_low, high=c_high), clamped=clamped))
+    return out
+
+
+def possible_range(r: EffectRow) -> tuple[float, float]:
+    """The values a row's mean difference can take: [-1, 1] for accuracy (a fraction), [-tau, tau] steps
+    for the restricted time to target (each side's restricted time lies in [0, tau])."""
+    if r.measure == "time" and r.tau is not None:
+        return (-float(r.tau), float(r.tau))
+    return (-1.0, 1.0)
+
+
+def decision_counts(rows: Sequence[EffectRow]) -> tuple[int, int, dict[str, int]]:
+    """(comparisons, decided, decided per test): rows of the same comparison (factor, baseline, level,
+    scope) on two measures count once, decided when either measure is; the test is that of its decided
+    rows ('paired t', 'sign test'; both named where its two measures rest on different ones)."""
+    by: dict[tuple, list[EffectRow]] = {}
+    for r in rows:
+        by.setdefault(r.comparison, []).append(r)
+    tests: dict[str, int] = {}
+    decided = 0
+    for group in by.values():
+        claimed = [r for r in group if r.decision is not None and r.decision.claimed]
+        if claimed:
+            decided += 1
+            name = " and ".join(sorted({r.test for r in claimed}))
+            tests[name] = tests.get(name, 0) + 1
+    return len(by), decided, tests
 
 
 def compute_effects(outcomes: pd.DataFrame, keys: Sequence[str]) -> list[EffectRow]:
@@ -205,8 +316,7 @@ def flip_probability(r: EffectRow, outcomes: pd.DataFrame, success: pd.DataFrame
     and at 5 seeds one such outlier undoes a t interval, unless the row averages it over many
     settings. 1.0 when the row pools no configuration near the frontier."""
     keys = list(keys)
-    sub = outcomes if r.within == "all" else outcomes[outcomes[r.within.split("=", 1)[0]].astype(str)
-                                                      == r.within.split("=", 1)[1]]
+    sub = in_scope(outcomes, r.scope)
     match_on = [k for k in keys if k != r.factor] + ["seed"]
     p = matched(sub, r.factor, r.baseline, r.level, match_on)
     rates = {}

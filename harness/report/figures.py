@@ -939,3 +939,92 @@ def fit_curve_values(fit, distances: np.ndarray) -> np.ndarray | None:
         return None
     b0, b1 = fit.coefficients
     return 1.0 / (1.0 + np.exp(-(b0 + b1 * np.log1p(distances))))
+
+
+# ----------------------------------------------------------------------------- 11. frontier at every target
+
+@styled
+def frontier_targets(d50s: pd.DataFrame, group: str, *, distance: str = "lag", by: Sequence[str] = (),
+                     distances: Sequence[float] = (), headline_target: float | None = None):
+    """D50 against the target dev accuracy (`harness.report.targets.d50_at_targets`'s d50 table), one
+    line per group (colour): a fitted D50 as a dot with its bootstrap interval (a thin vertical bar), a
+    bracket (or the range a split with one mixed distance leaves) as a pale vertical span without a
+    point (the line joins fitted D50s only), ▲ at the top where every run reached
+    the target at every distance (D50 beyond the longest), ▼ at the bottom where none did (hollow: a
+    fitted D50 outside the distances tested, extrapolated); the dashed
+    line is the headline's target. y on the log(1 + D) scale, ticks at the `distances` tested; one panel
+    per level of `by`. The legend names only what is drawn."""
+    by = [k for k in by if k in d50s.columns]
+    nrows, ncols, panels = _factor_panels(d50s, by, wrap=3)
+    fig, axes = _grid(nrows, ncols, panel=(4.8, 3.4), sharey=True)
+    lo_d = float(d50s["shortest"].min()) if len(d50s) else 0.0
+    hi_d = float(d50s["longest"].max()) if len(d50s) else 1.0
+    ylim = _log1p_limits(lo_d, hi_d, 0.08)
+    groups = ordered_levels(d50s[group]) if len(d50s) else []
+    drawn: set[str] = set()
+    for i, title, rows in panels:
+        ax = axes.flat[i]
+        for name in groups:
+            g = rows[rows[group] == name].sort_values("target")
+            if not g.empty:
+                _target_line(ax, g, cell_color(name), ylim, drawn)
+        if headline_target is not None:
+            ax.axvline(headline_target, color="0.25", linestyle="--", linewidth=1.0, label="_headline")
+            drawn.add("headline")
+        ax.set_yscale("function", functions=(_log1p_safe, _expm1_safe))
+        ax.set_ylim(*ylim)
+        ticks = sorted({float(x) for x in (lo_d, hi_d, *distances)})
+        ax.set_yticks(ticks, [fmt_value(int(t) if t.is_integer() else t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_title(title)
+    _show_panels(axes, [i for i, _, _ in panels])
+    _label_edges(axes, "target dev accuracy", f"D50 ({distance}, log(1 + D) scale)")
+    handles = [Line2D([], [], color=cell_color(c), marker="o", markersize=4, label=str(c)) for c in groups]
+    extra = {"interval": Line2D([], [], color="0.3", linewidth=1.0, label="D50 bootstrap interval (95%)"),
+             "bracket": Line2D([], [], color="0.3", linewidth=6, alpha=0.3,
+                               label="D50 range, no finite fit (outcomes separate)"),
+             "beyond": Line2D([], [], color="0.3", marker="^", linestyle="none",
+                              label="every run reached it: D50 beyond the longest distance"),
+             "below": Line2D([], [], color="0.3", marker="v", linestyle="none",
+                             label="no run reached it: D50 below the shortest distance"),
+             "fit_beyond": Line2D([], [], color="0.3", marker="^", markerfacecolor="none", linestyle="none",
+                                  label="fitted D50 beyond the longest distance (extrapolated)"),
+             "fit_below": Line2D([], [], color="0.3", marker="v", markerfacecolor="none", linestyle="none",
+                                 label="fitted D50 below the shortest distance (extrapolated)"),
+             "headline": Line2D([], [], color="0.25", linestyle="--", label=f"the headline's target {headline_target:g}"
+                                if headline_target is not None else "")}
+    _legend_below(fig, handles + [h for k, h in extra.items() if k in drawn], ncol=3)
+    return fig, axes
+
+
+def _target_line(ax: Axes, g: pd.DataFrame, color: str, ylim: tuple[float, float], drawn: set[str]) -> None:
+    """One group of `frontier_targets`: its D50s joined by a line (broken where there is none), intervals,
+    brackets and the ▲ / ▼ marks; adds to `drawn` the kinds of mark it drew."""
+    x = g["target"].to_numpy(float)
+    width = 0.35 * float(np.median(np.diff(x))) if len(x) > 1 else 0.005   # the grid's spacing, not the
+    # gap to the headline's target, which can sit next to a grid point
+    y = np.full(len(g), np.nan)
+    for j, (_, r) in enumerate(g.iterrows()):
+        low = ylim[0] if r["low"] is None or pd.isna(r["low"]) else float(r["low"])
+        high = ylim[1] if r["high"] is None or pd.isna(r["high"]) else float(r["high"])
+        fit = r["status"] == "fit" and r["d50"] is not None and pd.notna(r["d50"])
+        if fit and float(r["shortest"]) <= float(r["d50"]) <= float(r["longest"]):
+            y[j] = float(r["d50"])
+            ax.plot([x[j], x[j]], [low, high], color=color, linewidth=1.0, alpha=0.8, label="_interval")
+            drawn.add("interval")
+        elif fit:   # the fitted crossing lies outside the distances tested: marked as beyond / below them
+            above = float(r["d50"]) > float(r["longest"])
+            ax.plot([x[j]], [float(r["longest"] if above else r["shortest"])], color=color,
+                    marker="^" if above else "v", markerfacecolor="none", linestyle="none", label="_outside")
+            drawn.add("fit_beyond" if above else "fit_below")
+        elif r["status"] == "separated":
+            ax.fill_between([x[j] - width, x[j] + width], low, high, color=color, alpha=0.25, linewidth=0,
+                            label="_bracket")   # a range, not an estimate: no point, the line breaks here
+            drawn.add("bracket")
+        elif r["status"] == "all_reached":
+            ax.plot([x[j]], [float(r["longest"])], color=color, marker="^", linestyle="none", label="_beyond")
+            drawn.add("beyond")
+        elif r["status"] == "none_reached":
+            ax.plot([x[j]], [float(r["shortest"])], color=color, marker="v", linestyle="none", label="_below")
+            drawn.add("below")
+    ax.plot(x, y, color=color, marker="o", markersize=3.5, linewidth=1.4, label="_d50")

@@ -9,18 +9,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from harness.names import STATUSES
-from harness.report.effects import STOP_AT_TARGET_NOTE, EffectRow, stopped_at_target
+from harness.report.effects import STOP_AT_TARGET_NOTE, EffectRow, decision_counts, stopped_at_target
 from harness.report.fmt import fmt_value, interval, pct, points
 from harness.report.outcomes import (
     FrontierFit,
+    budget_steps,
+    d50_range_text,
     fits_group_key,
     group_name,
     ordered_groups,
     ratio_summaries,
     ratio_text,
+    steps_text,
+    unsplit_reason,
 )
 from harness.report.stats import group_key
 from harness.stats.frontier import D50Fit
@@ -35,10 +40,11 @@ _HEAD = ("arm", "cell", "layernorm")  # named first, without 'key=': 'lstm-fb0/n
 
 
 def describe(row: pd.Series | dict, keys: Sequence[str]) -> str:
-    """'rnn/none pad_size=8 lr=0.01' for a configuration (only the keys given; an arm by its name,
-    'lstm-fb0/none lag=16')."""
+    """'rnn pad_size=8 lr=0.01' for a configuration: only the keys given (pass the ones that vary), an
+    arm or cell by its plain name ('lstm-fb0 lag=16'), joined with a layernorm only where it is among
+    the keys and applies ('rnn/output'); a null setting (one that does not apply) is left out."""
     parts = []
-    head = [str(row[k]) for k in _HEAD if k in keys]
+    head = [str(row[k]) for k in _HEAD if k in keys and not pd.isna(row[k])]
     if head:
         parts.append("/".join(head))
     parts += [f"{k}={fmt_value(row[k])}" for k in keys if k not in _HEAD]
@@ -110,8 +116,9 @@ def _d(x: float | None) -> str:
 
 
 def d50_text(fit: D50Fit | None, tested: Sequence[float]) -> str:
-    """What follows 'stops learning': 'at about D = 23 [12, 41]', 'between D = 32 and D = 64 (…)',
-    'below D = 16, …', each saying which kind of statement it is. `tested`: the distances tested."""
+    """Where D50 lies: 'at about D = 23 [12, 41]', 'between D = 32 and D = 64 (a bracket: …)' (only
+    where the outcomes split perfectly), 'not estimable (…)', 'below D = 16, …', each saying which kind
+    of statement it is. `tested`: the distances tested."""
     if fit is None or not len(tested):
         return "— no run has an outcome yet"
     dmin, dmax = min(tested), max(tested)
@@ -120,15 +127,12 @@ def d50_text(fit: D50Fit | None, tested: Sequence[float]) -> str:
         hi = f"> {_d(dmax)}" if fit.high is None else _d(fit.high)
         extra = ", extrapolated beyond the distances tested" if fit.extrapolated else ""
         return f"at about D = {_d(fit.d50)} [{lo}, {hi}]{extra}"
+    if fit.status == "separated" and not fit.perfect:
+        return f"not estimable ({unsplit_reason(fit, 'D =')}; the data put it {d50_range_text(fit, 'D =')})"
     if fit.status == "separated":
-        if fit.low is not None and fit.high is not None:
-            where = f"between D = {_d(fit.low)} and D = {_d(fit.high)}"
-        else:
-            where = f"below D = {_d(fit.high)}" if fit.low is None else f"beyond D = {_d(fit.low)}"
-        split = f", the runs split at D = {_d(fit.d50)}" if fit.d50 is not None and fit.d50 in set(tested) else ""
-        return (f"{where} (the runs learned at the shorter distances and not at the longer ones{split}; a "
-                f"distance counts when every run, none, or a share whose 95% interval lies above or below half "
-                f"reached the target: a bracket read off the data, not a confidence interval)")
+        return (f"between D = {_d(fit.low)} and D = {_d(fit.high)} (a bracket: every run reached the target up "
+                f"to D = {_d(fit.low)} and none from D = {_d(fit.high)} on, the outcomes split perfectly; read "
+                "off the data, not a confidence interval)")
     return {
         "all_reached": f"beyond D = {_d(dmax)}, the longest distance tested (every run reached the target)",
         "none_reached": f"below D = {_d(dmin)}, the shortest distance tested (no run reached the target)",
@@ -137,47 +141,58 @@ def d50_text(fit: D50Fit | None, tested: Sequence[float]) -> str:
     }[fit.status]
 
 
-def d50_short(fit: D50Fit | None, tested: Sequence[float]) -> str:
-    """The lead's short form of `d50_text`: 'at about D = 23 [12, 41]', 'between D = 32 and 64 (a
-    bracket)', 'below D = 16 (no run reached the target)'."""
+def d50_short(fit: D50Fit | None, tested: Sequence[float], budget: float | None = None) -> str:
+    """The lead's short form, every negative bounded by the budget: 'D50 at about D = 23 [12, 41]',
+    'reached the target within 1,000 steps in every run up to D = 0 and in none from D = 16 on (D50
+    between them: a bracket)', 'no run reached the target within 1,000 steps, even at D = 0'. `budget`:
+    the steps behind "within" (`outcomes.budget_steps`)."""
+    within = steps_text(budget)
+    if fit is not None and fit.status == "separated" and fit.perfect:
+        return (f"reached the target within {within} in every run up to D = {_d(fit.low)} and in none from "
+                f"D = {_d(fit.high)} on (D50 between them: a bracket)")
     if fit is not None and fit.status == "separated":
-        if fit.low is not None and fit.high is not None:
-            return f"between D = {_d(fit.low)} and {_d(fit.high)} (a bracket)"
-        return (f"below D = {_d(fit.high)} (a bracket)" if fit.low is None else
-                f"beyond D = {_d(fit.low)} (a bracket)")
-    if fit is not None and fit.status in ("all_reached", "none_reached"):
-        return (f"beyond D = {_d(max(tested))} (every run reached the target)" if fit.status == "all_reached"
-                else f"below D = {_d(min(tested))} (no run reached the target)")
-    return d50_text(fit, tested)
+        return f"D50 not estimable ({unsplit_reason(fit, 'D =')}); the data put it {d50_range_text(fit, 'D =')}"
+    if fit is not None and fit.status == "all_reached":
+        return (f"every run reached the target within {within} at every distance tested (D50 beyond "
+                f"D = {_d(max(tested))})")
+    if fit is not None and fit.status == "none_reached":
+        return f"no run reached the target within {within}, even at D = {_d(min(tested))} (D50 below it)"
+    if fit is not None and fit.status == "no_decline":
+        return f"reaching the target within {within} does not fall with distance in the range tested"
+    return "D50 " + d50_text(fit, tested)
 
 
-def _cell_clause(cell: object, group: Sequence[FrontierFit], key: str = "cell") -> str:
-    """'the RNN stops learning below D = 16 (…) with layernorm none and output' — groups with the
-    same statement merged. `key`: what names the group, 'cell' or 'arm' ('arm lstm-fb0 stops …')."""
+def _cell_clause(cell: object, group: Sequence[FrontierFit], key: str = "cell", budget: float | None = None) -> str:
+    """'the RNN: reached the target within 1,000 steps in every run up to D = 0 and in none from D = 16
+    on (…) with layernorm none and output' — groups with the same statement merged. `key`: what names
+    the group, 'cell' or 'arm' ('arm lstm-fb0: …')."""
     texts: dict[str, list[str]] = {}
     for f in group:
         label = ", ".join(f"{k} {fmt_value(v)}" for k, v in f.group.items() if k != key)
-        texts.setdefault(d50_short(f.fit, [float(x) for x in f.points[f.distance]]), []).append(label)
+        texts.setdefault(d50_short(f.fit, [float(x) for x in f.points[f.distance]], budget), []).append(label)
     parts = []
     for text, labels in texts.items():
         labels = [x for x in labels if x]
         parts.append(text + (f" with {' and '.join(labels)}" if labels and len(group) > 1 else ""))
-    return f"{group_name(key, cell)} stops learning " + "; ".join(parts)
+    return f"{group_name(key, cell)}: " + "; ".join(parts)
 
 
-def frontier_lead(fits: Sequence[FrontierFit], target: float | None) -> list[str]:
-    """The sentence the report leads with — 'the RNN stops learning at about D = … [CI]; the LSTM
-    at …' — then what the distance is and how to read the interval or bracket."""
+def frontier_lead(fits: Sequence[FrontierFit], target: float | None, budget: float | None = None) -> list[str]:
+    """The sentence the report leads with — 'the RNN: D50 at about D = … [CI]; the LSTM: …', every
+    negative said within the budget (`budget` steps) — then what the distance is and how to read the
+    interval or bracket."""
     if not fits:
         return []
     dist = fits[0].distance
     if all(f.fit is not None and f.fit.status == "one_distance" for f in fits):
         tested = fmt_value(fits[0].points[dist].iloc[0])
-        return [f"**Frontier**: only one distance was tested ({dist} {tested}), so where learning stops cannot be "
-                f"estimated; vary `{dist}` (grid axis) to place it."]
-    clauses = [_cell_clause(cell, group, fits_group_key(fits)) for cell, group in ordered_groups(fits)]
+        return [f"**Frontier**: only one distance was tested ({dist} {tested}), so the distance at which runs stop "
+                f"reaching the target within {steps_text(budget)} cannot be estimated; vary `{dist}` (grid axis) to "
+                "place it."]
+    clauses = [_cell_clause(cell, group, fits_group_key(fits), budget) for cell, group in ordered_groups(fits)]
     crit = f"reaching dev accuracy {target:g}" if target is not None else "reaching the target"
-    lead = f"**Frontier** (criterion: {crit}; D = {dist}): " + "; ".join(clauses) + "."
+    lead = (f"**Frontier** (criterion: {crit} within {steps_text(budget)}; D = {dist}; D50: the distance at which "
+            "half the runs still do): " + "; ".join(clauses) + ".")
     lead = lead.replace("): the ", "): The ", 1).replace("): arm ", "): Arm ", 1)
     if dist == "pad_size":
         note = ("Distance here is pad_size, which mixes the padding distance between a text's end and the "
@@ -186,10 +201,14 @@ def frontier_lead(fits: Sequence[FrontierFit], target: float | None) -> list[str
     else:
         note = "Distance is `data.lag`: exactly D padding steps between every text's end and the read-out position."
     notes = [note, D50_COVERAGE_NOTE + "."]
-    if any(f.fit is not None and f.fit.status == "separated" for f in fits):
-        notes.append("A bracket is where the runs learned at the shorter distance (all of them, or a share "
-                     "decidedly above half) and not at the longer one (none, or a share decidedly below half): "
-                     "it is read off the data, not a confidence interval (the true D50 may lie outside it).")
+    if any(f.fit is not None and f.fit.status == "separated" and f.fit.perfect for f in fits):
+        notes.append("A bracket is given only where the outcomes split perfectly (every run reached the target up "
+                     "to one distance and none from the next on): it is read off the data, not a confidence "
+                     "interval (the true D50 may lie outside it).")
+    if any(f.fit is not None and f.fit.status == "separated" and not f.fit.perfect for f in fits):
+        notes.append("Where one distance has mixed outcomes between distances where all and where none of the "
+                     "runs reached the target, a logistic fit has no finite slope: that D50 is not estimated, and "
+                     "the sentence says between which distances the data put it.")
     return [lead, " ".join(notes)]
 
 
@@ -210,8 +229,19 @@ def success_sentences(fits: Sequence[FrontierFit], target: float | None) -> list
             items.append(f"{int(p['k'])} of {int(p['n'])}{runs} at {where} "
                          f"{interval(p['low'], p['high'], lambda v: pct(v, 0))}")
             first = False
-        out.append(f"**{describe(f.group, list(f.group))}** reached {what} in " + ", ".join(items) + ".")
+        out.append(f"**{describe(f.group, label_keys(fits))}** reached {what} in " + ", ".join(items) + ".")
     return out
+
+
+def label_keys(fits: Sequence[FrontierFit]) -> list[str]:
+    """The keys that name the fits' groups in a sentence: the group key (arm or cell), and any other
+    key of theirs whose value differs between fits (a layernorm that is 'none' in every fit is not
+    named: 'rnn', not 'rnn/none')."""
+    if not fits:
+        return []
+    key = fits_group_key(fits)
+    keys = list(fits[0].group)
+    return [k for k in keys if k == key or len({str(f.group.get(k)) for f in fits}) > 1]
 
 
 # ----------------------------------------------------------------------------- effects
@@ -233,12 +263,20 @@ def verdict(r: EffectRow) -> str:
         near = "† (another machine may leave it undecided)" if r.near_frontier else ""
         if r.measure == "acc":
             return f"decided: {lv} is {'higher' if d.direction > 0 else 'lower'}{near}"
+        if r.never is not None:
+            other = fmt_value(r.baseline if r.never == "level" else r.level)
+            never = fmt_value(r.level if r.never == "level" else r.baseline)
+            return (f"decided: {other} reaches the target sooner ({never} did not within "
+                    f"{steps_text(r.never_within)}){near}")
         return f"decided: {lv} reaches the target {'later' if d.direction > 0 else 'sooner'}{near}"
     n = d.n_pairs
     if n < 2:
         why = f"only {seeds(n)}: no interval"
     elif math.isnan(d.low):
-        why = f"no t interval: {d.reason}"
+        reason = d.reason
+        if r.never is not None:   # a censored comparison: its difference is no number of steps
+            reason = reason.replace(f"every difference is {d.mean:+g}", "every seed's difference is the same")
+        why = f"no t interval: {reason}"
     elif d.low > 0 or d.high < 0:
         why = f"the interval excludes zero but rests on {seeds(n)}, fewer than the {MIN_PAIRS} a claim needs"
     else:
@@ -268,12 +306,27 @@ def measure_clause(r: EffectRow) -> str:
         what = f"test accuracy {_value(r, mean)} points {ci}{level}"
         if r.left_out:
             what += f" ({r.left_out} pair(s) left out: a run diverged or failed)"
+    elif r.never is not None:
+        what = censored_text(r)
     else:
         both, only_l, only_b, neither = r.reached
-        what = (f"restricted mean steps to target within the first {r.tau:g} steps {_value(r, mean)} {ci}{level} "
-                f"(reached it in time: both in {both} pairs, only {fmt_value(r.level)} in {only_l}, only "
+        clamp = " (clamped to the possible range)" if r.clamped else ""
+        what = (f"restricted mean steps to target within the first {r.tau:g} steps {_value(r, mean)} {ci}{clamp}"
+                f"{level} (reached it in time: both in {both} pairs, only {fmt_value(r.level)} in {only_l}, only "
                 f"{fmt_value(r.baseline)} in {only_b}, neither in {neither})")
     return f"{what}: {verdict(r)}"
+
+
+def censored_text(r: EffectRow) -> str:
+    """A time row where one side never reached the target, worded as censored, not as a number of
+    steps: 'steps to target: 16 did not reach the target within 1,000 steps in any of its 5 runs, 0
+    reached it in 5 of 5'."""
+    both, only_l, only_b, neither = r.reached
+    n = both + only_l + only_b + neither
+    never, other = (r.level, r.baseline) if r.never == "level" else (r.baseline, r.level)
+    k = both + (only_b if r.never == "level" else only_l)
+    return (f"steps to target: {fmt_value(never)} did not reach the target within {steps_text(r.never_within)} in "
+            f"any of its {n} runs, {fmt_value(other)} reached it in {k} of {n} within the first {r.tau:,.0f} steps")
 
 
 def effect_sentences(rows: Sequence[EffectRow], keys: Sequence[str]) -> list[str]:
@@ -282,12 +335,13 @@ def effect_sentences(rows: Sequence[EffectRow], keys: Sequence[str]) -> list[str
     out = []
     comparisons: dict[tuple, list[EffectRow]] = {}
     for r in rows:
-        if r.within == "all" or r.factor == "layernorm":
-            comparisons.setdefault((r.factor, str(r.baseline), str(r.level), r.within), []).append(r)
+        if r.within == "all" or r.primary or r.factor == "layernorm":
+            comparisons.setdefault(r.comparison, []).append(r)
     for group in comparisons.values():
         r = group[0]
         scope = "" if r.within == "all" else f" within {r.within.replace('=', ' ')}"
-        others = [k for k in keys if k != r.factor and not r.within.startswith(f"{k}=")]
+        fixed = {k for k, _ in r.scope} or {r.within.split("=", 1)[0]}
+        others = [k for k in keys if k != r.factor and k not in fixed]
         over = f", each averaged over {r.strata} settings of {', '.join(others)}" if r.strata > 1 else ""
         head = (f"**{r.factor} {fmt_value(r.level)} vs {fmt_value(r.baseline)}**{scope} "
                 f"({seeds(r.seeds)}{over})")
@@ -295,12 +349,13 @@ def effect_sentences(rows: Sequence[EffectRow], keys: Sequence[str]) -> list[str
     return out
 
 
-def decision_summary(rows: Sequence[EffectRow], max_seeds: int) -> list[str]:
-    """How many effect rows are decided; with fewer than MIN_PAIRS seeds, that they cannot be, and
-    how many seeds the clearest one would need."""
+def decision_summary(rows: Sequence[EffectRow], max_seeds: int, contrasts: bool = False) -> list[str]:
+    """How many distinct comparisons the effect rows make (a comparison's accuracy and time rows count
+    once) and how many are decided, naming the test each rests on; with fewer than MIN_PAIRS seeds,
+    that they cannot be, and how many seeds the clearest one would need. `contrasts`: the findings lead
+    with group-against-group rows at each distance (Boschloo), which test the same runs."""
     if not rows:
         return []
-    decided = [r for r in rows if r.decision and r.decision.claimed]
     open_ = [r for r in rows if r.decision and not r.decision.claimed and r.decision.pairs_suggested]
     clearest = min(open_, key=lambda r: r.decision.pairs_suggested, default=None)
     hint = ""
@@ -312,13 +367,27 @@ def decision_summary(rows: Sequence[EffectRow], max_seeds: int) -> list[str]:
                 f"{seeds(clearest.decision.pairs_suggested)} "
                 f"{'of one sign (exact sign test)' if math.isnan(clearest.decision.low) else 'at 80% power'}; the "
                 f"Effects table gives each row's number.")
+    n, decided, tests = decision_counts(rows)
+    what = f"{n} paired comparison{'s' if n != 1 else ''}"
     if max_seeds < MIN_PAIRS:
-        return [f"{seeds(max_seeds).capitalize()} per configuration cannot decide: none of the {len(rows)} effect "
-                f"rows may be claimed (a claim needs at least {MIN_PAIRS} seeds and a Holm-corrected interval "
-                f"that excludes zero).{hint}"]
-    rest = "" if len(decided) == len(rows) else "; the others cannot be decided from these data"
-    return [f"{len(decided)} of the {len(rows)} effect rows are decided (Holm-corrected intervals that exclude "
-            f"zero, at least {MIN_PAIRS} seeds){rest}.{hint}"]
+        return [f"{seeds(max_seeds).capitalize()} per configuration cannot decide: none of the {what} in the "
+                f"Effects table ({len(rows)} rows: a comparison's accuracy and steps-to-target rows are one "
+                f"comparison) may be claimed (a claim needs at least {MIN_PAIRS} seeds and a Holm-corrected "
+                f"interval that excludes zero).{hint}"]
+    how = "; ".join(f"{k} by the {TEST_NAMES.get(t, t)}" for t, k in sorted(tests.items()))
+    rest = "" if decided == n else "; the others cannot be decided from these data"
+    return [f"{decided} of the {what} in the Effects table {'is' if n == 1 else 'are'} decided ({how or 'none'}; "
+            f"Holm-corrected over its "
+            f"{len(rows)} rows, a comparison's accuracy and steps-to-target rows counted once, at least "
+            f"{MIN_PAIRS} seeds){rest}.{BOSCHLOO_NOTE if contrasts else ''}{hint}"]
+
+
+BOSCHLOO_NOTE = (" The group-against-group rows at each distance that lead the findings test the same runs "
+                 "(Boschloo's exact test of the counts): a difference found there and here is one finding, not two.")
+
+
+TEST_NAMES = {"paired t": "paired t interval", "sign test": "exact sign test (every seed's difference the same)",
+              "paired t and sign test": "paired t interval on one measure and the exact sign test on the other"}
 
 
 # ----------------------------------------------------------------------------- gradient reach
@@ -339,11 +408,11 @@ LAST_VALID_NOTE = ("With read-out last_valid the classifier reads each text's la
 
 
 def reach_sentences(runs: pd.DataFrame, distance: str = "pad_size") -> list[str]:
-    """The vanishing ratio log10(‖∂L/∂x_0‖ / ‖∂L/∂x_read‖) per cell (or arm) × layernorm at the longest
-    distance, at initialisation and after training: the mean over the finite values, and the runs
-    whose gradient underflowed to 0 counted as 'below 1e-38 (underflow) in k of n runs'. Runs with
-    read-out last_valid are left out (their distance is 0 by construction, so a ratio near 10^0 is
-    no evidence), said once."""
+    """The vanishing ratio log10(‖∂L/∂x_s‖ / ‖∂L/∂x_read‖) per cell (or arm; × layernorm or read-out
+    where they vary) at the longest distance, s the position `source_position` names, at initialisation
+    and after training: the mean over the finite values, and the runs whose gradient underflowed to 0
+    counted as 'below 1e-38 (underflow) in k of n runs'. Runs with read-out last_valid are left out
+    (their distance is 0 by construction, so a ratio near 10^0 is no evidence), said once."""
     cols = [c for c in RATIOS if c in runs.columns]
     if not cols:
         return []
@@ -356,14 +425,39 @@ def reach_sentences(runs: pd.DataFrame, distance: str = "pad_size") -> list[str]
     if d.empty:
         return note
     far = d[distance].max()
-    by = [group_key(d), "layernorm"] + (["readout"] if d["readout"].nunique() > 1 else [])
-    s = ratio_summaries(d[d[distance] == far], by, RATIOS)
+    at = d[d[distance] == far]
+    by = [group_key(d)] + [k for k in ("layernorm", "readout") if k in at.columns and at[k].nunique(dropna=True) > 1]
+    s = ratio_summaries(at, by, RATIOS)
     parts = [f"{'/'.join(str(r[k]) for k in by)} {ratio_text(r, RATIOS[0])} at init → {ratio_text(r, RATIOS[1])} "
              f"after training" for _, r in s.iterrows()]
-    return [f"At {distance} {fmt_value(far)}, the gradient reaching the first input position is, relative to the "
-            f"gradient at the read-out position (mean log10 over the runs where it did not underflow): "
-            + "; ".join(parts) + ". Around 10^0 the whole sequence gets gradient; far below, it vanishes before "
-            "reaching the text." + (f" {note[0]}" if note else "")]
+    where, caveat = source_position(at)
+    return [f"At {distance} {fmt_value(far)}, the gradient at {where} is, relative to the gradient at the read-out "
+            f"position (mean log10 over the runs where it did not underflow): " + "; ".join(parts) + ". Around 10^0 "
+            "the gradient reaches that position undiminished; far below, it vanishes on the way." + caveat
+            + (f" {note[0]}" if note else "")]
+
+
+def source_position(runs: pd.DataFrame) -> tuple[str, str]:
+    """(what the vanishing ratio's position is, a caveat): with a lag the probe compares the texts' last
+    position, pad_size - 1, lag steps before a `last` read-out (the text position nearest the read-out);
+    without one the sequence's first position, 0, which is padding wherever a text is shorter than
+    pad_size and lies pad_size - 1 steps before the read-out, so not the gradient at the text."""
+    lag = pd.to_numeric(runs["lag"], errors="coerce") if "lag" in runs.columns else pd.Series(np.nan, runs.index)
+    last = _readout(runs).isin(["last", ""]).all()
+    pad = pd.to_numeric(runs["pad_size"], errors="coerce") if "pad_size" in runs.columns else None
+    if lag.notna().all() and len(runs):
+        d = lag.unique()
+        steps = f", {fmt_value(d[0])} steps before the read-out" if last and len(d) == 1 else ""
+        return f"the texts' last position (pad_size − 1{steps}: the text position nearest the read-out)", ""
+    if lag.isna().all():
+        steps = ""
+        if last and pad is not None and pad.nunique(dropna=True) == 1:
+            steps = f", {int(pad.dropna().iloc[0]) - 1} steps before the read-out"
+        return (f"the sequence's first position (position 0{steps})",
+                " Position 0 is padding wherever a text is shorter than pad_size, so this is not the gradient at "
+                "the text.")
+    return ("the position each run's probe compares (the texts' last position, pad_size − 1, with a lag; the "
+            "sequence's first position, 0, without one)", "")
 
 
 # ----------------------------------------------------------------------------- machines
@@ -388,12 +482,13 @@ def findings(runs: pd.DataFrame, *, fits: Sequence[FrontierFit], effects: Sequen
     varies, there is none to lead with)."""
     if runs.empty:
         return coverage(runs, varying, planned)
-    out = frontier_lead(fits, target) if frontier else []
+    out = frontier_lead(fits, target, budget_steps(runs)) if frontier else []
     out += coverage(runs, varying, planned)
     out += machine_warning(mixed, varying)
     out += seeds_caveat(max_seeds)
     out += success_sentences(fits, target)
-    out += decision_summary(effects, max_seeds)
+    key = fits_group_key(fits) if fits else "cell"
+    out += decision_summary(effects, max_seeds, frontier and len({str(f.group.get(key)) for f in fits}) > 1)
     if stopped_at_target(runs):
         out.append(STOP_AT_TARGET_NOTE)
     out += effect_sentences(effects, varying)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.names import cell_entry, level_rank
+from harness.report.fmt import fmt_value
 from harness.report.stats import ARM, group_key, ordered_levels, sort_configs
 from harness.stats.frontier import D50Fit, fit_d50
 from harness.stats.rates import wilson_interval
@@ -298,3 +299,63 @@ def ordered_groups(fits: Sequence[FrontierFit]) -> list[tuple[object, list[Front
 
 def finite_or_nan(x: float | None) -> float:
     return math.nan if x is None else float(x)
+
+
+# ----------------------------------------------------------------------------- D50 in words
+
+def _dist(x: float) -> str:
+    return fmt_value(int(x) if float(x).is_integer() else float(x))
+
+
+def unsplit_reason(fit: D50Fit, distance: str) -> str:
+    """Why a D50 whose runs split with one mixed distance (status 'separated', not `perfect`) has no
+    estimate: 'the runs are mixed only at lag 16 (5 of 12 reached the target), all reached it up to
+    lag 8 and none from lag 32 on: a logistic fit has no finite slope'."""
+    mixed = fit.mixed()
+    if not mixed:
+        return "the runs split with mixed outcomes at one distance: a logistic fit has no finite slope"
+    at = "; ".join(f"{distance} {_dist(d)} ({k} of {n} reached the target)" for d, k, n in mixed)
+    full = [d for d, k, n in fit.counts if k == n and (not mixed or d < mixed[0][0])]
+    none = [d for d, k, n in fit.counts if k == 0 and (not mixed or d > mixed[-1][0])]
+    sides = []
+    if full:
+        sides.append(f"every run reached it up to {distance} {_dist(max(full))}")
+    if none:
+        sides.append(f"none from {distance} {_dist(min(none))} on")
+    return (f"the runs are mixed only at {at}" + (f", {' and '.join(sides)}" if sides else "")
+            + ": a logistic fit has no finite slope")
+
+
+def d50_range_text(fit: D50Fit, distance: str) -> str:
+    """Where the data put a D50 that has no estimate, from the distances whose rates are decided
+    ('between lag 8 and 32', 'above lag 16', 'below lag 8')."""
+    if fit.low is not None and fit.high is not None:
+        return f"between {distance} {_dist(fit.low)} and {_dist(fit.high)}"
+    if fit.low is not None:
+        return f"above {distance} {_dist(fit.low)}"
+    return f"below {distance} {_dist(fit.high)}" if fit.high is not None else "anywhere in the range tested"
+
+
+# ----------------------------------------------------------------------------- the budget
+
+def budget_steps(runs: pd.DataFrame) -> float | None:
+    """The training budget a negative statement may rest on, in steps: the fewest steps that any run
+    which finished without reaching the target trained (`steps`, or `last_step`), so "did not reach the
+    target within N steps" holds for every such run; where every run reached it, the most steps any
+    run trained. None without a steps column."""
+    col = "steps" if "steps" in runs.columns else "last_step" if "last_step" in runs.columns else None
+    if col is None or runs.empty:
+        return None
+    steps = pd.to_numeric(runs[col], errors="coerce")
+    ok = runs["status"].isin(["complete", "pruned"]) if "status" in runs.columns else pd.Series(True, runs.index)
+    stt = (pd.to_numeric(runs["steps_to_target"], errors="coerce") if "steps_to_target" in runs.columns
+           else pd.Series(np.nan, index=runs.index))
+    missed = steps[ok & stt.isna() & steps.notna()]
+    if len(missed):
+        return float(missed.min())
+    return float(steps.max()) if steps.notna().any() else None
+
+
+def steps_text(n: float | None) -> str:
+    """'1,000 steps' ('its budget' when unknown)."""
+    return "its budget" if n is None or not math.isfinite(n) else f"{n:,.0f} steps"

@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.report import outcomes as O
 from harness.report.effects import STOP_AT_TARGET_NOTE, stopped_at_target
-from harness.report.findings import d50_text, describe, verdict
+from harness.report.findings import d50_text, describe, label_keys, verdict
 from harness.report.fmt import fmt_setting, fmt_value, interval, pct, points
 
 if TYPE_CHECKING:
@@ -73,11 +73,16 @@ def exploratory_note(data: ReportData) -> str:
 
 def success_markdown(data: ReportData) -> str:
     """Per configuration: k of n runs reached the target, the rate with its Wilson interval, the
-    Kaplan-Meier median steps to target with its interval, and the runs' budgets. Under adaptive
+    Kaplan-Meier median steps to target with its interval, the runs' budgets, and how many runs learned
+    at all (`targets.learned_counts`: test accuracy above chance, whatever the target). Under adaptive
     seeding each row says it is exploratory (`exploratory_note`)."""
+    from harness.report.targets import learned_counts, learned_sentence
+
     s = data.success
     if s.empty:
         return "_(no trial has results yet)_\n"
+    keys = [k for k in data.keys if k in s.columns]
+    s = s.merge(learned_counts(data.outcomes, keys, data.tables.get("confusion")), on=keys, how="left")
     note = exploratory_note(data)
     near = "near the frontier" if data.question.has_frontier else "mixed outcomes"
     rows = []
@@ -88,10 +93,12 @@ def success_markdown(data: ReportData) -> str:
                      "rate [95% Wilson]": f"{pct(r['rate'], 0)} {interval(r['low'], r['high'], lambda v: pct(v, 0))}"
                      if r["n"] else "—",
                      "median steps to target [95% CI]": _median_text(r),
+                     "learned (above chance)": f"{int(r['learned_k'])} of {int(r['learned_n'])}"
+                     if pd.notna(r["learned_n"]) else "—",
                      "last evaluated step": budget, "no outcome (failed)": int(r["missing"]),
                      near: "†" if r.get("near_frontier", False) else "",
                      **({"seeds": "chosen adaptively: exploratory"} if note else {})})
-    return note + md_table(pd.DataFrame(rows))
+    return note + learned_sentence() + "\n\n" + md_table(pd.DataFrame(rows))
 
 
 def _median_text(r: pd.Series) -> str:
@@ -111,21 +118,36 @@ _KIND = {"fit": "logistic fit, bootstrap interval", "separated": "bracket (outco
          "no_decline": "success does not fall with distance", "one_distance": "one distance only"}
 
 
+def d50_kind(fit: O.D50Fit | None, distance: str, within: str = "its budget") -> str:
+    """What kind of statement a D50 is: a bracket only where the outcomes split perfectly; a split with
+    one mixed distance is 'not estimable' with the reason; 'no run reached the target within `within`'."""
+    if fit is None:
+        return "—"
+    if fit.status == "separated" and not fit.perfect:
+        return f"not estimable: {O.unsplit_reason(fit, distance)}"
+    if fit.status == "none_reached":
+        return f"no run reached the target within {within}"
+    return _KIND.get(fit.status, fit.status)
+
+
 def frontier_markdown(data: ReportData) -> str:
     """Per group: successes per distance, D50 and what kind of statement it is."""
     if not data.fits:
         return "_(no run has an outcome yet)_\n"
     rows = []
+    within = O.steps_text(O.budget_steps(data.outcomes if len(data.outcomes) else data.runs))
+    shown = label_keys(data.fits)   # the group and what varies between fits: no column of 'none's
     for f in data.fits:
         dist = f.distance
         per = ", ".join(f"{int(p['k'])}/{int(p['n'])} at {fmt_value(p[dist])}" for _, p in f.points.iterrows())
-        kind = _KIND.get(f.fit.status, f.fit.status) if f.fit else "—"
+        kind = d50_kind(f.fit, dist, within)
         if f.fit is not None and f.fit.n_boot_undefined:
             kind += f"; {f.fit.n_boot_undefined} resamples without a D50 widen it"
         if adaptive_seeds(data) is not None:
             kind += "; exploratory (seeds chosen adaptively)"
-        rows.append({**{k: fmt_value(v) for k, v in f.group.items()}, f"reached per {dist}": per,
-                     "D50 (stops learning)": d50_text(f.fit, [float(x) for x in f.points[dist]]).split(" (")[0],
+        rows.append({**{k: fmt_value(v) for k, v in f.group.items() if k in shown}, f"reached per {dist}": per,
+                     f"D50 (half the runs reach the target within {within})":
+                         d50_text(f.fit, [float(x) for x in f.points[dist]]).split(" (")[0],
                      "kind": kind})
     return md_table(pd.DataFrame(rows))
 
@@ -143,11 +165,15 @@ def effects_markdown(data: ReportData) -> str:
     for e in data.effects:
         d = e.decision
         fmt = points if e.measure == "acc" else (lambda x: f"{x:+.0f}")
+        delta = f"{fmt(d.mean)} {interval(d.low, d.high, fmt)}" + (" (clamped)" if e.clamped else "")
+        if e.never is not None:
+            never = fmt_value(e.level if e.never == "level" else e.baseline)
+            delta = f"censored: {never} did not reach the target within {O.steps_text(e.never_within)}"
         rows.append({"factor": e.factor, "comparison": f"{fmt_value(e.level)} − {fmt_value(e.baseline)}",
                      "within": e.within,
                      "measure": "test acc (points)" if e.measure == "acc" else f"steps to target (RMST, τ={e.tau:g})",
                      "seeds (pairs)": f"{e.seeds} ({e.pairs})",
-                     "Δ [corrected CI]": f"{fmt(d.mean)} {interval(d.low, d.high, fmt)}",
+                     "Δ [corrected CI]": delta, "test": e.test,
                      "level": f"{100 * d.confidence:.2f}%",
                      "p (Holm)": "n/a" if math.isnan(d.p_adjusted) else f"{d.p_adjusted:.3g}",
                      "decision": verdict(e)})
@@ -166,6 +192,36 @@ def _acc_text(r: pd.Series) -> str:
         return f"{pct(r['acc_min'])}, {pct(r['acc_max'])}"
     centre = f"IQM {pct(r['acc_iqm'])}" if not math.isnan(r["acc_iqm"]) else f"mean {pct(r['acc_mean'])}"
     return f"{centre} (min {pct(r['acc_min'])}, max {pct(r['acc_max'])}, {n} runs)"
+
+
+def stops_at_target(data: ReportData) -> bool:
+    """`train.stop_at_target` as run (the config in the results folder); without a config, whether any
+    run ended because it reached the target."""
+    if data.cfg is not None:
+        return bool(data.cfg.train.stop_at_target)
+    return stopped_at_target(data.runs)
+
+
+def accuracy_intro(data: ReportData) -> str:
+    """What the test accuracies are, worded after `train.stop_at_target` as run: after each run's whole
+    budget, or, where runs stop at the target, when each run ended (an early model for those that
+    reached it)."""
+    runs = data.runs
+    steps = pd.to_numeric(runs["steps"], errors="coerce") if "steps" in runs.columns else pd.Series(dtype=float)
+    budget = O.steps_text(float(steps.max()) if steps.notna().any() else None)
+    plateau = "stop_reason" in runs.columns and bool((runs["stop_reason"] == "early_stop").any())
+    early = (", or earlier where dev loss stopped improving (`train.require_improvement`: stop_reason "
+             "early_stop)") if plateau else ""
+    if stops_at_target(data):
+        when = (f"Test accuracy when each run ended: at the first evaluation that reached the target for a run that "
+                f"reached it (`train.stop_at_target` is on: an early model, so these accuracies are not compared), "
+                f"after the budget of {budget}{early} for one that did not")
+    else:
+        when = (f"Test accuracy after each run's budget of {budget}{early} (`train.stop_at_target` is off: a run "
+                f"that reached the target trained on)")
+    return (when + ", for the runs that finished (diverged and failed runs have none but are counted). It is bimodal "
+            "near the frontier (a run learns or stays at chance), so it is shown as the runs' values (2 runs), or "
+            "the interquartile mean with the range (4 runs and more), without an interval.\n")
 
 
 def summary_markdown(data: ReportData) -> str:
@@ -249,7 +305,7 @@ def machines_markdown(data: ReportData) -> list[str]:
     if missing:
         lines.append(f"- Not recorded in these results (older runs): {', '.join(f'`{c}`' for c in missing)}")
     for _, m in data.mixed.iterrows():
-        lines.append(f"- **Warning**: the {m['runs']} runs of {describe(m, data.keys)} come from "
+        lines.append(f"- **Warning**: the {m['runs']} runs of {describe(m, data.varying or data.keys)} come from "
                      f"{len(m['kinds'])} kinds of machine: " + " | ".join(f"`{k}`" for k in m["kinds"]))
     return lines
 

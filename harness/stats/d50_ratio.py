@@ -2,9 +2,12 @@
 bootstrap (each group's runs resampled within each distance, independently between groups). D50s are
 in units of distance; the ratio has none.
 
-Where a group's D50 lies beyond the largest distance tested the ratio is infinite (zero the other
-way round); where a group's runs split perfectly between two distances its D50 is only bracketed, and
-the ratio gets bounds over the bracket instead of a point (`bracket_bounds`).
+Where both D50s are logistic fits the ratio has a point and a bootstrap interval. Where either is not
+(its runs split perfectly between two distances, split with one mixed distance, or the D50 lies beyond
+or below the distances tested) that D50 is only known to lie in a range (`d50_range`), and the ratio
+gets the bounds those ranges allow instead of a point (`range_bounds`): D50(a) in [a_lo, a_hi] and
+D50(b) in [b_lo, b_hi] give a_lo / b_hi <= ratio <= a_hi / b_lo, with no upper bound where b's range
+starts at 0 (a bracket "between 0 and 8": D50(b) may be as small as one likes) or a's is open above.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.stats._util import CONFIDENCE
-from harness.stats.frontier import d50_draws
+from harness.stats.frontier import D50Fit, d50_draws, fit_d50
 
 N_BOOT = 1000
 
@@ -35,7 +38,9 @@ class D50Ratio:
     n_boot: int
     confidence: float
     censored: bool = False
-    bracketed: tuple[str, ...] = ()   # which of 'a', 'b' had outcomes that split perfectly (see d50_ratio)
+    bracketed: tuple[str, ...] = ()   # which of 'a', 'b' is only known to lie in a range (`d50_range`)
+    range_a: tuple[float, float] | None = None   # that range, in units of distance (bounds only)
+    range_b: tuple[float, float] | None = None
 
 
 def _ratio_values(a: np.ndarray, b: np.ndarray, censor: tuple[float, float] | None) -> np.ndarray:
@@ -80,30 +85,59 @@ def d50_ratio(distances_a: Sequence[float], reached_a: Sequence[float], distance
     r = ratio_from_draws(pa, da, pb, db, confidence, span)
     if censor:
         return r
-    return bracket_bounds(r, split_bracket(distances_a, reached_a), da, split_bracket(distances_b, reached_b), db)
+    fa = fit_d50(distances_a, np.asarray(reached_a, float) == 1.0, n_boot, rng, confidence)
+    fb = fit_d50(distances_b, np.asarray(reached_b, float) == 1.0, n_boot, rng, confidence)
+    return range_bounds(r, fa, fb)
 
 
-def bracket_bounds(r: D50Ratio, bracket_a: tuple[float, float] | None, draws_a: np.ndarray,
-                   bracket_b: tuple[float, float] | None, draws_b: np.ndarray) -> D50Ratio:
-    """`r` unchanged unless a group's runs split perfectly (all reached up to one distance, none from the
-    next on): its D50 is then anywhere inside that bracket, and resampling its runs never moves it, so a
-    bootstrap would treat the bracket's midpoint as known. Bounds instead: each D50 over its bracket, or
-    over its bootstrap interval where it was fitted; no point."""
-    if (bracket_a is None and bracket_b is None) or not math.isfinite(r.ratio) or r.ratio == 0.0:
+BOUNDED = ("separated", "all_reached", "none_reached")   # statuses whose D50 is a range, not a point
+
+
+def d50_range(fit: D50Fit) -> tuple[float, float] | None:
+    """(low, high), in units of distance: where the data put a D50 (high may be inf). A perfect split
+    or a split with one mixed distance: from the last distance whose runs reached the target (all, or a
+    share decidedly above half) to the first where they did not (0 / inf where there is none); every
+    run reached: from the longest distance tested on; none reached: up to the shortest; a logistic fit:
+    its bootstrap interval (0 / inf where it is open). None where there is no D50 (success does not
+    fall with distance, or one distance only)."""
+    tested = [c[0] for c in fit.counts]
+    if fit.status in ("separated", "fit"):
+        return (0.0 if fit.low is None else float(fit.low), math.inf if fit.high is None else float(fit.high))
+    if fit.status == "all_reached" and tested:
+        return (float(max(tested)), math.inf)
+    if fit.status == "none_reached" and tested:
+        return (0.0, float(min(tested)))
+    return None
+
+
+def _div(x: float, y: float) -> float:
+    """x / y for x, y >= 0 (either may be inf); nan where the quotient is not determined (0/0, inf/inf)."""
+    if y == 0.0:
+        return math.inf if x > 0.0 else math.nan
+    if math.isinf(y):
+        return 0.0 if math.isfinite(x) else math.nan
+    return x / y
+
+
+def range_bounds(r: D50Ratio, fit_a: D50Fit, fit_b: D50Fit) -> D50Ratio:
+    """`r` unchanged where both D50s are logistic fits (status 'fit': the bootstrap ratio stands) or
+    either has no D50. Otherwise the bounds that the two D50s' ranges (`d50_range`) allow:
+    low = a_lo / b_hi, high = a_hi / b_lo (0 where nothing bounds it below, inf above); no point: a D50
+    only known to lie in a range has no estimate to divide (its bracket's midpoint is not one, and
+    resampling runs that split perfectly never moves it). A fitted D50 among the two enters with its
+    bootstrap interval."""
+    if fit_a.status not in (*BOUNDED, "fit") or fit_b.status not in (*BOUNDED, "fit"):
         return r
-    tail = (1.0 - r.confidence) / 2.0
-
-    def span_of(bracket: tuple[float, float] | None, draws: np.ndarray) -> tuple[float, float]:
-        if bracket is not None:
-            return bracket
-        return (float(np.quantile(np.where(np.isnan(draws), 0.0, draws), tail, method="inverted_cdf")),
-                float(np.quantile(np.where(np.isnan(draws), np.inf, draws), 1.0 - tail, method="inverted_cdf")))
-
-    (a_lo, a_hi), (b_lo, b_hi) = span_of(bracket_a, draws_a), span_of(bracket_b, draws_b)
-    low = a_lo / b_hi if b_hi > 0 else math.inf
-    high = a_hi / b_lo if b_lo > 0 else math.inf
-    which = tuple(x for x, br in (("a", bracket_a), ("b", bracket_b)) if br is not None)
-    return D50Ratio(math.nan, float(low), float(high), r.undefined, r.n_boot, r.confidence, False, which)
+    if fit_a.status == "fit" and fit_b.status == "fit":
+        return r
+    ra, rb = d50_range(fit_a), d50_range(fit_b)
+    if ra is None or rb is None:
+        return r
+    low, high = _div(ra[0], rb[1]), _div(ra[1], rb[0])
+    low = 0.0 if math.isnan(low) else low
+    high = math.inf if math.isnan(high) else high
+    which = tuple(x for x, f in (("a", fit_a), ("b", fit_b)) if f.status in BOUNDED)
+    return D50Ratio(math.nan, float(low), float(high), r.undefined, r.n_boot, r.confidence, False, which, ra, rb)
 
 
 def split_bracket(distances: Sequence[float], reached: Sequence[float]) -> tuple[float, float] | None:

@@ -28,7 +28,12 @@ class D50Fit:
     'none_reached', 'no_decline' (success does not fall with distance) or 'one_distance'.
     coefficients: (b0, b1) of P(reach) = expit(b0 + b1 log(1 + D)), None unless status is 'fit'.
     n: runs; n_boot_undefined: bootstrap resamples with no D50 (counted at both ends of the
-    interval, so they widen it); extrapolated: d50 lies outside the tested distances."""
+    interval, so they widen it); extrapolated: d50 lies outside the tested distances.
+    perfect: the outcomes split perfectly (status 'separated' and every distance has all or none of its
+    runs reaching the target: the only case in which [low, high] is a bracket in the strict sense; a
+    'separated' fit that is not perfect is a quasi-complete split, one distance with mixed outcomes,
+    where the logistic fit has no finite slope either). counts: (distance, reached, runs) per distance
+    tested, for saying why."""
 
     d50: float | None
     low: float | None
@@ -39,6 +44,13 @@ class D50Fit:
     status: str
     n_boot_undefined: int = 0
     extrapolated: bool = False
+    perfect: bool = False
+    counts: tuple[tuple[float, int, int], ...] = ()
+
+    def mixed(self) -> list[tuple[float, int, int]]:
+        """The (distance, reached, runs) of the distances where some runs reached the target and some
+        did not."""
+        return [c for c in self.counts if 0 < c[1] < c[2]]
 
 
 def _grouped(distances: ArrayLike, reached: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,8 +179,9 @@ def fit_d50(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: R
     total = int(n.sum())
     if total == 0:
         raise ValueError("fit_d50 of no runs")
+    counts = tuple((float(a), int(b), int(c)) for a, b, c in zip(u, k, n))
     if u.size < 2:
-        return D50Fit(None, None, None, False, total, None, "one_distance")
+        return D50Fit(None, None, None, False, total, None, "one_distance", counts=counts)
     x = np.log1p(u)
     code, x50, b0, b1 = _x50(x, k[None, :], n)
     status = _STATUS[int(code[0])]
@@ -177,12 +190,14 @@ def fit_d50(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: R
         return None if not math.isfinite(v) or v > 700.0 else float(math.expm1(v))
 
     if status in ("all_reached", "none_reached", "no_decline"):
-        return D50Fit(None, None, None, False, total, None, status)
+        return D50Fit(None, None, None, False, total, None, status, counts=counts)
     if status == "separated":
         learned, stopped = decided_rates(k, n)
         below, above = u[learned], u[stopped]
+        perfect = bool(np.all((k == 0) | (k == n)))
         return D50Fit(to_d(float(x50[0])), float(below.max()) if below.size else None,
-                      float(above.min()) if above.size else None, True, total, None, "separated")
+                      float(above.min()) if above.size else None, True, total, None, "separated",
+                      perfect=perfect, counts=counts)
     # Stratified bootstrap: resampling a distance's runs with replacement draws its success count
     # from Binomial(n_j, k_j / n_j).
     gen = as_rng(rng)
@@ -196,7 +211,8 @@ def fit_d50(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: R
     low = to_d(float(low_x)) if low_x >= x[0] else None          # below the shortest distance tested
     high = to_d(float(high_x)) if high_x <= x[-1] else None      # beyond the longest
     return D50Fit(d50, low, high, False, total, (float(b0[0]), float(b1[0])),
-                  "fit", int(undefined.sum()), bool(d50 is not None and not u.min() <= d50 <= u.max()))
+                  "fit", int(undefined.sum()), bool(d50 is not None and not u.min() <= d50 <= u.max()),
+                  counts=counts)
 
 
 def d50_draws(distances: ArrayLike, reached: ArrayLike, n_boot: int = 1000, rng: RngLike = 0

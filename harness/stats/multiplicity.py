@@ -1,6 +1,8 @@
 """Many tests at once: adjusted p-values and per-row confidence levels that hold a family-wise
 error rate. scipy has no Holm correction (`scipy.stats.false_discovery_control` controls the false
-discovery rate instead) and no exact minP adjustment, so both are written here.
+discovery rate instead) and no exact minP adjustment, so both are written here. `holm_decided` is
+the report's decision rule for rows of two rates (Holm-adjusted exact p-value and exact interval), on
+counts alone.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.stats._util import CONFIDENCE, ArrayLike, vector
-from harness.stats.two_rates import two_sample_pvalue
+from harness.stats.two_rates import rate_difference, two_sample_pvalue
 
 
 def holm_adjust(p_values: ArrayLike) -> np.ndarray:
@@ -76,3 +78,18 @@ def conditional_minp_adjust(tables: list[tuple[int, int, int, int]], test: str =
         survive = np.prod([1.0 - float(prob[ps <= pj * (1 + tol)].sum()) for ps, prob in nulls])
         adjusted[j] = min(1.0, max(0.0, 1.0 - survive))
     return adjusted
+
+
+def holm_decided(tables: list[tuple[int, int, int, int]], alpha: float = 1 - CONFIDENCE,
+                 confidence: float = CONFIDENCE) -> np.ndarray:
+    """Per table (k1, n1, k2, n2): +1 when "rate 1 above rate 2" is decided, -1 for below, 0 when not
+    decided, by the report's rule for its arm-vs-arm rows (`harness.report.contrasts.arm_contrasts`):
+    Boschloo's exact p-value, Holm-adjusted across the tables, below `alpha`, AND the exact interval of
+    the difference at `confidence` (`two_rates.rate_difference`) excluding 0. Counts in, signs out (no
+    tables of runs), for simulations."""
+    diffs = [rate_difference(k1, n1, k2, n2, confidence) for k1, n1, k2, n2 in tables]
+    if not diffs:
+        return np.zeros(0, dtype=int)
+    p_holm = holm_adjust([d.p_value for d in diffs])
+    return np.array([int(np.sign(d.diff)) if (ph < alpha and d.excludes_zero) else 0
+                     for d, ph in zip(diffs, p_holm)], dtype=int)

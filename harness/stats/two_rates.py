@@ -4,6 +4,8 @@
   exact tests of the score statistic inverted; coverage at least the nominal level for every p1, p2)
   and the two-sided p-value of Boschloo's exact test (`scipy.stats.boschloo_exact`);
 - `two_sample_pvalue`: Boschloo's or Fisher's two-sided p-value (scipy's), cached;
+- `rate_equivalence`: whether two rates are shown equivalent within a margin (two one-sided exact tests:
+  the exact 1 - 2 alpha interval of p1 - p2 inside [-margin, +margin]);
 - `pvalue_table`: those p-values for every table of given group sizes at once, `exact_power` and
   `seeds_for_power`: the exact power of the test (summed over every binomial outcome) and the
   smallest number of runs per group that reaches a given power.
@@ -200,6 +202,43 @@ def rate_difference(k1: int, n1: int, k2: int, n2: int, confidence: float = CONF
     high = _limit(k1, n1, k2, n2, tail, lower=False)
     return RateDifference(k1, n1, k2, n2, k1 / n1 - k2 / n2, low, high, two_sample_pvalue(k1, n1, k2, n2),
                           confidence)
+
+
+@dataclass(frozen=True)
+class RateEquivalence:
+    """k1/n1 against k2/n2 tested for equivalence within `margin` (a difference of rates, fraction).
+
+    diff, low, high: p1 - p2 and its exact interval at 1 - 2 alpha (fractions). equivalent: the interval
+    lies inside [-margin, +margin]."""
+
+    k1: int
+    n1: int
+    k2: int
+    n2: int
+    diff: float
+    low: float
+    high: float
+    margin: float
+    alpha: float
+    equivalent: bool
+
+
+def rate_equivalence(k1: int, n1: int, k2: int, n2: int, margin: float, alpha: float = 0.05) -> RateEquivalence:
+    """Are the two success rates within `margin` of each other, shown by two one-sided exact tests (TOST)
+    at level `alpha` each? H0: |p1 - p2| >= margin is rejected when Chan and Zhang's exact interval of
+    p1 - p2 at confidence 1 - 2 alpha (`rate_difference`; each end is a one-sided exact test at level
+    alpha, inverted) lies inside [-margin, +margin]. The chance of calling two rates equivalent when they
+    differ by `margin` or more is then at most alpha, for every pair of true rates.
+
+    At 12 runs per group the 90% interval of 0/12 against 0/12 is about ±0.22 and of 5/12 against 5/12
+    about ±0.35: few runs can show equivalence only where the rates sit near 0 or 1."""
+    if not 0.0 < margin <= 1.0:
+        raise ValueError(f"margin must lie in (0, 1], got {margin}")
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must lie strictly between 0 and 0.5, got {alpha}")
+    r = rate_difference(k1, n1, k2, n2, 1.0 - 2.0 * alpha)
+    return RateEquivalence(r.k1, r.n1, r.k2, r.n2, r.diff, r.low, r.high, float(margin), float(alpha),
+                           bool(-margin <= r.low and r.high <= margin))
 
 
 # ============================================================================ every table at once

@@ -76,9 +76,12 @@ def test_ratio_text_for_brackets_and_beyond_the_range():
     b = _runs({("b", d): float(d <= 4) for d in (0, 4, 8, 16, 32, 64)})
     never = _runs({("c", d): 1.0 for d in (0, 4, 8, 16, 32, 64)})
     r = D.d50_ratio(a["lag"], a["reached"], b["lag"], b["reached"], n_boot=200)
-    assert C.ratio_text(r, "a", "b").startswith("ratio a/b between 2 and 8 (bounds, not an interval: a's and b's")
+    assert C.ratio_text(r, "a", "b") == ("ratio a/b between 2 and 8 (bounds, not an interval: a's D50 lies between "
+                                         "16 and 32, b's between 4 and 8)")
+    # c's D50 lies beyond 64, the longest distance tested, b's at most 8: the ratio is at least 64 / 8.
     r = D.d50_ratio(never["lag"], never["reached"], b["lag"], b["reached"], n_boot=200)
-    assert C.ratio_text(r, "c", "b").startswith("ratio c/b: unbounded (c's D50 lies beyond the largest distance")
+    assert C.ratio_text(r, "c", "b") == ("ratio c/b at least 8, no upper bound (bounds, not an interval: c's D50 "
+                                         "lies above 64, b's between 4 and 8)")
     both_beyond = D.d50_ratio(never["lag"], never["reached"], never["lag"], never["reached"], n_boot=50)
     assert C.ratio_text(both_beyond, "c", "c").startswith("ratio c/c: not defined")
 
@@ -98,7 +101,12 @@ def test_markdown_states_decided_rows_and_never_an_undecided_one():
                         "flipping undoes it).")
     assert lines[1].startswith("The other 3 comparisons of cell against cell at one lag remain undecided")
     assert not any(s.startswith("At lag 64") for s in lines)       # 3/5 vs 0/5 is not decided: no sentence
-    assert lines[2].startswith("D50: rnn between 8 and 32 (a bracket read off the data), lstm ")
+    # rnn: all at 0 and 8, none at 32 and 64 (a perfect split); lstm: all up to 32, 3 of 5 at 64 (not one).
+    assert lines[2].startswith("D50: rnn between 8 and 32 (a bracket: the outcomes split perfectly), lstm not "
+                               "estimable (the runs are mixed only at lag 64 (3 of 5 reached the target), every run "
+                               "reached it up to lag 32: a logistic fit has no finite slope; the data put it above "
+                               "lag 32); ratio lstm/rnn at least 1, no upper bound (bounds, not an interval: lstm's "
+                               "D50 lies above 32, rnn's between 8 and 32).")
     assert "| lag | comparison | reached (a) | reached (b) |" in md and "| 64 | lstm − rnn | 3/5 | 0/5 |" in md
     assert C.contrasts_markdown(_runs({("rnn", 0): 1}), "cell", "lag") == ""
 

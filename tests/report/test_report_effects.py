@@ -30,23 +30,65 @@ def _row(rows, factor, within="all", measure="acc"):
 
 
 def test_one_value_per_seed_averaged_over_the_other_factors():
+    out = _outcomes(grid(lns=("none", "output"), pads=(8, 16), lrs=(1e-3, 1e-2), seeds=(0, 1, 2)))
+    rows = F.effect_rows(out, KEYS)
+    # The distance (pad_size) varies: layernorm's effect is given per distance, averaged over cell × lr.
+    ln = _row(rows, "layernorm", "pad_size=8")
+    assert ln.seeds == 3 and ln.pairs == 12 and ln.strata == 4 and ln.primary
+    assert ln.diffs == pytest.approx([0.02, 0.02, 0.02])        # report_tables: LN output adds 2 points
+    # lstm 0.8 vs rnn max(0.25, 0.6 - 0.02 pad): +0.36 at pad 8, +0.52 at pad 16, each averaged over ln × lr
+    assert _row(rows, "cell", "pad_size=8").diffs == pytest.approx([0.36] * 3)
+    assert _row(rows, "cell", "pad_size=16").diffs == pytest.approx([0.52] * 3)
+    lr = _row(rows, "lr", "pad_size=16")
+    assert lr.strata == 4 and lr.diffs == pytest.approx([0.0] * 3)
+
+
+def test_no_row_averages_over_distances_or_mixes_groups_along_one():
+    """Where a distance varies, no effect row averages over it (a steps-to-target difference would mix
+    'sooner' at one distance with 'never' at another), and the distance's own effect is given within each
+    group, not averaged over groups."""
     out = _outcomes(grid(lns=("none", "output"), pads=(8, 16), seeds=(0, 1, 2)))
     rows = F.effect_rows(out, KEYS)
-    ln = _row(rows, "layernorm")
-    assert ln.seeds == 3 and ln.pairs == 12 and ln.strata == 4
-    assert ln.diffs == pytest.approx([0.02, 0.02, 0.02])        # report_tables: LN output adds 2 points
-    cell = _row(rows, "cell")
-    # lstm 0.8 vs rnn max(0.25, 0.6 - 0.02 pad): +0.36 at pad 8, +0.52 at pad 16; averaged per seed
-    assert cell.diffs == pytest.approx([0.44, 0.44, 0.44])
+    assert not any(r.within == "all" for r in rows)
+    assert {r.within for r in rows if r.factor == "pad_size"} == {"cell=rnn", "cell=lstm"}
+    assert {r.within for r in rows if r.factor == "cell"} == {"pad_size=8", "pad_size=16"}
+    assert {r.within for r in rows if r.primary} == {"cell=rnn", "cell=lstm", "pad_size=8", "pad_size=16"}
+    # Without a varying distance the rows average over the other factors as before.
+    flat = F.effect_rows(_outcomes(grid(lns=("none", "output"), pads=(8,), seeds=(0, 1))), KEYS)
+    assert {r.within for r in flat if r.factor == "cell"} == {"all"}
 
 
 def test_restricted_time_rows_count_who_reached_the_target():
     out = _outcomes(grid(lns=("none",), pads=(8, 16), seeds=(0, 1)))
-    cell = _row(F.effect_rows(out, KEYS), "cell", measure="time")
-    # pad 8: rnn 30, lstm 20 steps; pad 16: rnn never (censored at 40), lstm 20. tau = 40.
-    assert cell.tau == 40
-    assert cell.diffs == pytest.approx([((20 - 30) + (20 - 40)) / 2] * 2)
-    assert cell.reached == (2, 2, 0, 0)                          # both / only lstm / only rnn / neither
+    rows = F.effect_rows(out, KEYS)
+    # pad 8: rnn 30, lstm 20 steps, every run reached it: tau = 30.
+    cell = _row(rows, "cell", "pad_size=8", measure="time")
+    assert cell.tau == 30 and cell.diffs == pytest.approx([-10, -10])
+    assert cell.reached == (2, 0, 0, 0) and cell.never is None   # both / only lstm / only rnn / neither
+    # pad 16: the rnn never reached the target (censored at its 40 steps), the lstm at 20: a censored row,
+    # "rnn did not reach the target within 40 steps", never "+20 steps".
+    far = _row(rows, "cell", "pad_size=16", measure="time")
+    assert far.tau == 40 and far.reached == (0, 2, 0, 0)
+    assert far.never == "baseline" and far.never_within == 40
+    from harness.report.findings import measure_clause
+    text = measure_clause(F.correct([far])[0])
+    assert text.startswith("steps to target: rnn did not reach the target within 40 steps in any of its 2 runs, "
+                           "lstm reached it in 2 of 2 within the first 40 steps")
+    assert "-20" not in text
+
+
+def test_intervals_are_clamped_to_the_possible_range():
+    # Restricted times lie in [0, tau]: a difference of their means cannot pass tau (here 100 steps), nor an
+    # accuracy difference 1; the t interval of these spread-out differences does, and is cut there.
+    time = F.EffectRow("lag", 0, 16, "arm=rnn", "time", np.array([100.0, 20.0, 100.0, 90.0, 100.0]), 5, 0, 1,
+                       tau=100.0)
+    acc = F.EffectRow("lag", 0, 16, "arm=rnn", "acc", np.array([0.9, 0.1, 0.95, 0.99, 0.97]), 5, 0, 1)
+    t, a = F.correct([time, acc])
+    raw = P.paired_t_interval(time.diffs, t.decision.confidence)
+    assert raw[2] > 100 and t.decision.high == 100.0 and t.decision.low == pytest.approx(raw[1]) and t.clamped
+    assert a.decision.high == 1.0 and a.clamped
+    inside = F.correct([F.EffectRow("cell", "rnn", "lstm", "all", "acc", np.array([0.1, 0.2, 0.15]), 3, 0, 1)])[0]
+    assert not inside.clamped
 
 
 def test_no_time_row_when_no_run_reached_the_target():
@@ -83,7 +125,7 @@ def test_two_seeds_never_claim_and_say_how_many_would_decide():
     out = _outcomes(grid(pads=(8, 16), seeds=(0, 1)), acc_noise=0.02)
     rows = F.compute_effects(out, KEYS)
     assert rows and not any(r.decision.claimed for r in rows)
-    cell = _row(rows, "cell")
+    cell = _row(rows, "cell", "pad_size=8")
     assert cell.decision.pairs_suggested is not None and cell.decision.pairs_suggested >= P.MIN_PAIRS
     assert F.seeds_to_decide(rows) >= P.MIN_PAIRS
 
@@ -141,7 +183,8 @@ def test_a_claim_that_one_flipped_run_near_the_frontier_undoes_is_marked():
     p = F.flip_probability(rnn, out, success, KEYS)
     assert 0.3 < p < 0.5 and rnn.near_frontier
     # LayerNorm within the LSTM (+2 points in every seed) pools no configuration near the frontier.
-    lstm = next(r for r in rows if r.factor == "layernorm" and r.within == "cell=lstm" and r.measure == "acc")
+    lstm = next(r for r in rows if r.factor == "layernorm" and r.within == "cell=lstm, pad_size=8"
+                and r.measure == "acc")
     assert lstm.decision.claimed and F.flip_probability(lstm, out, success, KEYS) == 1.0
     assert not lstm.near_frontier
     # Rows that claim nothing are never marked.
@@ -154,12 +197,17 @@ def test_no_accuracy_comparison_where_runs_stopped_at_the_target():
     out = _outcomes(grid(pads=(8, 16), seeds=(0, 1, 2, 3, 4)), acc_noise=0.01)
     out["stop_reason"] = np.where(out["reached"] == 1.0, "target", "budget")
     rows = F.compute_effects(out, KEYS)
-    assert rows and {r.measure for r in rows} == {"time"}
+    # Only the RNN at pad 16 never reached the target (so never stopped there): the one accuracy row left
+    # compares its layernorm settings.
+    assert {(r.factor, r.within) for r in rows if r.measure == "acc"} == {("layernorm", "cell=rnn, pad_size=16")}
+    assert {r.measure for r in rows if r.within != "cell=rnn, pad_size=16"} == {"time"}
     assert F.stopped_at_target(out) and not F.stopped_at_target(out.assign(stop_reason="budget"))
     # Where neither side of a comparison stopped at the target, its accuracy row is kept.
     lstm_free = out.assign(stop_reason=np.where(out["cell"] == "rnn", out["stop_reason"], "budget"))
     kept = [r for r in F.compute_effects(lstm_free, KEYS) if r.measure == "acc"]
-    assert {(r.factor, r.within) for r in kept} == {("layernorm", "cell=lstm"), ("pad_size", "cell=lstm")}
+    assert {(r.factor, r.within) for r in kept} == {
+        ("layernorm", "cell=lstm, pad_size=8"), ("layernorm", "cell=lstm, pad_size=16"), ("pad_size", "cell=lstm"),
+        ("layernorm", "cell=rnn, pad_size=16"), ("layernorm", "pad_size=16"), ("cell", "pad_size=16")}
     from harness.report.findings import findings
     text = findings(out, fits=[], effects=rows, varying=KEYS, target=0.5, planned=None, max_seeds=5)
     assert text.count(F.STOP_AT_TARGET_NOTE) == 1

@@ -17,9 +17,9 @@ from harness.config import ConfigError, config_from_dict
 from harness.records import write_trial
 from harness.report import FIGURE_NAMES, build_figures, compute, render, write_report
 
-CORE = ["frontier_fit", "survival", "frontier", "curves_step", "gradient_reach", "weights_moving", "convergence",
-        "confusion"]                                     # pad_size varies, the learning rate does not: no heatmap
-ONE_PAD_ONE_LR = [f for f in CORE if f not in ("frontier_fit", "frontier")]  # no distance varies: no frontier
+CORE = ["frontier_fit", "frontier_targets", "survival", "frontier", "curves_step", "gradient_reach", "weights_moving",
+        "convergence", "confusion"]                      # pad_size varies, the learning rate does not: no heatmap
+ONE_PAD_ONE_LR = [f for f in CORE if f not in ("frontier_fit", "frontier_targets", "frontier")]  # no frontier
 
 
 def linked_figures(md: str) -> list[str]:
@@ -42,6 +42,7 @@ def check_report(d: Path, expected: list[str]) -> str:
                     "## Figures", "## Provenance"):
         assert section in md
     assert ("## Frontier: where learning stops (D50)" in md) == ("frontier_fit" in expected)
+    assert ("## Frontier at every target" in md) == ("frontier_targets" in expected)
     return md
 
 
@@ -193,9 +194,13 @@ def test_report_leads_with_the_frontier(tmp_path):
     # The contrast the question asks leads (cell against cell at each distance), then the frontier.
     assert findings_of(md).strip().startswith("### Cell against cell at each pad_size\n\n")
     first = next(line for line in findings_of(md).splitlines() if line.startswith("- "))
-    assert first.startswith("- **Frontier** (criterion: reaching dev accuracy 0.5; D = pad_size): The RNN stops "
-                            "learning between D = 8 and 16 (a bracket)")
-    assert "the LSTM stops learning beyond D = 16 (every run reached the target)" in first
+    assert first.startswith("- **Frontier** (criterion: reaching dev accuracy 0.5 within 40 steps; D = pad_size; "
+                            "D50: the distance at which half the runs still do): The RNN: reached the target within "
+                            "40 steps in every run up to D = 8 and in none from D = 16 on (D50 between them: a "
+                            "bracket)")
+    assert ("the LSTM: every run reached the target within 40 steps at every distance tested (D50 beyond D = 16)"
+            in first)
+    assert "stops" not in first and "stop learning" not in first
     assert "pad_size mixes" in md or "Distance here is pad_size, which mixes" in md
 
 
@@ -205,7 +210,9 @@ def test_six_seeds_with_a_clear_effect_are_claimed(tmp_path):
     assert re.search(r"\*\*cell lstm vs rnn\*\* \(6 seeds\): test accuracy \+3\d\.\d points "
                      r"\[\+3\d\.\d, \+[34]\d\.\d\] \(9\d(\.\d+)?%, Holm\): decided: lstm is higher", md)
     assert "decided: lstm reaches the target sooner" in md
-    assert "2 of the 2 effect rows are decided" in md
+    # One comparison (lstm vs rnn) seen on two measures is counted once, with the tests it rests on.
+    assert ("1 of the 1 paired comparison in the Effects table is decided (1 by the paired t interval on one "
+            "measure and the exact sign test on the other; Holm-corrected over its 2 rows") in md
     assert "(pad_size 8), and how fast?" in md.split("## Findings")[0]  # the opening names the fixed distance
 
 

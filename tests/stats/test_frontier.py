@@ -45,6 +45,11 @@ def test_d50_complete_and_quasi_separation_give_a_bracket():
     assert f.d50 == pytest.approx(math.sqrt(5 * 17) - 1, rel=1e-12)   # midpoint on log(1 + D)
     q = F.fit_d50([0, 0, 4, 4, 16, 16, 64, 64], [1, 1, 1, 1, 1, 0, 0, 0])
     assert q.separated and (q.d50, q.low, q.high) == (16.0, 4.0, 64.0)
+    # Only the first split perfectly: the second has a mixed distance (1 of 2 at 16), which the report
+    # must not call a bracket; `counts` and `mixed` say why.
+    assert f.perfect and not q.perfect
+    assert q.counts == ((0.0, 2, 2), (4.0, 2, 2), (16.0, 1, 2), (64.0, 0, 2)) and q.mixed() == [(16.0, 1, 2)]
+    assert f.mixed() == [] and not F.fit_d50([0, 0, 4, 4], [1, 0, 1, 0]).perfect
 
 
 def test_a_bracket_uses_decided_rates_not_only_none_of_n():

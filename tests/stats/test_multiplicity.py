@@ -44,3 +44,12 @@ def test_conditional_minp_holds_the_family_wise_error_rate():
         tables = [(int(rng.binomial(n, r)), n, int(rng.binomial(n, r)), n) for r in rates]
         hits += bool((M.conditional_minp_adjust(tables) < 0.05).any())
     assert hits / draws < 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws)
+
+
+def test_holm_decided_signs_and_holms_correction():
+    assert M.holm_decided([(12, 12, 0, 12), (0, 12, 12, 12), (6, 12, 6, 12)]).tolist() == [1, -1, 0]
+    # 12/12 against 7/12: Boschloo p = 0.0174 and the exact interval excludes 0, so decided alone and
+    # with one more such row (Holm 0.035); with four, Holm's 4 x 0.0174 = 0.07 leaves all undecided.
+    assert M.holm_decided([(12, 12, 7, 12)] * 2).tolist() == [1, 1]
+    assert M.holm_decided([(12, 12, 7, 12)] * 4).tolist() == [0, 0, 0, 0]
+    assert M.holm_decided([]).size == 0

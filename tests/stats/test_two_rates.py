@@ -106,3 +106,28 @@ def test_seeds_for_power_hand_checked():
     assert X.exact_power(need, need, p1, p2) >= 0.8 > X.exact_power(need - 1, need - 1, p1, p2)
     assert X.seeds_for_power(0.9, 0.1, test="fisher") >= need   # Boschloo is uniformly more powerful
     assert X.seeds_for_power(0.6, 0.5, cap=10) is None
+
+
+def test_rate_equivalence_on_hand_values():
+    # 0/12 against 0/12: the exact 90% interval is about ±0.221 (each end: (1 - d)^12 = 0.05 nearly),
+    # inside ±1/3: equivalent. 4/12 against 0/12 lies at the margin by its estimate: not equivalent.
+    e = X.rate_equivalence(0, 12, 0, 12, 1 / 3)
+    assert e.equivalent and e.high == pytest.approx(0.221, abs=0.003) and e.low == pytest.approx(-e.high)
+    e = X.rate_equivalence(4, 12, 0, 12, 1 / 3)
+    assert not e.equivalent and e.diff == pytest.approx(1 / 3) and e.low > 0.05 and e.high > 0.6
+    assert not X.rate_equivalence(4, 12, 0, 12, 0.6).equivalent     # its interval reaches past 0.6
+    assert X.rate_equivalence(12, 12, 12, 12, 1 / 3).alpha == 0.05
+    with pytest.raises(ValueError, match="margin"):
+        X.rate_equivalence(1, 5, 1, 5, 0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        X.rate_equivalence(1, 5, 1, 5, 0.3, alpha=0.5)
+
+
+def test_rate_equivalence_says_equivalent_at_most_alpha_when_the_rates_differ_by_the_margin():
+    # Enumerated exactly at 6 runs a group, margin 0.5: the chance of "equivalent" when p1 - p2 = ±margin.
+    n, margin = 6, 0.5
+    eq = np.array([[X.rate_equivalence(a, n, b, n, margin).equivalent for b in range(n + 1)] for a in range(n + 1)])
+    assert eq[0, 0] and eq[n, n] and not eq[n, 0]             # not a test that never says equivalent
+    for p1, p2 in ((0.5, 0.0), (0.75, 0.25), (1.0, 0.5), (0.6, 0.1), (0.2, 0.7)):
+        size = stats.binom.pmf(np.arange(n + 1), n, p1) @ eq.astype(float) @ stats.binom.pmf(np.arange(n + 1), n, p2)
+        assert size <= 0.05 + 1e-9, (p1, p2, size)
