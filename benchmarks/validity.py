@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import records, runner  # noqa: E402
 from harness.config import config_from_dict  # noqa: E402
+from harness.stats.chance import learned_at_all  # noqa: E402
 from harness.stats.d50_ratio import split_bracket  # noqa: E402
 from harness.stats.frontier import fit_d50  # noqa: E402
 from harness.stats.multiplicity import holm_adjust  # noqa: E402
@@ -95,16 +95,6 @@ def target_for(best: pd.DataFrame, chance: float) -> tuple[float, float]:
     return round(chance + (ceiling - chance) / 2, 2), ceiling
 
 
-def binom_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), exactly (a sum of log-space terms)."""
-    if k <= 0:
-        return 1.0
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
-            for i in range(k, n + 1)]
-    m = max(logs)
-    return min(1.0, math.exp(m) * sum(math.exp(v - m) for v in logs))
-
-
 def outcomes(folder: Path, name: str) -> Outcomes:
     """The runs of a finished folder at the target rule, with each run's best dev accuracy."""
     tables = records.load(folder)
@@ -117,10 +107,14 @@ def outcomes(folder: Path, name: str) -> Outcomes:
     chance = 1.0 / n_classes
     target, ceiling = target_for(runs, chance)
     runs["reached"] = (runs["best"] >= target).astype(float)
-    n_test = runs["n_test"].astype(float) if "n_test" in runs else pd.Series(1000.0, index=runs.index)
-    p0 = runs["chance_acc"].astype(float) if "chance_acc" in runs else pd.Series(chance, index=runs.index)
-    runs["learned"] = [binom_sf(int(round(a * n)), int(n), p) < 1e-3
-                       for a, n, p in zip(runs["test_acc"].astype(float), n_test, p0)]
+    # Learned at all (test accuracy above chance, exact binomial): from the runs' own columns, or for
+    # folders written before they existed, from the confusion rows (n_test, majority share).
+    conf = tables.confusion
+    n_test = runs["trial_id"].map(conf.groupby("trial_id")["count"].sum()).astype(float)
+    per_label = conf.groupby(["trial_id", "true_label"])["count"].sum().groupby("trial_id").max()
+    majority = runs["trial_id"].map(per_label).astype(float) / n_test
+    runs["learned"] = [learned_at_all(a, int(n), p)[2] if n > 0 else False
+                       for a, n, p in zip(runs["test_acc"].astype(float), n_test.fillna(0), majority.fillna(chance))]
     keep = ["trial_id", "arm", "lag", "seed", "best", "reached", "test_acc", "learned"]
     return Outcomes(name, target, ceiling, chance, budget, runs[keep].reset_index(drop=True))
 

@@ -1,4 +1,5 @@
-"""Command line: `harness run | report | status | export | launch | init | data synth | data check | data import`
+"""Command line: `harness run | report | status | predict | export | launch | init | data synth | data check |
+data import`
 (also `python -m harness`)."""
 
 from __future__ import annotations
@@ -83,9 +84,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.plan import results_config_raw
-    from harness.report import write_report
-    from harness.storage import read_run_settings
+    from harness.report import write_report  # each command imports what it needs: `harness --help` stays quick
+    from harness.results_dir import read_run_settings, results_config_raw
 
     results_config_raw(args.dir)  # a config.yaml or run.yaml that cannot be read: one line, before any work
     read_run_settings(Path(args.dir))
@@ -115,6 +115,66 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"{res.target}: wrote {res.written} trial(s) to {res.out}"
           + (f" ({res.skipped} already there)" if res.skipped else "") + f"\nview: {res.view}")
     return 0
+
+
+def _predict_texts(args: argparse.Namespace) -> list[str]:
+    """The texts `harness predict` classifies: the arguments, or --file's lines (one text per line; '-' is
+    stdin). ConfigError (one line) for none, both, or an empty one."""
+    if args.file is not None and args.texts:
+        raise ConfigError("harness predict: give texts or --file F, not both")
+    if args.file is None:
+        texts, where = list(args.texts), "text"
+    else:
+        try:
+            raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--file {args.file}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+        texts, where = raw.splitlines(), f"--file {args.file}: line"
+    if not texts:
+        raise ConfigError("harness predict: no text to classify (give TEXT… or --file F)")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise ConfigError(f"{where} {i + 1} is empty: nothing to classify")
+    return texts
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    texts = _predict_texts(args)
+    from harness import predict  # imports torch
+
+    try:
+        trial = predict.choose_trial(args.dir, args.trial, args.best)
+        model = predict.load_model(args.dir, trial)
+        out = model.predict(texts)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if args.json:
+        print(json.dumps({"trial_id": trial, "predictions": [{"text": t, "class": c, "probability": p}
+                                                              for t, (c, p) in zip(texts, out)]},
+                         indent=2, ensure_ascii=False))
+    else:
+        for text, (cls, prob) in zip(texts, out):
+            print(f"{cls}\t{prob:.4f}\t{text}")
+    return 0
+
+
+def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser("predict", help="classify texts with a trial's saved model (train.save_model)",
+                        description="Print the class and its probability for each text (tab-separated: class, "
+                                    "probability, text), using DIR/trials/<trial_id>/model.pt alone. A token "
+                                    "outside the trial's vocabulary is read as its UNK token.")
+    pr.add_argument("dir", help="results directory")
+    pr.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    which = pr.add_mutually_exclusive_group()
+    which.add_argument("--trial", metavar="ID", help="the trial whose model to use (default: the only trial "
+                                                     "that saved one)")
+    which.add_argument("--best", action="store_true",
+                       help="the trial with the highest dev accuracy (best_dev_acc, never test) among those "
+                            "that saved a model")
+    pr.add_argument("--file", metavar="F", help="read the texts from F, one per line ('-': standard input)")
+    pr.add_argument("--json", action="store_true",
+                    help="print one JSON object: trial_id and predictions [{text, class, probability}]")
+    pr.set_defaults(func=_cmd_predict)
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
@@ -170,9 +230,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _add_init_parser(sub: argparse._SubParsersAction) -> None:
+    from harness.shipped import config_files
+
+    shipped = ", ".join(f.name.removesuffix(".yaml") for f in config_files())
     it = sub.add_parser("init", help="copy the shipped example configs into DIR/configs/",
-                        description="Copy the configs that ship with the package (first, smoke, bench, full, study) "
-                                    "into DIR/configs/, to edit and run: harness run configs/first.yaml")
+                        description=f"Copy the configs that ship with the package ({shipped}) into DIR/configs/, "
+                                    f"to edit and run: harness run configs/first.yaml")
     it.add_argument("dir", nargs="?", default=".", help="project folder (default: the current folder)")
     it.add_argument("--force", action="store_true", help="overwrite configs that are already there")
     it.set_defaults(func=_cmd_init)
@@ -292,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "running, waiting, slowest, failures)")
     st.set_defaults(func=_cmd_status)
     _add_init_parser(sub)
+    _add_predict_parser(sub)
 
     ex = sub.add_parser("export", help="write a results folder's trials into TensorBoard, MLflow or W&B (offline)",
                         usage="harness export DIR --to {tensorboard,mlflow,wandb} [OUT]")
@@ -320,15 +384,22 @@ def build_parser() -> argparse.ArgumentParser:
     sy.set_defaults(func=_cmd_synth)
     ch = dsub.add_parser("check", help="validate a data directory and print its statistics")
     ch.add_argument("dir")
-    ch.add_argument("--tokenizer", choices=("char", "word"), default="char")
-    ch.add_argument("--json", action="store_true")
+    ch.add_argument("--tokenizer", choices=("char", "word"), default="char",
+                    help="how texts are cut into tokens for the length statistics and the vocabulary check: char "
+                         "(one token per character, the default) or word (split on spaces)")
+    ch.add_argument("--json", action="store_true", help="print the same as one JSON object")
     ch.set_defaults(func=_cmd_check)
     _add_import_parser(dsub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `harness predict DIR --best TEXT…`: texts after an option (argparse takes positionals once)
+        if getattr(args, "command", None) != "predict" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.texts = [*args.texts, *extra]
     from harness.data import DataError
     from harness.journal import JournalDamaged
 

@@ -234,7 +234,8 @@ def load_tensors(path: str | Path, map_location: Any = None, mmap: bool = False)
 
 def weights_problem(path: str | Path) -> str | None:
     """Why a kept weights file (train.save_model's model.pt) cannot be used: missing, not loadable
-    with weights_only=True, or not a state_dict (names to tensors); None when it is one. Maps the
+    with weights_only=True, or holding no state_dict (names to tensors: the file's own, or its
+    `state_dict` entry in harness.model_file's format); None when it holds one. Maps the
     tensors rather than reading them, so checking many files costs their pickles only."""
     import torch
 
@@ -249,6 +250,8 @@ def weights_problem(path: str | Path) -> str | None:
         return str(e).removeprefix(f"{path}: ")
     except OSError as e:
         return f"not readable ({e.strerror or e})"
+    if isinstance(state, dict) and "state_dict" in state:  # the saved-model format (harness.model_file)
+        state = state["state_dict"]
     if not (isinstance(state, dict) and state
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         return "not a state_dict (a mapping of parameter names to tensors)"

@@ -82,6 +82,7 @@ class LaunchSpec:
     mem_gb: float | None = None
     slurm_args: dict[str, str] = field(default_factory=dict)  # more sbatch options, e.g. account, qos
     setup: tuple[str, ...] = ()  # shell lines each job runs first (module load, environment activation)
+    python: str | None = None    # the Python command the job script runs (None: see job_python)
 
     @property
     def device(self) -> str:
@@ -364,28 +365,39 @@ def check_resources(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool
     check_bounds(cfg, "machine" if spec.engine == "local" else None)
 
 
+def job_python(spec: LaunchSpec) -> str:
+    """The Python command a Slurm job script runs: --python; else, after --setup lines, `python` (the one
+    they put first on PATH: an activated environment's); else this machine's interpreter (its path)."""
+    if spec.python:
+        return spec.python
+    return "python" if spec.setup else shlex.quote(sys.executable)
+
+
+SLURM_JOB_ID = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"  # a job's id in the script: as submitit names it
+
+
 def setup_lines(spec: LaunchSpec) -> list[str]:
-    """The job script's setup: the user's lines, then (Slurm) the command each job is equivalent to,
-    as comments. Local jobs chain setup lines with &&, where a comment would swallow the command."""
+    """The job script's setup: the user's lines, then (Slurm) the `harness run` command each job is
+    equivalent to, as a comment and as an echo line that writes it (the job's own id filled in) at the
+    top of the job's log. Local jobs chain setup lines with &&, where a comment would swallow the command."""
     if spec.engine != "slurm":
         return list(spec.setup)
-    return [*spec.setup, "# harness: each job runs the equivalent of this command (<job id>: the job's own id;",
-            "# its log starts with the command it ran):", "# " + shlex.join(job_command(spec))]
+    marker = "HARNESSJOBID"
+    run = shlex.join(job_command(spec, marker)).replace(marker, SLURM_JOB_ID)
+    return [*spec.setup, "# harness: each job does the work of this command (<job id>: the job's own id), run",
+            "# through submitit (below), which requeues a job at its time limit:",
+            "# " + shlex.join(job_command(spec)),
+            f'echo "harness: job {SLURM_JOB_ID} on $(hostname) runs the equivalent of: {run}"']
 
 
-def make_executor(spec: LaunchSpec, name: str) -> Any:
-    """A submitit executor for the engine with the job's resources: its setup lines, and a GPU
-    request only for GPU jobs. Raises ConfigError off a Slurm machine, before anything is written."""
-    submitit = require("submitit", "slurm", f"harness launch {spec.engine}")
-    try:
-        executor = submitit.AutoExecutor(folder=str(spec.logs / "%j"), cluster=spec.engine)
-    except RuntimeError as e:  # e.g. no srun: not a Slurm machine
-        raise ConfigError(f"harness launch {spec.engine}: {e} (`harness launch local` runs the same jobs "
-                          f"on this machine)") from e
-    spec.logs.mkdir(parents=True, exist_ok=True)
+def slurm_parameters(spec: LaunchSpec, name: str) -> dict[str, Any]:
+    """The submitit (AutoExecutor) parameters of the job's resources: its setup lines, a GPU request only
+    for GPU jobs, no wckey unless --slurm-arg wckey=… asks for one (submitit's default is 'submitit')."""
     params: dict[str, Any] = {"name": name, "timeout_min": spec.time_min, "cpus_per_task": spec.cpus_per_job,
                               "tasks_per_node": 1, "nodes": 1, "slurm_array_parallelism": spec.jobs,
                               f"{spec.engine}_setup": setup_lines(spec)}
+    if spec.engine == "slurm":
+        params["slurm_wckey"] = None  # --slurm-arg wckey=… sets it as any other sbatch option
     if spec.gpus_per_job > 0:  # a CPU job asks for no GPU at all (not --gpus-per-node=0)
         params["gpus_per_node"] = spec.gpus_per_job
     if spec.mem_gb is not None:
@@ -394,7 +406,52 @@ def make_executor(spec: LaunchSpec, name: str) -> Any:
         params["slurm_partition"] = spec.partition
     if spec.slurm_args:
         params["slurm_additional_parameters"] = dict(spec.slurm_args)
-    executor.update_parameters(**params)
+    return params
+
+
+def dry_run_script(spec: LaunchSpec, name: str) -> str:
+    """The sbatch script `launch` would submit for `spec` (the job array), made without sbatch or srun
+    and without writing anything."""
+    require("submitit", "slurm", "harness launch slurm --dry-run")
+    from submitit.slurm.slurm import SlurmExecutor
+
+    class _Script(SlurmExecutor):  # submitit's own script maker, off a Slurm machine
+        @classmethod
+        def affinity(cls) -> int:
+            return 2
+
+    ex = slurm_executor(spec, name, _Script)
+    ex.parameters["map_count"] = spec.jobs
+    return ex._make_submission_file_text(ex._submitit_command_str, "dry-run")
+
+
+def slurm_executor(spec: LaunchSpec, name: str, cls: Any = None) -> Any:
+    """A submitit SlurmExecutor (or `cls`) with `slurm_parameters`, made directly rather than through
+    AutoExecutor, which treats None as "not set" and so cannot leave submitit's wckey out. Raises
+    RuntimeError off a Slurm machine (no srun)."""
+    if cls is None:
+        from submitit.slurm.slurm import SlurmExecutor as cls
+    ex = cls(folder=str(spec.logs / "%j"), python=job_python(spec))
+    params = {k.removeprefix("slurm_"): v for k, v in slurm_parameters(spec, name).items()}
+    ex.update_parameters(**ex._convert_parameters(params))  # name -> job_name, mem_gb -> mem, …
+    return ex
+
+
+def make_executor(spec: LaunchSpec, name: str) -> Any:
+    """A submitit executor for the engine with the job's resources: its setup lines, and a GPU
+    request only for GPU jobs. Raises ConfigError off a Slurm machine, before anything is written."""
+    submitit = require("submitit", "slurm", f"harness launch {spec.engine}")
+    try:
+        if spec.engine == "slurm":
+            executor = slurm_executor(spec, name)
+            spec.logs.mkdir(parents=True, exist_ok=True)
+            return executor
+        executor = submitit.AutoExecutor(folder=str(spec.logs / "%j"), cluster=spec.engine)
+    except RuntimeError as e:  # e.g. no srun: not a Slurm machine
+        raise ConfigError(f"harness launch {spec.engine}: {e} (`harness launch local` runs the same jobs "
+                          f"on this machine)") from e
+    spec.logs.mkdir(parents=True, exist_ok=True)
+    executor.update_parameters(**slurm_parameters(spec, name))
     return executor
 
 
@@ -458,7 +515,7 @@ def spec_from_args(args: argparse.Namespace, cfg: ExperimentConfig) -> LaunchSpe
         job_root=Path(args.job_root).resolve() if args.job_root else logs / "results",
         gpus_per_job=gpus, cpus_per_job=args.cpus_per_job or workers, workers_per_job=workers,
         partition=args.partition, time_min=parse_time(args.time), mem_gb=args.mem_gb, slurm_args=slurm_args,
-        setup=tuple(args.setup))
+        setup=tuple(args.setup), python=args.python)
 
 
 # ----------------------------------------------------------------------------- local jobs: watched, then reaped
@@ -631,6 +688,13 @@ class LocalProcesses:
 def launch_from_args(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     spec = spec_from_args(args, cfg)
+    if args.dry_run:
+        if spec.engine != "slurm":
+            raise ConfigError("--dry-run goes with `harness launch slurm` (it prints the job script)")
+        if any("\n" in line for line in spec.setup):
+            raise ConfigError("--setup: one shell line per --setup (repeat it for more lines)")
+        print(dry_run_script(spec, f"harness-{cfg.name}"), end="")
+        return 0
     if spec.engine != "local":
         jobs = launch(cfg, spec, oversubscribe=args.allow_oversubscribe)
         try:
@@ -717,6 +781,12 @@ def add_launch_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
     la.add_argument("--setup", action="append", default=[], metavar="LINE",
                     help="a shell line each job runs before the harness, e.g. --setup 'module load cuda/12.4' "
                          "--setup 'source /shared/venv/bin/activate' (repeatable; in order)")
+    la.add_argument("--python", metavar="CMD",
+                    help="slurm: the Python each job runs (default: `python` after --setup lines, which choose it, "
+                         "e.g. by activating an environment; without them this machine's, by its path)")
+    la.add_argument("--dry-run", action="store_true",
+                    help="slurm: print the job script (#SBATCH lines, --setup lines, the `harness run` command each "
+                         "job does the work of) and submit nothing, write nothing")
     la.add_argument("--out", help="this machine's results folder for status and report (default results/<name>)")
     la.add_argument("--logs", metavar="DIR",
                     help="submitit's folder for job scripts and logs; the nodes must reach it (default OUT/launch)")

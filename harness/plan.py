@@ -17,28 +17,24 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-import yaml
 
 from harness import adaptive as adaptive_mod
 from harness import budget_check as budget_mod
 from harness import data as data_mod
+from harness import results_dir
 from harness import study as study_mod
 from harness.config import (
-    ARM,
-    AXIS_ALIASES,
-    GRIDDABLE_SECTIONS,
     ConfigError,
     DataConfig,
     ExperimentConfig,
     TrialSpec,
-    config_from_dict,
     expand_grid,
-    flatten,
     short_axis_name,
 )
-from harness.config.sections import ADDED_LATER, EXECUTION_KEYS, MAX_STEPS, NOT_GRIDDABLE
-from harness.files import atomic_write_text, kind, one_line
-from harness.records import trial_dir, verify_trial
+from harness.config.sections import MAX_STEPS, NOT_GRIDDABLE
+from harness.files import atomic_write_text
+from harness.records import verify_trial
+from harness.results_dir import cache_dir, check_existing, trial_dir
 from harness.study import SearchStudy
 
 
@@ -94,11 +90,6 @@ class Plan:
         if self.cfg.study is not None:
             names += [short_axis_name(k) for k in self.cfg.study.params]
         return names
-
-
-def cache_dir(out_dir: Path) -> Path:
-    """Where the encoded data of a results directory is cached (shared by its workers)."""
-    return out_dir / "cache"
 
 
 MAX_TRIALS = 100_000  # a run (or dry run) of more trials than this needs --yes
@@ -204,12 +195,10 @@ def check_devices(device: str, cfg: ExperimentConfig | None = None) -> None:
     graph = cfg is not None and True in cfg.setting_values("train.cuda_graph")
     if all(d in ("auto", "cpu") for d in device.split(",")) and not graph:
         return
-    from harness.train import resolve_device
+    from harness.device import check_cuda_graph, resolve_device  # imports torch: only when CUDA may be asked for
 
     devices = [resolve_device(d) for d in device.split(",")]
     if graph:
-        from harness.train_fused import check_cuda_graph
-
         check_cuda_graph(cfg, devices)
 
 
@@ -217,6 +206,8 @@ def make_plan(cfg: ExperimentConfig, out_dir: str | Path, write: bool = True) ->
     """Locate/synthesise the data, expand the grid. Raises DataError/ConfigError before training.
     With write=False nothing is written (the data is identified, not synthesised)."""
     out_dir = Path(out_dir)
+    if cfg.study is not None:
+        study_mod.check_study(cfg.study)  # an option Optuna refuses, before the data is prepared
     data_id = data_mod.prepare(cfg.data, cache_dir(out_dir))[1] if write else data_mod.identify(cfg.data)
     if cfg.study is None and cfg.adaptive is not None:
         return _adaptive_plan(cfg, out_dir, data_id)
@@ -314,113 +305,14 @@ def check_embed_dim(plan: Plan, width: int) -> None:
                           f"pretrained embeddings' width {width} ({plan.cfg.data.embedding})")
 
 
-def _fixed_settings(raw: dict) -> dict[str, Any]:
-    """The parts of a resolved config that must not change between runs into one directory:
-    everything in data/model/train that is not a grid axis, nor set by every arm of grid.arm. (A key
-    only some arms set stays a fixed setting: the other arms' trials run with its fixed value.)
-    ConfigError when a part of `raw` that should be a mapping is not (a damaged config.yaml)."""
-    grid = _mapping(raw, "grid")
-    axes = {AXIS_ALIASES.get(a, a) for a in grid if a != ARM}
-    arms = [{AXIS_ALIASES.get(k, k) for k in _mapping(_mapping(grid, ARM), a)} for a in _mapping(grid, ARM)]
-    axes |= set.intersection(*arms) if arms else set()
-    axes |= {AXIS_ALIASES.get(a, a) for a in _mapping(_mapping(raw, "study"), "params")}
-    if raw.get("adaptive"):
-        axes.add("train.seed")  # adaptive seeds vary it as a grid axis would
-    flat = {}
-    for section in GRIDDABLE_SECTIONS:
-        for k, v in flatten(_mapping(raw, section), section + ".").items():
-            if k not in axes and k not in EXECUTION_KEYS and not (k in ADDED_LATER and v == ADDED_LATER[k]):
-                flat[k] = v
-    return flat
-
-
-def _mapping(raw: dict, key: str) -> dict:
-    """raw[key] when it is a mapping, {} when it is absent or null; else a ConfigError."""
-    v = raw.get(key)
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        raise ConfigError(f"'{key}' holds {kind(v)}, not a mapping")
-    return v
-
-
-def config_recovery(out_dir: str | Path) -> str:
-    """How to get going again when DIR/config.yaml cannot be read."""
-    return (f"restore it from your experiment's YAML (delete it, then `harness run CONFIG --out {out_dir}` "
-            f"writes it again and keeps the finished trials) or delete {out_dir} to start over")
-
-
-def results_config_raw(out_dir: str | Path) -> dict | None:
-    """DIR/config.yaml as a mapping, unvalidated (None when there is none); a file that is not
-    UTF-8, not YAML or not a mapping is a ConfigError naming it and how to recover."""
-    path = Path(out_dir) / "config.yaml"
-    if not path.is_file():
-        return None
-    from harness.files import read_yaml_mapping
-
-    return read_yaml_mapping(path, config_recovery(out_dir))
-
-
-def check_existing(cfg: ExperimentConfig, out_dir: str | Path) -> None:
-    """Refuse an existing results directory this run cannot go on with: a DIR/config.yaml or
-    DIR/run.yaml that cannot be read (naming the file and how to recover), or results of another
-    experiment or of other fixed settings (mixing them would make the tables meaningless)."""
-    out_dir = Path(out_dir)
-    if (out_dir / "run.yaml").exists():
-        from harness.storage import read_run_settings  # imports optuna: only where there is one
-
-        read_run_settings(out_dir)
-    old = results_config_raw(out_dir)
-    if old is None:
-        return
-    new = cfg.to_dict()
-    try:
-        if not isinstance(old.get("name"), str):
-            raise ConfigError(f"'name' holds {kind(old.get('name'))}, not a string")
-        a = _fixed_settings(old)
-    except ConfigError as e:
-        raise ConfigError(f"{out_dir / 'config.yaml'} is not a config: {e}; {config_recovery(out_dir)}") from None
-    if old["name"] != new["name"]:
-        raise ConfigError(f"{out_dir} holds results of experiment {one_line(repr(old['name']), 80)}, not "
-                          f"{new['name']!r}; choose another --out")
-    b = _fixed_settings(new)
-    # A key that became a grid axis (or stopped being one) changes what the old trials mean.
-    changed = [k for k in sorted(set(a) | set(b)) if a.get(k, "<grid axis>") != b.get(k, "<grid axis>")]
-    if changed:
-        detail = "; ".join(f"{k}: {a.get(k, '<grid axis>')!r} -> {b.get(k, '<grid axis>')!r}"
-                           for k in changed[:6])
-        raise ConfigError(
-            f"{out_dir} holds results run with other fixed settings ({detail}). Only grid axes "
-            f"may grow when resuming into the same directory; use another --out for a new experiment")
-
-
 def check_compatible(plan: Plan) -> None:
-    """Refuse to mix results of different fixed settings in one directory (check_existing)."""
+    """Refuse to mix results of different fixed settings in one directory (results_dir.check_existing)."""
     check_existing(plan.cfg, plan.out_dir)
 
 
 def write_config(plan: Plan) -> None:
-    """Write the resolved config to DIR/config.yaml (atomically: temp file, then rename); a
-    `run.storage` URL without its password."""
-    from harness.storage import without_password
-
-    raw = plan.cfg.to_dict()
-    if raw.get("run", {}).get("storage"):
-        raw["run"]["storage"] = without_password(raw["run"]["storage"])
-    atomic_write_text(plan.out_dir / "config.yaml", yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
-
-
-def load_results_config(out_dir: str | Path) -> ExperimentConfig:
-    """The resolved config a results directory was run with. ConfigError (naming the file and how to
-    recover) when there is none, or it is not UTF-8, not YAML or not a valid config."""
-    raw = results_config_raw(out_dir)
-    if raw is None:
-        raise ConfigError(f"{out_dir} is not a results directory (no config.yaml)")
-    path = Path(out_dir) / "config.yaml"
-    try:
-        return config_from_dict(raw, source=str(path))
-    except ConfigError as e:
-        raise ConfigError(f"{path} is not a valid config: {one_line(str(e))}; {config_recovery(out_dir)}") from None
+    """Write the plan's resolved config to DIR/config.yaml (results_dir.write_config)."""
+    results_dir.write_config(plan.cfg, plan.out_dir)
 
 
 def _max_steps(cfg: ExperimentConfig, t: Any) -> int | None:

@@ -29,21 +29,31 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.config import ConfigError, ExperimentConfig
 from harness.files import atomic_path, staged_dir
+from harness.results_dir import (
+    MODEL_FILE,
+    STAGED_PREFIX,
+    find_model,
+    is_done,
+    load_results_config,
+    model_file,
+    pid_alive,
+    staged_path,
+    trial_dir,
+)
 from harness.schema import COLUMNS, SCHEMA_VERSION, SCHEMAS, TABLES
-
-if TYPE_CHECKING:
-    from harness.config import ExperimentConfig
 
 __all__ = ["COLUMNS", "TABLES", "MODEL_FILE", "Results", "TrialRecorder", "frame", "conform", "to_arrow", "to_frame",
            "trial_dir", "model_file", "find_model", "is_done", "write_trial", "read_trial", "verify_trial",
-           "quarantine_damaged", "load", "combine"]
+           "quarantine_damaged", "load", "combine", "STAGED_PREFIX", "staged_path", "stage_trial", "publish_trial",
+           "remove_orphan_stages"]
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
@@ -120,50 +130,12 @@ def frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- files
 
-def trial_dir(results_dir: str | Path, trial_id: str) -> Path:
-    return Path(results_dir) / "trials" / trial_id
-
-
-# A trial's kept weights (train.save_model), in its shard folder beside the shards.
-MODEL_FILE = "model.pt"
-
-
-def model_file(trial_id: str) -> str:
-    """The runs column model_file of a trial whose weights are kept: its MODEL_FILE relative to the
-    results folder, with '/' (trials/<trial_id>/model.pt)."""
-    return f"trials/{trial_id}/{MODEL_FILE}"
-
-
-def find_model(results_dir: str | Path, trial_id: str) -> Path | None:
-    """The trial's weights file: still staged by this process (`staged_path`: a live tracker closes a
-    trial before the runner publishes it), else published (DIR/trials/<trial_id>/model.pt); None when
-    neither exists. The staged one first: a published one may be an earlier attempt's."""
-    for folder in (staged_path(results_dir, trial_id), trial_dir(results_dir, trial_id)):
-        if (folder / MODEL_FILE).is_file():
-            return folder / MODEL_FILE
-    return None
-
-
-def is_done(results_dir: str | Path, trial_id: str) -> bool:
-    """A trial is done when its shard folder exists (it only ever appears complete)."""
-    return (trial_dir(results_dir, trial_id) / "runs.parquet").is_file()
-
-
 def write_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame],
                 weights: Mapping[str, Any] | None = None) -> Path:
     """Write one trial's shards (and `weights`: see `stage_trial`) to a temporary folder, then rename
     it to trials/<trial_id>. A previous folder for the same id (a failed attempt being retried) is
     replaced."""
     return publish_trial(stage_trial(results_dir, trial_id, tables, weights), results_dir, trial_id)
-
-
-STAGED_PREFIX = ".staged@"
-
-
-def staged_path(results_dir: str | Path, trial_id: str) -> Path:
-    """Where this process stages a trial's shards before publishing them:
-    DIR/trials/.staged@<host>@<pid>@<trial_id> (a hidden folder: loaders and progress skip it)."""
-    return Path(results_dir) / "trials" / f"{STAGED_PREFIX}{socket.gethostname()}@{os.getpid()}@{trial_id}"
 
 
 def stage_trial(results_dir: str | Path, trial_id: str, tables: dict[str, pd.DataFrame],
@@ -208,8 +180,6 @@ def publish_trial(staged: Path, results_dir: str | Path, trial_id: str) -> Path:
 def remove_orphan_stages(results_dir: str | Path) -> int:
     """Delete the staged folders that processes of this host left when they died (killed between
     writing a trial's shards and publishing them). Returns how many were deleted."""
-    from harness.storage import pid_alive
-
     trials, host, n = Path(results_dir) / "trials", socket.gethostname(), 0
     if not trials.is_dir():
         return 0
@@ -349,9 +319,6 @@ def _read_config(results_dir: Path) -> tuple[ExperimentConfig | None, str | None
     """DIR/config.yaml validated, or (None, why) when it cannot be read; (None, None) when absent."""
     if not (results_dir / "config.yaml").is_file():
         return None, None
-    from harness.config import ConfigError
-    from harness.plan import load_results_config
-
     try:
         return load_results_config(results_dir), None
     except (ConfigError, OSError) as e:

@@ -9,7 +9,8 @@ imported lazily from the entry's "module:attr"), the order tables and figures sh
 figure colour (`harness.report.figures.CELL_COLORS`) and how a sentence names it (`label`:
 `harness.report.outcomes.cell_name`), the position the gradient-reach probe reads for a read-out
 (`harness.models.read_positions`), and whether a fused form exists (`fused_cell` / `fused_readout`;
-`harness.models.fused.GATES`). The built-ins are registered in `harness.names`.
+`harness.models.fused.GATES`). The built-ins are registered in `harness.names`, which imports this
+module (never the other way round): code that needs the built-ins imports `harness.names`.
 
 Torch-free and lazy: an entry names its implementation as "module:attr", imported only when a model
 is built. Registrations are per process: register in a module the harness imports (the built-ins in
@@ -262,6 +263,3 @@ class RegistryView(Mapping[str, V]):
 # The registered names, live (`harness.names.CELLS` / `READOUTS`).
 CELL_NAMES = RegistryNames(_CELLS)
 READOUT_NAMES = RegistryNames(_READOUTS)
-
-# The built-ins, so that importing this module alone knows them too.
-import harness.names  # noqa: E402,F401

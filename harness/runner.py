@@ -32,20 +32,10 @@ from tqdm import tqdm
 from harness import data as data_mod
 from harness import study as study_mod
 from harness.config import ExperimentConfig, TrialSpec
+from harness.device import check_cuda_graph, resolve_device
 from harness.export import live
 from harness.files import NoRoom, no_room
-from harness.plan import (
-    Plan,
-    cache_dir,
-    check_bounds,
-    check_existing,
-    load_results_config,
-    make_plan,
-    prepare_data,
-    runs_in_rounds,
-    write_adaptive,
-    write_config,
-)
+from harness.plan import Plan, check_bounds, make_plan, prepare_data, runs_in_rounds, write_adaptive, write_config
 from harness.queue import (
     GroupHeartbeat,
     Heartbeat,
@@ -77,21 +67,19 @@ from harness.records import (
     verify_trial,
     write_trial,
 )
-from harness.schema import SUMMARY_COLUMNS
-from harness.storage import (
+from harness.redact import has_password, redact_text, redact_url
+from harness.results_dir import (
     RunSettings,
-    artifact_store,
-    download_artifacts,
-    has_password,
-    open_storage,
+    cache_dir,
+    check_existing,
+    load_results_config,
     read_run_settings,
-    redact_text,
-    redact_url,
-    upload_shards,
     write_run_settings,
 )
-from harness.train import remove_stale_checkpoint_tmps, resolve_device, run_trial, settings_columns
-from harness.train_fused import check_cuda_graph, check_fusable, fusable, fusable_key, fuse_size, run_fused
+from harness.schema import SUMMARY_COLUMNS
+from harness.storage import artifact_store, download_artifacts, open_storage, upload_shards
+from harness.train import remove_stale_checkpoint_tmps, run_trial, settings_columns
+from harness.train_fused import check_fusable, fusable, fusable_key, fuse_size, run_fused
 
 SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
 

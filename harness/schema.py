@@ -105,6 +105,8 @@ RUNS = pa.schema([
     _field("model_file", _STR, "the trial's kept weights (train.save_model: best or last), a torch.save'd "
                                "state_dict, relative to the results folder (trials/<trial_id>/model.pt); "
                                "null: none kept"),
+    _field("resumed_from_step", _I64, "the step of the in-trial checkpoint (train.checkpoint_every) the trial "
+                                      "resumed from after an interruption; null: it ran from step 0"),
 ])
 
 CURVES = pa.schema([

@@ -16,10 +16,11 @@ from optuna.trial import TrialState
 
 from harness.config import ARM, arm_keys, short_axis_name
 from harness.names import STATUSES
-from harness.plan import load_results_config, make_plan
+from harness.plan import make_plan
 from harness.progress import belongs, running_info, train_size
 from harness.records import load, quarantine_damaged
-from harness.storage import download_artifacts, open_storage, read_run_settings, worker_alive
+from harness.results_dir import load_results_config, read_run_settings
+from harness.storage import download_artifacts, open_storage, worker_alive
 
 
 def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:

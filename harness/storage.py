@@ -1,26 +1,32 @@
 """Where a run's shared state lives: the Optuna storage, DIR/run.yaml, the artifact store for the
 shards of workers that do not share the results folder, and whether a trial's worker still lives.
+DIR/run.yaml itself (`RunSettings`) is read and written by `harness.results_dir`; the URL redaction
+lives in `harness.redact` (both names are importable from here too).
 
 No torch import: `harness status` and `harness report` use this module.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import re
 import socket
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
-from harness.files import atomic_write_text, staged_dir
-from harness.records import MODEL_FILE, is_done, trial_dir
+from harness.config import ConfigError
+from harness.files import staged_dir
+from harness.redact import first_line, has_password, redact_text, redact_url, without_password  # noqa: F401 (public here too)
+from harness.results_dir import (  # noqa: F401 (RunSettings, write_run_settings, pid_alive: public here too)
+    MODEL_FILE,
+    RunSettings,
+    is_done,
+    pid_alive,
+    read_run_settings,
+    trial_dir,
+    write_run_settings,
+)
 
 STALE_AFTER_S = 60.0    # a RUNNING trial with no heartbeat for this long is taken as dead
 
@@ -59,8 +65,6 @@ def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
 def _open_database(url: str) -> optuna.storages.BaseStorage:
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from harness.config import ConfigError
-
     # Commands starting at once on a new database would each create Optuna's tables (the losers
     # fail on a duplicate key): they do it in turn, under a lock the database's users share. Should a
     # process without that lock (an older harness) race all the same, the loser tries again.
@@ -98,83 +102,6 @@ def _open_locked(url: str) -> optuna.storages.RDBStorage:
     finally:
         probe.dispose()
     return storage
-
-
-# ----------------------------------------------------------------------------- secrets
-
-_PASSWORD_IN_TEXT = re.compile(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s]+@")
-
-
-def redact_url(url: str | None) -> str | None:
-    """`url` with its password (if any) shown as ***: postgresql://user:***@host/db. For messages."""
-    if not url or "://" not in url:
-        return url
-    return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
-
-
-def without_password(url: str | None) -> str | None:
-    """`url` with its password left out (postgresql://user@host/db): what is written to files.
-    libpq (psycopg) then takes the password from PGPASSWORD or ~/.pgpass."""
-    if not url or "://" not in url:
-        return url
-    return _PASSWORD_IN_TEXT.sub(lambda m: m.group(1)[:-1] + "@", url)
-
-
-def has_password(url: str | None) -> bool:
-    """Whether `url` carries a password."""
-    return bool(url) and without_password(url) != url
-
-
-def redact_text(text: str) -> str:
-    """`text` with the password of every URL in it shown as ***."""
-    return _PASSWORD_IN_TEXT.sub(r"\1***@", text)
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (drivers add hints and SQL on further lines)."""
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
-# ----------------------------------------------------------------------------- DIR/run.yaml
-
-@dataclass
-class RunSettings:
-    """Where a run's shared state lives (written to DIR/run.yaml so report/status find it), and the
-    results folder's identity: a random id made by its first run, which a copied or moved folder
-    keeps; each trial records the id of the folder its worker wrote its shards into."""
-
-    storage: str | None = None
-    artifacts: str | None = None
-    folder_id: str | None = None
-
-
-def write_run_settings(out_dir: Path, settings: RunSettings) -> None:
-    """Write DIR/run.yaml (atomically: temp file, then rename), the storage URL without its password,
-    keeping the folder's id (or making one)."""
-    folder = settings.folder_id or read_run_settings(out_dir).folder_id or uuid.uuid4().hex
-    settings = dataclasses.replace(settings, storage=without_password(settings.storage), folder_id=folder)
-    atomic_write_text(out_dir / "run.yaml", yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False))
-
-
-def read_run_settings(out_dir: Path) -> RunSettings:
-    """DIR/run.yaml, or the defaults (journal in DIR, no artifact store) when there is none. A file
-    that is not UTF-8, not YAML or not a mapping of these settings (each a string or null) is a
-    ConfigError naming it and how to recover."""
-    path = Path(out_dir) / "run.yaml"
-    if not path.is_file():
-        return RunSettings()
-    from harness.config import ConfigError
-    from harness.files import kind, read_yaml_mapping
-
-    recover = (f"delete it (the next `harness run` writes it again; give --storage and --artifacts again if the "
-               f"run used them) or delete {out_dir} to start over")
-    raw = read_yaml_mapping(path, recover)
-    names = [f.name for f in dataclasses.fields(RunSettings)]
-    wrong = next((k for k in names if raw.get(k) is not None and not isinstance(raw[k], str)), None)
-    if wrong is not None:
-        raise ConfigError(f"{path}: '{wrong}' holds {kind(raw[wrong])}, not a string: {recover}")
-    return RunSettings(**{k: raw.get(k) for k in names})
 
 
 # ----------------------------------------------------------------------------- artifact store
@@ -243,26 +170,3 @@ def worker_alive(trial: optuna.trial.FrozenTrial, now: float) -> bool:
             return pid_alive(int(attrs["pid"]))
         return True
     return False
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host. A zombie (exited, not yet reaped) does not:
-    a worker whose main process was killed is re-parented, and where no process reaps it (an init
-    that does not, as in some containers) it stays a zombie that answers signals."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """Whether /proc says this process is a zombie (False where there is no /proc)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[-1].split()  # the command name, in parentheses, may hold spaces
-    return bool(fields) and fields[0] == "Z"

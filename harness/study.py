@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ import optuna
 from harness.config import (
     ARM,
     AXIS_ALIASES,
+    ConfigError,
     ExperimentConfig,
     ParamSpec,
     StudyConfig,
@@ -121,6 +123,20 @@ def make_pruner(st: StudyConfig) -> optuna.pruners.BasePruner:
             "wilcoxon": lambda: p.WilcoxonPruner(**opts)}[st.pruner]()
 
 
+def check_study(st: StudyConfig) -> None:
+    """Build the sampler and the pruner once, so an option Optuna refuses is a ConfigError naming the
+    options key before any work (the planner calls it), not a dead worker later."""
+    for kind, make in (("sampler", make_sampler), ("pruner", make_pruner)):
+        try:
+            with warnings.catch_warnings():  # e.g. ExperimentalWarning: said again when the run builds it
+                warnings.simplefilter("ignore")
+                make(st)
+        except Exception as e:  # any refusal by Optuna's constructor names the options key
+            key = f"{kind}_options"
+            raise ConfigError(f"config key 'study.{key}': the {getattr(st, kind)} {kind} refuses "
+                              f"{getattr(st, key)!r}: {type(e).__name__}: {e}") from None
+
+
 def suggest(trial: optuna.Trial, params: dict[str, ParamSpec]) -> dict[str, Any]:
     """Ask the sampler for every searched setting; dotted key -> value."""
     values = {}
@@ -179,9 +195,13 @@ def rerun_specs(cfg: ExperimentConfig, data_id: str, study: SearchStudy, best: o
 def trial_params(cfg: ExperimentConfig, spec: TrialSpec
                  ) -> tuple[dict[str, Any], dict[str, optuna.distributions.BaseDistribution]]:
     """A planned trial's settings as Optuna params and their distributions (so the dashboard can
-    plot them), written when the trial is enqueued. A text setting's choices: the built-in ones, then
-    the grid's (or the arms') others (a plugin's cell, say), the same for every trial of the study;
-    an arm's: the arm names; a number's: the one value."""
+    plot them and Optuna's importance can rank them), written when the trial is enqueued. Every trial
+    of the study gets the same distribution per axis, that of the whole axis: a text setting's choices
+    are the built-in ones, then the grid's (or the arms') others (a plugin's cell, say); an arm's the
+    arm names; a number's the axis's range, from its smallest to its largest value (IntDistribution
+    when every value is an integer, else FloatDistribution; a searched setting's re-runs: its search
+    range). Before, a number was recorded with a one-point distribution, which Optuna's importance
+    cannot rank; a study resumed from then keeps its finished trials' (docs/studies.md)."""
     D = optuna.distributions
     params: dict[str, Any] = {}
     dists: dict[str, D.BaseDistribution] = {}
@@ -197,9 +217,19 @@ def trial_params(cfg: ExperimentConfig, spec: TrialSpec
             _, meta = lookup_field(dotted)
             dist = D.CategoricalDistribution(list(dict.fromkeys(
                 [*(meta.get("choices") or ()), *cfg.setting_values(dotted), value])))
-        elif isinstance(value, int):
-            dist = D.IntDistribution(value, value)
         else:
-            dist = D.FloatDistribution(value, value)
+            dotted = AXIS_ALIASES.get(axis, axis)
+            searched = cfg.study.params.get(dotted) if cfg.study is not None else None
+            if searched is not None and searched.type != "categorical":  # a re-run of a searched setting
+                cast = int if searched.type == "int" else float
+                values = [cast(searched.low), cast(searched.high), value]
+            else:
+                values = [v for v in cfg.setting_values(dotted) if v is not None] + [value]
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                dist = D.IntDistribution(min(values), max(values))
+            else:
+                dist = D.FloatDistribution(float(min(values)), float(max(values)))
+                value = float(value)
         params[axis], dists[axis] = value, dist
     return params, dists
+

@@ -48,8 +48,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness import metrics
-from harness.config import ConfigError, TrainConfig, TrialSpec
+from harness import model_file as model_file_format
+from harness.config import TrainConfig, TrialSpec
 from harness.data import Dataset
+from harness.device import resolve_device
 from harness.files import NotLoadable, load_tensors, no_room, one_line
 from harness.ledger import (
     EvalPoint,
@@ -66,6 +68,7 @@ from harness.ledger import (
 from harness.models import build_model, param_groups
 from harness.models.precision import upcast
 from harness.records import TrialRecorder, model_file, trial_dir
+from harness.results_dir import pid_alive
 
 __all__ = ["CPU_EVAL_BATCH", "Checkpoint", "Diverged", "ParamGroups", "PhaseClock", "RunningSums", "Seeds",
            "StepResult", "checkpoint_path", "eval_batch", "evaluate", "resolve_device", "run_trial",
@@ -93,22 +96,6 @@ class Seeds:
             return int.from_bytes(hashlib.sha256(f"{base}:{purpose}".encode()).digest()[:4], "little")
 
         return cls(derive("data_order"), derive("init"), derive("dropout"))
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' → CUDA when present, else CPU; 'cuda' / 'cuda:K' / 'cpu' as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:K") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: torch sees no CUDA device")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 def device_label(device: torch.device) -> str:
@@ -163,8 +150,9 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
     the runs row. What is kept per trial is `harness.ledger`'s, shared with the fused trainer.
 
     `train.save_model` best or last: the best-dev-loss weights (those tested) or the weights after the
-    last step, as a CPU state_dict, go to `recorder.weights` and the row's model_file names where they
-    will be (records.stage_trial writes them beside the shards); none for a diverged trial.
+    last step, as a CPU state_dict with the settings, vocabulary and class names (harness.model_file's
+    format), go to `recorder.weights` and the row's model_file names where they will be
+    (records.stage_trial writes them beside the shards); none for a diverged trial.
 
     `checkpoint` (a file path; the runner's is DIR/trials/.ckpt-<trial_id>.pt): when the file holds a
     checkpoint of this trial, training resumes from it and ends bit-identical to an uninterrupted run on
@@ -252,10 +240,12 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
         instruments.probe(step, "final", [0])
         test_cols, weights = _test_and_keep(model, best_state, tc.save_model, test, data, eval_batch(tc, device),
                                             autocast, ledger)
-    recorder.weights = weights  # written beside the shards (records.stage_trial)
+    # written beside the shards (records.stage_trial), with what it takes to use them (harness.model_file)
+    recorder.weights = None if weights is None else model_file_format.bundle(weights, spec, data, tc.save_model)
     row = ledger.finish(test_cols, instruments.grad_norm_init_of(0), clock.columns(samples_seen),
                         machine_columns(device), started_at, data,
                         model_file(spec.trial_id) if weights is not None else None, settings_columns(spec))
+    row["resumed_from_step"] = saved["step"] if saved is not None else None  # the recorder's runs row itself
     ckpt.remove()  # the trial ended: its checkpoint has served
     return row
 
@@ -294,8 +284,6 @@ def remove_stale_checkpoint_tmps(results_dir: str | Path) -> int:
     """Delete the temporary files of checkpoint writes that no live process is making (a worker
     killed mid-write leaves one): of this host, those whose pid is dead; of another host, those
     untouched for TMP_STALE_S seconds. Returns how many were deleted."""
-    from harness.storage import pid_alive
-
     folder, host, n = Path(results_dir) / "trials", socket.gethostname(), 0
     if not folder.is_dir():
         return 0
@@ -412,6 +400,9 @@ class Checkpoint:
         except (OSError, NotLoadable, ValueError) as e:
             self.unusable(e, remove=False)
             return None
+        # said where the run's progress is read (stderr, the worker's log), and recorded: runs.resumed_from_step
+        print(f"harness: trial {self.trial_id} resumed from its checkpoint at step {saved['step']} of "
+              f"{self.total_steps}", file=sys.stderr, flush=True)
         return saved
 
     def unusable(self, e: BaseException, remove: bool = True) -> None:

@@ -39,8 +39,10 @@ import torch
 from torch import Tensor
 
 from harness import metrics, names
+from harness import model_file as model_file_format
 from harness.config import ConfigError, ExperimentConfig, TrialSpec
 from harness.data import Dataset
+from harness.device import check_cuda_graph
 from harness.fused_step import FusedStep
 from harness.ledger import (
     EvalPoint,
@@ -99,17 +101,6 @@ def fuse_size(fuse: str | int, device: torch.device) -> int:
     if isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1:
         return fuse
     raise ValueError(f"run.fuse: expected off, auto or an integer >= 1, got {fuse!r}")
-
-
-def check_cuda_graph(cfg: ExperimentConfig, devices: Sequence[torch.device]) -> None:
-    """Raise ConfigError when `cfg` asks for train.cuda_graph (the key, a value of its grid axis or an arm's)
-    and one of the resolved `devices` is not a CUDA device."""
-    wanted = True in cfg.setting_values("train.cuda_graph")
-    other = [str(d) for d in devices if d.type != "cuda"]
-    if wanted and other:
-        raise ConfigError(f"config key 'train.cuda_graph': true needs a CUDA device (it captures the fused "
-                          f"training step in a CUDA graph), but the device is {', '.join(other)}; run on a GPU "
-                          f"(--device cuda) or set train.cuda_graph: false")
 
 
 def fusable(spec: TrialSpec) -> str | None:
@@ -216,6 +207,7 @@ class _FusedRun:
                  recorders: list[TrialRecorder], checkpoint: Path | None = None):
         self.clock = PhaseClock(device)
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.resumed_from_step: int | None = None  # the checkpoint's step, when restored from one
         self.checkpoint = checkpoint
         self.resume = True  # False: from step 0 whatever the checkpoint file holds
         self.specs, self.data, self.device = specs, data, device
@@ -413,6 +405,7 @@ class _FusedRun:
             if gen is not None:
                 gen.set_state(state.cpu())
         restore_rng(saved["rng"], self.device)
+        self.resumed_from_step = saved["step"]
         return saved["step"], saved["epoch"], saved["samples_seen"]
 
     # ------------------------------------------------------------------------- the end
@@ -438,10 +431,13 @@ class _FusedRun:
         rows = []
         for k, ledger in enumerate(self.ledgers):
             test_cols = ledger.tested(test[0][k], test[1][k], test[2][k], self.data) if test and k in tested else None
-            ledger.recorder.weights = weights.get(k)  # written beside the shards (records.stage_trial)
+            kept = weights.get(k)  # written beside the shards (records.stage_trial), in harness.model_file's format
+            ledger.recorder.weights = None if kept is None else model_file_format.bundle(kept, ledger.spec, self.data,
+                                                                                         save)
             timing = self.clock.columns(ledger.samples_seen, ledger.train_s)  # the group's seconds, its own training
             rows.append(ledger.finish(
                 test_cols, self.instruments.grad_norm_init_of(k), timing, machine_columns(self.device),
                 self.started_at, self.data,
                 model_file(ledger.spec.trial_id) if k in weights else None, settings_columns(ledger.spec)))
+            rows[-1]["resumed_from_step"] = self.resumed_from_step  # the recorder's runs row itself
         return rows

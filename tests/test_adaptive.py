@@ -22,7 +22,8 @@ from conftest import ROOT, sigint_default, tiny_raw
 from harness import adaptive, records, runner
 from harness.cli import main
 from harness.config import ConfigError, config_from_dict, expand_grid
-from harness.plan import _fixed_settings, make_plan
+from harness.plan import make_plan
+from harness.results_dir import _fixed_settings
 from harness.stats.rates import wilson_interval
 from harness.status import format_status, status
 from harness.storage import open_storage

@@ -137,11 +137,15 @@ def test_shipped_configs_validate():
         c = load_config(root / f"{name}.yaml")
         assert c.name == name and c.grid
     bench = load_config(root / "bench.yaml")   # the frontier experiment: arm × distance, pre-registered seeds
-    assert bench.adaptive is None and bench.train.stop_at_target
+    # every run trains its whole budget (the report reads each run's best dev accuracy at every target), and the
+    # model reads forwards only so that the lag changes the distance and nothing else
+    assert bench.adaptive is None and not bench.train.stop_at_target and not bench.model.bidirectional
     assert set(bench.grid) == {"data.lag", "arm", "train.seed"}
     assert bench.arms == {"rnn": {"model.cell": "rnn"}, "lstm-fb0": {"model.cell": "lstm", "model.forget_bias": 0.0},
                           "lstm": {"model.cell": "lstm", "model.forget_bias": 1.0}}
-    assert bench.headline.seeds == len(bench.grid["train.seed"]) == 12 and bench.headline.d50 == list(bench.arms)
+    assert bench.headline.seeds == tuple(bench.grid["train.seed"]) == tuple(range(1000, 1012))
+    assert not set(bench.headline.exploration_seeds) & set(bench.headline.seeds)   # confirmatory: never explored
+    assert bench.headline.d50 == list(bench.arms) and bench.headline.budget_check.factor == 3
     full = load_config(root / "full.yaml")
     assert (full.model.embed_dim, full.model.hidden_size, full.model.num_layers) == (300, 128, 2)
     assert full.model.bidirectional and full.model.dropout == 0.3

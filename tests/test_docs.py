@@ -196,3 +196,31 @@ def test_seed_means_a_random_seed_and_no_history(page):
     bad = re.findall(r"the seed's|in the seed\b|seed-scale|issue #?\d+|was lent|added later|no GPU was", text,
                      re.I)
     assert not bad, f"{page.relative_to(ROOT)}: {bad}"
+
+
+def test_help_readme_table_and_subcommands_agree():
+    """`harness init --help` names every shipped config; the README's command table has a row for every
+    subcommand of the CLI (and no other), and every option of `harness run` and `harness predict`."""
+    import argparse
+
+    from harness.cli import build_parser
+    from harness.shipped import config_files
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    init_help = sub.choices["init"].format_help()
+    shipped = [f.name.removesuffix(".yaml") for f in config_files()]
+    assert len(shipped) >= 8 and all(re.search(rf"\b{name}\b", init_help) for name in shipped), init_help
+    rows = [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("| `harness ")]
+    in_table = {re.match(r"\| `harness (--version|[a-z]+)", r).group(1) for r in rows}
+    assert in_table - {"--version"} == set(sub.choices), in_table ^ set(sub.choices)
+    for name in ("run", "predict", "launch"):
+        (row,) = [r for r in rows if r.startswith(f"| `harness {name} ")]
+        options = {o for a in sub.choices[name]._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+        if name == "launch":  # its table row names the main options; `harness launch --help` has the rest
+            options = {"--jobs", "--storage", "--artifacts", "--setup", "--dry-run"}
+        missing = sorted(o for o in options if o not in row)
+        assert not missing, f"README's `harness {name}` row lacks {missing}"
+    # every option of `harness data check` says what it does
+    check = sub.choices["data"]._actions[-1].choices["check"]
+    assert all(a.help for a in check._actions if a.option_strings), [a.option_strings for a in check._actions]

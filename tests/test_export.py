@@ -513,7 +513,7 @@ def test_mlflow_attaches_the_kept_weights(saved, tmp_path, capsys):
     assert [a.path for a in client.list_artifacts(child.info.run_id, "model")] == ["model/model.pt"]
     got = Path(client.download_artifacts(child.info.run_id, "model/model.pt", str(tmp_path)))
     assert got.read_bytes() == weights.read_bytes()
-    state = torch.load(got, weights_only=True)
+    state = torch.load(got, weights_only=True)["state_dict"]
     assert "fc.weight" in state
     # A weights file gone missing (a copied folder without it): a warning, and the run without it.
     bare = tmp_path / "bare"

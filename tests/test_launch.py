@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shlex
 import stat
+import sys
 from pathlib import Path
 
 import optuna
@@ -330,3 +331,47 @@ def test_a_worker_job_requeues_itself_with_the_same_call():
     again = job.checkpoint(*args)
     assert isinstance(again, DelayedSubmission) and again.function is job
     assert again.args == args and again.kwargs == {}
+
+
+def test_dry_run_prints_the_script_and_submits_nothing(tmp_path, monkeypatch, capsys, shared_fs):
+    _fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    argv = _slurm_argv(tmp_path, "--setup", "module load cuda/12.4", "--setup", "source /shared/venv/bin/activate",
+                       "--dry-run")
+    assert main(argv) == 0
+    script = capsys.readouterr().out
+    assert not (tmp_path / "bin" / "submitted.sh").exists()  # nothing submitted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "c.yaml"]  # nothing written
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/bash" and "#SBATCH --array=0-1%2" in lines
+    assert not any("wckey" in line for line in lines)  # no submitit-specific account key unless asked
+    # the setup lines first, then the harness run command (a real line: echoed into the job's log), then
+    # the Python the setup chose (python from PATH, not this machine's interpreter)
+    (echo,) = [i for i, line in enumerate(lines) if line.startswith("echo ")]
+    (srun,) = [i for i, line in enumerate(lines) if line.startswith("srun ")]
+    assert lines.index("module load cuda/12.4") < lines.index("source /shared/venv/bin/activate") < echo < srun
+    assert " python -u -m submitit.core._submit " in lines[srun] and sys.executable not in lines[srun]
+    run = lines[echo].split("runs the equivalent of: ", 1)[1].rstrip('"')
+    args = build_parser().parse_args(shlex.split(run)[1:])
+    assert args.command == "run" and args.out == str(tmp_path / "r" / "launch" / "results" /
+                                                     "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}")
+    # as sbatch would get it: the same script but for its log folder's job id
+    assert main(_slurm_argv(tmp_path, "--setup", "module load cuda/12.4", "--setup",
+                            "source /shared/venv/bin/activate")) == 0
+    submitted = (tmp_path / "bin" / "submitted.sh").read_text()
+    assert [line for line in submitted.splitlines() if line.startswith("srun ")] == [lines[srun]]
+    assert "wckey" not in submitted and lines[echo] in submitted.splitlines()
+
+
+def test_dry_run_python_and_asked_for_wckey(tmp_path, capsys):
+    argv = _slurm_argv(tmp_path, "--dry-run", "--slurm-arg", "wckey=mine", "--python", "/opt/py/bin/python3")
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "#SBATCH --wckey=mine" in lines
+    assert any(line.startswith("srun ") and " /opt/py/bin/python3 -u -m submitit" in line for line in lines)
+    # without --setup or --python: this machine's interpreter, by its path
+    assert main(_slurm_argv(tmp_path, "--dry-run")) == 0
+    assert any(line.startswith("srun ") and f" {sys.executable} -u -m submitit" in line
+               for line in capsys.readouterr().out.splitlines())
+    assert main(["launch", "local", *_slurm_argv(tmp_path, "--dry-run")[2:]]) == 2
+    assert "--dry-run goes with `harness launch slurm`" in capsys.readouterr().err

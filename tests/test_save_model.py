@@ -35,7 +35,7 @@ def _no_autocast() -> contextlib.AbstractContextManager:
 def fresh_model(spec, ds, path: Path) -> torch.nn.Module:
     """A model built anew from the spec (unseeded: its own weights are overwritten), loaded from `path`."""
     model = build_model(spec.model, ds.vocab_size, len(ds.class_names), ds.pad_index, ds.embeddings)
-    model.load_state_dict(torch.load(path, weights_only=True))
+    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
     return model
 
 
@@ -87,7 +87,7 @@ def test_last_keeps_the_weights_after_the_last_step(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "_test", spy)
     spec, ds, row, recorder, out = trained(tmp_path, "last")
     assert row["best_step"] < row["steps"]
-    saved = torch.load(out / row["model_file"], weights_only=True)
+    saved = torch.load(out / row["model_file"], weights_only=True)["state_dict"]
     assert list(saved) == list(seen["last"])
     for name, t in seen["last"].items():
         assert torch.equal(saved[name], t), name
@@ -192,8 +192,8 @@ def test_a_fused_group_writes_each_trial_what_it_writes_unfused(tmp_path, save_m
         plain_row = run_trial(spec, ds, CPU, plain)
         records.write_trial(plain_out, spec.trial_id, plain.tables(), plain.weights)
         assert row["model_file"] == plain_row["model_file"] == f"trials/{spec.trial_id}/{MODEL_FILE}"
-        a = torch.load(fused_out / row["model_file"], weights_only=True)
-        b = torch.load(plain_out / plain_row["model_file"], weights_only=True)
+        a = torch.load(fused_out / row["model_file"], weights_only=True)["state_dict"]
+        b = torch.load(plain_out / plain_row["model_file"], weights_only=True)["state_dict"]
         assert list(a) == list(b)
         for name in a:
             assert a[name].dtype == b[name].dtype == torch.float64, name

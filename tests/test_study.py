@@ -204,3 +204,78 @@ def test_two_machines_share_a_study_through_postgres(tmp_path, postgres_url, mon
         write_report(out)
         runs = records.load(out)["runs"]
         assert len(runs) == 8 and runs["trial_id"].is_unique and set(runs["trial_id"]) == shards
+
+
+# ----------------------------------------------------------------------------- grid params as Optuna sees them
+
+def _grid_study(cfg, outcome, storage=None) -> optuna.Study:
+    """An Optuna study holding every grid trial of `cfg` as a finished trial, with the params and
+    distributions the queue enqueues it with (study.trial_params) and the value `outcome(factors)`."""
+    from harness.config import expand_grid
+    from harness.queue import open_queue
+
+    class _Plan:  # what open_queue reads of a plan
+        pass
+
+    plan = _Plan()
+    plan.cfg = cfg
+    study = open_queue(plan, storage or optuna.storages.InMemoryStorage())
+    for spec in expand_grid(cfg, "synth-x"):
+        params, dists = study_mod.trial_params(cfg, spec)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=outcome(spec.factors)))
+    return study
+
+
+@pytest.mark.parametrize("decides", ["pad_size", "cell", "lr"])
+def test_the_factor_that_decides_the_outcome_ranks_first(decides):
+    # 3 factors, 2 levels each, 2 seeds; only `decides` moves the outcome (0.8 vs 0.2), the seed by 0.01.
+    grid = {"cell": ["rnn", "lstm"], "pad_size": [16, 64], "lr": [0.001, 0.01], "seed": [0, 1]}
+    cfg = config_from_dict(tiny_raw("imp", grid))
+    high = {"pad_size": 16, "cell": "lstm", "lr": 0.01}[decides]
+    study = _grid_study(cfg, lambda f: (0.8 if f[decides] == high else 0.2) + 0.01 * f["seed"])
+    importance = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(
+        seed=0))
+    assert next(iter(importance)) == decides and importance[decides] > 0.9, importance
+    # every trial carries the same distribution per axis: the whole axis
+    dists = {repr(t.distributions) for t in study.trials}
+    assert len(dists) == 1
+    d = study.trials[0].distributions
+    assert d["pad_size"] == optuna.distributions.IntDistribution(16, 64)
+    assert d["lr"] == optuna.distributions.FloatDistribution(0.001, 0.01)
+    assert d["seed"] == optuna.distributions.IntDistribution(0, 1)
+    assert set(d["cell"].choices) >= {"rnn", "lstm"}
+    assert study.metric_names == ["best_dev_acc"]  # the objective's name, not "Objective 0"
+
+
+def test_on_first_yaml_the_factor_that_decides_ranks_first():
+    """configs/first.yaml's factors, outcomes as measured there (issue 31: mean best dev accuracy 0.72 at
+    pad_size 16 vs 0.11 at 64; 0.51 vs 0.32 across cell): pad_size first, then cell."""
+    from harness.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "first.yaml")
+    table = {(16, "lstm"): 0.81, (16, "rnn"): 0.63, (64, "lstm"): 0.21, (64, "rnn"): 0.01}
+    study = _grid_study(cfg, lambda f: table[f["pad_size"], f["cell"]] + 0.01 * f["seed"])
+    importance = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(
+        seed=0))
+    assert list(importance)[:2] == ["pad_size", "cell"], importance
+
+
+def test_resuming_a_study_written_with_one_point_distributions(tmp_path):
+    """A database study from before (a number recorded as IntDistribution(v, v)) takes the new trials:
+    Optuna's database refuses another kind of distribution for a param (Int -> Categorical), not
+    another range of the same kind."""
+    cfg = config_from_dict(tiny_raw("old", {"cell": ["rnn"], "pad_size": [16, 64], "seed": [0]}))
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'old.db'}")
+    old = optuna.create_study(study_name="old", storage=storage, direction="maximize")
+    from harness.config import expand_grid
+
+    _, cell = study_mod.trial_params(cfg, expand_grid(cfg, "synth-x")[0])  # text settings: as before
+    old.add_trial(optuna.trial.create_trial(params={"cell": "rnn", "pad_size": 16, "seed": 0}, value=0.5, distributions={
+        "cell": cell["cell"], "pad_size": optuna.distributions.IntDistribution(16, 16),
+        "seed": optuna.distributions.IntDistribution(0, 0)}))
+    study = _grid_study(cfg, lambda f: 0.5, storage)  # no error: the same kinds, wider ranges
+    assert len(study.trials) == 3 and study.metric_names == ["best_dev_acc"]
+    assert study.trials[-1].distributions["pad_size"] == optuna.distributions.IntDistribution(16, 64)
+    with pytest.raises(ValueError):  # what the kinds being kept avoids
+        study.add_trial(optuna.trial.create_trial(params={"pad_size": 16}, value=0.5, distributions={
+            "pad_size": optuna.distributions.CategoricalDistribution([16, 64])}))

@@ -226,11 +226,11 @@ AXIS_ALIASES = {
 }
 GRIDDABLE_SECTIONS = ("data", "model", "train")
 # Settings of how a trial runs, not of what it computes: left out of trial ids (config.grid.make_spec) and
-# of the fixed settings a resumed results directory must keep (plan._fixed_settings), and not grid axes.
+# of the fixed settings a resumed results directory must keep (results_dir._fixed_settings), and not grid axes.
 EXECUTION_KEYS = frozenset({"train.checkpoint_every", "train.save_model"})
 # Settings added after results existed, each with the value that means what its absence meant: trial
 # ids leave a key out at that value (config.grid.make_spec), and so does the check of the fixed
-# settings a resumed results directory must keep (plan._fixed_settings). Add a new such key here only.
+# settings a resumed results directory must keep (results_dir._fixed_settings). Add a new such key here only.
 ADDED_LATER: dict[str, object] = {"data.lag": None, "train.cuda_graph": False, "train.stop_at_target": False}
 NOT_GRIDDABLE = {"data.kind", "data.dir", "data.embedding", "data.synth", *EXECUTION_KEYS}
 

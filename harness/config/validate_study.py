@@ -1,10 +1,10 @@
-"""Validation of the `study:` section: sampler, pruner and their options, the objectives, the
+"""Validation of the `study:` section: sampler, pruner and their options (their types and ranges; what Optuna
+itself refuses is found where studies are built, `harness.study.check_study`), the objectives, the
 searched distributions (`params`) and the grid axes with one study each (`per`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 from harness.config.errors import ConfigError, Where, did_you_mean, reject_unknown_keys
@@ -43,24 +43,7 @@ def build_study(raw: Any, grid: dict[str, list], where: Where) -> StudyConfig:
     _refuse_test_objectives(st, where)
     st.params = _params(raw, grid, st.sampler, where)
     st.per = _per(raw, grid, where)
-    _build_optuna(st, where)
     return st
-
-
-def _build_optuna(st: StudyConfig, where: Where) -> None:
-    """Build the sampler and the pruner once now, so an option Optuna refuses is a config error
-    here rather than a dead worker later."""
-    from harness.study import make_pruner, make_sampler  # imports Optuna: only for a config with a study
-
-    for kind, make in (("sampler", make_sampler), ("pruner", make_pruner)):
-        try:
-            with warnings.catch_warnings():  # e.g. ExperimentalWarning: said again when the run builds it
-                warnings.simplefilter("ignore")
-                make(st)
-        except Exception as e:  # any refusal by Optuna's constructor names the options key
-            key = f"study.{kind}_options"
-            raise ConfigError(f"config key '{key}': the {getattr(st, kind)} {kind} refuses "
-                              f"{getattr(st, key[6:])!r}: {type(e).__name__}: {e}{where(key)}") from None
 
 
 def _set_scalars(st: StudyConfig, raw: dict, where: Where) -> None:

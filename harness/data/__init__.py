@@ -16,6 +16,7 @@ Two layouts of a row (T positions, text tokens `t…`, PAD `_`), both cutting ev
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ class Dataset:
     name: str                  # a short label for the runs table ("synthetic" or the directory name)
     pad_size: int = 0          # tokens a text is cut to (0: taken from the tokens' width)
     lag: int | None = None     # PAD positions after every text's end (None: the seed's layout)
+    vocab: dict[str, int] | None = None  # token -> index (UNK and PAD included); what train.save_model keeps
+    tokenizer: str = "char"    # the name of the tokenizer that made the tokens (data.tokenizer)
 
     def __post_init__(self) -> None:
         if not self.pad_size:
@@ -243,6 +246,7 @@ def load(cfg: DataConfig, cache_dir: str | Path) -> Dataset:
     cached = _read_cache(cache)
     if cached is not None:
         arrays, vocab_size, pad_index = cached
+        vocab = json.loads(arrays.pop("vocab_json").tobytes().decode("utf-8"))
     else:
         splits = {s: read_split(data_dir / f"{s}.txt", len(class_names)) for s in SPLITS}
         vocab = _vocab(cfg, data_dir, [t for t, _ in splits["train"]])
@@ -254,7 +258,10 @@ def load(cfg: DataConfig, cache_dir: str | Path) -> Dataset:
             arrays.update({f"{s}_tokens": tokens, f"{s}_lengths": lengths,
                            f"{s}_labels": np.array([y for _, y in rows], dtype=np.int64)})
         vocab_size, pad_index = len(vocab), vocab[PAD]
-        _atomic_savez(cache, vocab_size=np.int64(vocab_size), pad_index=np.int64(pad_index), **arrays)
+        # The vocabulary as UTF-8 JSON bytes: an array without pickles that keeps every token exactly.
+        vocab_json = np.frombuffer(json.dumps(vocab, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+        _atomic_savez(cache, vocab_size=np.int64(vocab_size), pad_index=np.int64(pad_index), vocab_json=vocab_json,
+                      **arrays)
     embeddings = None
     if cfg.embedding != "random":
         embeddings = load_embeddings(data_dir / cfg.embedding, vocab_size)
@@ -262,7 +269,8 @@ def load(cfg: DataConfig, cache_dir: str | Path) -> Dataset:
                              arrays.get(f"{s}_starts")) for s in SPLITS}
     name = data_dir.name if cfg.kind == "thucnews" else cfg.kind
     return Dataset(**split, vocab_size=vocab_size, pad_index=pad_index, class_names=class_names,
-                   embeddings=embeddings, data_id=data_id, name=name, pad_size=pad_size, lag=lag)
+                   embeddings=embeddings, data_id=data_id, name=name, pad_size=pad_size, lag=lag,
+                   vocab=vocab, tokenizer=cfg.tokenizer)
 
 
 def _read_cache(cache: Path) -> tuple[dict[str, np.ndarray], int, int] | None:
@@ -277,6 +285,9 @@ def _read_cache(cache: Path) -> tuple[dict[str, np.ndarray], int, int] | None:
         vocab_size, pad_index = int(arrays.pop("vocab_size")), int(arrays.pop("pad_index"))
         if any(f"{s}_{a}" not in arrays for s in SPLITS for a in ("tokens", "lengths", "labels")):
             return None
+        if "vocab_json" not in arrays:  # a cache from before the vocabulary was kept: encoded again
+            return None
+        json.loads(arrays["vocab_json"].tobytes().decode("utf-8"))  # damaged: encoded again
         return arrays, vocab_size, pad_index
     except Exception:  # damaged or foreign: the texts are encoded again (and the file replaced)
         return None

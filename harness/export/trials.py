@@ -31,6 +31,7 @@ import pandas as pd
 
 from harness import records
 from harness.files import weights_problem
+from harness.results_dir import results_config_raw
 from harness.schema import RUNS
 
 # Runs columns that are a trial's settings (the config keys that define it), exported as
@@ -178,9 +179,7 @@ def doc(column: str) -> str:
 
 def raw_config(results_dir: Path) -> dict[str, Any]:
     """DIR/config.yaml as a mapping ({} without one); one that is not UTF-8, YAML or a mapping is a
-    ConfigError naming it and how to recover (plan.results_config_raw)."""
-    from harness.plan import results_config_raw
-
+    ConfigError naming it and how to recover (results_dir.results_config_raw)."""
     return results_config_raw(results_dir) or {}
 
 

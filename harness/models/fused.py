@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from harness.config import ModelConfig
 from harness.models import READOUTS, RecurrentClassifier
 from harness.models.precision import upcast
-from harness.registry import RegistryView, cell_entries
+from harness.names import cell_entries
+from harness.registry import RegistryView
 
 __all__ = ["FusedAdam", "FusedClassifier", "FusedRecurrentLayer", "SHAPE_FIELDS", "clip_per_trial",
            "group_sq_norms", "per_trial_cross_entropy", "probe_grads"]

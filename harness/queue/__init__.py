@@ -48,8 +48,13 @@ AnyTrial = optuna.Trial | FrozenTrial
 
 def open_queue(plan: Plan, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """The study whose trials are enqueued settings: the grid, or a study's best-setting re-runs."""
-    return optuna.create_study(study_name=plan.cfg.name, storage=storage, load_if_exists=True,
-                               direction="maximize")
+    study = optuna.create_study(study_name=plan.cfg.name, storage=storage, load_if_exists=True,
+                                direction="maximize")
+    if study.metric_names is None:  # the value a finished trial reports (runner: its best_dev_acc)
+        with warnings.catch_warnings():  # experimental in Optuna, but what the dashboard labels axes with
+            warnings.simplefilter("ignore")
+            study.set_metric_names(["best_dev_acc"])
+    return study
 
 
 def open_searches(plan: Plan, storage: optuna.storages.BaseStorage, worker: int = 0

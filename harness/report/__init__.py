@@ -24,14 +24,19 @@ import pandas as pd
 
 from harness.config import ARM, ConfigError, ExperimentConfig, arm_keys, short_axis_name
 from harness.files import atomic_path, atomic_write_text
+from harness.records import load, quarantine_damaged
 from harness.report import figures, findings, stats
 from harness.report import outcomes as O
 from harness.report import question as Q
 from harness.report import targets as T
+from harness.report.answer import answer_markdown
 from harness.report.budget import budget_markdown, split_tables
 from harness.report.catalogue import CATALOGUE, Drawn, draw, figure_names
-from harness.report.effects import EffectRow, compute_effects, holm_note
+from harness.report.contrasts import report_section
+from harness.report.data import ReportData
+from harness.report.effects import compute_effects, holm_note
 from harness.report.effects import mark_near_frontier as mark_effects_near_frontier
+from harness.report.html import report_html
 from harness.report.mechanism import mechanism_markdown
 from harness.report.question import Question
 from harness.report.sections import (
@@ -46,40 +51,12 @@ from harness.report.sections import (
     summary_markdown,
 )
 from harness.report.targets import frontier_targets_markdown
+from harness.results_dir import load_results_config, read_run_settings, results_config_raw
 
 __all__ = ["write_report", "download_remote_shards", "compute", "build_figures", "render", "ReportData", "Figures",
            "FIGURE_NAMES", "CATALOGUE"]
 
 FIGURE_NAMES = figure_names()  # the catalogue's figures, in the report's order
-
-
-@dataclass
-class ReportData:
-    """Everything the report shows, computed once from a results directory."""
-
-    dir: Path
-    cfg: ExperimentConfig | None
-    config_text: str | None
-    tables: dict[str, pd.DataFrame]
-    runs: pd.DataFrame
-    keys: list[str]
-    varying: list[str]
-    summary: pd.DataFrame
-    effects: list[EffectRow]
-    chance: float | None
-    target: float | None
-    planned: int | None
-    max_seeds: int
-    outcomes: pd.DataFrame = field(default_factory=pd.DataFrame)   # runs + reached, time, last_step
-    success: pd.DataFrame = field(default_factory=pd.DataFrame)    # per configuration: k of n, median time
-    fits: list[O.FrontierFit] = field(default_factory=list)        # D50 per cell × layernorm (× other factors)
-    mixed: pd.DataFrame = field(default_factory=pd.DataFrame)      # configurations run on several machine kinds
-    adaptive: dict | None = None                                   # DIR/adaptive.json, when the runner wrote it
-    group: str = "cell"             # the factor that names a group (colour, legend, sentences): cell, or arm
-    arms: list[str] = field(default_factory=list)                  # grid.arm's names, in the config's order
-    question: Question = field(default_factory=Question)           # what the results vary (`question`)
-    budget_checks: pd.DataFrame = field(default_factory=pd.DataFrame)  # outcomes of headline.budget_check's runs
-    target_frontier: Any = None     # `targets.TargetFrontier`: D50 at every target (computed on first use)
 
 
 def download_remote_shards(results_dir: str | Path) -> int:
@@ -88,7 +65,7 @@ def download_remote_shards(results_dir: str | Path) -> int:
     d = Path(results_dir)
     if not (d / "config.yaml").is_file():
         return 0
-    from harness.storage import download_artifacts
+    from harness.storage import download_artifacts  # imports Optuna: only for a folder with a config.yaml
 
     return download_artifacts(d)
 
@@ -147,8 +124,6 @@ def _arm_names(cfg: ExperimentConfig | None, runs: pd.DataFrame) -> list[str]:
 def _load_tables(d: Path, attempts: int = 3) -> dict[str, pd.DataFrame]:
     """records.load, retried: while a run is going, a retried trial's shard folder can be swapped
     out between listing it and reading it."""
-    from harness.records import load
-
     for i in range(attempts):
         try:
             return load(d)
@@ -162,8 +137,6 @@ def _load_config(d: Path) -> tuple[ExperimentConfig | None, str | None]:
     path = d / "config.yaml"
     if not path.is_file():
         return None, None
-    from harness.plan import load_results_config, results_config_raw
-
     results_config_raw(d)  # not UTF-8, not YAML, not a mapping: a ConfigError naming the file and the way out
     text = path.read_text(encoding="utf-8")
     try:
@@ -213,11 +186,11 @@ def build_figures(data: ReportData) -> Figures:
 
 def _add_search_studies(out: Figures, data: ReportData) -> None:
     """For a config with `study:`: each search study's plots, and the best-settings table."""
-    import optuna
+    import optuna  # Optuna, and the modules below that import it: only for a config with a study
 
     from harness import study as study_mod
     from harness.report.study import best_table, study_figures
-    from harness.storage import open_storage, read_run_settings
+    from harness.storage import open_storage
 
     cfg = data.cfg
     storage = open_storage(data.dir, cfg.run.storage or read_run_settings(data.dir).storage)
@@ -257,15 +230,15 @@ def render(data: ReportData, built: Figures | None = None) -> str:
                            target=data.target, planned=data.planned, max_seeds=data.max_seeds, mixed=data.mixed,
                            frontier=q.has_frontier)
     target = f" {data.target:g}" if data.target is not None else ""
-    from harness.report.contrasts import report_section  # group against group at each distance: leads the findings
-
     lead = report_section(data)
-    parts = [f"# Report: {name}\n", f"{q.opening()} {_INTRO}", "## Findings\n", *([lead] if lead else []),
+    answer = answer_markdown(data)
+    parts = [f"# Report: {name}\n", f"{q.opening()} {_INTRO}", *([answer] if answer else []),
+             "## Findings\n", *([lead] if lead else []),
              "\n".join(f"- {f}" for f in fs) + "\n",
              "## Success: reaching the target\n", _fits(q, _SUCCESS_INTRO.format(target=target)),
              success_markdown(data)]
     if q.has_frontier:
-        parts += ["## Frontier: where learning stops (D50)\n", _FRONTIER_INTRO, frontier_markdown(data)]
+        parts += ["## Frontier: how far each reaches the target (D50)\n", _FRONTIER_INTRO, frontier_markdown(data)]
         parts += ["## Frontier at every target\n", frontier_targets_markdown(T.of(data))]
         mechanism = mechanism_markdown(data)  # only where a lag varies
         if mechanism:
@@ -354,8 +327,6 @@ def write_report(results_dir: str | Path, *, html: bool = False) -> Path:
     (`download_remote_shards`). Works on a finished run, a run still going, a single trial, and a
     run with failed or diverged trials."""
     download_remote_shards(results_dir)
-    from harness.records import quarantine_damaged
-
     quarantine_damaged(results_dir, again="the next `harness run` runs it again")  # to DIR/quarantine/
     data = compute(results_dir)
     fig_dir = data.dir / "figures"
@@ -365,7 +336,7 @@ def write_report(results_dir: str | Path, *, html: bool = False) -> Path:
         for d in built.figures:
             _save_both(d.figure, fig_dir / d.name)
     finally:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # pyplot only here: the figures are drawn without it
 
         plt.close("all")  # Optuna's plots are pyplot figures; the catalogue's are not registered there
     _remove_stale(fig_dir, {d.name for d in built.figures})
@@ -373,8 +344,6 @@ def write_report(results_dir: str | Path, *, html: bool = False) -> Path:
     md = render(data, built)
     atomic_write_text(path, md)
     if html:
-        from harness.report.html import report_html
-
         atomic_write_text(data.dir / "report.html", report_html(md, data.dir, title=f"Report: {data.dir.name}"))
     return path
 

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness.budget_check import COLUMN, first_failing
+from harness.budget_check import COLUMN, check_seeds, first_failing
 from harness.config.headline import Headline, HeadlineError, read_headline, seed_text
-from harness.report.fmt import fmt_value
+from harness.report.contrasts import apply_where, fixed_seeds
+from harness.report.fmt import fmt_value, md_table
+from harness.report.outcomes import distance_column
 
 if TYPE_CHECKING:
-    from harness.report import ReportData
+    from harness.report.data import ReportData
 
 # Settings a check run changes: never used to pair it with its original.
 CHANGED = ("epochs", "train.epochs", "max_steps", "train.max_steps", "stop_at_target", "train.stop_at_target")
@@ -59,8 +61,6 @@ def _group(data: ReportData, h: Headline | None) -> str:
 
 
 def _distance(data: ReportData) -> str:
-    from harness.report.outcomes import distance_column
-
     return distance_column(data.outcomes)
 
 
@@ -149,8 +149,6 @@ def _check_seed_count(data: ReportData, h: Headline) -> int | None:
     """How many seeds each checked configuration runs (None when the config does not say)."""
     cfg = getattr(data, "cfg", None)
     if cfg is not None and cfg.headline is not None and cfg.headline.budget_check is not None:
-        from harness.budget_check import check_seeds
-
         return len(check_seeds(cfg))
     return h.budget_check.seeds if h.budget_check else None
 
@@ -158,8 +156,6 @@ def _check_seed_count(data: ReportData, h: Headline) -> int | None:
 def frontiers(data: ReportData, h: Headline) -> list[tuple[str, Any]]:
     """Per headline group: (its name, its first failing distance on the headline's seeds and where
     levels, or None where no distance fails)."""
-    from harness.report.contrasts import apply_where, fixed_seeds
-
     group, distance = _group(data, h), _distance(data)
     try:
         o = fixed_seeds(apply_where(data.outcomes, h.where), h.seeds)
@@ -214,8 +210,6 @@ def budget_markdown(data: ReportData) -> str:
                          f"reached {within}": f"{r['before']}/{r['n']}",
                          f"reached {longer}": f"{r['after']}/{r['n']}",
                          "outcomes changed": _runs(int(r["changed"]))})
-        from harness.report.sections import md_table
-
         changed, total = int(table["changed"].sum()), int(table["n"].sum())
         if changed:
             moved = table[table["changed"] > 0]

@@ -27,7 +27,7 @@ from harness.report import targets as T
 from harness.report.fmt import fmt_setting, fmt_value
 
 if TYPE_CHECKING:
-    from harness.report import ReportData
+    from harness.report.data import ReportData
 
 __all__ = ["CATALOGUE", "FigureEntry", "Need", "Drawn", "entry", "draw", "figure_names"]
 

@@ -42,8 +42,8 @@ import pandas as pd
 
 from harness.config.headline import Headline, HeadlineError, read_headline, seed_text
 from harness.names import cell_entry
-from harness.report.fmt import fmt_value
-from harness.report.outcomes import budget_steps, d50_range_text, steps_text, unsplit_reason
+from harness.report.fmt import fmt_value, md_table
+from harness.report.outcomes import budget_steps, d50_range_text, distance_column, steps_text, unsplit_reason
 from harness.report.stats import ordered_levels
 from harness.stats.d50_ratio import N_BOOT, D50Ratio, range_bounds, ratio_from_draws
 from harness.stats.frontier import D50Fit, d50_draws, fit_d50
@@ -125,8 +125,6 @@ def arm_contrasts(outcomes: pd.DataFrame, group: str = "arm", distance: str | No
 
     `distance`: the distance column (default `outcomes.distance_column`). `pairs`: default every pair
     of the groups' levels (`default_pairs`, levels in registry order)."""
-    from harness.report.outcomes import distance_column
-
     distance = distance or distance_column(outcomes)
     by = list(by)
     cols = [*by, distance, *CONTRAST_COLUMNS]
@@ -355,8 +353,6 @@ def ratio_text(r: D50Ratio, a: str, b: str) -> str:
 
 
 def _table(rows: pd.DataFrame, group: str, distance: str, by: Sequence[str]) -> str:
-    from harness.report.sections import md_table
-
     out = []
     for _, r in rows.iterrows():
         out.append({**{k: fmt_value(r[k]) for k in by}, distance: fmt_value(r[distance]),
@@ -516,8 +512,6 @@ def seeds_note(headline: Headline | None, adaptive_min: int | None) -> tuple[tup
 def report_section(data: Any) -> str:
     """The contrasts section for `harness report` (a `ReportData`): '' unless the runs vary a distance
     and have at least two groups. Reads the headline from the config text as run."""
-    from harness.report.outcomes import distance_column
-
     outcomes = data.outcomes
     if outcomes is None or outcomes.empty or "reached" not in outcomes.columns:
         return ""

@@ -55,7 +55,7 @@ FAIL_MARKER = "X"
 
 # The report's look (sizes in points, dpi in pixels per inch), applied only inside `style()`.
 STYLE = {
-    "figure.dpi": 100, "savefig.dpi": 100, "font.size": 9.5, "axes.titlesize": 10.5,
+    "figure.dpi": 100, "savefig.dpi": 200, "font.size": 9.5, "axes.titlesize": 10.5,
     "axes.labelsize": 9.5, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3,
     "svg.fonttype": "none",
 }

@@ -1,4 +1,5 @@
-"""How the report writes numbers and settings, in one place (tables, sentences and figure labels)."""
+"""How the report writes numbers and settings, in one place (tables, sentences and figure labels), and
+its markdown tables (`md_table`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
 
 def fmt_value(v: object) -> str:
@@ -37,3 +39,14 @@ def interval(low: float, high: float, fmt: Callable[[float], str] = pct) -> str:
     if math.isnan(low) or math.isnan(high):
         return "no interval"
     return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def md_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a markdown table (a "|" in a cell escaped); "_(no rows)_" when it is empty."""
+    if df.empty:
+        return "_(no rows)_\n"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines) + "\n"

@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from harness.report.fmt import fmt_value
+from harness.names import level_rank
+from harness.report import targets as T
+from harness.report.fmt import fmt_value, md_table
 from harness.report.outcomes import UNDERFLOW_TEXT, group_name
 
 if TYPE_CHECKING:
-    from harness.report import ReportData
+    from harness.report.data import ReportData
 
 __all__ = ["run_reach", "mechanism_table", "mechanism_sentence", "mechanism_markdown", "reach_text"]
 
@@ -107,8 +109,6 @@ def mechanism_table(outcomes: pd.DataFrame, reach: pd.DataFrame, learned: pd.Ser
 
 
 def _sort_key(col: pd.Series) -> pd.Series:
-    from harness.names import level_rank
-
     if col.dtype == object or pd.api.types.is_string_dtype(col):
         return col.map(lambda v: (level_rank(v), str(v)))
     return col
@@ -181,12 +181,23 @@ def mechanism_sentence(table: pd.DataFrame, group: str, distance: str, by: Seque
             f"{group}–{distance} pairs where most runs did not learn ({named}).")
 
 
+def sentence(data: ReportData) -> str:
+    """The mechanism sentence alone (for the answer paragraph); '' where the section is not drawn."""
+    sel = T.select(data)
+    if sel is None or sel.distance != "lag":
+        return ""
+    reach = run_reach(data.tables.get("grad_time"), sel.outcomes)
+    if reach.empty:
+        return ""
+    learned = T.learned_values(sel.outcomes, data.tables.get("confusion"))
+    table = mechanism_table(sel.outcomes, reach, learned, sel.group, sel.distance, sel.by)
+    outcome = "learned" if int(table["learned_n"].sum()) > 0 else "reached"
+    return mechanism_sentence(table, sel.group, sel.distance, sel.by, outcome)
+
+
 def mechanism_markdown(data: ReportData) -> str:
     """The section: which outcome is used, the table per group and distance, and the sentence. ''
     where no lag varies (the reach at the text is defined for a lag with read-out `last` only)."""
-    from harness.report import targets as T
-    from harness.report.sections import md_table
-
     sel = T.select(data)
     if sel is None or sel.distance != "lag":
         return ""

@@ -59,7 +59,7 @@ class Question:
         return " × ".join([self.group] * self.compares_groups + ["layernorm"] * (len(self.layernorms) > 1))
 
     def opening(self) -> str:
-        """The question the report opens with, e.g. 'Where does the RNN stop learning as sequences get
+        """The question the report opens with, e.g. 'How far does the RNN still reach the target as sequences get
         longer (pad_size), and how much further does the LSTM get?' or 'Which learning rate lets the
         LSTM reach dev accuracy 0.5 (pad_size 12), and how fast?'."""
         if not self.groups:
@@ -68,7 +68,7 @@ class Question:
         factors = and_list([FACTOR_NAMES.get(k, f"`{k}`") for k in self.others])
         change = f"what {'does' if len(self.others) == 1 else 'do'} {factors} change about it?" if factors else ""
         if self.has_frontier:
-            q = f"Where does {first} stop learning {DISTANCE_PHRASES.get(self.distance, f'as {self.distance} grows')}"
+            q = f"How far does {first} still reach the target {DISTANCE_PHRASES.get(self.distance, f'as {self.distance} grows')}"
             if self.compares_groups:
                 rest = [self.name(g) for g in self.groups[1:]]
                 q += f", and how much further {'does' if len(rest) == 1 else 'do'} {and_list(rest)} get?"

@@ -10,25 +10,17 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from harness.adaptive import stopping_coverage
 from harness.report import outcomes as O
 from harness.report.effects import STOP_AT_TARGET_NOTE, stopped_at_target
 from harness.report.findings import d50_text, describe, label_keys, verdict
-from harness.report.fmt import fmt_setting, fmt_value, interval, pct, points
+from harness.report.fmt import fmt_setting, fmt_value, interval, md_table, pct, points
+from harness.report.targets import learned_counts, learned_sentence
 
 if TYPE_CHECKING:
-    from harness.report import ReportData
+    from harness.report.data import ReportData
 
 ADAPTIVE_FILE = "adaptive.json"   # written by the adaptive-seeds runner: {config key: {seeds, reason}}
-
-
-def md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "_(no rows)_\n"
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _shown(data: ReportData, table: pd.DataFrame) -> list[str]:
@@ -56,8 +48,6 @@ def exploratory_note(data: ReportData) -> str:
     seeds = adaptive_seeds(data)
     if seeds is None:
         return ""
-    from harness.adaptive import stopping_coverage
-
     lo, hi = seeds
     a = getattr(data.cfg, "adaptive", None) if data.cfg is not None else None
     info = data.adaptive if isinstance(data.adaptive, dict) else {}
@@ -76,8 +66,6 @@ def success_markdown(data: ReportData) -> str:
     Kaplan-Meier median steps to target with its interval, the runs' budgets, and how many runs learned
     at all (`targets.learned_counts`: test accuracy above chance, whatever the target). Under adaptive
     seeding each row says it is exploratory (`exploratory_note`)."""
-    from harness.report.targets import learned_counts, learned_sentence
-
     s = data.success
     if s.empty:
         return "_(no trial has results yet)_\n"

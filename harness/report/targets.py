@@ -38,7 +38,7 @@ from harness.report.contrasts import (
     group_column,
     seeds_note,
 )
-from harness.report.fmt import fmt_value
+from harness.report.fmt import fmt_value, md_table
 from harness.report.outcomes import budget_steps, distance_column
 from harness.report.stats import group_key, sort_configs
 from harness.stats.chance import LEARNED_ALPHA, learned_at_all
@@ -47,7 +47,7 @@ from harness.stats.frontier import fit_d50
 
 if TYPE_CHECKING:
     from harness.config.headline import Headline
-    from harness.report import ReportData
+    from harness.report.data import ReportData
 
 __all__ = ["Selection", "TargetFrontier", "best_within_budget", "d50_at_targets", "learned_values",
            "learned_counts", "target_frontier", "frontier_targets_markdown", "headline_rule_sentence", "of"]
@@ -398,8 +398,6 @@ def frontier_targets_markdown(tf: TargetFrontier | None) -> str:
             name = f"{t:.3g}" + (" (headline)" if tf.headline_target is not None and t == tf.headline_target else "")
             row[name] = d50_cell(hit.iloc[0]) if len(hit) else "—"
         rows.append(row)
-    from harness.report.sections import md_table
-
     out.append(f"D50 ({tf.distance}) at each target:\n\n" + md_table(pd.DataFrame(rows)).rstrip())
     return "\n\n".join(s for s in out if s) + "\n"
 
