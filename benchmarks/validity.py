@@ -34,7 +34,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -119,22 +118,36 @@ def outcomes(folder: Path, name: str) -> Outcomes:
     return Outcomes(name, target, ceiling, chance, budget, runs[keep].reset_index(drop=True))
 
 
-def d50_text(runs: pd.DataFrame) -> tuple[str, tuple[float, float] | None, float | None]:
-    """(words, bracket or None, point or None) for one arm's runs."""
+def d50_text(runs: pd.DataFrame) -> tuple[str, float | None]:
+    """(words, point or None) for one arm's runs: the report's D50 (`fit_d50`), a bracket only where the
+    outcomes split perfectly; the point is the fit's D50 (for a split, the midpoint of the distances it
+    lies between on the log(1 + D) scale), None beyond or below every distance tested."""
     fit = fit_d50(runs["lag"].to_numpy(float), runs["reached"].to_numpy(float), n_boot=400)
-    bracket = split_bracket(runs["lag"].to_numpy(float), runs["reached"].to_numpy(float))
     if fit.status == "all_reached":
-        return f"beyond {int(runs['lag'].max())}", bracket, None
+        return f"beyond {int(runs['lag'].max())}", None
     if fit.status == "none_reached":
-        return f"below {int(runs['lag'].min())}", bracket, None
-    if fit.status == "separated" and bracket is not None:
-        lo, hi = bracket
-        return f"between {lo:g} and {hi:g} (bracket)", bracket, None
+        return f"below {int(runs['lag'].min())}", None
+    if fit.status == "separated":
+        kind = "bracket" if split_bracket(runs["lag"].to_numpy(float), runs["reached"].to_numpy(float)) else \
+            "mixed at one lag"
+        lo = "…" if fit.low is None else f"{fit.low:g}"
+        hi = "…" if fit.high is None else f"{fit.high:g}"
+        return f"between {lo} and {hi} ({kind}; midpoint {fit.d50:.1f})" if fit.d50 is not None else \
+            f"between {lo} and {hi} ({kind})", fit.d50
     if fit.d50 is None:
-        return f"not estimable ({fit.status})", None, None
+        return f"not estimable ({fit.status})", None
     lo = "…" if fit.low is None else f"{fit.low:.0f}"
     hi = "…" if fit.high is None else f"{fit.high:.0f}"
-    return f"{fit.d50:.1f} [{lo}, {hi}]", None, float(fit.d50)
+    return f"{fit.d50:.1f} [{lo}, {hi}]", float(fit.d50)
+
+
+def same_d50(a: tuple[str, float | None], b: tuple[str, float | None]) -> bool:
+    """Two D50s agree: both points within D50_MARGIN of each other on the (1 + D) scale, or the same words
+    where either has no point (beyond / below every distance tested)."""
+    (wa, pa), (wb, pb) = a, b
+    if pa is not None and pb is not None:
+        return 1 / D50_MARGIN <= (1 + pa) / (1 + pb) <= D50_MARGIN
+    return wa == wb
 
 
 def contrasts(o: Outcomes, pairs: list[tuple[str, str]]) -> list[dict]:
@@ -194,15 +207,11 @@ def table(syn: Outcomes, real: Outcomes, pairs: list[tuple[str, str]]) -> tuple[
             for d in lags:
                 g = r[r["lag"] == d]
                 cells.append(f"{int(g['reached'].sum())}/{len(g)} ({g['best'].median():.2f})" if len(g) else "—")
-            words, bracket, point = d50_text(r)
-            d50s[o.name] = (bracket, point, words)
+            words, point = d50_text(r)
+            d50s[o.name] = (words, point)
             learned = [str(int(d)) for d in lags if (r[r["lag"] == d]["learned"].mean() > 0.5)]
             out.append(f"| {arm} | {o.name} | " + " | ".join(cells) + f" | {words} | {', '.join(learned) or 'none'} |")
-        (ba, pa, wa), (bb, pb, wb) = d50s[syn.name], d50s[real.name]
-        if pa is not None and pb is not None:
-            same &= 1 / D50_MARGIN <= (pa + 1) / (pb + 1) <= D50_MARGIN
-        else:
-            same &= wa == wb
+        same &= same_d50(d50s[syn.name], d50s[real.name])
     out += ["", "Cells: reached / runs (median best dev accuracy within the budget).", "",
             "| contrast | lag | synthetic | real |", "| --- | --- | --- | --- |"]
     cs, cr = contrasts(syn, pairs), contrasts(real, pairs)
