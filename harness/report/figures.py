@@ -720,9 +720,13 @@ def _convergence_handles(table: pd.DataFrame, any_diverged: bool, any_failed: bo
 
 
 def _row_label(keys: Sequence[str], row: tuple) -> str:
-    """'rnn/none lr=0.01' (with arms: 'lstm-fb0/none lr=0.01') for a configuration row."""
+    """'rnn lr=0.01', 'lstm-fb0 lr=0.01' (an arm names its cell), 'lstm/output' where LayerNorm is on: a
+    plain label, with the LayerNorm only where it is not none."""
     named = dict(zip(keys, row))
-    head = "/".join(str(named.pop(k)) for k in (ARM, "cell", "layernorm") if k in named)
+    arm, cell, ln = (named.pop(k, None) for k in (ARM, "cell", "layernorm"))
+    head = str(arm if arm is not None else cell if cell is not None else "")
+    if ln is not None and str(ln) != "none":
+        head = f"{head}/{ln}" if head else str(ln)
     return " ".join([head] * bool(head) + [fmt_setting(k, v) for k, v in named.items()])
 
 
@@ -880,7 +884,7 @@ def frontier_fit(fits: Sequence, *, distance: str = "pad_size"):
     _label_edges(axes, f"{distance} (log(1 + D) scale)", "share of runs that reached the target")
     handles = _style_handles(cells, lns) + [
         Line2D([], [], color="0.3", marker="D", linestyle="none", label="D50 with its bootstrap interval"),
-        Line2D([], [], color="0.3", linewidth=5, alpha=0.35, label="D50 bracket (separated outcomes)")]
+        Line2D([], [], color="0.3", linewidth=5, alpha=0.35, label="D50 bracket (outcomes split perfectly)")]
     _legend_below(fig, handles, ncol=4)
     return fig, axes
 
@@ -926,8 +930,10 @@ def _frontier_group(ax: Axes, f, distance: str, label: str, *, shift: float, lan
     lo = fit.low if fit.low is not None else xlim[0]
     hi = fit.high if fit.high is not None else xlim[1]
     y50 = 0.5 + lane
-    if fit.separated:
+    if fit.separated and getattr(fit, "perfect", True):
         ax.plot([lo, hi], [y50, y50], color=color, linewidth=5, alpha=0.35, solid_capstyle="butt", label="_bracket")
+    elif fit.separated:  # mixed at one distance: a range the data leave, not a bracket and not an estimate
+        ax.plot([lo, hi], [y50, y50], color=color, linewidth=1.2, linestyle=":", label="_range")
     elif fit.d50 is not None:
         ax.plot([lo, hi], [y50, y50], color=color, linewidth=1.6, label="_d50_ci")
         ax.plot([fit.d50], [y50], color=color, marker="D", markersize=6, linestyle="none", label="_d50")
