@@ -38,9 +38,8 @@ test-quick: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# configs/bench.yaml: 144 trials (3 arms x 4 lags x 12 seeds) and the report. Measured from a fresh clone
-# on 2 CPU cores (AMD EPYC, 2026-12-02): 6 min 5 s and 7 min 14 s in all (two clones hours apart on a shared
-# machine; the later: core install 1 min 16 s, run 5 min 46 s, report 11 s).
+# configs/bench.yaml: 144 trials (3 arms x 4 lags x 12 seeds), up to 12 budget-check trials and the report;
+# how long it takes from a fresh clone: README.md ("The two commands").
 bench: install-core
 	$(VENV)/bin/harness run configs/bench.yaml --out $(BENCH_OUT)
 	$(VENV)/bin/harness report $(BENCH_OUT)

@@ -64,6 +64,10 @@ def configs(raw: dict, overrides: list[str], min_seeds: int, max_seeds: int) -> 
     raw = apply_overrides(raw, overrides)
     raw["grid"].pop("seed", None)
     raw["grid"].pop("train.seed", None)
+    # Adaptive seeding is exploration: the headline's fixed confirmatory seeds and its budget check (a grid
+    # at fixed seeds) do not apply; its estimands (contrasts, D50s) stay and are read on seeds 0 .. min-1.
+    for key in ("seeds", "exploration_seeds", "budget_check"):
+        (raw.get("headline") or {}).pop(key, None)
     full = json.loads(json.dumps(raw))
     full.pop("adaptive", None)  # the bench config has its own adaptive section
     full["grid"]["seed"] = list(range(max_seeds))

@@ -63,8 +63,8 @@ ADAPTIVE_DOCS = {
                "`[arm, lstm-fb0, lstm]`)",
 }
 HEADLINE_DOCS = {
-    "seeds": "the confirmatory seeds every configuration runs: a list (e.g. 1000 … 1011), or n for seeds 0 … n-1; the grid must "
-             "hold them (a power calculation fixes how many)",
+    "seeds": "the confirmatory seeds every configuration runs: a list (e.g. 1000 … 1011), or n for seeds 0 … n-1; "
+             "the grid must hold them (a power calculation fixes how many)",
     "group": "the column naming the groups (default: `arm` when the grid has arms, else `cell`)",
     "where": "the other factors' levels every estimand is taken at, e.g. `{model.readout: last}`",
     "contrasts": "pairs `[a, b]`: success rate a − b at each distance",

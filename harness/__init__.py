@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     """`harness.load_model` (harness.predict), imported on first use: `import harness` stays torch-free."""
     if name == "load_model":
-        from harness.predict import load_model
+        from harness.predict import load_model  # torch: `import harness` stays torch-free
 
         return load_model
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -131,7 +131,7 @@ def stopping_coverage(rate: float, min_seeds: int, max_seeds: int, confidence: f
     contains 0.5, from min_seeds to max_seeds). Exact: the distribution of (seeds, successes) is
     carried forward look by look, and every path that stops adds its probability when its interval
     covers `rate`. At rate 0.5, 5 to 16 seeds, 95%, batch 1: 0.837 (fixed 16 seeds: 0.923)."""
-    from harness.stats.rates import wilson_interval
+    from harness.stats.rates import wilson_interval  # SciPy: only here (plan and status import this module)
 
     if not (1 <= min_seeds <= max_seeds and 0.0 <= rate <= 1.0 and batch >= 1):
         raise ValueError(f"need 1 <= min_seeds <= max_seeds, a rate in [0, 1] and batch >= 1, got {min_seeds}, "
@@ -240,7 +240,7 @@ class _Racing:
         return len(done), sum(r for r, _ in done)
 
     def rate_undecided(self, c: _Config, n: int) -> bool:
-        from harness.stats.rates import undecided
+        from harness.stats.rates import undecided  # SciPy: only when seeds are decided
 
         return undecided(self.counts(c, n)[1], n, self.a.confidence)
 
@@ -266,7 +266,7 @@ class _Racing:
     def _effect_round(self) -> bool:
         """Evaluate the effects at the current level once all their configurations finished it;
         the undecided ones' configurations then need one seed more. Returns whether any grew."""
-        from harness.stats.paired import corrected_effects, effect_undecided
+        from harness.stats.paired import corrected_effects, effect_undecided  # SciPy: only when seeds are decided
 
         st = self.state
         pending = [e for e in range(len(self.effects)) if e not in st.decided]

@@ -47,7 +47,7 @@ def _print_dry_run(doc: dict, workers: int) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.plan import check_size
+    from harness.plan import check_size  # start-up: each command imports what it needs (`harness --help` stays quick)
 
     cfg = load_config(args.config, args.set)
     if args.tracker:  # --tracker NAME (repeatable) adds to run.trackers
@@ -58,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     storage = args.storage or cfg.run.storage
     check_size(cfg, args.yes)  # before any work: counting needs no expansion
     if args.dry_run:
-        from harness.plan import dry_run
+        from harness.plan import dry_run  # start-up: only for --dry-run
 
         doc = dry_run(cfg, out, device=device, yes=args.yes)
         if args.json:
@@ -97,7 +97,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from harness.status import format_status, status, status_json
+    from harness.status import format_status, status, status_json  # start-up: only for this command
 
     info = status(Path(args.dir), args.storage)
     print(status_json(info) if args.json else format_status(info))
@@ -105,7 +105,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from harness.export import export
+    from harness.export import export  # start-up: only for this command (a tracker's library with it)
 
     to, *rest = args.to
     if len(rest) > 1 or (rest and args.out):
@@ -178,13 +178,13 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from harness.launch import launch_from_args
+    from harness.launch import launch_from_args  # start-up: only for this command
 
     return launch_from_args(args)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from harness.data.synth import write_synthetic
+    from harness.data.synth import write_synthetic  # start-up: only for this command
 
     raw = apply_overrides({"name": "synth", "data": {"synth": {}}},
                           [f"data.synth.{s}" if not s.startswith("data.") else s for s in args.set])
@@ -195,7 +195,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from harness.data import describe
+    from harness.data import describe  # start-up: only for this command
 
     info = describe(Path(args.dir), args.tokenizer)
     if args.json:
@@ -213,7 +213,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from harness.shipped import copy_configs
+    from harness.shipped import copy_configs  # start-up: only for this command
 
     try:
         written = copy_configs(Path(args.dir) / "configs", force=args.force)
@@ -230,7 +230,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _add_init_parser(sub: argparse._SubParsersAction) -> None:
-    from harness.shipped import config_files
+    from harness.shipped import config_files  # start-up: only for this command
 
     shipped = ", ".join(f.name.removesuffix(".yaml") for f in config_files())
     it = sub.add_parser("init", help="copy the shipped example configs into DIR/configs/",
@@ -242,7 +242,7 @@ def _add_init_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from harness.data import importers as im
+    from harness.data import importers as im  # start-up: only for this command
 
     split_map, fractions = im.parse_split_map(args.split_map), im.parse_fractions(args.fractions)
     if args.format == "hf":
@@ -310,7 +310,7 @@ def _add_import_parser(dsub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand and its arguments. One linear list, so longer than the rest."""
-    from harness.shipped import version
+    from harness.shipped import version  # start-up: importlib.metadata only when the parser is built
 
     p = argparse.ArgumentParser(prog="harness", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {version()}",
@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(elsewhere inside DIR is refused). Exporting again adds only the trials not there yet")
     ex.set_defaults(func=_cmd_export)
 
-    from harness.launch import add_launch_parser
+    from harness.launch import add_launch_parser  # start-up: the launch module only when the parser is built
 
     add_launch_parser(sub, _cmd_launch)
 
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "command", None) != "predict" or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.texts = [*args.texts, *extra]
-    from harness.data import DataError
+    from harness.data import DataError  # start-up: the data package and Optuna's journal (for `except`) after parsing
     from harness.journal import JournalDamaged
 
     try:
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _said(e: BaseException | str) -> str:
     """An error message as printed: on one line, the password of every URL in it shown as ***."""
-    from harness.files import one_line
+    from harness.files import one_line  # start-up: only when an error is printed
 
     text = one_line(str(e), limit=2000)
     if "://" not in text:
@@ -447,6 +447,7 @@ def environment_error(e: BaseException) -> str | None:
     """One line for an error of the machine rather than of the harness (a full disk, a read-only or
     forbidden folder, an unreachable storage database), naming the path or the URL (without its
     password); None for anything else."""
+    # Optuna (harness.storage): only when an error is printed
     from harness.storage import StorageUnreachable, first_line, redact_text
 
     if isinstance(e, StorageUnreachable):

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.config.errors import ConfigError
+from harness.config.yamlload import load_yaml
 from harness.fsmode import dir_mode, file_mode
 
 
@@ -44,12 +46,6 @@ def _name_path(e: OSError, path: Path) -> None:
     failed write through a file object does, the file being written, for its message."""
     if e.filename is None and e.errno is not None:
         e.filename = str(path)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -92,9 +88,6 @@ def read_yaml_mapping(path: str | Path, recover: str) -> dict:
     defensively: a file that is not UTF-8, not YAML (or hostile YAML: alias bombs, deep nesting,
     repeated keys; see harness.config.yamlload) or not a mapping raises one ConfigError naming the
     file, what is wrong and `recover` (how to get going again). An unreadable file raises OSError."""
-    from harness.config.errors import ConfigError
-    from harness.config.yamlload import load_yaml
-
     path = Path(path)
     data = path.read_bytes()
     try:
@@ -237,7 +230,7 @@ def weights_problem(path: str | Path) -> str | None:
     with weights_only=True, or holding no state_dict (names to tensors: the file's own, or its
     `state_dict` entry in harness.model_file's format); None when it holds one. Maps the
     tensors rather than reading them, so checking many files costs their pickles only."""
-    import torch
+    import torch  # only here: the loaders and the report stay torch-free
 
     path = Path(path)
     if not path.is_file():

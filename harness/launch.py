@@ -53,6 +53,8 @@ from typing import Any
 
 from harness.config import ConfigError, ExperimentConfig, config_from_dict, load_config
 from harness.extras import install_hint, require
+from harness.redact import redact_text, redact_url, without_password
+from harness.results_dir import pid_alive
 
 ENGINES = ("slurm", "local")
 DEFAULT_TIME = "4:00:00"
@@ -138,7 +140,7 @@ class WorkerJob:
     def __call__(self, raw: dict[str, Any], job_root: str, storage: str, artifacts: str, device: str,
                  workers: int, threads: int, command: Sequence[str] = (),
                  launcher: tuple[int, int] | None = None) -> dict[str, int]:
-        import submitit
+        import submitit  # submitit and torch (and the runner): only inside a job
         import torch
 
         from harness import runner
@@ -166,7 +168,7 @@ class WorkerJob:
             raise SystemExit(130) from None
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        from submitit.helpers import DelayedSubmission
+        from submitit.helpers import DelayedSubmission  # submitit: only inside a job
 
         return DelayedSubmission(self, *args, **kwargs)
 
@@ -196,8 +198,6 @@ def watch_launcher(pid: int, start: int, poll_s: float = 1.0) -> None:
 def job_command(spec: LaunchSpec, job_id: str = JOB_ID) -> list[str]:
     """The `harness run` command a job is equivalent to (its config: OUT/config.yaml, the resolved
     config as run; its folder: JOB_ROOT/<job id>; the storage URL without its password)."""
-    from harness.storage import without_password
-
     return ["harness", "run", str(spec.out / "config.yaml"), "--out", str(spec.job_root / job_id),
             "--storage", without_password(spec.storage) or spec.storage, "--artifacts", spec.artifacts,
             "--device", spec.device, "--workers", str(spec.workers_per_job), "--set", f"run.threads={spec.threads}",
@@ -254,8 +254,6 @@ def sharing_warnings(spec: LaunchSpec, mounts: str | None = None) -> list[str]:
 def check_storage(spec: LaunchSpec) -> list[str]:
     """Refuse a storage the jobs cannot share (SQLite for Slurm) or reach without a driver this
     machine lacks; return warnings about paths the nodes may not see."""
-    from harness.storage import redact_url
-
     url = spec.storage
     if spec.engine == "slurm" and url.startswith("sqlite"):
         raise ConfigError(
@@ -273,8 +271,6 @@ def _check_driver(url: str) -> None:
     """The database driver a postgresql:// URL needs is importable here, else a ConfigError that
     names the extra providing it."""
     import sqlalchemy
-
-    from harness.storage import redact_url
 
     try:
         sqlalchemy.engine.make_url(url).get_dialect().import_dbapi()
@@ -326,6 +322,7 @@ def prepare_results_dir(cfg: ExperimentConfig, spec: LaunchSpec) -> None:
     """Write this machine's results folder (config.yaml, run.yaml naming the storage and artifacts)
     and open the storage once: a bad URL or a config that clashes with DIR fails here, before any
     job is queued, and the jobs do not race to create the storage's tables."""
+    # start-up: `harness launch --dry-run` needs none of these; Optuna with the storage
     from harness.plan import check_existing, make_plan, write_config
     from harness.queue import open_queue
     from harness.storage import RunSettings, open_storage, redact_text, redact_url, write_run_settings
@@ -354,7 +351,7 @@ def check_resources(cfg: ExperimentConfig, spec: LaunchSpec, oversubscribe: bool
     """Before anything is written: local jobs fit this machine's cores (each job is a process with
     its workers; unless `oversubscribe`), and the config's sizes fit a worker (plan.check_bounds:
     this machine's memory for local jobs; a Slurm node checks its own when its job starts)."""
-    from harness.plan import check_bounds
+    from harness.plan import check_bounds  # start-up: the planner (Optuna) only when a launch is checked
 
     processes = spec.jobs * spec.workers_per_job
     if spec.engine == "local" and not oversubscribe and processes > cores():
@@ -413,7 +410,7 @@ def dry_run_script(spec: LaunchSpec, name: str) -> str:
     """The sbatch script `launch` would submit for `spec` (the job array), made without sbatch or srun
     and without writing anything."""
     require("submitit", "slurm", "harness launch slurm --dry-run")
-    from submitit.slurm.slurm import SlurmExecutor
+    from submitit.slurm.slurm import SlurmExecutor  # submitit: an optional library, checked by `require` above
 
     class _Script(SlurmExecutor):  # submitit's own script maker, off a Slurm machine
         @classmethod
@@ -430,7 +427,7 @@ def slurm_executor(spec: LaunchSpec, name: str, cls: Any = None) -> Any:
     AutoExecutor, which treats None as "not set" and so cannot leave submitit's wckey out. Raises
     RuntimeError off a Slurm machine (no srun)."""
     if cls is None:
-        from submitit.slurm.slurm import SlurmExecutor as cls
+        from submitit.slurm.slurm import SlurmExecutor as cls  # submitit: an optional library, only on a Slurm machine
     ex = cls(folder=str(spec.logs / "%j"), python=job_python(spec))
     params = {k.removeprefix("slurm_"): v for k, v in slurm_parameters(spec, name).items()}
     ex.update_parameters(**ex._convert_parameters(params))  # name -> job_name, mem_gb -> mem, …
@@ -596,8 +593,6 @@ def _proc_table() -> dict[int, tuple[int, int]]:
 def process_alive(pid: int, start: int | None = None) -> bool:
     """Whether process `pid` runs (a zombie does not) and, given its start time, is that process (not a
     later one that reuses the pid). Without /proc: whether the pid answers a signal."""
-    from harness.storage import pid_alive
-
     if start is None or not Path("/proc/self/stat").exists():
         return pid_alive(pid)
     fields = _stat(pid)
@@ -726,8 +721,6 @@ def _announce(cfg: ExperimentConfig, spec: LaunchSpec, jobs: list[Any], wait: bo
               procs: LocalProcesses | None = None) -> int:
     """Print the job ids and how to watch and report; with `wait`, each job's counts (local jobs:
     `procs` notes their processes meanwhile). Exit code."""
-    from harness.storage import redact_text
-
     ids = [str(j.job_id) for j in jobs]
     print(f"submitted {len(ids)} {spec.engine} job(s) of experiment {cfg.name!r}: {' '.join(ids)}")
     print(f"  each: {spec.workers_per_job} worker(s) on {spec.device}, {spec.threads} torch thread(s) per worker, "

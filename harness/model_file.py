@@ -29,6 +29,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.data.thucnews import PAD, UNK
 from harness.files import NotLoadable, load_tensors
 
 if TYPE_CHECKING:
@@ -47,8 +48,6 @@ KEYS = ("format", "version", "state_dict", "weights", "model", "vocab", "pad_tok
 
 def bundle(state: dict[str, Tensor], spec: TrialSpec, data: Dataset, weights: str) -> dict[str, Any]:
     """The saved-model dict of a trial's CPU state_dict `state` (`weights`: "best" or "last")."""
-    from harness.data.thucnews import PAD, UNK
-
     if data.vocab is None:
         raise ValueError(f"trial {spec.trial_id}: the data set carries no vocabulary; its weights cannot be saved")
     model = dataclasses.asdict(spec.model)
@@ -63,7 +62,7 @@ def bundle(state: dict[str, Tensor], spec: TrialSpec, data: Dataset, weights: st
 
 def is_bare_state_dict(obj: Any) -> bool:
     """A mapping of parameter names to tensors (what model.pt held before this format)."""
-    import torch
+    import torch  # torch: only here, so reading the format's fields needs no torch
 
     return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                        for k, v in obj.items())

@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import model_file
+from harness import model_file, records
+from harness.config import ModelConfig
+from harness.data import encode_texts, lag_layout
+from harness.data.thucnews import TOKENIZERS
+from harness.models import build_model
 from harness.records import MODEL_FILE, trial_dir
 
 __all__ = ["LoadedModel", "load_model", "load_file", "best_trial", "saved_trials", "choose_trial"]
@@ -46,9 +50,6 @@ class LoadedModel:
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Tokens (N, T), lengths (N,) and, with a lag, starts (N,): as the trainer encoded its data.
         ValueError on an empty text (one with no token)."""
-        from harness.data import encode_texts, lag_layout
-        from harness.data.thucnews import TOKENIZERS
-
         tokenize = TOKENIZERS[self.tokenizer]
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text or not tokenize(text):
@@ -86,9 +87,6 @@ class LoadedModel:
 def load_file(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """The model saved in `path` (a model.pt in harness.model_file's format), in eval mode on `device`.
     ValueError (one line, naming the file) when the file is not a usable saved model."""
-    from harness.config import ModelConfig
-    from harness.models import build_model
-
     saved = model_file.read(path)
     known = {f.name for f in fields(ModelConfig)}
     cfg = ModelConfig(**{k: v for k, v in saved["model"].items() if k in known})
@@ -111,8 +109,6 @@ def load_file(path: str | Path, device: str | torch.device = "cpu") -> LoadedMod
 
 def saved_trials(results_dir: str | Path) -> list[dict[str, Any]]:
     """The runs rows (trial_id, best_dev_acc, model_file) of the trials that kept a model file."""
-    from harness import records
-
     runs = records.load(results_dir).runs
     if "model_file" not in runs.columns:
         return []

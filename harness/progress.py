@@ -27,9 +27,8 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.config import short_axis_name
-from harness.queue import running_trials
+from harness.queue import running_trials, worker_alive
 from harness.records import read_trial
-from harness.storage import worker_alive
 
 RUNNING_EVERY_ENV = "HARNESS_PROGRESS_EVERY"
 RUNNING_EVERY_S = 60.0  # default seconds between a log's [running] lines for a trial (env: RUNNING_EVERY_ENV)
@@ -142,7 +141,7 @@ def _with_train(train: Any, values: dict[str, Any]) -> Any:
 
 def read_running(plan: Any, studies: list[Any], n_train: int | None = None,
                  now: float | None = None) -> list[dict[str, Any]]:
-    """`running_info` of every RUNNING trial of `studies` whose worker is alive (storage.worker_alive),
+    """`running_info` of every RUNNING trial of `studies` whose worker is alive (queue.worker_alive),
     the longest-running first. Reads only the running trials (harness.queue.running_trials)."""
     now = time.time() if now is None else now
     out = [running_info(plan, study.study_name, t, now, n_train)
@@ -174,6 +173,14 @@ def running_line(r: dict[str, Any], factors: list[str]) -> str:
     dev = "(no evaluation yet)" if r.get("dev_acc") is None else f"dev_acc {r['dev_acc']:.3f}"
     return (f"[running] {_settings(r['factors'], factors) or r['trial_id']}  {_step(r)} {dev}  "
             f"elapsed {elapsed(r['elapsed_s'])}")
+
+
+def eta_seconds(done: int, left: int, seconds: float) -> float | None:
+    """Seconds until the `left` trials are done, at the rate this run finished `done` trials in `seconds`
+    (as the terminal's bar estimates); None before the first finished trial."""
+    if done <= 0 or seconds <= 0:
+        return None
+    return left * seconds / done
 
 
 def elapsed(seconds: float) -> str:
@@ -232,6 +239,7 @@ class Progress:
         # On a terminal, a status line under the bar names the running trials (once there are any).
         self.line: tqdm | None = None
         self.poll(quiet=True)  # what was done before this run started counts, without a line each
+        self.started, self.done_before = time.monotonic(), len(self.status)  # for the log lines' ETA
 
     def poll(self, quiet: bool = False) -> None:
         self._poll_finished(quiet)
@@ -258,7 +266,10 @@ class Progress:
                 self.bar.write(describe_trial(row, self.plan.factor_names))
             elif not quiet and self.enabled:
                 total = max(self.plan.total, len(self.status))
-                print(f"[{len(self.status)}/{total}] {describe_trial(row, self.plan.factor_names)}",
+                left = eta_seconds(len(self.status) - self.done_before, total - len(self.status),
+                                   time.monotonic() - self.started)
+                eta = f", eta {elapsed(left)}" if left is not None else ""
+                print(f"[{len(self.status)}/{total}{eta}] {describe_trial(row, self.plan.factor_names)}",
                       file=sys.stderr, flush=True)
         if new:
             self.running = [r for r in self.running if r["trial_id"] not in self.status]

@@ -33,7 +33,7 @@ from harness.config import (
     config_from_dict,
     flatten,
 )
-from harness.config.sections import ADDED_LATER, EXECUTION_KEYS
+from harness.config.sections import ADDED_LATER, EXECUTION_KEYS, SYNTH_ADDED_LATER
 from harness.files import atomic_write_text, kind, one_line, read_yaml_mapping
 from harness.redact import without_password
 
@@ -180,6 +180,11 @@ def check_existing(cfg: ExperimentConfig, out_dir: str | Path) -> None:
             f"may grow when resuming into the same directory; use another --out for a new experiment")
 
 
+# Keys added to the config later, at the values that mean "as before": a folder written before they existed
+# lacks them, and a new run that leaves them there is the same experiment.
+LATER = {**ADDED_LATER, **{f"data.synth.{k}": v for k, v in SYNTH_ADDED_LATER.items()}}
+
+
 def _fixed_settings(raw: dict) -> dict[str, Any]:
     """The parts of a resolved config that must not change between runs into one directory:
     everything in data/model/train that is not a grid axis, nor set by every arm of grid.arm. (A key
@@ -195,7 +200,7 @@ def _fixed_settings(raw: dict) -> dict[str, Any]:
     flat = {}
     for section in GRIDDABLE_SECTIONS:
         for k, v in flatten(_mapping(raw, section), section + ".").items():
-            if k not in axes and k not in EXECUTION_KEYS and not (k in ADDED_LATER and v == ADDED_LATER[k]):
+            if k not in axes and k not in EXECUTION_KEYS and not (k in LATER and v == LATER[k]):
                 flat[k] = v
     return flat
 

@@ -29,6 +29,7 @@ from optuna import Trial
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from harness import __version__
 from harness import data as data_mod
 from harness import study as study_mod
 from harness.config import ExperimentConfig, TrialSpec
@@ -36,6 +37,7 @@ from harness.device import check_cuda_graph, resolve_device
 from harness.export import live
 from harness.files import NoRoom, no_room
 from harness.plan import Plan, check_bounds, make_plan, prepare_data, runs_in_rounds, write_adaptive, write_config
+from harness.progress import Progress
 from harness.queue import (
     GroupHeartbeat,
     Heartbeat,
@@ -78,7 +80,7 @@ from harness.results_dir import (
 )
 from harness.schema import SUMMARY_COLUMNS
 from harness.storage import artifact_store, download_artifacts, open_storage, upload_shards
-from harness.train import remove_stale_checkpoint_tmps, run_trial, settings_columns
+from harness.train import checkpoint_path, remove_stale_checkpoint_tmps, run_trial, settings_columns
 from harness.train_fused import check_fusable, fusable, fusable_key, fuse_size, run_fused
 
 SUMMARY_ATTRS = SUMMARY_COLUMNS  # the runs columns copied onto each Optuna trial
@@ -117,8 +119,6 @@ def _git(*args: str) -> str | None:
 
 def provenance() -> dict[str, Any]:
     """What ran the trials: the harness version, and its git commit and dirty flag in a checkout."""
-    from harness import __version__
-
     return {"git_commit": git_commit(), "git_dirty": git_dirty(), "harness_version": __version__}
 
 
@@ -174,8 +174,6 @@ def worker_loop(out_dir: str | Path, storage_url: str | None, device_name: str, 
     """Claim and run trials until none is waiting. With adaptive seeds, a worker that finds nothing
     tops the queue up from the finished trials, and waits while trials that may add seeds still run
     (on any worker, in any command on the storage). Returns how many this worker ran."""
-    from harness.train import checkpoint_path
-
     out_dir = Path(out_dir)
     if threads:
         torch.set_num_threads(threads)
@@ -237,8 +235,6 @@ def execute_fused(specs: list[TrialSpec], dataset: data_mod.Dataset, device: tor
     it is recorded `failed` as `execute` records one, and the grid goes on. Returns the rows in the
     order of `specs`. A group of the same trials that ran before and was interrupted resumes from its
     checkpoint (train.checkpoint_every), the file of its first trial's id."""
-    from harness.train import checkpoint_path
-
     try:
         rows = run_fused(specs, dataset, device, recorders, checkpoint=checkpoint_path(out_dir, specs[0].trial_id))
     except Exception as e:  # the whole group failed: each of its trials is a failed row
@@ -556,8 +552,6 @@ def run(cfg: ExperimentConfig, out_dir: str | Path, *, workers: int = 1, storage
         artifacts: str | None = None) -> dict[str, int]:
     """Run (or resume) the experiment into out_dir with `workers` processes. Returns status counts.
     Raises WorkerDied (after writing the tables of what finished) when a worker process died."""
-    from harness.progress import Progress
-
     devices = device.split(",")
     # A device that is not there, or CUDA graphs without CUDA, is a usage error, found before any work.
     check_cuda_graph(cfg, [resolve_device(d) for d in devices])
@@ -641,7 +635,7 @@ def _run_phases(plan: Plan, queue: Any, searches: dict[str, Any], monitor: Any, 
     """Enqueue and run: a study's search slots first (then its best settings' re-runs), or the grid,
     in rounds while `next_round()` names needed trials not done (and the last round changed them).
     Waits for trials that another command runs on the same storage; a trial whose worker died
-    meanwhile without anyone seeing it (stale, see storage.worker_alive) is queued and run again.
+    meanwhile without anyone seeing it (stale, see queue.worker_alive) is queued and run again.
     Returns dead-worker messages (and stops at the first phase that has any)."""
     studies = [queue, *searches.values()]
     while plan.cfg.study:  # until every slot finished (a slot whose worker died unseen is filled again)

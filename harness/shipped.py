@@ -12,6 +12,8 @@ from importlib import metadata, resources
 from importlib.abc import Traversable
 from pathlib import Path
 
+from harness import __version__
+
 DISTRIBUTION = "rnn-ablation-harness"  # the name on the package index; the import and command are `harness`
 
 
@@ -20,8 +22,6 @@ def version() -> str:
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        from harness import __version__
-
         return __version__
 
 

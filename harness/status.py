@@ -12,15 +12,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 
+from harness.adaptive import summary_line
 from harness.config import ARM, arm_keys, short_axis_name
 from harness.names import STATUSES
 from harness.plan import make_plan
 from harness.progress import belongs, running_info, train_size
+from harness.queue import worker_alive
 from harness.records import load, quarantine_damaged
 from harness.results_dir import load_results_config, read_run_settings
-from harness.storage import download_artifacts, open_storage, worker_alive
+from harness.storage import download_artifacts, open_storage
 
 
 def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
@@ -51,8 +54,6 @@ def status(out_dir: Path, storage_url: str | None = None) -> dict[str, Any]:
         "failures": runs[runs["status"].isin(["failed", "diverged"])][cols + ["status", "error"]].to_dict("records"),
     }
     if storage_url or (out_dir / "optuna.journal").is_file():
-        import optuna
-
         storage = open_storage(out_dir, storage_url)
         now = time.time()
         done_ids = set(runs["trial_id"])
@@ -123,8 +124,6 @@ def format_status(info: dict[str, Any]) -> str:
              f"complete {f['complete']}, diverged {f['diverged']}, failed {f['failed']}, pruned {f['pruned']}; "
              f"running {len(info['running'])}, waiting {info['waiting']}, not finished {info['missing']}"]
     if info.get("adaptive"):
-        from harness.adaptive import summary_line
-
         lines.append("  " + summary_line(info["adaptive"]))
     if info["stale"]:
         lines.append(f"  {info['stale']} running trial(s) have no recent heartbeat (worker gone?): "

@@ -1,14 +1,14 @@
 """Where a run's shared state lives: the Optuna storage, DIR/run.yaml, the artifact store for the
-shards of workers that do not share the results folder, and whether a trial's worker still lives.
+shards of workers that do not share the results folder.
 DIR/run.yaml itself (`RunSettings`) is read and written by `harness.results_dir`; the URL redaction
-lives in `harness.redact` (both names are importable from here too).
+lives in `harness.redact` (both names are importable from here too); whether a trial's worker still lives
+in `harness.queue` (`worker_alive`).
 
 No torch import: `harness status` and `harness report` use this module.
 """
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import optuna
 
 from harness.config import ConfigError
 from harness.files import staged_dir
+from harness.journal import CheckedJournalBackend
 from harness.redact import first_line, has_password, redact_text, redact_url, without_password  # noqa: F401 (public here too)
 from harness.results_dir import (  # noqa: F401 (RunSettings, write_run_settings, pid_alive: public here too)
     MODEL_FILE,
@@ -27,8 +28,6 @@ from harness.results_dir import (  # noqa: F401 (RunSettings, write_run_settings
     trial_dir,
     write_run_settings,
 )
-
-STALE_AFTER_S = 60.0    # a RUNNING trial with no heartbeat for this long is taken as dead
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -55,8 +54,6 @@ def open_storage(out_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
     be reached raises StorageUnreachable."""
     if url and "://" in url:
         return _open_database(url)
-    from harness.journal import CheckedJournalBackend
-
     path = Path(url) if url else out_dir / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(CheckedJournalBackend(str(path)))
@@ -90,7 +87,11 @@ def _open_locked(url: str) -> optuna.storages.RDBStorage:
     (harness.queue.backends.prepare_database) under the database's shared lock."""
     import sqlalchemy
 
-    from harness.queue.backends import database_lock, is_prepared, prepare_database
+    from harness.queue.backends import (  # loads the queue and planner: only for a database
+        database_lock,
+        is_prepared,
+        prepare_database,
+    )
 
     probe = sqlalchemy.create_engine(url, **_engine_kwargs(url))
     try:
@@ -110,7 +111,7 @@ def artifact_store(path: str | None) -> Any:
     """Optuna's file-system artifact store at `path` (created if missing), or None without a path."""
     if not path:
         return None
-    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.artifacts import FileSystemArtifactStore  # only with an artifact store
 
     Path(path).mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(path)
@@ -119,7 +120,7 @@ def artifact_store(path: str | None) -> Any:
 def upload_shards(store: Any, trial: optuna.Trial, folder: Path) -> None:
     """Put a finished trial's shard files (in `folder`, its staged folder) and its kept weights
     (train.save_model) into the artifact store, attached to its Optuna trial."""
-    from optuna.artifacts import upload_artifact
+    from optuna.artifacts import upload_artifact  # only with an artifact store
 
     weights = Path(folder) / MODEL_FILE
     for path in [*sorted(Path(folder).glob("*.parquet")), *([weights] if weights.is_file() else [])]:
@@ -135,7 +136,7 @@ def download_artifacts(out_dir: Path, storage_url: str | None = None, artifacts:
     store = artifact_store(artifacts)
     if store is None:
         return 0
-    from optuna.artifacts import download_artifact, get_all_artifact_meta
+    from optuna.artifacts import download_artifact, get_all_artifact_meta  # only with an artifact store
 
     storage = open_storage(out_dir, storage_url)
     fetched = 0
@@ -154,19 +155,3 @@ def download_artifacts(out_dir: Path, storage_url: str | None = None, artifacts:
                                       artifact_id=m.artifact_id)
             fetched += 1
     return fetched
-
-
-# ----------------------------------------------------------------------------- liveness
-
-def worker_alive(trial: optuna.trial.FrozenTrial, now: float) -> bool:
-    """Whether a RUNNING trial's worker still lives: a recent heartbeat (or, just after the claim and
-    before the first heartbeat is written, a recent start), and (on this host) its process."""
-    attrs = trial.system_attrs
-    beat = attrs.get("heartbeat")
-    if beat is None and trial.datetime_start is not None:
-        beat = trial.datetime_start.timestamp()
-    if beat is not None and now - beat < STALE_AFTER_S:
-        if attrs.get("host") == socket.gethostname() and attrs.get("pid"):
-            return pid_alive(int(attrs["pid"]))
-        return True
-    return False

@@ -192,6 +192,7 @@ def run_trial(spec: TrialSpec, data: Dataset, device: torch.device, recorder: Tr
             ckpt.restore(saved, model, optimizer, sums, ledger, instruments, clock, device)
         except Exception as e:  # this trial's file, but its state does not fit: start over, never fail
             return _start_over(ckpt, e, spec, data, device, recorder)
+        ckpt.resumed(step)
     # On a CPU, vanishing gradients underflow into float32 denormals, which are slow to compute with
     # (the per-step gradient norms cost 10-20x more); training flushes them to zero, the probe not.
     flush = device.type == "cpu"
@@ -400,10 +401,13 @@ class Checkpoint:
         except (OSError, NotLoadable, ValueError) as e:
             self.unusable(e, remove=False)
             return None
-        # said where the run's progress is read (stderr, the worker's log), and recorded: runs.resumed_from_step
-        print(f"harness: trial {self.trial_id} resumed from its checkpoint at step {saved['step']} of "
-              f"{self.total_steps}", file=sys.stderr, flush=True)
         return saved
+
+    def resumed(self, step: int) -> None:
+        """Say that the trial goes on from its checkpoint (stderr: the worker's log; the runs row records
+        it as resumed_from_step), once its state is restored."""
+        print(f"harness: trial {self.trial_id} resumed from its checkpoint at step {step} of {self.total_steps}",
+              file=sys.stderr, flush=True)
 
     def unusable(self, e: BaseException, remove: bool = True) -> None:
         """Say in one warning line that the file is not resumed and why; with `remove`, delete it (its

@@ -286,6 +286,7 @@ class _FusedRun:
                 fresh = _FusedRun(self.specs, self.data, device, recorders, self.checkpoint)
                 fresh.resume = False
                 return fresh.run()
+            ckpt.resumed(step)
         self.flush = device.type == "cpu"  # as run_trial: flush float32 denormals while training
         torch.set_flush_denormal(self.flush)
         clock.switch("train")

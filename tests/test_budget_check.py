@@ -134,7 +134,7 @@ def test_max_steps_is_multiplied_too():
      r"headline.budget_check.seeds': 3 seeds, but the headline has 2"),
     ({"adaptive": {"min_seeds": 2, "max_seeds": 4}, "headline": {"budget_check": {"factor": 2}}},
      r"headline.budget_check': needs a grid run at fixed seeds, not with `adaptive:`"),
-    ({"headline": {"seeds": 2, "budget_check": {"factor": 1}}}, r"headline.budget_check: expected \{factor"),
+    ({"headline": {"seeds": 2, "budget_check": {"factor": 1}}}, r"headline.budget_check': expected \{factor"),
 ])
 def test_a_budget_check_the_grid_cannot_run_is_refused_naming_the_key(change, match, tmp_path):
     raw = tiny_raw("bad", {"lag": [0, 4], "arm": ARMS, "seed": [0, 1]})

@@ -37,8 +37,9 @@ def interrupt_at(at: int):
 
 
 def tables(recorder: TrialRecorder) -> dict[str, pd.DataFrame]:
-    return {t: df.drop(columns=[c for c in TIMING.get(t, []) if c in df.columns])
-            for t, df in recorder.tables().items()}
+    """The recorder's tables without the timings and resumed_from_step (what a resume may change)."""
+    skip = {t: [*TIMING.get(t, []), *(["resumed_from_step"] if t == "runs" else [])] for t in recorder.rows}
+    return {t: df.drop(columns=[c for c in skip[t] if c in df.columns]) for t, df in recorder.tables().items()}
 
 
 def assert_same_tables(a: TrialRecorder, b: TrialRecorder) -> None:
@@ -50,7 +51,7 @@ def assert_same_tables(a: TrialRecorder, b: TrialRecorder) -> None:
 
 
 @pytest.mark.parametrize("cell,interrupt,ckpt_every", [("rnn", 12, 5), ("lstm", 12, 5), ("lstm", 18, 8)])
-def test_a_trial_resumed_from_its_checkpoint_ends_bit_identical(tmp_path, cell, interrupt, ckpt_every):
+def test_a_trial_resumed_from_its_checkpoint_ends_bit_identical(tmp_path, cell, interrupt, ckpt_every, capsys):
     specs, ds = tiny_specs(tmp_path, {"cell": [cell], "pad_size": [12]}, **TRAIN, checkpoint_every=ckpt_every)
     spec = specs[0]
     assert spec.model.dropout > 0 and spec.train.instrument  # dropout masks and every table matter
@@ -67,8 +68,13 @@ def test_a_trial_resumed_from_its_checkpoint_ends_bit_identical(tmp_path, cell, 
     assert not list(ckpt.parent.glob("*.tmp-*"))  # written atomically: no temporary file left
 
     resumed = TrialRecorder(spec.trial_id)
+    capsys.readouterr()
     row = run_trial(spec, ds, device, resumed, checkpoint=ckpt)
     assert row["status"] == "complete" and row["steps"] == 24
+    at = interrupt // ckpt_every * ckpt_every  # said and recorded; null for a trial run from step 0
+    assert f"trial {spec.trial_id} resumed from its checkpoint at step {at} of 24" in capsys.readouterr().err
+    assert resumed.tables()["runs"]["resumed_from_step"].tolist() == [at]
+    assert plain.tables()["runs"]["resumed_from_step"].isna().all()
     assert not ckpt.exists()  # a finished trial's checkpoint is deleted
     assert_same_tables(plain, resumed)
 
@@ -116,6 +122,8 @@ def test_a_fused_group_resumed_from_its_checkpoint_ends_bit_identical(tmp_path, 
     resumed = [TrialRecorder(s.trial_id) for s in specs]
     rows = run_fused(specs, ds, device, resumed, checkpoint=ckpt)
     assert [r["status"] for r in rows] == ["complete", "complete"] and not ckpt.exists()
+    at = interrupt // ckpt_every * ckpt_every
+    assert [r.tables()["runs"]["resumed_from_step"].item() for r in resumed] == [at, at]
     for a, b in zip(plain, resumed):
         assert_same_tables(a, b)
 

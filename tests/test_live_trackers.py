@@ -226,7 +226,7 @@ def test_cli_tracker_flag_adds_to_run_trackers(tmp_path, capsys):
     import yaml
 
     from harness.cli import build_parser, main
-    from harness.plan import load_results_config
+    from harness.results_dir import load_results_config
 
     raw = tiny_raw("clilive", {"cell": ["rnn"], "pad_size": [12], "seed": [0]})
     raw["run"] = {"trackers": ["tensorboard"]}

@@ -36,8 +36,10 @@ def test_not_a_terminal_one_line_per_trial_no_carriage_return(tmp_path, capsys, 
     # Before the first trial, once the checks passed: what the run is doing (the workers starting).
     assert lines[0].startswith("harness: 2 trials planned, data ready in ")
     assert lines[0].endswith("; starting 1 worker(s) on cpu (1 thread(s) each)")
-    assert re.match(r"\[1/2\] \[complete\] cell=(rnn|lstm) pad_size=8 seed=0  test_acc=0\.\d{3}", lines[1])
-    assert lines[2].startswith("[2/2] [complete] cell=")
+    # each with the time left at this run's rate: the one trial left takes as long as the first did
+    assert re.match(r"\[1/2, eta \d+(s|m)\] \[complete\] cell=(rnn|lstm) pad_size=8 seed=0  test_acc=0\.\d{3}",
+                    lines[1])
+    assert lines[2].startswith("[2/2, eta 0s] [complete] cell=")
 
 
 def test_a_terminal_gets_the_bar(tmp_path, monkeypatch):
@@ -77,7 +79,7 @@ def test_a_log_gets_a_periodic_line_for_a_long_trial(tmp_path, capsys, monkeypat
     assert steps == sorted(steps) and all(s % 10 == 0 and 0 < s <= 640 for s in steps), err
     # Still one line per finished trial, after the trial's periodic lines.
     assert [line for line in lines if line.startswith("[1/")] == [lines[-1]]
-    assert lines[-1].startswith("[1/1] [complete] cell=lstm pad_size=8 seed=0  test_acc=")
+    assert lines[-1].startswith("[1/1, eta 0s] [complete] cell=lstm pad_size=8 seed=0  test_acc=")
 
 
 def _claimed(tmp_path, grid: dict, **attrs):
@@ -145,3 +147,11 @@ def test_running_line_and_elapsed():
          "max_steps": None, "factors": {}}
     assert running_line(r, ["cell"]) == "[running] abc  step - (no evaluation yet)  elapsed 1h02m"
     assert [elapsed(s) for s in (0, 59.9, 60, 719, 3600)] == ["0s", "59s", "1m", "11m", "1h00m"]
+
+
+def test_eta_is_the_trials_left_at_this_runs_rate():
+    from harness.progress import elapsed, eta_seconds
+
+    assert eta_seconds(0, 5, 30.0) is None  # nothing finished yet: no rate
+    assert eta_seconds(2, 6, 40.0) == 120.0  # 20 s a trial, 6 left
+    assert elapsed(eta_seconds(3, 10, 540.0)) == "30m"

@@ -23,8 +23,8 @@ from harness import queue
 from harness import study as study_mod
 from harness.config import config_from_dict, expand_grid
 from harness.plan import Plan
-from harness.queue import backends
-from harness.storage import STALE_AFTER_S, open_storage
+from harness.queue import STALE_AFTER_S, backends
+from harness.storage import open_storage
 
 GRID = {"cell": ["rnn", "lstm", "gru"], "pad_size": [12], "seed": [0, 1]}  # 6 trials
 

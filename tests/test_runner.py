@@ -15,14 +15,14 @@ import pytest
 import yaml
 from conftest import ROOT, sigint_default, tiny_raw
 
+from harness import queue as queue_mod
 from harness import records, runner
-from harness import storage as storage_mod
 from harness.config import ConfigError, config_from_dict
 from harness.config.sections import ADDED_LATER
-from harness.plan import load_results_config
-from harness.queue import set_system_attrs
+from harness.queue import STALE_AFTER_S, set_system_attrs, worker_alive
+from harness.results_dir import load_results_config, pid_alive
 from harness.status import format_status, status
-from harness.storage import STALE_AFTER_S, open_storage, pid_alive, worker_alive
+from harness.storage import open_storage
 
 EIGHT = {"cell": ["rnn", "lstm"], "layernorm": ["none", "output"], "pad_size": [12], "seed": [0, 1]}
 
@@ -170,6 +170,25 @@ def test_results_from_before_a_later_key_existed_resume(tmp_path, key):
         check_compatible(make_plan(config_from_dict(raw), tmp_path))
 
 
+def test_results_from_before_the_later_generator_keys_resume(tmp_path):
+    # A synthetic-data folder written before data.synth.word_len & co. existed: at their defaults the
+    # generator's output is version 1's, so the folder resumes; another value is a change of fixed setting.
+    from harness.config.sections import SYNTH_ADDED_LATER
+    from harness.plan import check_compatible, make_plan, write_config
+
+    raw = tiny_raw("later-synth", {"cell": ["lstm"], "pad_size": [12]})
+    plan = make_plan(config_from_dict(raw), tmp_path)
+    write_config(plan)
+    old = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    for key, value in SYNTH_ADDED_LATER.items():
+        assert old["data"]["synth"].pop(key) == value
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    check_compatible(plan)  # no complaint
+    raw["data"]["synth"] = {**raw["data"].get("synth", {}), "word_len": 2}
+    with pytest.raises(ConfigError, match=r"other fixed settings \(data\.synth\.word_len: '<grid axis>' -> 2"):
+        check_compatible(make_plan(config_from_dict(raw), tmp_path))
+
+
 def test_a_queued_trial_the_config_no_longer_has_is_skipped(tmp_path):
     raw = tiny_raw("shrunk", {"cell": ["lstm"], "pad_size": [12]})
     cfg = config_from_dict(raw)
@@ -221,7 +240,7 @@ def test_a_trial_whose_worker_died_unseen_is_run_again_in_the_same_command(tmp_p
     # A worker moved a trial to RUNNING and died before writing its pid and heartbeat: until its
     # claim is STALE_AFTER_S old it looks alive, so the first enqueue leaves it alone. The command
     # waits for it, then must run it itself instead of ending with it missing.
-    monkeypatch.setattr(storage_mod, "STALE_AFTER_S", 3.0)
+    monkeypatch.setattr(queue_mod, "STALE_AFTER_S", 3.0)
     raw = tiny_raw("unseen", {"cell": ["rnn", "lstm"], "pad_size": [12]})
     cfg = config_from_dict(raw)
     runner.run(cfg, tmp_path, workers=1, device="cpu", threads=1, progress=False)

@@ -270,9 +270,10 @@ def test_resuming_a_study_written_with_one_point_distributions(tmp_path):
     from harness.config import expand_grid
 
     _, cell = study_mod.trial_params(cfg, expand_grid(cfg, "synth-x")[0])  # text settings: as before
-    old.add_trial(optuna.trial.create_trial(params={"cell": "rnn", "pad_size": 16, "seed": 0}, value=0.5, distributions={
-        "cell": cell["cell"], "pad_size": optuna.distributions.IntDistribution(16, 16),
-        "seed": optuna.distributions.IntDistribution(0, 0)}))
+    D = optuna.distributions
+    one_point = {"cell": cell["cell"], "pad_size": D.IntDistribution(16, 16), "seed": D.IntDistribution(0, 0)}
+    old.add_trial(optuna.trial.create_trial(params={"cell": "rnn", "pad_size": 16, "seed": 0}, value=0.5,
+                                            distributions=one_point))
     study = _grid_study(cfg, lambda f: 0.5, storage)  # no error: the same kinds, wider ranges
     assert len(study.trials) == 3 and study.metric_names == ["best_dev_acc"]
     assert study.trials[-1].distributions["pad_size"] == optuna.distributions.IntDistribution(16, 64)

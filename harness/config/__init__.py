@@ -65,7 +65,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # SCHEMA_VERSION now lives with the table schemas; imported lazily so the config stays free of pyarrow.
     if name == "SCHEMA_VERSION":
-        from harness.schema import SCHEMA_VERSION
+        from harness.schema import SCHEMA_VERSION  # pyarrow: only for this name
 
         return SCHEMA_VERSION
     raise AttributeError(f"module 'harness.config' has no attribute {name!r}")

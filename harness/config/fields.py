@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.config.errors import ConfigError, Where, did_you_mean
 from harness.config.sections import AXIS_ALIASES, GRIDDABLE_SECTIONS, NOT_GRIDDABLE, SECTIONS
+from harness.plugins import plugin_names
 
 
 def base_type(tp: Any) -> Any:
@@ -89,8 +90,6 @@ def _check_allowed(key: str, value: Any, meta: dict, where: Where) -> None:
     range `min` (or above it, with `exclusive_min`) to `max`."""
     choices = tuple(meta.get("choices") or ())
     if choices and meta.get("plugins"):
-        from harness.plugins import plugin_names
-
         choices += plugin_names(meta["plugins"])
     if choices and value not in choices:
         raise ConfigError(f"config key '{key}': {value!r} is not allowed; allowed: "

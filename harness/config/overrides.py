@@ -105,14 +105,6 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def yaml_lines(text: str) -> dict[str, int]:
-    """dotted key -> 1-based line of the key in the YAML text ({} when it does not parse)."""
-    try:
-        return load_yaml(text, "YAML")[1]
-    except ConfigError:
-        return {}
-
-
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read, override and validate a YAML config file. Raises `ConfigError` with file and line."""
     path = Path(path)

@@ -231,6 +231,11 @@ EXECUTION_KEYS = frozenset({"train.checkpoint_every", "train.save_model"})
 # Settings added after results existed, each with the value that means what its absence meant: trial
 # ids leave a key out at that value (config.grid.make_spec), and so does the check of the fixed
 # settings a resumed results directory must keep (results_dir._fixed_settings). Add a new such key here only.
+# Generator keys added after version 1 of the synthetic set: at these values its output is version 1's byte
+# for byte, so they are left out of the data identity and an older results folder's config (which lacks
+# them) counts as having them at these values.
+SYNTH_ADDED_LATER: dict[str, object] = {"length_concentration": 10.0, "word_len": 1, "signal_concentration": None,
+                                        "background_zipf": 1.0, "background_tilt": 0.0}
 ADDED_LATER: dict[str, object] = {"data.lag": None, "train.cuda_graph": False, "train.stop_at_target": False}
 NOT_GRIDDABLE = {"data.kind", "data.dir", "data.embedding", "data.synth", *EXECUTION_KEYS}
 

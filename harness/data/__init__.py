@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import plugins
 from harness.config import DataConfig, stable_hash
+from harness.config.sections import SYNTH_ADDED_LATER
 from harness.data.synth import GENERATOR_VERSION, write_synthetic
 from harness.data.thucnews import (
     PAD,
@@ -87,12 +89,6 @@ class Dataset:
         return self.pad_size + (self.lag or 0)
 
 
-# Generator keys added after version 1: left out of the identity at these defaults (the output is then
-# version 1's byte for byte), so older results keep their data and trial ids.
-SYNTH_ADDED_LATER = {"length_concentration": 10.0, "word_len": 1, "signal_concentration": None, "background_zipf": 1.0,
-                     "background_tilt": 0.0}
-
-
 def synth_id(cfg: DataConfig) -> str:
     """'synth-<hash>' of the synthetic settings and the generator version."""
     synth = dataclasses.asdict(cfg.synth)
@@ -122,8 +118,6 @@ def prepare_thucnews(cfg: DataConfig, cache_dir: Path) -> Path:
 
 def _prepare_plugin(cfg: DataConfig, cache_dir: Path) -> Path:
     """The folder a `harness.datasets` plugin returns for this config (it writes it on first use)."""
-    from harness import plugins
-
     try:
         data_dir = plugins.load(plugins.DATASET_GROUP, cfg.kind)(cfg, cache_dir)
     except plugins.PluginError as e:

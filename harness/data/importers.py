@@ -42,8 +42,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from harness import __version__
+from harness.data import describe
 from harness.data.thucnews import SPLITS, DataError, _read_lines
 from harness.files import atomic_write_text
+from harness.fsmode import dir_mode
 
 DEFAULT_SPLIT_MAP = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev",
                      "test": "test"}
@@ -606,10 +609,6 @@ def _stage(real: Path, out_dir: Path, files: dict[str, str], provenance: dict[st
            say: Callable[[str], None]) -> None:
     """Write `files` and import.json into a new folder beside `real` with the other files of the
     folder already there, validate it, and rename it to `real`. On any error nothing is left."""
-    from harness import __version__
-    from harness.data import describe
-    from harness.fsmode import dir_mode
-
     made = _missing_ancestor(real.parent)
     real.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{real.name}-", dir=real.parent))

@@ -37,6 +37,7 @@ from typing import Any
 
 from harness.export import mlflow as mlflow_export
 from harness.export import tensorboard as tb_export
+from harness.export import wandb as wandb_export
 from harness.export.trials import (
     Scalar,
     TrialView,
@@ -47,6 +48,9 @@ from harness.export.trials import (
     scalars_of,
     trial_view,
 )
+from harness.extras import EXTRAS, require
+from harness.records import TrialRecorder
+from harness.results_dir import find_model
 
 SUFFIX = "-live"
 _warned: set[str] = set()  # trackers whose library is missing: said once per process
@@ -55,8 +59,6 @@ _warned: set[str] = set()  # trackers whose library is missing: said once per pr
 def check_libraries(trackers: Iterable[str]) -> None:
     """Refuse, before any work, a tracker (`run.trackers`) whose library is not installed: a
     ConfigError (exit 2) that names the extra to install (harness.extras.require)."""
-    from harness.extras import EXTRAS, require
-
     for name in trackers:
         require(EXTRAS[name][0], name, f"run.trackers: {name}")
 
@@ -104,7 +106,7 @@ class Naming:
 
 def naming_for(plan: Any) -> Naming:
     """The Naming of a plan (harness.plan.Plan), from the settings columns of every planned trial."""
-    from harness.train import settings_columns
+    from harness.train import settings_columns  # torch: only for a run with trackers
 
     rows = [{**settings_columns(s), "trial_id": s.trial_id} for s in plan.by_id.values()]
     return Naming(plan.out_dir, rows)
@@ -120,7 +122,7 @@ class TensorBoardSink:
     """A SummaryWriter on the trial's run folder under DIR/tensorboard-live/, flushed at every evaluation."""
 
     def __init__(self, out: Path, view: TrialView, naming: Naming):
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # a tracker's library: only when it is used
 
         self.writer = SummaryWriter(log_dir=str(tb_export.run_dir(out, view)))
 
@@ -172,7 +174,7 @@ class MlflowSink:
     every evaluation; at the end the outcome metrics, the status tag and the run's end."""
 
     def __init__(self, out: Path, view: TrialView, naming: Naming):
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # a tracker's library: only when it is used
 
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
@@ -188,7 +190,7 @@ class MlflowSink:
         self.last_step = 0
 
     def write(self, scalars: list[Scalar]) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # a tracker's library: only when it is used
 
         now = _now_ms()
         metrics = [Metric(name, value, now, step) for step, _elapsed, name, value in scalars]
@@ -203,7 +205,7 @@ class MlflowSink:
             mlflow_export.log_model_file(self.client, self.run_id, path)
 
     def close(self, row: dict[str, Any] | None) -> None:
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric, RunTag  # a tracker's library: only when it is used
 
         status = str(plain((row or {}).get("status")) or "failed")
         now = _now_ms()
@@ -221,9 +223,7 @@ class WandbSink:
     end the outcome metrics and status in its summary. Upload with `wandb sync`."""
 
     def __init__(self, out: Path, view: TrialView, naming: Naming):
-        import wandb
-
-        from harness.export import wandb as wandb_export
+        import wandb  # a tracker's library: only when it is used
 
         out.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=naming.experiment, group=view.group, name=view.name, id=view.trial_id,
@@ -239,8 +239,6 @@ class WandbSink:
 
     def attach_model(self, path: Path) -> None:
         """The trial's weights file as a W&B artifact of type "model" logged by the run."""
-        from harness.export import wandb as wandb_export
-
         wandb_export.log_model_file(self.run, self.run.id, path)
 
     def close(self, row: dict[str, Any] | None) -> None:
@@ -317,8 +315,6 @@ class LiveTracker:
         """Attach the trial's weights file, when its row names one, to every tracker that has an
         `attach_model` (MLflow, W&B). The runner closes a trial's trackers before or after it publishes
         the trial's folder: the file is looked for in the staged folder first (records.find_model)."""
-        from harness.records import find_model
-
         if not self.sinks or plain((row or {}).get("model_file")) is None:
             return
         path = find_model(self.results_dir, self.trial_id)
@@ -334,8 +330,7 @@ def attach(plan: Any, spec: Any, recorder: Any) -> Any:
     trackers = list(getattr(plan.cfg.run, "trackers", None) or [])
     if not trackers:
         return recorder
-    from harness.records import TrialRecorder
-    from harness.train import settings_columns
+    from harness.train import settings_columns  # torch: only for a run with trackers
 
     if recorder is None:
         recorder = TrialRecorder(spec.trial_id)

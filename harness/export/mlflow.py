@@ -96,7 +96,7 @@ def param_key(name: str) -> str:
 
 
 def _log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
-    from mlflow.entities import Param
+    from mlflow.entities import Param  # a tracker's library: only when exporting to it
 
     items = [Param(param_key(k), str(v)[:MAX_VALUE]) for k, v in sorted(params.items())]
     for chunk in _chunks(items, BATCH_PARAMS):
@@ -131,7 +131,7 @@ def log_model_file(client: Any, run_id: str, path: Path) -> None:
 
 
 def _child(client: Any, eid: str, parent_id: str, view: TrialView, results_dir: Path) -> str:
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import Metric, RunTag  # a tracker's library: only when exporting to it
 
     start = _ms(view.started_at, 0) if view.started_at is not None else None
     tags = {**{f"harness.{param_key(k)}": v[:MAX_VALUE] for k, v in view.tags.items()}, TRIAL_TAG: view.trial_id,
@@ -192,7 +192,7 @@ def _client(uri: str) -> Any:
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     check_store(uri)
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # a tracker's library: only when exporting to it
 
     client = MlflowClient(tracking_uri=uri)
     try:

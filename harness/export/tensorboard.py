@@ -89,7 +89,7 @@ def experiment_summary(exp: Experiment, per_trial: list[dict[str, Any]]) -> Any:
     """The HParams experiment (a Summary): every setting with its domain and description, the
     metric columns (HEADLINE first, then every other metric some trial has), created at the first
     trial's start."""
-    from tensorboard.plugins.hparams import summary_v2 as hp
+    from tensorboard.plugins.hparams import summary_v2 as hp  # a tracker's library: only when exporting to it
 
     names = sorted({k for d in per_trial for k in d})
     settings = [hp.HParam(name, _domain(hp, [d[name] for d in per_trial if name in d]), description=doc(name))
@@ -104,7 +104,7 @@ def experiment_summary(exp: Experiment, per_trial: list[dict[str, Any]]) -> Any:
 def session_summaries(view: TrialView, hp_values: dict[str, Any]) -> tuple[Any, Any]:
     """The trial's HParams session: its start (settings, started at the trial's start) and its end
     (status, at the trial's end)."""
-    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.compat.proto.summary_pb2 import Summary  # a tracker's library: only when exporting to it
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from tensorboard.plugins.hparams import summary_v2 as hp
 
@@ -129,7 +129,7 @@ def system_text(view: TrialView) -> str:
 
 def write_experiment(exp: Experiment, out: Path, per_trial: list[dict[str, Any]]) -> None:
     """OUT's HParams experiment for every trial of `exp`, replacing the one an earlier export wrote."""
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # a tracker's library: only when exporting to it
 
     for old in out.glob(f"events.out.tfevents.*{EXPERIMENT_SUFFIX}"):
         old.unlink()
@@ -139,7 +139,7 @@ def write_experiment(exp: Experiment, out: Path, per_trial: list[dict[str, Any]]
 
 def write_trial(out: Path, view: TrialView, hp_values: dict[str, Any]) -> None:
     """One trial's run folder: scalars, metrics, the HParams session and the system text."""
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # a tracker's library: only when exporting to it
 
     last = max((s for s, *_ in view.scalars), default=int(view.summary.get("steps", 0)))
     end = view.finished_at

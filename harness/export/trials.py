@@ -206,7 +206,7 @@ def group_keys(runs: pd.DataFrame, raw: dict[str, Any]) -> list[str]:
     """The runs columns that identify a configuration (seed excluded), as the report groups them,
     plus a study's searched settings and, when they vary, the phase and the study. Only the columns
     whose value varies between trials are kept (the others say nothing about the group)."""
-    from harness.report.stats import config_keys
+    from harness.report.stats import config_keys  # the report package (matplotlib): only for group keys
 
     axes = _keys(raw, "grid") + _keys(raw.get("study"), "params")
     keys = config_keys(runs, axes) + [a for a in axes if a != "seed" and a in runs.columns]

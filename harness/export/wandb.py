@@ -47,7 +47,7 @@ def started_at(seconds: float | None) -> Iterator[None]:
     sends it in the run record right after `Run._set_backend`. So that method is wrapped to set the
     time first. With a wandb that lacks either, runs start at the export time (the trial's own start
     is in config `system.started_at` all the same)."""
-    from wandb.sdk import wandb_run
+    from wandb.sdk import wandb_run  # a tracker's library: only when exporting to it
 
     run_class = getattr(wandb_run, "Run", None)
     original = getattr(run_class, "_set_backend", None)
@@ -75,7 +75,7 @@ def history(view: TrialView) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def log_model_file(run: Any, trial_id: str, path: Path) -> None:
     """A trial's weights file as a W&B artifact of type "model", `model-<trial_id>`, logged by `run`."""
-    import wandb
+    import wandb  # a tracker's library: only when exporting to it
 
     artifact = wandb.Artifact(name=f"model-{trial_id}", type="model", metadata={"trial_id": trial_id})
     artifact.add_file(str(path), name=Path(path).name)

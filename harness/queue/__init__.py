@@ -36,10 +36,11 @@ from harness import study as study_mod
 from harness.plan import Plan
 from harness.queue.backends import NewTrial, QueueStorage, Row, queue_storage
 from harness.records import read_trial, verify_trial
-from harness.storage import read_run_settings, worker_alive
+from harness.results_dir import pid_alive, read_run_settings
 
 HEARTBEAT_S = 10.0      # a running trial's worker writes a heartbeat this often
 MAX_ATTEMPTS = 2        # a trial that raised is retried once (on resume), then left failed
+STALE_AFTER_S = 60.0    # a RUNNING trial with no heartbeat for this long is taken as dead
 
 AnyTrial = optuna.Trial | FrozenTrial
 
@@ -72,6 +73,22 @@ def open_searches(plan: Plan, storage: optuna.storages.BaseStorage, worker: int 
             study.set_metric_names([o.metric for o in st.objectives])
         out[s.name] = study
     return out
+
+
+# ----------------------------------------------------------------------------- liveness
+
+def worker_alive(trial: optuna.trial.FrozenTrial, now: float) -> bool:
+    """Whether a RUNNING trial's worker still lives: a recent heartbeat (or, just after the claim and
+    before the first heartbeat is written, a recent start), and (on this host) its process."""
+    attrs = trial.system_attrs
+    beat = attrs.get("heartbeat")
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    if beat is not None and now - beat < STALE_AFTER_S:
+        if attrs.get("host") == socket.gethostname() and attrs.get("pid"):
+            return pid_alive(int(attrs["pid"]))
+        return True
+    return False
 
 
 # ----------------------------------------------------------------------------- Optuna internals
@@ -172,7 +189,7 @@ def enqueue_missing(plan: Plan, study: optuna.Study, retry: bool = True) -> dict
     run).
     Done means: a shard folder here that verifies (records.verify_trial), whatever the study says
     (a deleted or damaged folder is run again), or a trial finished in the study by a worker that
-    wrote into another results folder (another folder id, see storage.RunSettings: a machine that
+    wrote into another results folder (another folder id, see results_dir.RunSettings: a machine that
     does not share this folder; its shards are there, or in the artifact store).
     Runs under the storage's enqueue lock (`enqueue_lock`) and writes the new trials in one batch.
     Returns counts: enqueued, stale, retried."""

@@ -32,6 +32,8 @@ from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from harness.journal import cut_trials
+
 KEY_ATTRS = ("trial_id", "slot")   # the user attribute that says what a queued trial stands for
 SCAN_LIMIT = 2000                  # waiting trials looked at for a fused group's companions
 ANALYZE_AFTER = 500                # a batch this large refreshes PostgreSQL's statistics
@@ -191,8 +193,6 @@ class JournalQueue(QueueStorage):
         return file_lock(Path(str(self.storage._backend._file_path) + ".enqueue.lock"))
 
     def cut_trials(self) -> set[int]:
-        from harness.journal import cut_trials
-
         return cut_trials(self.storage._backend._file_path)
 
     def _sync(self) -> None:
@@ -222,7 +222,7 @@ class JournalQueue(QueueStorage):
             raise UpdateFinishedTrialError(f"trial {trial_id} was finished by another process meanwhile")
 
     def create_waiting(self, study_id: int, trials: Sequence[NewTrial]) -> None:
-        from optuna.storages.journal._storage import JournalOperation
+        from optuna.storages.journal._storage import JournalOperation  # Optuna's private API: only on this path
 
         logs = []
         for t in trials:
@@ -303,7 +303,7 @@ class JournalQueue(QueueStorage):
 
     def write_attrs(self, trial_id: int, user: dict[str, Any] | None = None,
                     system: dict[str, Any] | None = None) -> None:
-        from optuna.storages.journal._storage import JournalOperation
+        from optuna.storages.journal._storage import JournalOperation  # Optuna's private API: only on this path
 
         # Optuna's replay takes one attribute per record; one append writes them all under one lock.
         logs = [{"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "trial_id": trial_id, "user_attr": {k: v}}
@@ -319,7 +319,7 @@ class JournalQueue(QueueStorage):
             return self.replay._trials[trial_id].state
 
     def finish(self, trial_id: int, state: TrialState, value: float | None, user: dict[str, Any]) -> bool:
-        from optuna.storages.journal._storage import JournalOperation
+        from optuna.storages.journal._storage import JournalOperation  # Optuna's private API: only on this path
 
         logs = [{"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "trial_id": trial_id, "user_attr": {k: v}}
                 for k, v in user.items()]
@@ -405,7 +405,7 @@ class SqlQueue(QueueStorage):
         return database_lock(self.rdb.url, self.engine)
 
     def create_waiting(self, study_id: int, trials: Sequence[NewTrial]) -> None:
-        from optuna.storages._rdb import models
+        from optuna.storages._rdb import models  # Optuna's private API: only on this path
         from sqlalchemy import insert, text
 
         if not trials:
@@ -475,6 +475,7 @@ class SqlQueue(QueueStorage):
     def remember(self, trial: FrozenTrial, study_id: int) -> None:
         """Tell Optuna's cache in front of the database (if any) of a trial it has not read: its
         `set_trial_param` (a search trial's sampler) looks the trial's study up there."""
+        # Optuna's private API: only on this path
         from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 
         cache = self.storage
@@ -533,7 +534,7 @@ class SqlQueue(QueueStorage):
             return TrialState[c.execute(text("SELECT state FROM trials WHERE trial_id = :t"), {"t": trial_id}).scalar()]
 
     def finish(self, trial_id: int, state: TrialState, value: float | None, user: dict[str, Any]) -> bool:
-        from optuna.storages._rdb import models
+        from optuna.storages._rdb import models  # Optuna's private API: only on this path
         from sqlalchemy import text
 
         with self.engine.begin() as c:
@@ -576,7 +577,7 @@ def queue_storage(storage: optuna.storages.BaseStorage) -> QueueStorage:
     made = getattr(storage, "_harness_queue", None)
     if made is not None:
         return made
-    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages import JournalStorage, RDBStorage  # Optuna's private API: only on this path
     from optuna.storages._cached_storage import _CachedStorage
 
     rdb = storage._backend if isinstance(storage, _CachedStorage) else storage

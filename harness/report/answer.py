@@ -55,6 +55,33 @@ def _d50_words(fit: Any, distance: str) -> str:
     return f"about {fmt_value(fit.d50)} [{lo}, {hi}]"
 
 
+def _budget_words(data: Any, h: Any, within: str, distance: str) -> str:
+    """What the budget check found, per group: changed (a speed within the budget), unchanged, nothing to
+    check (no distance where fewer than half reached), or not run / not finished."""
+    factor = h.budget_check.factor if h is not None and h.budget_check is not None else None
+    if factor is None:
+        return f"No budget check ran, so every 'did not reach' above means 'not {within}'."
+    bound = B.budget_bound(data)
+    first = dict(B.frontiers(data, h))
+    moved = [g for g, v in bound.items() if v is True]
+    same = [f"{g} at {distance} {fmt_value(first[g])}" for g, v in bound.items()
+            if v is False and first.get(g) is not None]
+    nothing = [g for g in bound if first.get(g) is None and g in first]
+    open_ = [g for g, v in bound.items() if v is None and first.get(g) is not None]
+    words = []
+    if moved:
+        which = "that frontier is" if len(moved) == 1 else "those frontiers are"
+        words.append(f"changed outcomes for {', '.join(moved)}: {which} a speed {within}, not a limit")
+    if same:
+        words.append(f"changed none at {', '.join(same)} (each group's first {distance} where fewer than half reached "
+                     f"the target); runs that need more than {factor}× the budget would not show")
+    if nothing:
+        words.append(f"had nothing to check for {', '.join(nothing)} (no {distance} where fewer than half reached it)")
+    if open_:
+        words.append(f"has not finished for {', '.join(open_)}: read its 'did not reach' as 'not {within}'")
+    return f"The budget check ({factor}× the budget on {B.check_seed_words(data, h)}) " + "; ".join(words) + "."
+
+
 def answer_markdown(data: Any) -> str:
     """The answer paragraph and the frontier figure; '' where no distance varies or no groups compare."""
     sel = T.select(data)
@@ -104,21 +131,7 @@ def answer_markdown(data: Any) -> str:
             lw.append(f"{g} {_counts_text(_counts(rows, '_learned', distance), distance)}")
         parts.append("Learned at all (test accuracy above chance, exact binomial p < 0.001), whatever the target: "
                      + "; ".join(lw) + ".")
-    bound = B.budget_bound(data)
-    factor = h.budget_check.factor if h is not None and h.budget_check is not None else None
-    if factor is None:
-        parts.append(f"No budget check ran, so every 'did not reach' above means 'not {within}'.")
-    elif any(v is True for v in bound.values()):
-        moved = [g for g, v in bound.items() if v is True]
-        parts.append(f"The budget check ({factor}× the budget) changed outcomes for {', '.join(moved)}: "
-                     f"{'that frontier is' if len(moved) == 1 else 'those frontiers are'} a speed {within}, not a "
-                     "limit.")
-    elif bound and all(v is False for v in bound.values()):
-        parts.append(f"The budget check ({factor}× the budget, at each group's first failing {distance}) changed no "
-                     f"outcome; beyond {factor}× the budget nothing was tried.")
-    else:
-        parts.append(f"The budget check ({factor}× the budget) has not covered every frontier (section Budget check); "
-                     f"read each 'did not reach' as 'not {within}'.")
+    parts.append(_budget_words(data, h, within, distance))
     sentence = M.sentence(data)
     if sentence:
         parts.append(sentence)

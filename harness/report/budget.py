@@ -145,6 +145,12 @@ def budget_bound(data: ReportData) -> dict[str, bool | None]:
     return out
 
 
+def check_seed_words(data: ReportData, h: Headline) -> str:
+    """'4 seeds' / 'every headline seed': how many seeds the budget check runs."""
+    n = _check_seed_count(data, h)
+    return f"{n} seeds" if n else "every headline seed"
+
+
 def _check_seed_count(data: ReportData, h: Headline) -> int | None:
     """How many seeds each checked configuration runs (None when the config does not say)."""
     cfg = getattr(data, "cfg", None)

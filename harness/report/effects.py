@@ -368,14 +368,6 @@ def _flip_rates(p: pd.DataFrame, success: pd.DataFrame, keys: Sequence[str], fac
                     dtype=float)
 
 
-def seeds_to_decide(rows: Sequence[EffectRow]) -> int | None:
-    """The largest number of seeds any undecided row suggests at 80% power (`paired.pairs_needed`;
-    None if no row can say)."""
-    need = [r.decision.pairs_suggested for r in rows
-            if r.decision is not None and not r.decision.claimed and r.decision.pairs_suggested is not None]
-    return max(need) if need else None
-
-
 def holm_note(rows: Sequence[EffectRow]) -> str:
     """'m rows, corrected together (Holm): intervals at 99.5%-99.9% confidence'."""
     levels = [r.decision.confidence for r in rows if r.decision is not None]

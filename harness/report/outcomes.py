@@ -36,16 +36,23 @@ UNDERFLOW_TEXT = "below 1e-38 (underflow)"
 
 # ----------------------------------------------------------------------------- per run
 
+def largest_per_run(runs: pd.DataFrame, curves: pd.DataFrame | None, curve_column: str, runs_column: str
+                    ) -> pd.Series:
+    """Each run's largest `curve_column` over its curves rows, else its `runs_column`, else nan (float,
+    index aligned with `runs`)."""
+    out = pd.Series(np.nan, index=runs.index, dtype="float64")
+    if curves is not None and len(curves):
+        top = pd.to_numeric(curves[curve_column], errors="coerce").groupby(curves["trial_id"]).max()
+        out = runs["trial_id"].map(top).astype("float64")
+    if runs_column in runs.columns:
+        out = out.fillna(pd.to_numeric(runs[runs_column], errors="coerce"))
+    return out
+
+
 def last_evaluated_step(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
     """Each run's last evaluated step (index aligned with `runs`): the largest `step` of its curves
     rows, else its `steps` column, else nan."""
-    last = pd.Series(np.nan, index=runs.index, dtype="float64")
-    if curves is not None and len(curves):
-        steps = pd.to_numeric(curves["step"], errors="coerce").groupby(curves["trial_id"]).max()
-        last = runs["trial_id"].map(steps).astype("float64")
-    if "steps" in runs.columns:
-        last = last.fillna(pd.to_numeric(runs["steps"], errors="coerce"))
-    return last
+    return largest_per_run(runs, curves, "step", "steps")
 
 
 def run_outcomes(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:

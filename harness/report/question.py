@@ -68,7 +68,8 @@ class Question:
         factors = and_list([FACTOR_NAMES.get(k, f"`{k}`") for k in self.others])
         change = f"what {'does' if len(self.others) == 1 else 'do'} {factors} change about it?" if factors else ""
         if self.has_frontier:
-            q = f"How far does {first} still reach the target {DISTANCE_PHRASES.get(self.distance, f'as {self.distance} grows')}"
+            grows = DISTANCE_PHRASES.get(self.distance, f"as {self.distance} grows")
+            q = f"How far does {first} still reach the target {grows}"
             if self.compares_groups:
                 rest = [self.name(g) for g in self.groups[1:]]
                 q += f", and how much further {'does' if len(rest) == 1 else 'do'} {and_list(rest)} get?"

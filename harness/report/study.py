@@ -52,7 +52,7 @@ class StudyFigure:
 
 def _ovm(name: str) -> Callable[..., Any]:
     """optuna.visualization.matplotlib's plot function `name` (imported when a study is drawn)."""
-    from optuna.visualization import matplotlib as ovm
+    from optuna.visualization import matplotlib as ovm  # a heavy submodule: only when a plot is drawn
 
     return getattr(ovm, name)
 
@@ -61,7 +61,7 @@ def _importance(study: optuna.Study, metrics: list[str], i: int, fanova: bool = 
     """Optuna's importance plot for objective i: Optuna's default evaluator, or fANOVA."""
     kw: dict[str, Any] = {}
     if fanova:
-        from optuna.importance import FanovaImportanceEvaluator
+        from optuna.importance import FanovaImportanceEvaluator  # a heavy submodule: only for importances
 
         kw["evaluator"] = FanovaImportanceEvaluator(seed=0)
     if len(metrics) > 1:

@@ -39,7 +39,7 @@ from harness.report.contrasts import (
     seeds_note,
 )
 from harness.report.fmt import fmt_value, md_table
-from harness.report.outcomes import budget_steps, distance_column
+from harness.report.outcomes import budget_steps, distance_column, largest_per_run
 from harness.report.stats import group_key, sort_configs
 from harness.stats.chance import LEARNED_ALPHA, learned_at_all
 from harness.stats.d50_ratio import N_BOOT, split_bracket
@@ -103,13 +103,7 @@ def select(data: ReportData) -> Selection | None:
 def best_within_budget(runs: pd.DataFrame, curves: pd.DataFrame | None) -> pd.Series:
     """Each run's best dev accuracy within its budget (fraction; index aligned with `runs`): the highest
     `dev_acc` of its curves rows, else its `best_dev_acc` column, else nan."""
-    best = pd.Series(np.nan, index=runs.index, dtype="float64")
-    if curves is not None and len(curves):
-        top = pd.to_numeric(curves["dev_acc"], errors="coerce").groupby(curves["trial_id"]).max()
-        best = runs["trial_id"].map(top).astype("float64")
-    if "best_dev_acc" in runs.columns:
-        best = best.fillna(pd.to_numeric(runs["best_dev_acc"], errors="coerce"))
-    return best
+    return largest_per_run(runs, curves, "dev_acc", "best_dev_acc")
 
 
 def learned_values(runs: pd.DataFrame, confusion: pd.DataFrame | None = None) -> pd.Series:

@@ -301,14 +301,20 @@ def test_refused_import_leaves_nothing_behind(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "one.csv", "out"]
 
     # a stale but valid vocab.pkl: the import goes through, keeps the other files, warns on stderr
+    import io
     import pickle
 
+    import numpy as np
+
     (out / "vocab.pkl").write_bytes(pickle.dumps({"<UNK>": 0, "<PAD>": 1}))
+    buf = io.BytesIO()   # a stale embedding must itself be readable now: run and data check refuse one that is not
+    np.savez(buf, embeddings=np.zeros((2, 4), dtype=np.float32))
+    (out / "embedding.npz").write_bytes(buf.getvalue())
     (out / "dev.txt").write_text("old\t0\n")
     assert _import(src, out, "--force", "--seed", "1") == 0
     captured = capsys.readouterr()
     assert "predate this import" in captured.err and "predate" not in captured.out
-    assert (out / "embedding.npz").read_bytes() == b"kept" and (out / "vocab.pkl").is_file()
+    assert (out / "embedding.npz").read_bytes() == buf.getvalue() and (out / "vocab.pkl").is_file()
     assert "old" not in (out / "dev.txt").read_text()
     prov = json.loads((out / "import.json").read_text())
     assert any("predate this import" in w for w in prov["warnings"])

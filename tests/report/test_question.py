@@ -20,11 +20,13 @@ def test_a_distance_over_two_values_asks_where_learning_stops():
     q = Question("pad_size", (8, 16), "cell", ("rnn", "lstm"), ("cell", "layernorm", "pad_size", "lr"),
                  ("none", "output"), 0.5)
     assert q.has_frontier and q.compares_groups and q.lines_by == "cell × layernorm"
-    assert q.opening() == ("How far does the RNN still reach the target as sequences get longer (pad_size), and how much "
+    assert q.opening() == ("How far does the RNN still reach the target as sequences get longer (pad_size), and "
+                            "how much "
                            "further does the LSTM get? And what do LayerNorm and the learning rate change about it?")
     arms = Question("lag", (0, 8, 16), "arm", ("rnn", "lstm-fb0", "lstm"), ("arm", "lag"), ("none",), 0.3)
     assert arms.lines_by == "arm"
-    assert arms.opening() == ("How far does arm rnn still reach the target as the distance between a text's end and the "
+    assert arms.opening() == ("How far does arm rnn still reach the target as the "
+                            "distance between a text's end and the "
                               "read-out grows (lag), and how much further do arm lstm-fb0 and arm lstm get?")
     one_cell = Question("pad_size", (8, 16), "cell", ("lstm",), ("pad_size",), ("none",), 0.5)
     assert one_cell.opening() == "How far does the LSTM still reach the target as sequences get longer (pad_size)?"

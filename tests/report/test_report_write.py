@@ -41,7 +41,7 @@ def check_report(d: Path, expected: list[str]) -> str:
     for section in ("## Findings", "## Success: reaching the target", "## Effects", "## Summary per configuration",
                     "## Figures", "## Provenance"):
         assert section in md
-    assert ("## Frontier: where learning stops (D50)" in md) == ("frontier_fit" in expected)
+    assert ("## Frontier: how far each reaches the target (D50)" in md) == ("frontier_fit" in expected)
     assert ("## Frontier at every target" in md) == ("frontier_targets" in expected)
     return md
 
