@@ -546,26 +546,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(BAD_INPUT)
 
 
-def margin_value(text: str) -> float:
-    """--margin: a difference of rates strictly between 0 and 1."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < x < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a difference of rates between 0 and 1, got {text}")
-    return x
+def _fraction(lo: float, hi: float, what: str):
+    """An argparse type: a number strictly between `lo` and `hi`, else one line saying `what` it must be."""
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not lo < x < hi:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return x
+    return parse
 
 
-def alpha_value(text: str) -> float:
-    """--alpha: a level strictly between 0 and 0.5 (the equivalence test uses the 1 - 2 alpha interval)."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < x < 0.5:
-        raise argparse.ArgumentTypeError(f"expected a level between 0 and 0.5, got {text}")
-    return x
+# --margin: a difference of rates; --alpha: a level (the equivalence test uses the 1 - 2 alpha interval).
+margin_value = _fraction(0.0, 1.0, "a difference of rates between 0 and 1")
+alpha_value = _fraction(0.0, 0.5, "a level between 0 and 0.5")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,15 +42,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import records, runner  # noqa: E402
 from harness.config import config_from_dict  # noqa: E402
+from harness.report.contrasts import arm_contrasts  # noqa: E402
 from harness.stats.chance import learned_at_all  # noqa: E402
 from harness.stats.d50_ratio import split_bracket  # noqa: E402
 from harness.stats.frontier import fit_d50  # noqa: E402
-from harness.stats.multiplicity import holm_adjust  # noqa: E402
-from harness.stats.two_rates import rate_difference, two_sample_pvalue  # noqa: E402
 
 BENCH = ROOT / "configs" / "bench.yaml"
 REAL = ROOT.parent / "shared" / "data" / "thucnews-titles"
-ALPHA = 0.05
 D50_MARGIN = 1.5
 
 
@@ -151,24 +149,12 @@ def same_d50(a: tuple[str, float | None], b: tuple[str, float | None]) -> bool:
 
 
 def contrasts(o: Outcomes, pairs: list[tuple[str, str]]) -> list[dict]:
-    """Each pair at each lag: counts, Boschloo p, Holm-adjusted p, the 95% interval, decided."""
-    rows = []
-    for a, b in pairs:
-        for lag in sorted(o.runs["lag"].unique()):
-            ra = o.runs[(o.runs["arm"] == a) & (o.runs["lag"] == lag)]["reached"]
-            rb = o.runs[(o.runs["arm"] == b) & (o.runs["lag"] == lag)]["reached"]
-            ka, na, kb, nb = int(ra.sum()), len(ra), int(rb.sum()), len(rb)
-            if not na or not nb:
-                continue
-            diff = rate_difference(ka, na, kb, nb)
-            rows.append({"pair": f"{a} − {b}", "lag": int(lag), "a": f"{ka}/{na}", "b": f"{kb}/{nb}",
-                         "p": two_sample_pvalue(ka, na, kb, nb), "low": diff.low, "high": diff.high})
-    if rows:
-        for r, adj in zip(rows, holm_adjust([r["p"] for r in rows])):
-            r["p_holm"] = float(adj)
-            r["decided"] = bool(adj < ALPHA and (r["low"] > 0 or r["high"] < 0))
-            r["sign"] = (1 if r["low"] > 0 else -1) if r["decided"] else 0
-    return rows
+    """Each pair at each lag, as the report computes it (`arm_contrasts`: Boschloo p, Holm over the rows,
+    the exact 95% interval, decided), with the counts as text and the decided sign."""
+    table = arm_contrasts(o.runs, "arm", "lag", pairs=pairs)
+    return [{"pair": f"{r['a']} − {r['b']}", "lag": int(r["lag"]), "a": f"{int(r['k_a'])}/{int(r['n_a'])}",
+             "b": f"{int(r['k_b'])}/{int(r['n_b'])}", "p_holm": float(r["p_holm"]), "decided": bool(r["decided"]),
+             "sign": (1 if r["diff"] > 0 else -1) if r["decided"] else 0} for _, r in table.iterrows()]
 
 
 def verdict(syn: Outcomes, real: Outcomes, pairs: list[tuple[str, str]]) -> str:
